@@ -1,0 +1,140 @@
+package graph
+
+import (
+	"context"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/checkout-backend/checkout/graph/model"
+	"github.com/checkout-backend/checkout/internal/catalog"
+	"github.com/checkout-backend/checkout/internal/checkout"
+)
+
+// inputError answers a domain error of a field without a payload (upsertProduct,
+// setStock) as a GraphQL error: extensions.code BAD_USER_INPUT, with the domain code
+// in extensions.reason.
+func inputError(ctx context.Context, err error) error {
+	if e, ok := checkout.AsError(err); ok {
+		return &gqlerror.Error{Message: e.Message, Path: graphql.GetPath(ctx),
+			Extensions: map[string]any{"code": CodeBadUserInput, "reason": string(e.Code), "field": e.Field}}
+	}
+	return err
+}
+
+func (r *mutationResolver) setCartItem(ctx context.Context, cartID, sku string, quantity int, add bool) (*model.CartPayload, error) {
+	a, err := customer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.Service.SetCartItem(ctx, a, cartID, sku, quantity, add)
+	ue, err := userErrors(err)
+	if err != nil {
+		return nil, accessError(ctx, err)
+	}
+	if len(ue) > 0 {
+		return &model.CartPayload{UserErrors: ue}, nil
+	}
+	return &model.CartPayload{Cart: &c, UserErrors: ue}, nil
+}
+
+func orderPayload(ctx context.Context, o checkout.Order, err error) (*model.OrderPayload, error) {
+	ue, err := userErrors(err)
+	if err != nil {
+		return nil, accessError(ctx, err)
+	}
+	if len(ue) > 0 {
+		return &model.OrderPayload{UserErrors: ue}, nil
+	}
+	return &model.OrderPayload{Order: &o, UserErrors: ue}, nil
+}
+
+// loadProduct reads a product through the request's dataloader when one is installed.
+func loadProduct(ctx context.Context, c catalog.Store, sku string) (*catalog.Product, error) {
+	if l := loadersFrom(ctx); l != nil {
+		p, err := l.Product.Load(ctx, sku)
+		if err != nil || p.SKU == "" {
+			return nil, err
+		}
+		return &p, nil
+	}
+	return c.Product(ctx, sku)
+}
+
+// CheckoutObserver counts checkout outcomes (metrics); nil means none.
+var CheckoutObserver func(outcome string)
+
+func observeCheckout(ctx context.Context, err error, replay bool) {
+	if CheckoutObserver == nil {
+		return
+	}
+	switch {
+	case err == nil && replay:
+		CheckoutObserver("idempotent_replay")
+	case err == nil:
+		CheckoutObserver("placed")
+	case checkout.ErrorCode(err) == checkout.OutOfStock:
+		CheckoutObserver("out_of_stock")
+	case checkout.ErrorCode(err) != "":
+		CheckoutObserver("rejected")
+	default:
+		CheckoutObserver("error")
+	}
+}
+
+func (r *subscriptionResolver) orderStatusChanged(ctx context.Context, orderID string) (<-chan *checkout.Order, error) {
+	a, err := customer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o, err := r.Service.Order(ctx, a, orderID)
+	if err != nil {
+		return nil, accessError(ctx, err)
+	}
+	if o == nil {
+		return nil, gqlError(ctx, "NOT_FOUND", "order not found")
+	}
+	if r.Feed == nil {
+		return nil, gqlError(ctx, CodeInternal, "subscriptions are not available on this instance")
+	}
+	updates, _, err := r.Feed.Subscribe(ctx, o.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *checkout.Order, 1)
+	go func() {
+		defer close(out)
+		last := *o
+		select {
+		case out <- &last:
+		case <-ctx.Done():
+			return
+		}
+		if last.Status.Final() {
+			return
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-updates:
+				if !ok {
+					return
+				}
+				if u.Sequence <= last.Sequence {
+					continue
+				}
+				last = u
+				select {
+				case out <- &u:
+				case <-ctx.Done():
+					return
+				}
+				if u.Status.Final() {
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}

@@ -1,0 +1,34 @@
+package graph
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/vikstrous/dataloadgen"
+
+	"github.com/checkout-backend/checkout/internal/catalog"
+)
+
+// Loaders are the request-scoped dataloaders: every product a page needs is read in one
+// query.
+type Loaders struct {
+	Product *dataloadgen.Loader[string, catalog.Product]
+}
+
+type loadersKey struct{}
+
+func loadersFrom(ctx context.Context) *Loaders {
+	l, _ := ctx.Value(loadersKey{}).(*Loaders)
+	return l
+}
+
+// LoaderMiddleware installs fresh dataloaders on each request.
+func LoaderMiddleware(c catalog.Store, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l := &Loaders{Product: dataloadgen.NewMappedLoader(func(ctx context.Context, skus []string) (map[string]catalog.Product, error) {
+			return c.ProductsBySKU(ctx, skus)
+		}, dataloadgen.WithWait(time.Millisecond))}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), loadersKey{}, l)))
+	})
+}

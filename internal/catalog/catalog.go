@@ -1,0 +1,90 @@
+// Package catalog is the domain of products and their stock per warehouse: the types,
+// their validation, and the port its adapter (internal/store) implements.
+package catalog
+
+import (
+	"context"
+	"regexp"
+	"strings"
+
+	"github.com/checkout-backend/checkout/internal/checkout"
+)
+
+// Limits of catalog input.
+const (
+	MaxSKULen       = 64
+	MaxNameLen      = 200
+	MaxWarehouseLen = 64
+	MaxOnHand       = 1_000_000_000
+	MaxPriceCents   = 1_000_000_000_00
+)
+
+// Product is a sellable item.
+type Product struct {
+	SKU        string
+	Name       string
+	PriceCents int64
+	Currency   string
+	// Available is on hand minus reserved over all warehouses.
+	Available int
+}
+
+// InventoryLevel is the stock of one SKU in one warehouse.
+type InventoryLevel struct {
+	SKU       string
+	Warehouse string
+	OnHand    int
+	Reserved  int
+}
+
+// Available is what can still be reserved.
+func (l InventoryLevel) Available() int { return l.OnHand - l.Reserved }
+
+// Store is the catalog's persistence port.
+type Store interface {
+	UpsertProduct(ctx context.Context, p Product) (Product, error)
+	Product(ctx context.Context, sku string) (*Product, error)
+	Products(ctx context.Context, first int, afterSKU string) ([]Product, bool, error)
+	ProductsBySKU(ctx context.Context, skus []string) (map[string]Product, error)
+	SetStock(ctx context.Context, sku, warehouse string, onHand int) (InventoryLevel, error)
+	Inventory(ctx context.Context, sku string) ([]InventoryLevel, error)
+}
+
+var (
+	idRe       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+	currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
+)
+
+// ValidSKU reports whether s is a well-formed SKU.
+func ValidSKU(s string) bool { return len(s) <= MaxSKULen && idRe.MatchString(s) }
+
+// ValidateProduct checks a product's input fields.
+func ValidateProduct(p *Product) error {
+	p.SKU = strings.TrimSpace(p.SKU)
+	p.Name = strings.TrimSpace(p.Name)
+	p.Currency = strings.ToUpper(strings.TrimSpace(p.Currency))
+	switch {
+	case !ValidSKU(p.SKU):
+		return checkout.Errorf(checkout.InvalidInput, []string{"input", "sku"}, "sku must be 1-%d letters, digits, '.', '_', ':' or '-'", MaxSKULen)
+	case p.Name == "" || len(p.Name) > MaxNameLen:
+		return checkout.Errorf(checkout.InvalidInput, []string{"input", "name"}, "name must be 1-%d characters", MaxNameLen)
+	case p.PriceCents < 0 || p.PriceCents > MaxPriceCents:
+		return checkout.Errorf(checkout.InvalidInput, []string{"input", "priceCents"}, "priceCents must be between 0 and %d", int64(MaxPriceCents))
+	case !currencyRe.MatchString(p.Currency):
+		return checkout.Errorf(checkout.InvalidInput, []string{"input", "currency"}, "currency must be an ISO 4217 code such as USD")
+	}
+	return nil
+}
+
+// ValidateStock checks setStock's arguments.
+func ValidateStock(sku, warehouse string, onHand int) error {
+	switch {
+	case !ValidSKU(sku):
+		return checkout.Errorf(checkout.UnknownSKU, []string{"sku"}, "unknown sku")
+	case len(warehouse) > MaxWarehouseLen || !idRe.MatchString(warehouse):
+		return checkout.Errorf(checkout.InvalidInput, []string{"warehouse"}, "warehouse must be 1-%d letters, digits, '.', '_', ':' or '-'", MaxWarehouseLen)
+	case onHand < 0 || onHand > MaxOnHand:
+		return checkout.Errorf(checkout.InvalidQuantity, []string{"onHand"}, "onHand must be between 0 and %d", MaxOnHand)
+	}
+	return nil
+}

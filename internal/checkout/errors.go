@@ -1,0 +1,63 @@
+package checkout
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a user-facing error code; the values mirror the GraphQL UserErrorCode enum.
+type Code string
+
+// The user error codes of the public contract.
+const (
+	OutOfStock           Code = "OUT_OF_STOCK"
+	UnknownSKU           Code = "UNKNOWN_SKU"
+	InvalidQuantity      Code = "INVALID_QUANTITY"
+	CartNotFound         Code = "CART_NOT_FOUND"
+	CartEmpty            Code = "CART_EMPTY"
+	IdempotencyKeyReused Code = "IDEMPOTENCY_KEY_REUSED"
+	InvalidPaymentToken  Code = "INVALID_PAYMENT_TOKEN"
+	InvalidInput         Code = "INVALID_INPUT"
+	OrderNotCancellable  Code = "ORDER_NOT_CANCELLABLE"
+	InvalidTransition    Code = "INVALID_TRANSITION"
+	InvalidWebhookURL    Code = "INVALID_WEBHOOK_URL"
+	NotFound             Code = "NOT_FOUND"
+)
+
+// Error is a domain error a client may see: a code, the input field it concerns and a
+// message. Anything that is not an *Error is internal: logged, never shown.
+type Error struct {
+	Code    Code
+	Field   []string
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Errorf builds an *Error for the given code and field path.
+func Errorf(code Code, field []string, format string, args ...any) *Error {
+	return &Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError returns the *Error in err's chain, if any.
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e, true
+	}
+	return nil, false
+}
+
+// ErrorCode returns the code of a domain error, or "" for an internal error.
+func ErrorCode(err error) Code {
+	if e, ok := AsError(err); ok {
+		return e.Code
+	}
+	return ""
+}
+
+// Access errors, answered as GraphQL errors (not userErrors) with extensions.code.
+var (
+	ErrUnauthenticated = errors.New("authentication required")
+	ErrForbidden       = errors.New("not allowed")
+)

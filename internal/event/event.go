@@ -1,0 +1,90 @@
+// Package event defines the one envelope every domain event travels in: written to the
+// outbox table in the transaction of its change, published by the relay as the AMQP body
+// (ID as message-id), and decoded by workers, the subscription feed and webhooks.
+package event
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Event types (also the AMQP routing keys).
+const (
+	OrderPlaced        = "order.placed"
+	OrderPaid          = "order.paid"
+	OrderPaymentFailed = "order.payment_failed"
+	OrderExpired       = "order.expired"
+	OrderCancelled     = "order.cancelled"
+	OrderShipped       = "order.shipped"
+)
+
+// OrderTypes lists every order event type, in status-flow order.
+var OrderTypes = []string{OrderPlaced, OrderPaid, OrderPaymentFailed, OrderExpired, OrderCancelled, OrderShipped}
+
+// Envelope is a domain event.
+type Envelope struct {
+	ID          string            `json:"id"`
+	Type        string            `json:"type"`
+	AggregateID string            `json:"aggregateId"`
+	OccurredAt  time.Time         `json:"occurredAt"`
+	Payload     json.RawMessage   `json:"payload"`
+	Headers     map[string]string `json:"headers,omitempty"`
+}
+
+// New makes an envelope with a fresh id for the given payload.
+func New(typ, aggregateID string, occurredAt time.Time, payload any) (Envelope, error) {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return Envelope{
+		ID:          uuid.Must(uuid.NewV7()).String(),
+		Type:        typ,
+		AggregateID: aggregateID,
+		OccurredAt:  occurredAt.UTC(),
+		Payload:     b,
+		Headers:     map[string]string{},
+	}, nil
+}
+
+// OrderPayload is the payload of every order.* event.
+type OrderPayload struct {
+	Order OrderData `json:"order"`
+	// CustomerID lets consumers authorize subscribers; it is not part of partner webhooks.
+	CustomerID string `json:"customerId"`
+	// Refund says a cancelled order's payment must be refunded (it was PAID).
+	Refund bool `json:"refund,omitempty"`
+}
+
+// OrderData is the order as an event announces it (the partner webhook's data.order).
+type OrderData struct {
+	ID                   string    `json:"id"`
+	Status               string    `json:"status"`
+	Sequence             int       `json:"sequence"`
+	TotalCents           int64     `json:"totalCents"`
+	Currency             string    `json:"currency"`
+	UpdatedAt            time.Time `json:"updatedAt"`
+	TrackingNumber       *string   `json:"trackingNumber,omitempty"`
+	PaymentFailureReason *string   `json:"paymentFailureReason,omitempty"`
+}
+
+// TypeForStatus is the event type announcing an order's move to status.
+func TypeForStatus(status string) string {
+	switch status {
+	case "PENDING_PAYMENT":
+		return OrderPlaced
+	case "PAID":
+		return OrderPaid
+	case "PAYMENT_FAILED":
+		return OrderPaymentFailed
+	case "EXPIRED":
+		return OrderExpired
+	case "CANCELLED":
+		return OrderCancelled
+	case "SHIPPED":
+		return OrderShipped
+	}
+	return ""
+}

@@ -1,0 +1,67 @@
+// Package config reads the service's configuration from the environment (the names of
+// ../shared/API.md), with development defaults.
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// DevJWTSecret is the development default; production refuses it.
+const DevJWTSecret = "dev-secret-change-me-0123456789abcdef"
+
+// Config is the whole configuration.
+type Config struct {
+	Env      string `env:"APP_ENV" envDefault:"development"`
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
+
+	DatabaseURL    string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/checkout?sslmode=disable"`
+	DBMaxConns     int           `env:"DB_MAX_CONNS" envDefault:"20"`
+	AMQPURL        string        `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	RedisURL       string        `env:"REDIS_URL"`
+	JWTSecret      string        `env:"JWT_SECRET" envDefault:"dev-secret-change-me-0123456789abcdef"`
+	ReservationTTL time.Duration `env:"RESERVATION_TTL" envDefault:"10m"`
+
+	PaymentProvider     string `env:"PAYMENT_PROVIDER" envDefault:"sandbox"`
+	StripeSecretKey     string `env:"STRIPE_SECRET_KEY"`
+	StripeAPIBase       string `env:"STRIPE_API_BASE"`
+	StripeWebhookSecret string `env:"STRIPE_WEBHOOK_SECRET"`
+
+	WebhookAllowPrivate bool          `env:"WEBHOOK_ALLOW_PRIVATE" envDefault:"false"`
+	WebhookBackoffBase  time.Duration `env:"WEBHOOK_BACKOFF_BASE" envDefault:"10s"`
+
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+}
+
+// Production reports whether APP_ENV is production.
+func (c Config) Production() bool { return c.Env == "production" }
+
+// Load reads and checks the configuration.
+func Load() (Config, error) {
+	var c Config
+	if err := env.Parse(&c); err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks values that would make the service misbehave.
+func (c Config) Validate() error {
+	switch {
+	case len(c.JWTSecret) < 32:
+		return fmt.Errorf("config: JWT_SECRET must be at least 32 bytes")
+	case c.Production() && c.JWTSecret == DevJWTSecret:
+		return fmt.Errorf("config: JWT_SECRET must be set in production")
+	case c.ReservationTTL <= 0:
+		return fmt.Errorf("config: RESERVATION_TTL must be positive")
+	case c.PaymentProvider != "sandbox" && c.PaymentProvider != "stripe":
+		return fmt.Errorf("config: PAYMENT_PROVIDER must be sandbox or stripe")
+	case c.PaymentProvider == "stripe" && c.StripeSecretKey == "":
+		return fmt.Errorf("config: STRIPE_SECRET_KEY is required with PAYMENT_PROVIDER=stripe")
+	case c.Production() && c.PaymentProvider == "sandbox":
+		return fmt.Errorf("config: the sandbox payment provider cannot run in production")
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+// Package httpx holds the HTTP plumbing shared by every endpoint: correlation ids,
+// request logging, panic recovery, and the health and readiness probes.
+package httpx
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+
+	clog "github.com/checkout-backend/checkout/internal/platform/log"
+)
+
+var requestIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// RequestID takes X-Request-ID (or makes one), puts it in the context and echoes it.
+func RequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-ID")
+		if !requestIDRe.MatchString(id) {
+			id = uuid.NewString()
+		}
+		w.Header().Set("X-Request-ID", id)
+		next.ServeHTTP(w, r.WithContext(clog.WithCorrelationID(r.Context(), id)))
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (websocket hijack).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type opKey struct{}
+
+// OperationRecorder lets an inner handler name the request's operation for the log.
+type OperationRecorder struct{ Name string }
+
+// SetOperation records the GraphQL operation name of the request in ctx.
+func SetOperation(ctx context.Context, name string) {
+	if rec, ok := ctx.Value(opKey{}).(*OperationRecorder); ok {
+		rec.Name = name
+	}
+}
+
+// Log writes one JSON line per request, and recovers a panic as a 500 with a JSON log.
+func Log(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		rec := &OperationRecorder{}
+		ctx := context.WithValue(r.Context(), opKey{}, rec)
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				logger.ErrorContext(ctx, "panic serving request", "panic", p, "path", r.URL.Path)
+				if sw.status == 0 {
+					http.Error(sw, `{"errors":[{"message":"internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}`, http.StatusInternalServerError)
+				}
+			}
+			if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
+				return
+			}
+			attrs := []any{"method", r.Method, "path", r.URL.Path, "status", sw.status,
+				"latencyMs", time.Since(start).Milliseconds()}
+			if rec.Name != "" {
+				attrs = append(attrs, "operation", rec.Name)
+			}
+			logger.InfoContext(ctx, "request", attrs...)
+		}()
+		next.ServeHTTP(sw, r.WithContext(ctx))
+	})
+}
+
+// Check is a named readiness check.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Health answers /healthz (alive) and /readyz (every check passes).
+func Health(mux *http.ServeMux, checks ...Check) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		res := map[string]string{}
+		code := http.StatusOK
+		for _, c := range checks {
+			if err := c.Fn(ctx); err != nil {
+				res[c.Name] = "unavailable"
+				code = http.StatusServiceUnavailable
+			} else {
+				res[c.Name] = "ok"
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(res)
+	})
+}

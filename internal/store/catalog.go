@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/uptrace/bun"
+
+	"github.com/checkout-backend/checkout/internal/catalog"
+	"github.com/checkout-backend/checkout/internal/checkout"
+)
+
+// Catalog implements catalog.Store.
+type Catalog struct{ db *bun.DB }
+
+// NewCatalog returns the catalog adapter.
+func NewCatalog(db *bun.DB) *Catalog { return &Catalog{db: db} }
+
+var _ catalog.Store = (*Catalog)(nil)
+
+type productRow struct {
+	SKU        string `bun:"sku"`
+	Name       string `bun:"name"`
+	PriceCents int64  `bun:"price_cents"`
+	Currency   string `bun:"currency"`
+	Available  int    `bun:"available"`
+}
+
+func (r productRow) product() catalog.Product {
+	return catalog.Product{SKU: r.SKU, Name: r.Name, PriceCents: r.PriceCents, Currency: r.Currency, Available: r.Available}
+}
+
+const productSelect = `SELECT p.sku, p.name, p.price_cents, p.currency,
+	COALESCE((SELECT sum(i.on_hand - i.reserved) FROM inventory i WHERE i.sku = p.sku), 0)::int AS available
+	FROM products p`
+
+// UpsertProduct creates or updates a product.
+func (c *Catalog) UpsertProduct(ctx context.Context, p catalog.Product) (catalog.Product, error) {
+	if err := catalog.ValidateProduct(&p); err != nil {
+		return catalog.Product{}, err
+	}
+	_, err := c.db.ExecContext(ctx, `INSERT INTO products (sku, name, price_cents, currency) VALUES (?, ?, ?, ?)
+		ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents,
+		currency = EXCLUDED.currency, updated_at = now()`, p.SKU, p.Name, p.PriceCents, p.Currency)
+	if err != nil {
+		return catalog.Product{}, fmt.Errorf("upsert product: %w", err)
+	}
+	got, err := c.Product(ctx, p.SKU)
+	if err != nil {
+		return catalog.Product{}, err
+	}
+	return *got, nil
+}
+
+// Product returns a product by SKU, or nil.
+func (c *Catalog) Product(ctx context.Context, sku string) (*catalog.Product, error) {
+	var r productRow
+	err := c.db.NewRaw(productSelect+" WHERE p.sku = ?", sku).Scan(ctx, &r)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("product: %w", err)
+	}
+	p := r.product()
+	return &p, nil
+}
+
+// Products pages the catalog in SKU order.
+func (c *Catalog) Products(ctx context.Context, first int, afterSKU string) ([]catalog.Product, bool, error) {
+	var rows []productRow
+	if err := c.db.NewRaw(productSelect+" WHERE p.sku > ? ORDER BY p.sku LIMIT ?", afterSKU, first+1).Scan(ctx, &rows); err != nil {
+		return nil, false, fmt.Errorf("products: %w", err)
+	}
+	more := len(rows) > first
+	if more {
+		rows = rows[:first]
+	}
+	out := make([]catalog.Product, len(rows))
+	for i, r := range rows {
+		out[i] = r.product()
+	}
+	return out, more, nil
+}
+
+// ProductsBySKU loads many products in one query (for dataloaders).
+func (c *Catalog) ProductsBySKU(ctx context.Context, skus []string) (map[string]catalog.Product, error) {
+	out := map[string]catalog.Product{}
+	if len(skus) == 0 {
+		return out, nil
+	}
+	var rows []productRow
+	if err := c.db.NewRaw(productSelect+" WHERE p.sku IN (?)", bun.In(skus)).Scan(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("products by sku: %w", err)
+	}
+	for _, r := range rows {
+		out[r.SKU] = r.product()
+	}
+	return out, nil
+}
+
+type levelRow struct {
+	SKU       string `bun:"sku"`
+	Warehouse string `bun:"warehouse"`
+	OnHand    int    `bun:"on_hand"`
+	Reserved  int    `bun:"reserved"`
+}
+
+// SetStock sets on_hand of a SKU in a warehouse; it cannot go below what is reserved.
+func (c *Catalog) SetStock(ctx context.Context, sku, warehouse string, onHand int) (catalog.InventoryLevel, error) {
+	if err := catalog.ValidateStock(sku, warehouse, onHand); err != nil {
+		return catalog.InventoryLevel{}, err
+	}
+	var r levelRow
+	err := c.db.NewRaw(`INSERT INTO inventory (sku, warehouse, on_hand) VALUES (?, ?, ?)
+		ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = EXCLUDED.on_hand, updated_at = now()
+		RETURNING sku, warehouse, on_hand, reserved`, sku, warehouse, onHand).Scan(ctx, &r)
+	switch PgCode(err) {
+	case "":
+	case "23503":
+		return catalog.InventoryLevel{}, checkout.Errorf(checkout.UnknownSKU, []string{"sku"}, "unknown sku %q", sku)
+	case "23514":
+		return catalog.InventoryLevel{}, checkout.Errorf(checkout.InvalidQuantity, []string{"onHand"}, "onHand cannot be below the units reserved by unpaid orders")
+	default:
+		return catalog.InventoryLevel{}, fmt.Errorf("set stock: %w", err)
+	}
+	return catalog.InventoryLevel(r), nil
+}
+
+// Inventory lists a SKU's stock per warehouse.
+func (c *Catalog) Inventory(ctx context.Context, sku string) ([]catalog.InventoryLevel, error) {
+	var rows []levelRow
+	if err := c.db.NewRaw("SELECT sku, warehouse, on_hand, reserved FROM inventory WHERE sku = ? ORDER BY warehouse", sku).Scan(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	out := make([]catalog.InventoryLevel, len(rows))
+	for i, r := range rows {
+		out[i] = catalog.InventoryLevel(r)
+	}
+	return out, nil
+}
