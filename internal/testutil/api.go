@@ -1,0 +1,149 @@
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/checkout-backend/checkout/graph"
+	"github.com/checkout-backend/checkout/internal/catalog"
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/platform/auth"
+	"github.com/checkout-backend/checkout/internal/platform/httpx"
+	clog "github.com/checkout-backend/checkout/internal/platform/log"
+	"github.com/checkout-backend/checkout/internal/store"
+)
+
+// Secret signs test tokens.
+const Secret = "test-secret-0123456789abcdef0123456789"
+
+// Token signs a token for sub with roles.
+func Token(t testing.TB, sub string, roles ...string) string {
+	t.Helper()
+	tok, err := auth.Sign(Secret, sub, roles, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// API is the GraphQL handler over a test database.
+type API struct {
+	DB       *DB
+	Handler  http.Handler
+	Resolver *graph.Resolver
+	Orders   *store.Orders
+	Catalog  *store.Catalog
+	Service  *checkout.Service
+}
+
+// APIOptions tune NewAPI.
+type APIOptions struct {
+	TTL  time.Duration
+	Feed graph.StatusFeed
+}
+
+// NewAPI builds the API (as serve does) over db.
+func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
+	t.Helper()
+	opt := APIOptions{TTL: 10 * time.Minute}
+	if len(opts) > 0 {
+		opt = opts[0]
+	}
+	orders := store.NewOrders(db.DB, store.LockingReserver{}, time.Now)
+	svc, err := checkout.NewService(orders, store.NewCarts(db.DB), opt.TTL, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := store.NewCatalog(db.DB)
+	res := &graph.Resolver{Service: svc, Catalog: cat, Orders: orders, Feed: opt.Feed}
+	logger := clog.New(testWriter{t}, -4)
+	h := httpx.RequestID(httpx.Log(logger, graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: auth.NewVerifier(Secret), Introspection: true})))
+	return &API{DB: db, Handler: h, Resolver: res, Orders: orders, Catalog: cat, Service: svc}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if testing.Verbose() {
+		w.t.Log(string(bytes.TrimRight(p, "\n")))
+	}
+	return len(p), nil
+}
+
+// Response is a GraphQL response.
+type Response struct {
+	Status int
+	Data   json.RawMessage `json:"data"`
+	Errors []struct {
+		Message    string         `json:"message"`
+		Path       []any          `json:"path"`
+		Extensions map[string]any `json:"extensions"`
+	} `json:"errors"`
+}
+
+// ErrorCode is the extensions.code of the first error, or "".
+func (r *Response) ErrorCode() string {
+	if len(r.Errors) == 0 {
+		return ""
+	}
+	c, _ := r.Errors[0].Extensions["code"].(string)
+	return c
+}
+
+// Do posts a GraphQL request with token (may be "") and decodes the response.
+func (a *API) Do(t testing.TB, token, query string, vars map[string]any) *Response {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body)).WithContext(context.Background())
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	a.Handler.ServeHTTP(rec, req)
+	var r Response
+	if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
+		t.Fatalf("decode response (status %d): %v: %s", rec.Code, err, rec.Body.String())
+	}
+	r.Status = rec.Code
+	return &r
+}
+
+// Product creates a product with stock per warehouse.
+func (a *API) Product(t testing.TB, sku string, priceCents int64, stock map[string]int) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := a.Catalog.UpsertProduct(ctx, catalog.Product{SKU: sku, Name: "Product " + sku, PriceCents: priceCents, Currency: "USD"}); err != nil {
+		t.Fatal(err)
+	}
+	for wh, n := range stock {
+		if _, err := a.Catalog.SetStock(ctx, sku, wh, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Stock returns on_hand and reserved of a SKU summed over warehouses.
+func (a *API) Stock(t testing.TB, sku string) (onHand, reserved int) {
+	t.Helper()
+	err := a.DB.NewRaw("SELECT COALESCE(sum(on_hand),0)::int, COALESCE(sum(reserved),0)::int FROM inventory WHERE sku = ?", sku).Scan(context.Background(), &onHand, &reserved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return
+}
+
+// Count runs a SELECT count(*) style query returning one int.
+func (a *API) Count(t testing.TB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := a.DB.NewRaw(query, args...).Scan(context.Background(), &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
