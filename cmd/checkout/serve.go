@@ -13,19 +13,31 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/checkout-backend/checkout/graph"
+	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/payment"
+	"github.com/checkout-backend/checkout/internal/payment/sandbox"
+	stripegw "github.com/checkout-backend/checkout/internal/payment/stripe"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
 	"github.com/checkout-backend/checkout/internal/platform/config"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	"github.com/checkout-backend/checkout/internal/store"
+	"github.com/checkout-backend/checkout/outbox"
+	"github.com/checkout-backend/checkout/workers"
 )
 
+// runServe runs the parts the mode asks for: serve = API + relay + workers + sweeper
+// (each can be turned off), relay = the outbox relay alone, worker = consumers and sweeper.
 func runServe(ctx context.Context, logger *slog.Logger, mode string, args []string) error {
 	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
-	migrate := fs.Bool("migrate", false, "apply migrations before serving")
+	migrate := fs.Bool("migrate", false, "apply migrations before starting")
+	noRelay := fs.Bool("no-relay", false, "serve: do not run the outbox relay in this process")
+	noWorkers := fs.Bool("no-workers", false, "serve: do not run the workers and sweeper in this process")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	runAPI, runRelay, runWorkers := mode == "serve", mode == "relay" || (mode == "serve" && !*noRelay), mode == "worker" || (mode == "serve" && !*noWorkers)
+
 	cfg, err := config.Load()
 	if err != nil {
 		return err
@@ -40,20 +52,58 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			return err
 		}
 	}
-	orders := store.NewOrders(db, store.LockingReserver{}, time.Now)
-	svc, err := checkout.NewService(orders, store.NewCarts(db), cfg.ReservationTTL, time.Now)
-	if err != nil {
-		return err
+	topo := broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: workers.Consumers, RetryDelays: cfg.RetryDelays}
+	// Publishing and consuming get their own connections, as RabbitMQ advises.
+	pubBroker := broker.New(cfg.AMQPURL, topo, logger)
+	defer pubBroker.Close()
+	if err := pubBroker.Declare(ctx); err != nil {
+		// The API still takes orders (the outbox holds them); the relay retries.
+		logger.Warn("RabbitMQ unavailable at start; the outbox will hold events until it is back", "error", err)
 	}
-	verifier := auth.NewVerifier(cfg.JWTSecret)
-	res := &graph.Resolver{Service: svc, Catalog: store.NewCatalog(db), Orders: orders}
-
+	orders := store.NewOrders(db, store.LockingReserver{}, time.Now)
 	g, ctx := errgroup.WithContext(ctx)
+
+	if runRelay {
+		relay := outbox.NewRelay(db, pubBroker, outbox.RelayOptions{Batch: cfg.OutboxBatch, Poll: cfg.OutboxPoll, Retention: cfg.OutboxRetention, Logger: logger})
+		g.Go(func() error { return relay.Run(ctx) })
+	}
+	var payments *store.Payments
+	if runWorkers || runAPI {
+		payments = store.NewPayments(db, orders)
+	}
+	if runWorkers {
+		gw, err := newGateway(cfg, logger)
+		if err != nil {
+			return err
+		}
+		w, err := workers.NewPayments(orders, payments, gw, logger, time.Now)
+		if err != nil {
+			return err
+		}
+		subBroker := broker.New(cfg.AMQPURL, topo, logger)
+		defer subBroker.Close()
+		opt := broker.ConsumeOptions{Prefetch: cfg.WorkerPrefetch, Concurrency: cfg.WorkerConcurrency}
+		g.Go(func() error { return w.Run(ctx, subBroker, opt) })
+		sweeper := workers.NewSweeper(db, orders, cfg.SweepInterval, logger, time.Now)
+		g.Go(func() error { return sweeper.Run(ctx) })
+	}
+
 	mux := http.NewServeMux()
-	httpx.Health(mux, httpx.Check{Name: "database", Fn: func(ctx context.Context) error { return store.Ping(ctx, db.DB) }})
-	mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: verifier, Introspection: !cfg.Production()}))
-	if !cfg.Production() {
-		mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
+	httpx.Health(mux,
+		httpx.Check{Name: "database", Fn: func(ctx context.Context) error { return store.Ping(ctx, db.DB) }},
+		httpx.Check{Name: "broker", Fn: pubBroker.Ping})
+	if runAPI {
+		svc, err := checkout.NewService(orders, store.NewCarts(db), cfg.ReservationTTL, time.Now)
+		if err != nil {
+			return err
+		}
+		verifier := auth.NewVerifier(cfg.JWTSecret)
+		res := &graph.Resolver{Service: svc, Catalog: store.NewCatalog(db), Orders: orders}
+		mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: verifier, Introspection: !cfg.Production()}))
+		if !cfg.Production() {
+			mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
+		}
+		mux.Handle("POST /webhooks/stripe", &workers.StripeWebhook{Payments: payments, Secret: cfg.StripeWebhookSecret, Tolerance: 5 * time.Minute, Logger: logger})
 	}
 	srv := &http.Server{
 		Addr:              cfg.HTTPAddr,
@@ -63,7 +113,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		IdleTimeout:       120 * time.Second,
 	}
 	g.Go(func() error {
-		logger.Info("serving", "addr", cfg.HTTPAddr, "graphql", "/graphql", "playground", !cfg.Production())
+		logger.Info("serving", "mode", mode, "addr", cfg.HTTPAddr, "api", runAPI, "relay", runRelay, "workers", runWorkers)
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
@@ -71,10 +121,31 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	})
 	g.Go(func() error {
 		<-ctx.Done()
-		logger.Info("shutting down: draining requests")
+		logger.Info("shutting down: draining requests and messages in hand")
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
 	return g.Wait()
+}
+
+// newGateway builds the configured payment provider behind its circuit breaker and
+// retries.
+func newGateway(cfg config.Config, logger *slog.Logger) (*payment.Resilient, error) {
+	var gw payment.Gateway
+	switch cfg.PaymentProvider {
+	case "stripe":
+		s, err := stripegw.New(stripegw.Config{SecretKey: cfg.StripeSecretKey, APIBase: cfg.StripeAPIBase})
+		if err != nil {
+			return nil, err
+		}
+		gw = s
+	default:
+		gw = sandbox.New()
+	}
+	return payment.NewResilient(gw, payment.ResilientOptions{
+		OnRetry: func(op string, err error, wait time.Duration) {
+			logger.Warn("payment call failed; retrying", "op", op, "error", err, "retryIn", wait.String())
+		},
+	}), nil
 }

@@ -35,7 +35,8 @@ type OrderPage struct {
 	HasNext bool
 }
 
-// Change describes a status change the store applies in one transaction with its event.
+// Change describes a status change the store applies in one transaction with its event;
+// an empty To changes nothing.
 type Change struct {
 	To                   Status
 	TrackingNumber       *string

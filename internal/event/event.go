@@ -18,7 +18,17 @@ const (
 	OrderExpired       = "order.expired"
 	OrderCancelled     = "order.cancelled"
 	OrderShipped       = "order.shipped"
+
+	// PaymentRefundRequested asks the refund worker to give an order's payment back
+	// (a paid order cancelled, or a payment that arrived after its order expired).
+	PaymentRefundRequested = "payment.refund_requested"
 )
+
+// RefundPayload is the payload of payment.refund_requested.
+type RefundPayload struct {
+	OrderID string `json:"orderId"`
+	Reason  string `json:"reason"`
+}
 
 // OrderTypes lists every order event type, in status-flow order.
 var OrderTypes = []string{OrderPlaced, OrderPaid, OrderPaymentFailed, OrderExpired, OrderCancelled, OrderShipped}

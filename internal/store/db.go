@@ -161,3 +161,5 @@ func Ping(ctx context.Context, db *sql.DB) error {
 	defer cancel()
 	return db.PingContext(ctx)
 }
+
+func nowUTC() time.Time { return time.Now().UTC() }

@@ -337,6 +337,10 @@ func (s *Orders) Transition(ctx context.Context, id string, decide func(o *check
 		if err != nil {
 			return err
 		}
+		if ch.To == "" {
+			out = *o // nothing to change
+			return nil
+		}
 		if !checkout.CanTransition(o.Status, ch.To) {
 			return checkout.Errorf(checkout.InvalidTransition, []string{"id"}, "an order in %s cannot move to %s", o.Status, ch.To)
 		}
@@ -368,6 +372,11 @@ func (s *Orders) Transition(ctx context.Context, id string, decide func(o *check
 		}
 		if err := writeOrderEvent(ctx, tx, *o, ch.Refund); err != nil {
 			return err
+		}
+		if ch.Refund {
+			if err := RequestRefund(ctx, tx, o.ID, "order cancelled after payment"); err != nil {
+				return err
+			}
 		}
 		out = *o
 		return nil

@@ -33,6 +33,18 @@ type Config struct {
 	WebhookBackoffBase  time.Duration `env:"WEBHOOK_BACKOFF_BASE" envDefault:"10s"`
 
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+
+	// Outbox relay, workers and sweeper.
+	OutboxPoll        time.Duration `env:"OUTBOX_POLL_INTERVAL" envDefault:"1s"`
+	OutboxBatch       int           `env:"OUTBOX_BATCH" envDefault:"100"`
+	OutboxRetention   time.Duration `env:"OUTBOX_RETENTION" envDefault:"72h"`
+	SweepInterval     time.Duration `env:"SWEEP_INTERVAL" envDefault:"5s"`
+	WorkerPrefetch    int           `env:"WORKER_PREFETCH" envDefault:"16"`
+	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"8"`
+	// AMQPPrefix prefixes exchange and queue names (several deployments on one broker).
+	AMQPPrefix string `env:"AMQP_PREFIX"`
+	// RetryDelays are the consumers' retry delays, growing; after the last, dead letter.
+	RetryDelays []time.Duration `env:"WORKER_RETRY_DELAYS" envSeparator:"," envDefault:"1s,4s,15s,30s,1m,2m,4m,4m"`
 }
 
 // Production reports whether APP_ENV is production.

@@ -1,0 +1,275 @@
+// Package broker is the RabbitMQ adapter (amqp091-go): it declares the topology (a topic
+// exchange for domain events, a quorum queue per consumer, delay queues that dead-letter
+// back for retries, and a dead-letter queue), publishes with publisher confirms, and
+// runs consumers with manual acks, bounded prefetch and reconnection.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/checkout-backend/checkout/internal/event"
+)
+
+// Consumer names a queue and the event types it takes.
+type Consumer struct {
+	Name  string
+	Types []string
+}
+
+// Topology names the exchange and queues; Prefix isolates tests.
+type Topology struct {
+	Prefix    string
+	Consumers []Consumer
+	// RetryDelays are the waits before each retry; after the last the message goes to
+	// the dead-letter queue.
+	RetryDelays []time.Duration
+}
+
+// DefaultRetryDelays grow from 1s to about 4 minutes over 8 attempts.
+var DefaultRetryDelays = []time.Duration{time.Second, 4 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 4 * time.Minute}
+
+// Exchange is the topic exchange of domain events.
+func (t Topology) Exchange() string { return t.Prefix + "checkout.events" }
+
+// Queue is the work queue of a consumer.
+func (t Topology) Queue(consumer string) string { return t.Prefix + "checkout." + consumer }
+
+// RetryQueue is the delay queue of a consumer's n-th retry (0-based).
+func (t Topology) RetryQueue(consumer string, n int) string {
+	return fmt.Sprintf("%s.retry.%d", t.Queue(consumer), n)
+}
+
+// DeadLetterQueue is where a consumer's messages go after the last attempt.
+func (t Topology) DeadLetterQueue(consumer string) string { return t.Queue(consumer) + ".dlq" }
+
+// Broker holds one AMQP connection, redialled when it drops.
+type Broker struct {
+	url    string
+	topo   Topology
+	logger *slog.Logger
+
+	mu   sync.Mutex
+	conn *amqp.Connection
+	pub  *amqp.Channel
+}
+
+// New returns a Broker; nothing is dialled until first use (or Declare).
+func New(url string, topo Topology, logger *slog.Logger) *Broker {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if topo.RetryDelays == nil {
+		topo.RetryDelays = DefaultRetryDelays
+	}
+	return &Broker{url: url, topo: topo, logger: logger}
+}
+
+// Topology returns the broker's topology.
+func (b *Broker) Topology() Topology { return b.topo }
+
+func (b *Broker) connection() (*amqp.Connection, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.connLocked()
+}
+
+func (b *Broker) connLocked() (*amqp.Connection, error) {
+	if b.conn != nil && !b.conn.IsClosed() {
+		return b.conn, nil
+	}
+	conn, err := amqp.DialConfig(b.url, amqp.Config{Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(5 * time.Second),
+		Properties: amqp.Table{"connection_name": "checkout"}})
+	if err != nil {
+		return nil, fmt.Errorf("dial RabbitMQ: %w", err)
+	}
+	b.conn, b.pub = conn, nil
+	return conn, nil
+}
+
+// Ping reports whether the broker is reachable, for readiness.
+func (b *Broker) Ping(context.Context) error {
+	_, err := b.connection()
+	return err
+}
+
+// Close closes the connection.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conn != nil {
+		return b.conn.Close()
+	}
+	return nil
+}
+
+// Declare declares the whole topology (idempotent).
+func (b *Broker) Declare(ctx context.Context) error {
+	conn, err := b.connection()
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	t := b.topo
+	if err := ch.ExchangeDeclare(t.Exchange(), "topic", true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange: %w", err)
+	}
+	quorum := func(extra amqp.Table) amqp.Table {
+		args := amqp.Table{"x-queue-type": "quorum"}
+		for k, v := range extra {
+			args[k] = v
+		}
+		return args
+	}
+	for _, c := range t.Consumers {
+		q := t.Queue(c.Name)
+		if _, err := ch.QueueDeclare(t.DeadLetterQueue(c.Name), true, false, false, false, quorum(nil)); err != nil {
+			return fmt.Errorf("declare %s: %w", t.DeadLetterQueue(c.Name), err)
+		}
+		// A message redelivered too often (a consumer crashing on it) is dead-lettered.
+		if _, err := ch.QueueDeclare(q, true, false, false, false, quorum(amqp.Table{
+			"x-delivery-limit":          int32(20),
+			"x-dead-letter-exchange":    "",
+			"x-dead-letter-routing-key": t.DeadLetterQueue(c.Name),
+		})); err != nil {
+			return fmt.Errorf("declare %s: %w", q, err)
+		}
+		for _, typ := range c.Types {
+			if err := ch.QueueBind(q, typ, t.Exchange(), false, nil); err != nil {
+				return fmt.Errorf("bind %s: %w", q, err)
+			}
+		}
+		// Delay queues: a message waits its TTL, then dead-letters back to the work queue.
+		for i, d := range t.RetryDelays {
+			if _, err := ch.QueueDeclare(t.RetryQueue(c.Name, i), true, false, false, false, quorum(amqp.Table{
+				"x-message-ttl":             int64(d / time.Millisecond),
+				"x-dead-letter-exchange":    "",
+				"x-dead-letter-routing-key": q,
+			})); err != nil {
+				return fmt.Errorf("declare retry queue: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Delete removes the topology (tests).
+func (b *Broker) Delete(ctx context.Context) error {
+	conn, err := b.connection()
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	t := b.topo
+	for _, c := range t.Consumers {
+		for i := range t.RetryDelays {
+			ch.QueueDelete(t.RetryQueue(c.Name, i), false, false, false)
+		}
+		ch.QueueDelete(t.Queue(c.Name), false, false, false)
+		ch.QueueDelete(t.DeadLetterQueue(c.Name), false, false, false)
+	}
+	return ch.ExchangeDelete(t.Exchange(), false, false)
+}
+
+// Message turns an envelope into a persistent AMQP message.
+func Message(env event.Envelope, body []byte) amqp.Publishing {
+	h := amqp.Table{"x-aggregate-id": env.AggregateID}
+	for k, v := range env.Headers {
+		h[k] = v
+	}
+	return amqp.Publishing{
+		MessageId:    env.ID,
+		Type:         env.Type,
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    env.OccurredAt,
+		Headers:      h,
+		Body:         body,
+	}
+}
+
+// ErrNacked means the broker refused a message.
+var ErrNacked = errors.New("broker nacked a message")
+
+// Publish sends messages to the events exchange (routing key = type) and returns once
+// the broker confirmed every one, or an error; messages are in order on one channel.
+func (b *Broker) Publish(ctx context.Context, msgs []amqp.Publishing) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	conn, err := b.connLocked()
+	if err != nil {
+		return err
+	}
+	if b.pub == nil || b.pub.IsClosed() {
+		ch, err := conn.Channel()
+		if err != nil {
+			return fmt.Errorf("open channel: %w", err)
+		}
+		if err := ch.Confirm(false); err != nil {
+			ch.Close()
+			return fmt.Errorf("confirm mode: %w", err)
+		}
+		b.pub = ch
+	}
+	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
+	for _, m := range msgs {
+		dc, err := b.pub.PublishWithDeferredConfirmWithContext(ctx, b.topo.Exchange(), m.Type, false, false, m)
+		if err != nil {
+			b.pub.Close()
+			b.pub = nil
+			return fmt.Errorf("publish: %w", err)
+		}
+		confirms = append(confirms, dc)
+	}
+	for _, dc := range confirms {
+		ok, err := dc.WaitContext(ctx)
+		if err != nil {
+			b.pub.Close()
+			b.pub = nil
+			return fmt.Errorf("confirm: %w", err)
+		}
+		if !ok {
+			return ErrNacked
+		}
+	}
+	return nil
+}
+
+// PublishTo sends one message straight to a queue (retries and dead letters), confirmed.
+func (b *Broker) publishToQueue(ctx context.Context, ch *amqp.Channel, queue string, m amqp.Publishing) error {
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, m)
+	if err != nil {
+		return err
+	}
+	ok, err := dc.WaitContext(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNacked
+	}
+	return nil
+}
+
+// reconnectBackOff is the wait between reconnection attempts.
+func reconnectBackOff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 200 * time.Millisecond
+	bo.MaxInterval = 5 * time.Second
+	return bo
+}
