@@ -1,0 +1,186 @@
+package testutil
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/checkout-backend/checkout/internal/broker"
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/payment"
+	"github.com/checkout-backend/checkout/internal/payment/sandbox"
+	clog "github.com/checkout-backend/checkout/internal/platform/log"
+	"github.com/checkout-backend/checkout/internal/store"
+	"github.com/checkout-backend/checkout/outbox"
+	"github.com/checkout-backend/checkout/workers"
+)
+
+// AMQPURL is the RabbitMQ tests use.
+func AMQPURL() string {
+	if u := os.Getenv("AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+// AMQPHostPort is host:port of AMQPURL (for proxies).
+func AMQPHostPort(t testing.TB) string {
+	u, err := url.Parse(AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Port() == "" {
+		return u.Hostname() + ":5672"
+	}
+	return u.Host
+}
+
+// TestRetryDelays keep retries quick in tests.
+var TestRetryDelays = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}
+
+// NewTopology returns a topology with a prefix of its own, with the saga's consumers
+// and any extra ones.
+func NewTopology(extra ...broker.Consumer) broker.Topology {
+	return broker.Topology{Prefix: "t" + RandomID(4) + ".", Consumers: append(append([]broker.Consumer{}, workers.Consumers...), extra...), RetryDelays: TestRetryDelays}
+}
+
+// NewBroker connects to url with topo, declares it, and deletes it at cleanup.
+func NewBroker(t testing.TB, url string, topo broker.Topology) *broker.Broker {
+	t.Helper()
+	b := broker.New(url, topo, clog.New(testWriter{t}, 0))
+	if err := b.Declare(context.Background()); err != nil {
+		t.Fatalf("testutil: RabbitMQ is not reachable at AMQP_URL (%s) or refused the topology: %v; run `make test`, which starts it", url, err)
+	}
+	t.Cleanup(func() {
+		cleanup := broker.New(AMQPURL(), topo, nil)
+		cleanup.Delete(context.Background())
+		cleanup.Close()
+		b.Close()
+	})
+	return b
+}
+
+// StackOptions tune NewStack.
+type StackOptions struct {
+	TTL           time.Duration
+	Gateway       payment.Gateway // default: a sandbox
+	AMQPURL       string          // default AMQPURL(); a proxy address to cut the broker
+	NoRelay       bool
+	NoWorkers     bool
+	NoSweeper     bool
+	SweepInterval time.Duration
+	Relay         outbox.RelayOptions
+	Extra         []broker.Consumer
+}
+
+// Stack is the whole service in one test: API, relay, saga workers and sweeper, over a
+// database and a broker topology of its own.
+type Stack struct {
+	*API
+	Topology broker.Topology
+	Broker   *broker.Broker
+	Gateway  payment.Gateway
+	Sandbox  *sandbox.Gateway
+	Payments *store.Payments
+	Workers  *workers.Payments
+	Sweeper  *workers.Sweeper
+	ctx      context.Context
+	wg       sync.WaitGroup
+}
+
+// NewStack starts the stack; it stops at cleanup.
+func NewStack(t testing.TB, opt StackOptions) *Stack {
+	t.Helper()
+	if opt.TTL == 0 {
+		opt.TTL = 10 * time.Minute
+	}
+	if opt.AMQPURL == "" {
+		opt.AMQPURL = AMQPURL()
+	}
+	db := NewDB(t, store.Options{MaxOpenConns: 12})
+	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL}), Topology: NewTopology(opt.Extra...)}
+	s.Broker = NewBroker(t, opt.AMQPURL, s.Topology)
+	s.Gateway = opt.Gateway
+	if s.Gateway == nil {
+		s.Sandbox = sandbox.New()
+		s.Gateway = s.Sandbox
+	}
+	s.Payments = store.NewPayments(db.DB, s.Orders)
+	logger := clog.New(testWriter{t}, 0)
+	var err error
+	s.Workers, err = workers.NewPayments(s.Orders, s.Payments, s.Gateway, logger, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.ctx = ctx
+	t.Cleanup(func() { cancel(); s.wg.Wait() })
+	if !opt.NoRelay {
+		if opt.Relay.Poll == 0 {
+			opt.Relay.Poll = 100 * time.Millisecond
+		}
+		opt.Relay.Logger = logger
+		s.Go(outbox.NewRelay(db.DB, s.Broker, opt.Relay).Run)
+	}
+	if !opt.NoWorkers {
+		sub := broker.New(opt.AMQPURL, s.Topology, logger)
+		t.Cleanup(func() { sub.Close() })
+		s.Go(func(ctx context.Context) error {
+			return s.Workers.Run(ctx, sub, broker.ConsumeOptions{Prefetch: 16, Concurrency: 8})
+		})
+	}
+	if opt.SweepInterval == 0 {
+		opt.SweepInterval = 100 * time.Millisecond
+	}
+	s.Sweeper = workers.NewSweeper(db.DB, s.Orders, opt.SweepInterval, logger, time.Now)
+	if !opt.NoSweeper {
+		s.Go(s.Sweeper.Run)
+	}
+	return s
+}
+
+// Go runs fn until the stack stops.
+func (s *Stack) Go(fn func(ctx context.Context) error) {
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); fn(s.ctx) }()
+}
+
+// Context is the stack's context (cancelled at cleanup).
+func (s *Stack) Context() context.Context { return s.ctx }
+
+// WaitStatus waits until the order has status, or fails the test after timeout.
+func (s *Stack) WaitStatus(t testing.TB, orderID string, status checkout.Status, timeout time.Duration) *checkout.Order {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last *checkout.Order
+	for time.Now().Before(deadline) {
+		o, err := s.Orders.Order(context.Background(), orderID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = o
+		if o != nil && o.Status == status {
+			return o
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if last == nil {
+		t.Fatalf("order %s not found", orderID)
+	}
+	t.Fatalf("order %s is %s after %s, want %s", orderID, last.Status, timeout, status)
+	return nil
+}
+
+// Checkout places an order of items through the API and returns its id.
+func (s *Stack) Checkout(t testing.TB, customer, key, token string, lines ...checkout.Line) string {
+	t.Helper()
+	o, _, err := s.Service.Checkout(context.Background(), checkout.Actor{CustomerID: customer},
+		checkout.CheckoutInput{IdempotencyKey: key, PaymentToken: token, Items: lines})
+	if err != nil {
+		t.Fatalf("checkout: %v", err)
+	}
+	return o.ID
+}
