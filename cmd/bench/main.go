@@ -1,0 +1,309 @@
+// Command bench is the load generator of the checkout backend (`make bench`, `make soak`).
+//
+// By default it creates its own database (checkout_bench, dropped and recreated on every
+// run) on the PostgreSQL server of DATABASE_URL, builds ./cmd/checkout, migrates the
+// database and runs `checkout serve` as a child process on a free loopback port. With
+// -url it targets an already running service instead (then -database-url names that
+// service's database and -jwt-secret its JWT_SECRET).
+//
+// For each selected workload it sets up a catalog through the GraphQL API with an admin
+// token, fires `checkout` mutations at it through a vegeta.Attacker (a fresh body with a
+// unique idempotency key per request, customers drawn from pre-signed tokens), then
+// prints one block of figures: requests, checkouts/s, req/s, p50/p95/p99 latency, orders
+// placed, OUT_OF_STOCK answers, other errors by kind, and the integrity check read back
+// from the database (no inventory row with reserved > on_hand, no SKU with more units in
+// live orders than its initial stock, reserved + sold == ordered). The exit status is
+// non-zero when that check fails.
+//
+// Measurements hang off two registries: workloads (workload.go) and probes (probe.go);
+// a probe runs around each workload's attack and adds a section to its Report.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/checkout-backend/checkout/internal/platform/config"
+)
+
+const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/checkout?sslmode=disable"
+
+// options are the command-line flags.
+type options struct {
+	workloads   []string
+	duration    time.Duration
+	requests    uint64
+	concurrency int
+	rate        int
+	timeout     time.Duration
+	soak        bool
+	progress    time.Duration
+	customers   int
+	seed        uint64
+
+	url         string // a running service; "" starts one
+	databaseURL string
+	jwtSecret   string
+	benchDB     string
+	bin         string
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	workloadList := fs.String("workload", "", "comma-separated workloads to run, in order: "+strings.Join(workloadNames(), ", ")+
+		"\n(default all; with -soak: spread)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "attack duration per workload (with -soak: 10m); 0 with -requests: no time limit")
+	fs.Uint64Var(&o.requests, "requests", 0, "stop each workload after this many requests (0: run for -duration)")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "maximum requests in flight")
+	fs.IntVar(&o.rate, "rate", 0, "requests per second; 0: as fast as -concurrency allows (with -soak: 50)")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.BoolVar(&o.soak, "soak", false, "soak test: 10 minutes at a moderate rate (explicit -duration, -rate, -workload win)")
+	fs.DurationVar(&o.progress, "progress", 0, "print progress every interval during an attack (0: off; with -soak: 30s)")
+	fs.IntVar(&o.customers, "customers", 1000, "distinct customer tokens per workload")
+	fs.Uint64Var(&o.seed, "seed", 0, "seed of the random item picks (0: random)")
+	fs.StringVar(&o.url, "url", "", "base URL of a running service (loopback only), e.g. http://127.0.0.1:8080;\nempty: build and start one on a bench database")
+	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL or "+defaultDatabaseURL+");\nwithout -url: the server the bench database is made on; with -url: the service's database")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "with -url: the service's JWT_SECRET (default $JWT_SECRET, else the development default)")
+	fs.StringVar(&o.benchDB, "bench-db", "checkout_bench", "name of the database the bench drops and recreates (without -url)")
+	fs.StringVar(&o.bin, "bin", "", "a prebuilt checkout binary (default: go build ./cmd/checkout)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	if o.soak {
+		if !set["duration"] {
+			o.duration = 10 * time.Minute
+		}
+		if !set["rate"] {
+			o.rate = 50
+		}
+		if !set["progress"] {
+			o.progress = 30 * time.Second
+		}
+		if !set["workload"] {
+			// The flash sale sells out within seconds; a long run of it measures
+			// little but OUT_OF_STOCK answers.
+			*workloadList = "spread"
+		}
+	}
+	if *workloadList == "" {
+		*workloadList = strings.Join(workloadNames(), ",")
+	}
+	for _, n := range strings.Split(*workloadList, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		if lookupWorkload(n) == nil {
+			return o, fmt.Errorf("unknown workload %q (have: %s)", n, strings.Join(workloadNames(), ", "))
+		}
+		o.workloads = append(o.workloads, n)
+	}
+	if set["requests"] && !set["duration"] {
+		o.duration = 0 // a request count alone is not cut short by the default duration
+	}
+	switch {
+	case len(o.workloads) == 0:
+		return o, errors.New("no workload selected")
+	case o.concurrency < 1:
+		return o, errors.New("-concurrency must be at least 1")
+	case o.rate < 0:
+		return o, errors.New("-rate must not be negative")
+	case o.duration < 0:
+		return o, errors.New("-duration must not be negative")
+	case o.duration == 0 && o.requests == 0:
+		return o, errors.New("need a -duration or a -requests count")
+	case o.customers < 1:
+		return o, errors.New("-customers must be at least 1")
+	case o.timeout <= 0:
+		return o, errors.New("-timeout must be positive")
+	}
+
+	if o.databaseURL == "" {
+		o.databaseURL = os.Getenv("DATABASE_URL")
+	}
+	if o.databaseURL == "" {
+		o.databaseURL = defaultDatabaseURL
+	}
+	if err := checkLoopbackDatabase(o.databaseURL); err != nil {
+		return o, err
+	}
+	if o.url != "" {
+		if set["bench-db"] || set["bin"] {
+			return o, errors.New("-bench-db and -bin only apply without -url")
+		}
+		if err := checkLoopbackURL(o.url); err != nil {
+			return o, err
+		}
+		o.url = strings.TrimRight(o.url, "/")
+		if o.jwtSecret == "" {
+			o.jwtSecret = os.Getenv("JWT_SECRET")
+		}
+		if o.jwtSecret == "" {
+			o.jwtSecret = config.DevJWTSecret // what the service itself defaults to
+		}
+	} else {
+		if set["jwt-secret"] {
+			return o, errors.New("-jwt-secret only applies with -url (the bench sets its own service's secret)")
+		}
+		if !validDBName(o.benchDB) {
+			return o, fmt.Errorf("-bench-db %q: want a lower-case identifier", o.benchDB)
+		}
+		o.jwtSecret = randomHex(32)
+	}
+	if o.seed == 0 {
+		o.seed = randomUint64()
+	}
+	return o, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run is main without os.Exit, so that every deferred clean-up (the child service above
+// all) runs on every path.
+func run(args []string) int {
+	opts, err := parseFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	reports, err := bench(ctx, opts, os.Stdout)
+	failed := false
+	for _, r := range reports {
+		if len(r.Failures) > 0 {
+			failed = true
+		}
+	}
+	switch {
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	case failed:
+		fmt.Println("bench: FAILED (see the integrity figures above)")
+		return 1
+	default:
+		fmt.Println("bench: OK")
+		return 0
+	}
+}
+
+// bench runs the selected workloads against a service (started here unless -url) and
+// prints a report after each. It returns the reports made so far even on error.
+func bench(ctx context.Context, opts options, out io.Writer) ([]*Report, error) {
+	runID := randomHex(3)
+	target := opts.url
+	dbURL := opts.databaseURL
+	if target == "" {
+		svc, err := startLocalService(ctx, opts, out)
+		if err != nil {
+			return nil, err
+		}
+		defer svc.stop(out)
+		target, dbURL = svc.baseURL, svc.databaseURL
+	} else {
+		fmt.Fprintf(out, "bench: target %s (database %s)\n", target, describeDB(dbURL))
+	}
+
+	db, err := openDB(ctx, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+
+	admin, err := newGraphQLClient(target, opts.jwtSecret, "bench-"+runID+"-admin", []string{"admin"}, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "bench: run %s: workloads %s; %s; concurrency %d; rate %s; seed %d\n\n",
+		runID, strings.Join(opts.workloads, ","), limitText(opts), opts.concurrency, rateText(opts.rate), opts.seed)
+
+	var reports []*Report
+	for i, name := range opts.workloads {
+		if ctx.Err() != nil {
+			return reports, errors.New("interrupted")
+		}
+		w := lookupWorkload(name)
+		r, err := runWorkload(ctx, runEnv{
+			opts:           opts,
+			target:         target,
+			db:             db,
+			admin:          admin,
+			workload:       w,
+			prefix:         fmt.Sprintf("B%s-%s", runID, w.short),
+			customerPrefix: fmt.Sprintf("bench-%s-%s-", runID, w.name),
+			seed:           opts.seed + uint64(i),
+		})
+		if r != nil {
+			reports = append(reports, r)
+			r.Print(out)
+		}
+		if err != nil {
+			return reports, fmt.Errorf("workload %s: %w", name, err)
+		}
+	}
+	if ctx.Err() != nil {
+		return reports, errors.New("interrupted")
+	}
+	return reports, nil
+}
+
+func limitText(o options) string {
+	switch {
+	case o.requests > 0 && o.duration > 0:
+		return fmt.Sprintf("%d requests or %s per workload", o.requests, o.duration)
+	case o.requests > 0:
+		return fmt.Sprintf("%d requests per workload", o.requests)
+	default:
+		return fmt.Sprintf("%s per workload", o.duration)
+	}
+}
+
+func rateText(rate int) string {
+	if rate == 0 {
+		return "unbounded"
+	}
+	return fmt.Sprintf("%d/s", rate)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func randomUint64() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	var v uint64
+	for _, x := range b {
+		v = v<<8 | uint64(x)
+	}
+	if v == 0 {
+		v = 1
+	}
+	return v
+}
