@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/checkout-backend/checkout/graph/generated"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
+	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 )
@@ -27,36 +29,54 @@ type HandlerOptions struct {
 	Logger        *slog.Logger
 	Verifier      *auth.Verifier
 	Introspection bool
+	// HTTP configures GraphQL over HTTP: limits, persisted queries, CORS (zero: defaults).
+	HTTP gqlhttp.Options
 }
 
-// NewServer builds the gqlgen server over the resolver.
+// NewServer builds the gqlgen server over the resolver. It panics on options that
+// cannot work (PERSISTED_QUERIES=require without a manifest); gqlhttp.FromConfig
+// reports those as errors first.
 func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 	logger := opt.Logger
 	if logger == nil {
 		logger = slog.Default()
 	}
-	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r}))
+	limits := opt.HTTP.Limits.WithDefaults()
+	persisted, err := gqlhttp.NewPersisted(opt.HTTP.Persisted)
+	if err != nil {
+		panic("graph: " + err.Error())
+	}
+	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r, Complexity: Complexity()}))
 	srv.AddTransport(transport.Websocket{
 		KeepAlivePingInterval: 10 * time.Second,
 		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+			// graphql-transport-ws close codes: 4401 Unauthorized without a token,
+			// 4403 Forbidden with one that cannot be trusted.
 			tok, ok := auth.BearerToken(p.Authorization())
 			if !ok {
+				ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, 4401), "Unauthorized")
 				return ctx, nil, errors.New("unauthorized: connection_init needs Authorization: Bearer <token>")
 			}
 			a, err := opt.Verifier.Verify(tok)
 			if err != nil {
-				return ctx, nil, errors.New("unauthorized: invalid or expired token")
+				ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, 4403), "Forbidden")
+				return ctx, nil, errors.New("forbidden: invalid or expired token")
 			}
 			return auth.WithActor(ctx, a), nil, nil
 		},
 	})
-	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	srv.AddTransport(gqlhttp.Transport{MaxBodyBytes: limits.MaxBodyBytes})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	if opt.Introspection {
 		srv.Use(extension.Introspection{})
 	}
+	// In this order: a persisted query's hash becomes its document; the guard refuses a
+	// document over a limit before gqlgen validates it; the complexity limit needs the
+	// validated document; an automatic persisted query is stored only once it passed all.
+	srv.Use(persisted.Lookup)
+	srv.Use(gqlhttp.NewGuard(limits, opt.Introspection))
+	srv.Use(gqlhttp.NewComplexityLimit(limits.MaxComplexity))
+	srv.Use(persisted.Register)
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		oc := graphql.GetOperationContext(ctx)
 		name := oc.OperationName
@@ -69,6 +89,10 @@ func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 	srv.SetErrorPresenter(func(ctx context.Context, err error) *gqlerror.Error {
 		var ge *gqlerror.Error
 		if errors.As(err, &ge) && ge.Extensions != nil && ge.Extensions["code"] != nil {
+			if ge.Extensions["code"] == CodeInternal && ge.Extensions["correlationId"] == nil {
+				logger.ErrorContext(ctx, "graphql internal error", "error", ge.Message, "path", graphql.GetPath(ctx).String())
+				ge.Extensions["correlationId"] = clog.CorrelationID(ctx)
+			}
 			return ge
 		}
 		if errors.As(err, &ge) && ge.Err == nil {
@@ -81,13 +105,14 @@ func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 			Extensions: map[string]any{"code": CodeInternal, "correlationId": id}}
 	})
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
-		logger.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p))
+		logger.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return fmt.Errorf("panic: %v", p)
 	})
 	return srv
 }
 
-// Handler wraps the server with auth and dataloaders.
+// Handler wraps the server with CORS (outermost, so a preflight needs nothing else),
+// auth and dataloaders.
 func Handler(r *Resolver, opt HandlerOptions) http.Handler {
-	return opt.Verifier.Middleware(LoaderMiddleware(r.Catalog, NewServer(r, opt)))
+	return opt.HTTP.CORS.Handler(opt.Verifier.Middleware(LoaderMiddleware(r.Catalog, NewServer(r, opt))))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/checkout-backend/checkout/graph/model"
@@ -97,16 +98,21 @@ func (r *subscriptionResolver) orderStatusChanged(ctx context.Context, orderID s
 	if r.Feed == nil {
 		return nil, gqlError(ctx, CodeInternal, "subscriptions are not available on this instance")
 	}
-	updates, _, err := r.Feed.Subscribe(ctx, o.ID)
+	// Subscribe first, then read the current state: no change falls in between.
+	updates, reason, err := r.Feed.Subscribe(ctx, o.ID)
 	if err != nil {
 		return nil, err
+	}
+	if cur, err := r.Service.Order(ctx, a, o.ID); err == nil && cur != nil {
+		o = cur
 	}
 	out := make(chan *checkout.Order, 1)
 	go func() {
 		defer close(out)
 		last := *o
+		first := last
 		select {
-		case out <- &last:
+		case out <- &first:
 		case <-ctx.Done():
 			return
 		}
@@ -119,18 +125,29 @@ func (r *subscriptionResolver) orderStatusChanged(ctx context.Context, orderID s
 				return
 			case u, ok := <-updates:
 				if !ok {
+					if err := reason(); err != nil {
+						transport.AddSubscriptionError(ctx, &gqlerror.Error{Message: err.Error(), Extensions: map[string]any{"code": "SLOW_SUBSCRIBER"}})
+					}
 					return
 				}
 				if u.Sequence <= last.Sequence {
-					continue
+					continue // already sent (a replay or a resync)
 				}
-				last = u
+				// Items, createdAt and the expiry never change: keep them from the read.
+				last.Status, last.Sequence, last.UpdatedAt = u.Status, u.Sequence, u.UpdatedAt
+				if u.TrackingNumber != nil {
+					last.TrackingNumber = u.TrackingNumber
+				}
+				if u.PaymentFailureReason != nil {
+					last.PaymentFailureReason = u.PaymentFailureReason
+				}
+				next := last
 				select {
-				case out <- &u:
+				case out <- &next:
 				case <-ctx.Done():
 					return
 				}
-				if u.Status.Final() {
+				if last.Status.Final() {
 					return
 				}
 			}

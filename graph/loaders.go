@@ -8,6 +8,7 @@ import (
 	"github.com/vikstrous/dataloadgen"
 
 	"github.com/checkout-backend/checkout/internal/catalog"
+	"github.com/checkout-backend/checkout/internal/checkout"
 )
 
 // Loaders are the request-scoped dataloaders: every product a page needs is read in one
@@ -31,4 +32,27 @@ func LoaderMiddleware(c catalog.Store, next http.Handler) http.Handler {
 		}, dataloadgen.WithWait(time.Millisecond))}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), loadersKey{}, l)))
 	})
+}
+
+// primeProducts loads every product a page of orders names in one batch, so the items'
+// product fields are answered from the loader's cache whatever order gqlgen resolves
+// them in.
+func primeProducts(ctx context.Context, orders []checkout.Order) {
+	l := loadersFrom(ctx)
+	if l == nil {
+		return
+	}
+	seen := map[string]bool{}
+	var skus []string
+	for _, o := range orders {
+		for _, it := range o.Items {
+			if !seen[it.SKU] {
+				seen[it.SKU] = true
+				skus = append(skus, it.SKU)
+			}
+		}
+	}
+	if len(skus) > 0 {
+		l.Product.LoadAll(ctx, skus)
+	}
 }

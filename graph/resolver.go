@@ -3,25 +3,19 @@
 package graph
 
 import (
-	"context"
-
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/webhook"
 )
 
 //go:generate go tool gqlgen generate
-
-// StatusFeed delivers an order's status changes to subscribers (fed by RabbitMQ).
-type StatusFeed interface {
-	// Subscribe returns the order's updates until ctx ends; the channel is closed then,
-	// or when the subscriber is too slow (the error says why).
-	Subscribe(ctx context.Context, orderID string) (<-chan checkout.Order, func() error, error)
-}
 
 // Resolver holds the resolvers' dependencies.
 type Resolver struct {
 	Service *checkout.Service
 	Catalog catalog.Store
 	Orders  checkout.OrderStore
-	Feed    StatusFeed
+	Feed    checkout.StatusFeed
+	// Webhooks manages partner webhook endpoints.
+	WebhookService *webhook.Service
 }

@@ -207,6 +207,7 @@ func (r *queryResolver) MyOrders(ctx context.Context, first *int, after *string)
 	if err != nil {
 		return nil, accessError(ctx, err)
 	}
+	primeProducts(ctx, page.Orders)
 	conn := &model.OrderConnection{Edges: make([]*model.OrderEdge, len(page.Orders)), PageInfo: &model.PageInfo{HasNextPage: page.HasNext, HasPreviousPage: after != nil}}
 	for i := range page.Orders {
 		o := &page.Orders[i]
@@ -258,9 +259,11 @@ func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 // Subscription returns generated.SubscriptionResolver implementation.
 func (r *Resolver) Subscription() generated.SubscriptionResolver { return &subscriptionResolver{r} }
 
-type cartResolver struct{ *Resolver }
-type mutationResolver struct{ *Resolver }
-type orderResolver struct{ *Resolver }
-type orderItemResolver struct{ *Resolver }
-type queryResolver struct{ *Resolver }
-type subscriptionResolver struct{ *Resolver }
+type (
+	cartResolver         struct{ *Resolver }
+	mutationResolver     struct{ *Resolver }
+	orderResolver        struct{ *Resolver }
+	orderItemResolver    struct{ *Resolver }
+	queryResolver        struct{ *Resolver }
+	subscriptionResolver struct{ *Resolver }
+)

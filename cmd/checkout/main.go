@@ -31,6 +31,7 @@ commands:
   migrate   apply the database migrations
   seed      load the demo catalog with stock
   token     print a signed JWT for development: token --sub ID [--roles admin,partner] [--ttl 24h]
+  persisted list or verify a persisted query manifest: persisted list|verify [MANIFEST]
 `
 
 func main() {
@@ -53,6 +54,8 @@ func main() {
 		err = runSeed(ctx, logger)
 	case "token":
 		err = runToken(args)
+	case "persisted":
+		err = runPersisted(args, os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

@@ -10,18 +10,22 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/checkout-backend/checkout/graph"
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/feed"
 	"github.com/checkout-backend/checkout/internal/payment"
 	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 	stripegw "github.com/checkout-backend/checkout/internal/payment/stripe"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
 	"github.com/checkout-backend/checkout/internal/platform/config"
+	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	"github.com/checkout-backend/checkout/internal/store"
+	"github.com/checkout-backend/checkout/internal/webhook"
 	"github.com/checkout-backend/checkout/outbox"
 	"github.com/checkout-backend/checkout/workers"
 )
@@ -52,7 +56,10 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			return err
 		}
 	}
-	topo := broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: workers.Consumers, RetryDelays: cfg.RetryDelays}
+	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers(cfg.WebhookBackoffBase, cfg.WebhookMaxAge)...)
+	topo := broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays}
+	webhookPolicy := webhook.Policy{AllowPrivate: cfg.WebhookAllowPrivate}
+	webhookStore := store.NewWebhooks(db)
 	// Publishing and consuming get their own connections, as RabbitMQ advises.
 	pubBroker := broker.New(cfg.AMQPURL, topo, logger)
 	defer pubBroker.Close()
@@ -84,6 +91,9 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer subBroker.Close()
 		opt := broker.ConsumeOptions{Prefetch: cfg.WorkerPrefetch, Concurrency: cfg.WorkerConcurrency}
 		g.Go(func() error { return w.Run(ctx, subBroker, opt) })
+		hooks := workers.NewWebhooks(webhookStore, workers.WebhookOptions{Policy: webhookPolicy, Logger: logger,
+			Delivery: store.DeliveryPolicy{MaxAge: cfg.WebhookMaxAge, DisableAfter: cfg.WebhookDisableAfter}})
+		g.Go(func() error { return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Prefetch: 32, Concurrency: 32}) })
 		sweeper := workers.NewSweeper(db, orders, cfg.SweepInterval, logger, time.Now)
 		g.Go(func() error { return sweeper.Run(ctx) })
 	}
@@ -98,8 +108,18 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			return err
 		}
 		verifier := auth.NewVerifier(cfg.JWTSecret)
-		res := &graph.Resolver{Service: svc, Catalog: store.NewCatalog(db), Orders: orders}
-		mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: verifier, Introspection: !cfg.Production()}))
+		feedBroker := broker.New(cfg.AMQPURL, topo, logger)
+		defer feedBroker.Close()
+		statusFeed := feed.New(feedBroker, orders, 16, logger)
+		g.Go(func() error { return statusFeed.Run(ctx) })
+		res := &graph.Resolver{Service: svc, Catalog: store.NewCatalog(db), Orders: orders, Feed: statusFeed,
+			WebhookService: webhook.NewService(webhookStore, webhookPolicy, func() string { return uuid.Must(uuid.NewV7()).String() })}
+		gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer closeGQL()
+		mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: verifier, Introspection: gqlhttp.IntrospectionEnabled(cfg), HTTP: gqlOpt}))
 		if !cfg.Production() {
 			mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
 		}

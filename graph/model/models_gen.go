@@ -10,6 +10,7 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/webhook"
 )
 
 type CartPayload struct {
@@ -81,6 +82,13 @@ type ProductInput struct {
 type Query struct {
 }
 
+type RegisterWebhookPayload struct {
+	Webhook *webhook.Webhook `json:"webhook,omitempty"`
+	// The HMAC-SHA256 signing secret, shown only here.
+	Secret     *string      `json:"secret,omitempty"`
+	UserErrors []*UserError `json:"userErrors"`
+}
+
 type Subscription struct {
 }
 
@@ -88,6 +96,27 @@ type UserError struct {
 	Code    UserErrorCode `json:"code"`
 	Field   []string      `json:"field,omitempty"`
 	Message string        `json:"message"`
+}
+
+type WebhookDeliveryConnection struct {
+	Edges    []*WebhookDeliveryEdge `json:"edges"`
+	PageInfo *PageInfo              `json:"pageInfo"`
+}
+
+type WebhookDeliveryEdge struct {
+	Cursor string            `json:"cursor"`
+	Node   *webhook.Delivery `json:"node"`
+}
+
+type WebhookInput struct {
+	URL string `json:"url"`
+	// Event types (order.placed, order.paid, order.payment_failed, order.expired, order.cancelled, order.shipped), or ["*"] for all.
+	Events []string `json:"events"`
+}
+
+type WebhookPayload struct {
+	Webhook    *webhook.Webhook `json:"webhook,omitempty"`
+	UserErrors []*UserError     `json:"userErrors"`
 }
 
 type OrderStatus string

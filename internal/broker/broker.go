@@ -22,6 +22,31 @@ import (
 type Consumer struct {
 	Name  string
 	Types []string
+	// SingleActive lets one consumer at a time take the queue (RabbitMQ's single active
+	// consumer), so its messages are handled in order across instances.
+	SingleActive bool
+	// RetryDelays override the topology's retry delays for this consumer.
+	RetryDelays []time.Duration
+	// Jitter draws each retry's wait at random between half and all of its delay.
+	Jitter bool
+}
+
+func (t Topology) delays(consumer string) []time.Duration {
+	for _, c := range t.Consumers {
+		if c.Name == consumer && c.RetryDelays != nil {
+			return c.RetryDelays
+		}
+	}
+	return t.RetryDelays
+}
+
+func (t Topology) jitter(consumer string) bool {
+	for _, c := range t.Consumers {
+		if c.Name == consumer {
+			return c.Jitter
+		}
+	}
+	return false
 }
 
 // Topology names the exchange and queues; Prefix isolates tests.
@@ -138,11 +163,15 @@ func (b *Broker) Declare(ctx context.Context) error {
 			return fmt.Errorf("declare %s: %w", t.DeadLetterQueue(c.Name), err)
 		}
 		// A message redelivered too often (a consumer crashing on it) is dead-lettered.
-		if _, err := ch.QueueDeclare(q, true, false, false, false, quorum(amqp.Table{
+		args := amqp.Table{
 			"x-delivery-limit":          int32(20),
 			"x-dead-letter-exchange":    "",
 			"x-dead-letter-routing-key": t.DeadLetterQueue(c.Name),
-		})); err != nil {
+		}
+		if c.SingleActive {
+			args["x-single-active-consumer"] = true
+		}
+		if _, err := ch.QueueDeclare(q, true, false, false, false, quorum(args)); err != nil {
 			return fmt.Errorf("declare %s: %w", q, err)
 		}
 		for _, typ := range c.Types {
@@ -151,7 +180,7 @@ func (b *Broker) Declare(ctx context.Context) error {
 			}
 		}
 		// Delay queues: a message waits its TTL, then dead-letters back to the work queue.
-		for i, d := range t.RetryDelays {
+		for i, d := range t.delays(c.Name) {
 			if _, err := ch.QueueDeclare(t.RetryQueue(c.Name, i), true, false, false, false, quorum(amqp.Table{
 				"x-message-ttl":             int64(d / time.Millisecond),
 				"x-dead-letter-exchange":    "",
@@ -177,7 +206,7 @@ func (b *Broker) Delete(ctx context.Context) error {
 	defer ch.Close()
 	t := b.topo
 	for _, c := range t.Consumers {
-		for i := range t.RetryDelays {
+		for i := range t.delays(c.Name) {
 			ch.QueueDelete(t.RetryQueue(c.Name, i), false, false, false)
 		}
 		ch.QueueDelete(t.Queue(c.Name), false, false, false)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -156,12 +158,17 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 	}
 	m.Headers["x-last-error"] = clog.Redact(err.Error())
 	target, outcome := "", ""
-	if IsPermanent(err) || attempt >= len(b.topo.RetryDelays) {
+	delays := b.topo.delays(consumer)
+	if IsPermanent(err) || attempt >= len(delays) {
 		target, outcome = b.topo.DeadLetterQueue(consumer), "dead_letter"
 		b.logger.ErrorContext(hctx, "event dead-lettered", "consumer", consumer, "eventId", env.ID, "type", env.Type, "attempt", attempt, "error", err)
 	} else {
 		m.Headers["x-attempt"] = int32(attempt + 1)
 		target, outcome = b.topo.RetryQueue(consumer, attempt), "retry"
+		if b.topo.jitter(consumer) {
+			d := delays[attempt]
+			m.Expiration = strconv.FormatInt(int64(d/2+rand.N(d/2+1))/int64(time.Millisecond), 10)
+		}
 		b.logger.WarnContext(hctx, "event handling failed; retrying later", "consumer", consumer, "eventId", env.ID, "type", env.Type, "attempt", attempt+1, "error", err)
 	}
 	if perr := b.publishToQueue(hctx, ch, target, m); perr != nil {

@@ -71,3 +71,10 @@ type PageCursor struct {
 	CreatedAt time.Time
 	ID        string
 }
+
+// StatusFeed delivers an order's status changes to live subscribers.
+type StatusFeed interface {
+	// Subscribe returns the order's updates until ctx ends; the channel is closed then,
+	// or when the subscriber falls behind (reason then says why).
+	Subscribe(ctx context.Context, orderID string) (updates <-chan Order, reason func() error, err error)
+}

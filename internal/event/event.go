@@ -24,6 +24,14 @@ const (
 	PaymentRefundRequested = "payment.refund_requested"
 )
 
+// WebhookDeliver queues one partner webhook delivery task (internal).
+const WebhookDeliver = "webhook.deliver"
+
+// DeliverPayload is the payload of webhook.deliver.
+type DeliverPayload struct {
+	TaskID string `json:"taskId"`
+}
+
 // RefundPayload is the payload of payment.refund_requested.
 type RefundPayload struct {
 	OrderID string `json:"orderId"`

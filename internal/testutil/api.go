@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/google/uuid"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 
@@ -13,9 +16,11 @@ import (
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
+	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 	"github.com/checkout-backend/checkout/internal/store"
+	"github.com/checkout-backend/checkout/internal/webhook"
 )
 
 // Secret signs test tokens.
@@ -43,8 +48,24 @@ type API struct {
 
 // APIOptions tune NewAPI.
 type APIOptions struct {
-	TTL  time.Duration
-	Feed graph.StatusFeed
+	// StrictWebhookURLs refuses loopback and private webhook URLs (production policy).
+	StrictWebhookURLs bool
+	TTL               time.Duration // 0: 10 minutes
+	Feed              checkout.StatusFeed
+	// HTTP configures the GraphQL transport (limits, persisted queries, CORS); zero: defaults.
+	HTTP gqlhttp.Options
+	// NoIntrospection turns introspection off, as in production.
+	NoIntrospection bool
+	// Log, when set, also receives the API's JSON log lines.
+	Log io.Writer
+}
+
+// RedisURL is the Redis server tests use: REDIS_URL, else redis://127.0.0.1:6379/0.
+func RedisURL() string {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
 }
 
 // NewAPI builds the API (as serve does) over db.
@@ -54,15 +75,25 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 	if len(opts) > 0 {
 		opt = opts[0]
 	}
+	if opt.TTL == 0 {
+		opt.TTL = 10 * time.Minute
+	}
 	orders := store.NewOrders(db.DB, store.LockingReserver{}, time.Now)
 	svc, err := checkout.NewService(orders, store.NewCarts(db.DB), opt.TTL, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cat := store.NewCatalog(db.DB)
-	res := &graph.Resolver{Service: svc, Catalog: cat, Orders: orders, Feed: opt.Feed}
-	logger := clog.New(testWriter{t}, -4)
-	h := httpx.RequestID(httpx.Log(logger, graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: auth.NewVerifier(Secret), Introspection: true})))
+	res := &graph.Resolver{Service: svc, Catalog: cat, Orders: orders, Feed: opt.Feed,
+		WebhookService: webhook.NewService(store.NewWebhooks(db.DB), webhook.Policy{AllowPrivate: !opt.StrictWebhookURLs},
+			func() string { return uuid.Must(uuid.NewV7()).String() })}
+	var logTo io.Writer = testWriter{t}
+	if opt.Log != nil {
+		logTo = io.MultiWriter(logTo, opt.Log)
+	}
+	logger := clog.New(logTo, -4)
+	h := httpx.RequestID(httpx.Log(logger, graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: auth.NewVerifier(Secret),
+		Introspection: !opt.NoIntrospection, HTTP: opt.HTTP})))
 	return &API{DB: db, Handler: h, Resolver: res, Orders: orders, Catalog: cat, Service: svc}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 	"github.com/checkout-backend/checkout/internal/store"
+	"github.com/checkout-backend/checkout/internal/webhook"
 	"github.com/checkout-backend/checkout/outbox"
 	"github.com/checkout-backend/checkout/workers"
 )
@@ -74,6 +75,9 @@ type StackOptions struct {
 	SweepInterval time.Duration
 	Relay         outbox.RelayOptions
 	Extra         []broker.Consumer
+	// Webhooks runs the partner webhook consumers (retries from 50ms).
+	Webhooks        bool
+	WebhookDelivery store.DeliveryPolicy
 }
 
 // Stack is the whole service in one test: API, relay, saga workers and sweeper, over a
@@ -87,8 +91,11 @@ type Stack struct {
 	Payments *store.Payments
 	Workers  *workers.Payments
 	Sweeper  *workers.Sweeper
-	ctx      context.Context
-	wg       sync.WaitGroup
+	// WebhookStore is the partner webhooks' store.
+	WebhookStore *store.Webhooks
+	ctx          context.Context
+	wg           sync.WaitGroup
+	ttl          time.Duration
 }
 
 // NewStack starts the stack; it stops at cleanup.
@@ -101,7 +108,15 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		opt.AMQPURL = AMQPURL()
 	}
 	db := NewDB(t, store.Options{MaxOpenConns: 12})
-	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL}), Topology: NewTopology(opt.Extra...)}
+	extra := opt.Extra
+	if opt.Webhooks {
+		if opt.WebhookDelivery.MaxAge == 0 {
+			opt.WebhookDelivery.MaxAge = time.Minute
+		}
+		extra = append(extra, workers.WebhookConsumers(50*time.Millisecond, opt.WebhookDelivery.MaxAge)...)
+	}
+	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL}), Topology: NewTopology(extra...), ttl: opt.TTL}
+	s.WebhookStore = store.NewWebhooks(db.DB)
 	s.Broker = NewBroker(t, opt.AMQPURL, s.Topology)
 	s.Gateway = opt.Gateway
 	if s.Gateway == nil {
@@ -130,6 +145,15 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		t.Cleanup(func() { sub.Close() })
 		s.Go(func(ctx context.Context) error {
 			return s.Workers.Run(ctx, sub, broker.ConsumeOptions{Prefetch: 16, Concurrency: 8})
+		})
+	}
+	if opt.Webhooks {
+		wh := workers.NewWebhooks(s.WebhookStore, workers.WebhookOptions{Policy: webhook.Policy{AllowPrivate: true},
+			Delivery: opt.WebhookDelivery, Timeout: 2 * time.Second, Logger: logger})
+		sub := broker.New(opt.AMQPURL, s.Topology, logger)
+		t.Cleanup(func() { sub.Close() })
+		s.Go(func(ctx context.Context) error {
+			return wh.Run(ctx, sub, broker.ConsumeOptions{Prefetch: 16, Concurrency: 8})
 		})
 	}
 	if opt.SweepInterval == 0 {

@@ -31,6 +31,10 @@ type Config struct {
 
 	WebhookAllowPrivate bool          `env:"WEBHOOK_ALLOW_PRIVATE" envDefault:"false"`
 	WebhookBackoffBase  time.Duration `env:"WEBHOOK_BACKOFF_BASE" envDefault:"10s"`
+	// WebhookMaxAge is how long a delivery is retried before it is dead-lettered.
+	WebhookMaxAge time.Duration `env:"WEBHOOK_MAX_AGE" envDefault:"24h"`
+	// WebhookDisableAfter consecutive failed attempts disable an endpoint.
+	WebhookDisableAfter int `env:"WEBHOOK_DISABLE_AFTER" envDefault:"50"`
 
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 
@@ -45,6 +49,20 @@ type Config struct {
 	AMQPPrefix string `env:"AMQP_PREFIX"`
 	// RetryDelays are the consumers' retry delays, growing; after the last, dead letter.
 	RetryDelays []time.Duration `env:"WORKER_RETRY_DELAYS" envSeparator:"," envDefault:"1s,4s,15s,30s,1m,2m,4m,4m"`
+
+	// GraphQL over HTTP (internal/platform/gqlhttp; docs/storefront.md).
+	// PersistedQueries is off, allow (automatic persisted queries and the manifest's
+	// hashes) or require (only the manifest's operations run).
+	PersistedQueries         string   `env:"PERSISTED_QUERIES" envDefault:"allow"`
+	PersistedQueriesManifest string   `env:"PERSISTED_QUERIES_MANIFEST"`
+	CORSAllowedOrigins       []string `env:"CORS_ALLOWED_ORIGINS" envSeparator:","`
+	GraphQLMaxComplexity     int      `env:"GRAPHQL_MAX_COMPLEXITY" envDefault:"5000"`
+	GraphQLMaxDepth          int      `env:"GRAPHQL_MAX_DEPTH" envDefault:"12"`
+	GraphQLMaxAliases        int      `env:"GRAPHQL_MAX_ALIASES" envDefault:"30"`
+	GraphQLMaxRootFields     int      `env:"GRAPHQL_MAX_ROOT_FIELDS" envDefault:"10"`
+	GraphQLMaxBodyBytes      int64    `env:"GRAPHQL_MAX_BODY_BYTES" envDefault:"1048576"`
+	// GraphQLIntrospection unset: on in development, off in production.
+	GraphQLIntrospection *bool `env:"GRAPHQL_INTROSPECTION"`
 }
 
 // Production reports whether APP_ENV is production.

@@ -1,0 +1,79 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/checkout-backend/checkout/internal/event"
+)
+
+// Follow consumes every event of the given types through a queue of this process's own
+// (server-named, exclusive, deleted when the process goes), for fan-out to local
+// subscribers. onConnect runs after each (re)connection, before events flow, so the
+// caller can catch up on what it may have missed. It reconnects until ctx ends.
+func (b *Broker) Follow(ctx context.Context, types []string, onConnect func(context.Context), h func(event.Envelope)) error {
+	bo := reconnectBackOff()
+	for {
+		err := b.followOnce(ctx, types, onConnect, h)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := bo.NextBackOff()
+		b.logger.Warn("event feed disconnected; reconnecting", "error", err, "retryIn", wait.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (b *Broker) followOnce(ctx context.Context, types []string, onConnect func(context.Context), h func(event.Envelope)) error {
+	conn, err := b.connection()
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	if err := ch.ExchangeDeclare(b.topo.Exchange(), "topic", true, false, false, false, nil); err != nil {
+		return err
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return err
+	}
+	for _, t := range types {
+		if err := ch.QueueBind(q.Name, t, b.topo.Exchange(), false, nil); err != nil {
+			return err
+		}
+	}
+	if err := ch.Qos(256, 0, false); err != nil {
+		return err
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		return err
+	}
+	if onConnect != nil {
+		onConnect(ctx)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case d, ok := <-deliveries:
+			if !ok {
+				return errors.New("feed channel closed")
+			}
+			var env event.Envelope
+			if json.Unmarshal(d.Body, &env) == nil {
+				h(env)
+			}
+		}
+	}
+}

@@ -1,0 +1,95 @@
+package testutil
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+)
+
+var (
+	toxiBinOnce sync.Once
+	toxiBin     string
+	toxiBinErr  error
+)
+
+// Toxiproxy is a toxiproxy server of the test's own (the go tool pinned in go.mod),
+// between the service and a dependency: cut, slow or reset that one connection without
+// touching the machine's shared servers.
+type Toxiproxy struct {
+	Client *toxiclient.Client
+}
+
+// NewToxiproxy starts a toxiproxy server on a free loopback port; it stops at cleanup.
+func NewToxiproxy(t testing.TB) *Toxiproxy {
+	t.Helper()
+	toxiBinOnce.Do(func() {
+		out, err := exec.Command("go", "tool", "-n", "github.com/Shopify/toxiproxy/v2/cmd/server").Output()
+		toxiBin, toxiBinErr = strings.TrimSpace(string(out)), err
+	})
+	if toxiBinErr != nil {
+		t.Fatalf("build toxiproxy (go tool): %v", toxiBinErr)
+	}
+	port := FreePort(t)
+	cmd := exec.Command(toxiBin, "-host", "127.0.0.1", "-port", fmt.Sprint(port))
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start toxiproxy: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(endpoint + "/version")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("toxiproxy did not start: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return &Toxiproxy{Client: toxiclient.NewClient(endpoint)}
+}
+
+// Proxy creates a proxy to upstream (host:port) on a free loopback port.
+func (x *Toxiproxy) Proxy(t testing.TB, name, upstream string) *toxiclient.Proxy {
+	t.Helper()
+	p, err := x.Client.CreateProxy(name, fmt.Sprintf("127.0.0.1:%d", FreePort(t)), upstream)
+	if err != nil {
+		t.Fatalf("toxiproxy: %v", err)
+	}
+	return p
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Eventually polls cond until it holds or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,261 @@
+// Package webhook is the domain of partner webhooks: endpoints, the signed delivery body
+// of the contract, and the outbound-address policy that keeps deliveries from reaching
+// internal services (server-side request forgery), checked at registration and again at
+// every connection.
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/event"
+)
+
+// Webhook is a partner endpoint.
+type Webhook struct {
+	ID             string
+	URL            string
+	Events         []string
+	Enabled        bool
+	DisabledReason *string
+	CreatedAt      time.Time
+}
+
+// Wants reports whether the endpoint takes events of type typ.
+func (w Webhook) Wants(typ string) bool {
+	return slices.Contains(w.Events, "*") || slices.Contains(w.Events, typ)
+}
+
+// Delivery is one delivery attempt.
+type Delivery struct {
+	ID          string
+	EventID     string
+	EventType   string
+	Attempt     int
+	StatusCode  *int
+	LatencyMs   *int
+	Error       *string
+	DeliveredAt time.Time
+}
+
+// MaxURLLen bounds an endpoint URL.
+const MaxURLLen = 2048
+
+// ValidateEvents checks the event types of a registration.
+func ValidateEvents(events []string) error {
+	if len(events) == 0 {
+		return checkout.Errorf(checkout.InvalidInput, []string{"input", "events"}, "give at least one event type, or \"*\" for all")
+	}
+	for i, e := range events {
+		if e != "*" && !slices.Contains(event.OrderTypes, e) {
+			return checkout.Errorf(checkout.InvalidInput, []string{"input", "events", strconv.Itoa(i)}, "unknown event type %q; known: %v or \"*\"", e, event.OrderTypes)
+		}
+	}
+	return nil
+}
+
+// Policy decides which addresses deliveries may reach.
+type Policy struct {
+	// AllowPrivate admits loopback and private networks (development and tests).
+	AllowPrivate bool
+	// Resolver looks names up (net.DefaultResolver when nil).
+	Resolver *net.Resolver
+}
+
+var (
+	// Cloud metadata endpoints outside link-local ranges.
+	metadata = []netip.Addr{netip.MustParseAddr("100.100.100.200"), netip.MustParseAddr("192.0.0.192"), netip.MustParseAddr("fd00:ec2::254")}
+	cgnat    = netip.MustParsePrefix("100.64.0.0/10")
+)
+
+// ErrForbiddenAddress is returned for an address deliveries may not reach.
+var ErrForbiddenAddress = errors.New("address not allowed for webhooks")
+
+// CheckAddr refuses link-local, metadata, unspecified and multicast addresses always,
+// and loopback and private ones unless AllowPrivate.
+func (p Policy) CheckAddr(a netip.Addr) error {
+	a = a.Unmap()
+	switch {
+	case a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() || slices.Contains(metadata, a):
+		return fmt.Errorf("%w: %s is link-local or a metadata address", ErrForbiddenAddress, a)
+	case a.IsUnspecified() || a.IsMulticast():
+		return fmt.Errorf("%w: %s", ErrForbiddenAddress, a)
+	case !p.AllowPrivate && (a.IsLoopback() || a.IsPrivate() || cgnat.Contains(a)):
+		return fmt.Errorf("%w: %s is loopback or private (set WEBHOOK_ALLOW_PRIVATE=true in development)", ErrForbiddenAddress, a)
+	}
+	return nil
+}
+
+// ValidateURL checks an endpoint URL: http(s), a host, and every address it resolves to
+// allowed. The answer is a userError INVALID_WEBHOOK_URL.
+func (p Policy) ValidateURL(ctx context.Context, raw string) error {
+	bad := func(format string, args ...any) error {
+		return checkout.Errorf(checkout.InvalidWebhookURL, []string{"input", "url"}, format, args...)
+	}
+	if len(raw) > MaxURLLen {
+		return bad("url is longer than %d characters", MaxURLLen)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return bad("url must be an absolute http or https URL")
+	}
+	if u.User != nil {
+		return bad("url must not carry credentials")
+	}
+	host := u.Hostname()
+	if a, err := netip.ParseAddr(host); err == nil {
+		if err := p.CheckAddr(a); err != nil {
+			return bad("%v", err)
+		}
+		return nil
+	}
+	r := p.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	addrs, err := r.LookupNetIP(lctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return bad("host %q does not resolve", host)
+	}
+	for _, a := range addrs {
+		if err := p.CheckAddr(a); err != nil {
+			return bad("%v", err)
+		}
+	}
+	return nil
+}
+
+// Dialer returns a dialer that checks the address it actually connects to, so a name
+// that resolves somewhere else at delivery time (DNS rebinding) is still refused.
+func (p Policy) Dialer(timeout time.Duration) *net.Dialer {
+	return &net.Dialer{Timeout: timeout, Control: func(_, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return err
+		}
+		return p.CheckAddr(ap.Addr())
+	}}
+}
+
+// NewSecret makes an endpoint's signing secret.
+func NewSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return "whsec_" + hex.EncodeToString(b)
+}
+
+// Sign is the Checkout-Signature header: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+// "<t>.<body>" with the secret>, as Stripe signs its webhooks.
+func Sign(secret string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ts))
+	m.Write([]byte("."))
+	m.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Body is the delivery body of the contract for an order event.
+func Body(env event.Envelope) ([]byte, error) {
+	var p event.OrderPayload
+	if err := json.Unmarshal(env.Payload, &p); err != nil {
+		return nil, err
+	}
+	type order struct {
+		ID         string    `json:"id"`
+		Status     string    `json:"status"`
+		Sequence   int       `json:"sequence"`
+		TotalCents int64     `json:"totalCents"`
+		Currency   string    `json:"currency"`
+		UpdatedAt  time.Time `json:"updatedAt"`
+	}
+	d := p.Order
+	return json.Marshal(map[string]any{
+		"id":        env.ID,
+		"type":      env.Type,
+		"createdAt": env.OccurredAt.UTC().Format(time.RFC3339Nano),
+		"data": map[string]any{"order": order{ID: d.ID, Status: d.Status, Sequence: d.Sequence,
+			TotalCents: d.TotalCents, Currency: d.Currency, UpdatedAt: d.UpdatedAt.UTC()}},
+	})
+}
+
+// Page is a page of delivery attempts, newest first.
+type Page struct {
+	Deliveries []Delivery
+	HasNext    bool
+}
+
+// Cursor is a position in a delivery list.
+type Cursor struct {
+	DeliveredAt time.Time
+	ID          string
+}
+
+// Store is the persistence port of webhooks.
+type Store interface {
+	Register(ctx context.Context, id, url string, events []string, secret string) (Webhook, error)
+	List(ctx context.Context) ([]Webhook, error)
+	Get(ctx context.Context, id string) (*Webhook, error)
+	Delete(ctx context.Context, id string) (Webhook, error)
+	Enable(ctx context.Context, id string) (Webhook, error)
+	Deliveries(ctx context.Context, webhookID string, first int, after *Cursor) (Page, error)
+}
+
+// Service runs the admin operations on partner webhooks.
+type Service struct {
+	store  Store
+	policy Policy
+	newID  func() string
+}
+
+// NewService returns a Service.
+func NewService(s Store, p Policy, newID func() string) *Service {
+	return &Service{store: s, policy: p, newID: newID}
+}
+
+// Register validates and stores an endpoint; the secret is returned once.
+func (s *Service) Register(ctx context.Context, rawURL string, events []string) (Webhook, string, error) {
+	if err := ValidateEvents(events); err != nil {
+		return Webhook{}, "", err
+	}
+	if err := s.policy.ValidateURL(ctx, rawURL); err != nil {
+		return Webhook{}, "", err
+	}
+	secret := NewSecret()
+	w, err := s.store.Register(ctx, s.newID(), rawURL, slices.Compact(slices.Sorted(slices.Values(events))), secret)
+	return w, secret, err
+}
+
+// List returns the endpoints (deleted ones excluded).
+func (s *Service) List(ctx context.Context) ([]Webhook, error) { return s.store.List(ctx) }
+
+// Delete removes an endpoint; nothing more is delivered to it.
+func (s *Service) Delete(ctx context.Context, id string) (Webhook, error) {
+	return s.store.Delete(ctx, id)
+}
+
+// Enable re-enables an endpoint and replays what it missed, in order.
+func (s *Service) Enable(ctx context.Context, id string) (Webhook, error) {
+	return s.store.Enable(ctx, id)
+}
+
+// Deliveries pages an endpoint's delivery attempts.
+func (s *Service) Deliveries(ctx context.Context, id string, first int, after *Cursor) (Page, error) {
+	return s.store.Deliveries(ctx, id, first, after)
+}
