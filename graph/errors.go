@@ -18,6 +18,7 @@ const (
 	CodeForbidden       = "FORBIDDEN"
 	CodeBadUserInput    = "BAD_USER_INPUT"
 	CodeInternal        = "INTERNAL_SERVER_ERROR"
+	CodeUnavailable     = "SERVICE_UNAVAILABLE"
 )
 
 // userErrors splits a domain error into userErrors; any other error is returned for

@@ -1,9 +1,16 @@
 package graph
 
 import (
+	"database/sql/driver"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -101,6 +108,12 @@ func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 		}
 		id := clog.CorrelationID(ctx)
 		logger.ErrorContext(ctx, "graphql resolver error", "error", err, "path", graphql.GetPath(ctx).String())
+		if unavailable(err) {
+			// A dependency is gone for a moment: nothing was half-written, and a
+			// checkout may be retried with the same idempotency key.
+			return &gqlerror.Error{Message: "service temporarily unavailable; retry shortly", Path: graphql.GetPath(ctx),
+				Extensions: map[string]any{"code": CodeUnavailable, "correlationId": id, "retryable": true}}
+		}
 		return &gqlerror.Error{Message: "internal server error", Path: graphql.GetPath(ctx),
 			Extensions: map[string]any{"code": CodeInternal, "correlationId": id}}
 	})
@@ -115,4 +128,25 @@ func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 // auth and dataloaders.
 func Handler(r *Resolver, opt HandlerOptions) http.Handler {
 	return opt.HTTP.CORS.Handler(opt.Verifier.Middleware(LoaderMiddleware(r.Catalog, NewServer(r, opt))))
+}
+
+// unavailable reports errors of a dependency that is unreachable or too slow right now
+// (connection refused or reset, timeouts), as opposed to a bug.
+func unavailable(err error) bool {
+	var ne net.Error
+	var pe *pgconn.PgError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED):
+		return true
+	case errors.As(err, &ne):
+		return true
+	case pgconn.SafeToRetry(err), pgconn.Timeout(err):
+		return true
+	case errors.As(err, &pe):
+		// Class 08: connection exception; 57P01-03: the server is shutting down or starting.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || pe.Code == "53300"
+	}
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce)
 }

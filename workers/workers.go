@@ -27,8 +27,11 @@ const (
 
 // Consumers is the saga's part of the broker topology.
 var Consumers = []broker.Consumer{
-	{Name: PaymentConsumer, Types: []string{event.OrderPlaced}},
-	{Name: RefundConsumer, Types: []string{event.PaymentRefundRequested}},
+	// A provider outage never drops a charge: the payment worker retries until the
+	// provider answers or the reservation expires (then it stops by itself).
+	{Name: PaymentConsumer, Types: []string{event.OrderPlaced}, RetryForever: true},
+	// A refund is owed money: retried until the provider takes it.
+	{Name: RefundConsumer, Types: []string{event.PaymentRefundRequested}, RetryForever: true},
 }
 
 // Payments charges placed orders and refunds what must be given back.

@@ -29,6 +29,10 @@ type Consumer struct {
 	RetryDelays []time.Duration
 	// Jitter draws each retry's wait at random between half and all of its delay.
 	Jitter bool
+	// RetryForever keeps retrying at the last delay instead of dead-lettering: for
+	// handlers that end on their own (the payment worker stops once a reservation has
+	// expired). Permanent errors are still dead-lettered.
+	RetryForever bool
 }
 
 func (t Topology) delays(consumer string) []time.Duration {
@@ -38,6 +42,15 @@ func (t Topology) delays(consumer string) []time.Duration {
 		}
 	}
 	return t.RetryDelays
+}
+
+func (t Topology) consumer(name string) Consumer {
+	for _, c := range t.Consumers {
+		if c.Name == name {
+			return c
+		}
+	}
+	return Consumer{Name: name}
 }
 
 func (t Topology) jitter(consumer string) bool {

@@ -159,6 +159,9 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 	m.Headers["x-last-error"] = clog.Redact(err.Error())
 	target, outcome := "", ""
 	delays := b.topo.delays(consumer)
+	if b.topo.consumer(consumer).RetryForever && attempt >= len(delays) && len(delays) > 0 {
+		attempt = len(delays) - 1 // the last delay, again
+	}
 	if IsPermanent(err) || attempt >= len(delays) {
 		target, outcome = b.topo.DeadLetterQueue(consumer), "dead_letter"
 		b.logger.ErrorContext(hctx, "event dead-lettered", "consumer", consumer, "eventId", env.ID, "type", env.Type, "attempt", attempt, "error", err)

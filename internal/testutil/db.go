@@ -78,3 +78,34 @@ func NewDB(t testing.TB, opts ...store.Options) *DB {
 	})
 	return &DB{DB: db, Schema: schema, URL: u.String()}
 }
+
+// Via opens another pool on db's schema through hostport (a proxy), closed at cleanup.
+func (db *DB) Via(t testing.TB, hostport string, opt store.Options) *DB {
+	t.Helper()
+	u, err := url.Parse(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = hostport
+	q := u.Query()
+	q.Set("connect_timeout", "2")
+	u.RawQuery = q.Encode()
+	p, err := store.Open(context.Background(), u.String(), opt)
+	if err != nil {
+		t.Fatalf("open via %s: %v", hostport, err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return &DB{DB: p, Schema: db.Schema, URL: u.String()}
+}
+
+// PostgresHostPort is host:port of the test server.
+func PostgresHostPort(t testing.TB) string {
+	u, err := url.Parse(DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Port() == "" {
+		return u.Hostname() + ":5432"
+	}
+	return u.Host
+}

@@ -1,0 +1,241 @@
+package faults_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+	"github.com/sony/gobreaker"
+
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/payment"
+	stripegw "github.com/checkout-backend/checkout/internal/payment/stripe"
+	"github.com/checkout-backend/checkout/internal/store"
+	"github.com/checkout-backend/checkout/internal/testutil"
+	"github.com/checkout-backend/checkout/outbox"
+)
+
+const checkoutQ = `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } userErrors { code } } }`
+
+func placeVia(t *testing.T, api *testutil.API, customer, key string, qty int) (string, *testutil.Response) {
+	resp := api.Do(t, testutil.Token(t, customer), checkoutQ, map[string]any{"in": map[string]any{
+		"idempotencyKey": key, "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "F", "quantity": qty}}}})
+	var r struct {
+		Checkout struct {
+			Order *struct{ ID string }
+		}
+	}
+	json.Unmarshal(resp.Data, &r)
+	if r.Checkout.Order != nil {
+		return r.Checkout.Order.ID, resp
+	}
+	return "", resp
+}
+
+// consistent checks what a crash must never leave: every order whole, reserved stock equal
+// to what orders hold, one order.placed event per order.
+func consistent(t *testing.T, db *testutil.DB, api *testutil.API, initial int) {
+	t.Helper()
+	ordered := api.Count(t, "SELECT COALESCE(sum(quantity),0)::int FROM order_items")
+	onHand, reserved := api.Stock(t, "F")
+	if reserved != ordered || onHand != initial {
+		t.Fatalf("reserved %d, on hand %d; orders hold %d of %d", reserved, onHand, ordered, initial)
+	}
+	if n := api.Count(t, `SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id)
+		OR NOT EXISTS (SELECT 1 FROM reservations r WHERE r.order_id = o.id)
+		OR (SELECT count(*) FROM outbox e WHERE e.aggregate_id = o.id::text AND e.type = 'order.placed') <> 1`); n != 0 {
+		t.Fatalf("%d partial orders", n)
+	}
+}
+
+func TestPostgres_Latency_And_ResetMidCheckout(t *testing.T) {
+	t.Parallel()
+	direct := testutil.NewDB(t)
+	seed := testutil.NewAPI(t, direct)
+	seed.Product(t, "F", 100, map[string]int{"w": 1000})
+	toxi := testutil.NewToxiproxy(t)
+	pg := toxi.Proxy(t, "pg", testutil.PostgresHostPort(t))
+	api := testutil.NewAPI(t, direct.Via(t, pg.Listen, store.Options{MaxOpenConns: 8}))
+
+	// 200 ms on every answer from PostgreSQL: slow, but every checkout is whole.
+	if _, err := pg.AddToxic("latency", "latency", "downstream", 1, toxiclient.Attributes{"latency": 200}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if id, resp := placeVia(t, api, fmt.Sprint("slow", i), "k", 1); id == "" {
+				t.Errorf("checkout under latency failed: %s %+v", resp.Data, resp.Errors)
+			}
+		}(i)
+	}
+	wg.Wait()
+	t.Logf("8 concurrent checkouts with 200 ms PostgreSQL latency took %s", time.Since(start))
+	pg.RemoveToxic("latency")
+
+	// Connections reset while checkouts are in flight.
+	var failed, placed atomic.Int32
+	var codes sync.Map
+	stop := make(chan struct{})
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id, resp := placeVia(t, api, fmt.Sprint("c", i), fmt.Sprint(n), 1)
+				if resp.Status >= 500 {
+					t.Errorf("status %d", resp.Status)
+				}
+				if id != "" {
+					placed.Add(1)
+				} else if c := resp.ErrorCode(); c != "" {
+					failed.Add(1)
+					codes.Store(c, resp.Errors[0].Extensions["correlationId"] != nil)
+				}
+			}
+		}(i)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := pg.AddToxic("reset", "reset_peer", "upstream", 1, toxiclient.Attributes{"timeout": 0}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	pg.RemoveToxic("reset")
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	codes.Range(func(k, v any) bool {
+		if k != "SERVICE_UNAVAILABLE" || v != true {
+			t.Errorf("clients saw %v (correlation id %v), want SERVICE_UNAVAILABLE with a correlationId", k, v)
+		}
+		return true
+	})
+	t.Logf("during the reset: %d placed, %d answered an error", placed.Load(), failed.Load())
+	if failed.Load() == 0 {
+		t.Log("no checkout was caught by the reset this time")
+	}
+	// Nothing half-written, and the service recovers by itself.
+	consistent(t, direct, seed, 1000)
+	if id, resp := placeVia(t, api, "after", "k", 1); id == "" {
+		t.Fatalf("no recovery: %s %+v", resp.Data, resp.Errors)
+	}
+}
+
+func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
+	t.Parallel()
+	toxi := testutil.NewToxiproxy(t)
+	mq := toxi.Proxy(t, "amqp", testutil.AMQPHostPort(t))
+	s := testutil.NewStack(t, testutil.StackOptions{AMQPURL: "amqp://guest:guest@" + mq.Listen + "/"})
+	s.Product(t, "F", 100, map[string]int{"w": 100000})
+
+	var ids []string
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var maxBacklog int
+	go func() {
+		defer close(done)
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			id := s.Checkout(t, fmt.Sprint("c", n%50), fmt.Sprint(n), "tok_visa", checkout.Line{SKU: "F", Quantity: 1})
+			mu.Lock()
+			ids = append(ids, id)
+			mu.Unlock()
+			if b, _, err := outbox.Backlog(context.Background(), s.DB); err == nil && b > maxBacklog {
+				maxBacklog = b
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	if err := mq.Disable(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	time.Sleep(30 * time.Second)
+	if err := mq.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	<-done
+	mu.Lock()
+	placed := append([]string(nil), ids...)
+	mu.Unlock()
+	t.Logf("%d checkouts placed, broker down for %s, outbox backlog peaked at %d", len(placed), 30*time.Second, maxBacklog)
+	if maxBacklog < 100 {
+		t.Fatalf("outbox backlog peaked at %d: the broker was not really down (since %s)", maxBacklog, down)
+	}
+	for _, id := range placed {
+		s.WaitStatus(t, id, checkout.StatusPaid, 60*time.Second)
+	}
+	if got := s.Sandbox.ChargeCount(); got != len(placed) {
+		t.Fatalf("%d charges for %d orders", got, len(placed))
+	}
+	testutil.Eventually(t, 10*time.Second, "the outbox drained", func() bool {
+		b, _, _ := outbox.Backlog(context.Background(), s.DB)
+		return b == 0
+	})
+}
+
+func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"5xx", "hang"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			fake := testutil.NewFakeStripe(t)
+			gw, err := stripegw.New(stripegw.Config{SecretKey: "sk_test_fake", APIBase: fake.URL, Timeout: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var opened atomic.Bool
+			var states sync.Map
+			res := payment.NewResilient(gw, payment.ResilientOptions{FailureThreshold: 3, OpenTimeout: 500 * time.Millisecond,
+				InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond, MaxTries: 2,
+				OnStateChange: func(name string, from, to gobreaker.State) {
+					states.Store(name, to)
+					if to == gobreaker.StateOpen {
+						opened.Store(true)
+					}
+				}})
+			fake.SetMode(mode)
+			s := testutil.NewStack(t, testutil.StackOptions{Gateway: res})
+			s.Product(t, "F", 100, map[string]int{"w": 100})
+			var ids []string
+			for i := 0; i < 5; i++ {
+				ids = append(ids, s.Checkout(t, fmt.Sprint("c", i), "k", "tok_visa", checkout.Line{SKU: "F", Quantity: 1}))
+			}
+			testutil.Eventually(t, 20*time.Second, "the breaker open", opened.Load)
+			time.Sleep(500 * time.Millisecond)
+			for _, id := range ids {
+				if o, _ := s.Orders.Order(context.Background(), id); o.Status != checkout.StatusPendingPayment {
+					t.Fatalf("order %s while the provider is down", o.Status)
+				}
+			}
+			fake.SetMode("ok")
+			for _, id := range ids {
+				s.WaitStatus(t, id, checkout.StatusPaid, 30*time.Second)
+			}
+			if got := fake.Charges(); got != len(ids) {
+				t.Fatalf("%d charges for %d orders", got, len(ids))
+			}
+			t.Logf("%s: %d requests reached the provider for %d orders", mode, fake.Requests(), len(ids))
+		})
+	}
+}
