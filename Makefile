@@ -62,7 +62,7 @@ token: ## print a dev JWT with the admin role
 test: export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 test: export REDIS_URL ?= $(DEFAULT_REDIS_URL)
 test: ## run every test (starts PostgreSQL, RabbitMQ and Redis if needed)
-	@$(SERVICES) --need-redis
+	@$(SERVICES) --need-redis --need-tools
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
 
 .PHONY: bench

@@ -29,6 +29,8 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
+	"github.com/checkout-backend/checkout/internal/platform/metrics"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 )
 
 // HandlerOptions configure the GraphQL endpoint.
@@ -38,6 +40,11 @@ type HandlerOptions struct {
 	Introspection bool
 	// HTTP configures GraphQL over HTTP: limits, persisted queries, CORS (zero: defaults).
 	HTTP gqlhttp.Options
+	// Metrics, when set, records graphql_request_duration_seconds.
+	Metrics *metrics.Metrics
+	// Overload, when set, sheds load after authentication (clients are known by their
+	// JWT subject) and before anything else.
+	Overload func(http.Handler) http.Handler
 }
 
 // NewServer builds the gqlgen server over the resolver. It panics on options that
@@ -54,6 +61,10 @@ func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 		panic("graph: " + err.Error())
 	}
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r, Complexity: Complexity()}))
+	srv.Use(telemetry.GraphQL{})
+	if opt.Metrics != nil {
+		srv.Use(opt.Metrics.GraphQL())
+	}
 	srv.AddTransport(transport.Websocket{
 		KeepAlivePingInterval: 10 * time.Second,
 		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
@@ -127,7 +138,11 @@ func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 // Handler wraps the server with CORS (outermost, so a preflight needs nothing else),
 // auth and dataloaders.
 func Handler(r *Resolver, opt HandlerOptions) http.Handler {
-	return opt.HTTP.CORS.Handler(opt.Verifier.Middleware(LoaderMiddleware(r.Catalog, NewServer(r, opt))))
+	h := LoaderMiddleware(r.Catalog, NewServer(r, opt))
+	if opt.Overload != nil {
+		h = opt.Overload(h)
+	}
+	return opt.HTTP.CORS.Handler(opt.Verifier.Middleware(h))
 }
 
 // unavailable reports errors of a dependency that is unreachable or too slow right now

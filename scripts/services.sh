@@ -40,9 +40,11 @@ RABBIT_TIMEOUT=${SERVICES_RABBITMQ_TIMEOUT:-120}
 REDIS_TIMEOUT=${SERVICES_REDIS_TIMEOUT:-30}
 
 need_redis=0
+need_tools=0
 for arg in "$@"; do
 	case $arg in
 	--need-redis) need_redis=1 ;;
+	--need-tools) need_tools=1 ;;
 	-h | --help)
 		sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
 		exit 0
@@ -560,12 +562,25 @@ ensure_redis() {
 	say "started Redis on $(hp "$host" "$port") (redis-server --daemonize yes)"
 }
 
+# The deploy/ tests run the real promtool and prometheus (Debian's prometheus package).
+ensure_promtool() {
+	have promtool && have prometheus && return 0
+	apt_install --no-install-recommends prometheus ||
+		die "promtool/prometheus not on PATH and not installable here; install Debian's 'prometheus' package"
+	have promtool && have prometheus ||
+		die "the prometheus package is installed but promtool/prometheus are not on PATH"
+	say "installed promtool and prometheus (Debian package prometheus)"
+}
+
 # ---------------------------------------------------------------- main
 
 ensure_postgres
 ensure_rabbitmq
 if [[ $need_redis -eq 1 || -n ${REDIS_URL:-} ]]; then
 	ensure_redis
+fi
+if [[ $need_tools -eq 1 ]]; then
+	ensure_promtool
 fi
 # keep the logs of failed attempts (die exits before this), drop the rest
 if [[ -n $LOGDIR ]]; then rm -rf "$LOGDIR"; fi

@@ -19,6 +19,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/auth"
 	"github.com/checkout-backend/checkout/internal/platform/config"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 	"github.com/checkout-backend/checkout/internal/store"
 )
 
@@ -39,7 +40,7 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	logger := clog.New(os.Stdout, slog.LevelInfo)
+	logger := slog.New(telemetry.LogHandler(clog.New(os.Stdout, slog.LevelInfo).Handler()))
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -11,7 +11,9 @@ import (
 
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/google/uuid"
+	"github.com/sony/gobreaker"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/checkout-backend/checkout/graph"
 	"github.com/checkout-backend/checkout/internal/broker"
@@ -24,6 +26,9 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/config"
 	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
+	"github.com/checkout-backend/checkout/internal/platform/metrics"
+	"github.com/checkout-backend/checkout/internal/platform/overload"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/webhook"
 	"github.com/checkout-backend/checkout/outbox"
@@ -46,7 +51,18 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns})
+	// Tracing first: the SQL hook and otelhttp take their tracer when they are built.
+	stopTracing, err := telemetry.Setup(ctx, "checkout")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		stopTracing(sctx)
+	}()
+	outbox.SetHeaderInjector(telemetry.InjectMap)
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns, QueryHook: telemetry.QueryHook("checkout")})
 	if err != nil {
 		return err
 	}
@@ -58,6 +74,14 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	}
 	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers(cfg.WebhookBackoffBase, cfg.WebhookMaxAge)...)
 	topo := broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays}
+	consumerNames := make([]string, len(consumers))
+	for i, c := range consumers {
+		consumerNames[i] = c.Name
+	}
+	m := metrics.New(metrics.Options{Breakers: []string{"payment-" + gatewayName(cfg)}, Consumers: consumerNames})
+	graph.CheckoutObserver = m.Checkout
+	m.DBStats(db.DB, "checkout")
+	m.OutboxBacklog(func(ctx context.Context) (int, time.Duration, error) { return outbox.Backlog(ctx, db) })
 	webhookPolicy := webhook.Policy{AllowPrivate: cfg.WebhookAllowPrivate}
 	webhookStore := store.NewWebhooks(db)
 	// Publishing and consuming get their own connections, as RabbitMQ advises.
@@ -67,11 +91,20 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		// The API still takes orders (the outbox holds them); the relay retries.
 		logger.Warn("RabbitMQ unavailable at start; the outbox will hold events until it is back", "error", err)
 	}
+	m.Queues(func(ctx context.Context) ([]metrics.QueueDepth, error) {
+		stats, err := pubBroker.QueueStats(ctx)
+		out := make([]metrics.QueueDepth, len(stats))
+		for i, s := range stats {
+			out[i] = metrics.QueueDepth(s)
+		}
+		return out, err
+	})
 	orders := store.NewOrders(db, store.LockingReserver{}, time.Now)
 	g, ctx := errgroup.WithContext(ctx)
 
 	if runRelay {
-		relay := outbox.NewRelay(db, pubBroker, outbox.RelayOptions{Batch: cfg.OutboxBatch, Poll: cfg.OutboxPoll, Retention: cfg.OutboxRetention, Logger: logger})
+		relay := outbox.NewRelay(db, telemetry.TracePublisher(m.CountPublished(pubBroker)), outbox.RelayOptions{Batch: cfg.OutboxBatch,
+			Poll: cfg.OutboxPoll, Retention: cfg.OutboxRetention, Logger: logger, Observe: m.RelayBatch})
 		g.Go(func() error { return relay.Run(ctx) })
 	}
 	var payments *store.Payments
@@ -79,7 +112,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		payments = store.NewPayments(db, orders)
 	}
 	if runWorkers {
-		gw, err := newGateway(cfg, logger)
+		gw, err := newGateway(cfg, logger, m)
 		if err != nil {
 			return err
 		}
@@ -89,16 +122,19 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		}
 		subBroker := broker.New(cfg.AMQPURL, topo, logger)
 		defer subBroker.Close()
-		opt := broker.ConsumeOptions{Prefetch: cfg.WorkerPrefetch, Concurrency: cfg.WorkerConcurrency}
+		opt := broker.ConsumeOptions{Prefetch: cfg.WorkerPrefetch, Concurrency: cfg.WorkerConcurrency, Observe: m.Consumer}
 		g.Go(func() error { return w.Run(ctx, subBroker, opt) })
 		hooks := workers.NewWebhooks(webhookStore, workers.WebhookOptions{Policy: webhookPolicy, Logger: logger,
 			Delivery: store.DeliveryPolicy{MaxAge: cfg.WebhookMaxAge, DisableAfter: cfg.WebhookDisableAfter}})
-		g.Go(func() error { return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Prefetch: 32, Concurrency: 32}) })
+		g.Go(func() error {
+			return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Prefetch: 32, Concurrency: 32, Observe: m.Consumer})
+		})
 		sweeper := workers.NewSweeper(db, orders, cfg.SweepInterval, logger, time.Now)
 		g.Go(func() error { return sweeper.Run(ctx) })
 	}
 
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
 	httpx.Health(mux,
 		httpx.Check{Name: "database", Fn: func(ctx context.Context) error { return store.Ping(ctx, db.DB) }},
 		httpx.Check{Name: "broker", Fn: pubBroker.Ping})
@@ -119,7 +155,26 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			return err
 		}
 		defer closeGQL()
-		mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: verifier, Introspection: gqlhttp.IntrospectionEnabled(cfg), HTTP: gqlOpt}))
+		shed := overload.New(overload.Options{
+			Limits: map[overload.Class]int{overload.Checkout: cfg.CheckoutConcurrency,
+				overload.Read: cfg.ReadConcurrency, overload.Other: cfg.OtherConcurrency},
+			MaxWait:  cfg.OverloadMaxWait,
+			Rate:     rate.Limit(cfg.ClientRate),
+			Burst:    cfg.ClientBurst,
+			Classify: overload.GraphQL(gqlOpt.Persisted.Manifest.Document),
+			OnReject: func(c overload.Class, status int) {
+				reason := "busy"
+				if status == http.StatusTooManyRequests {
+					reason = "rate_limited"
+				}
+				m.Shed(string(c), reason)
+			},
+		})
+		for _, c := range []overload.Class{overload.Checkout, overload.Read, overload.Other} {
+			m.InFlight(string(c), func() int { return shed.InFlight(c) })
+		}
+		mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: verifier, Introspection: gqlhttp.IntrospectionEnabled(cfg), HTTP: gqlOpt,
+			Metrics: m, Overload: shed.Middleware}))
 		if !cfg.Production() {
 			mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
 		}
@@ -127,7 +182,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	}
 	srv := &http.Server{
 		Addr:              cfg.HTTPAddr,
-		Handler:           httpx.RequestID(httpx.Log(logger, mux)),
+		Handler:           telemetry.Handler(httpx.RequestID(httpx.Log(logger, mux))),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -151,7 +206,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 
 // newGateway builds the configured payment provider behind its circuit breaker and
 // retries.
-func newGateway(cfg config.Config, logger *slog.Logger) (*payment.Resilient, error) {
+func newGateway(cfg config.Config, logger *slog.Logger, m *metrics.Metrics) (*payment.Resilient, error) {
 	var gw payment.Gateway
 	switch cfg.PaymentProvider {
 	case "stripe":
@@ -163,9 +218,20 @@ func newGateway(cfg config.Config, logger *slog.Logger) (*payment.Resilient, err
 	default:
 		gw = sandbox.New()
 	}
-	return payment.NewResilient(gw, payment.ResilientOptions{
+	r := payment.NewResilient(payment.Traced(gw), payment.ResilientOptions{
 		OnRetry: func(op string, err error, wait time.Duration) {
 			logger.Warn("payment call failed; retrying", "op", op, "error", err, "retryIn", wait.String())
 		},
-	}), nil
+		OnStateChange: func(name string, _, to gobreaker.State) { m.BreakerState(name, to) },
+	})
+	m.BreakerState(r.BreakerName(), r.State())
+	return r, nil
+}
+
+// gatewayName is the provider newGateway builds; its breaker is "payment-" + it.
+func gatewayName(cfg config.Config) string {
+	if cfg.PaymentProvider == "stripe" {
+		return "stripe"
+	}
+	return "sandbox"
 }

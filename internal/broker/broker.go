@@ -315,3 +315,35 @@ func reconnectBackOff() *backoff.ExponentialBackOff {
 	bo.MaxInterval = 5 * time.Second
 	return bo
 }
+
+// QueueStat is one queue's figures.
+type QueueStat struct {
+	Queue     string
+	Messages  int
+	Consumers int
+}
+
+// QueueStats reads the work and dead-letter queues of every consumer with passive
+// declares on a channel of its own (a missing queue closes it), for metrics.
+func (b *Broker) QueueStats(ctx context.Context) ([]QueueStat, error) {
+	conn, err := b.connection()
+	if err != nil {
+		return nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	defer ch.Close()
+	var out []QueueStat
+	for _, c := range b.topo.Consumers {
+		for _, name := range []string{b.topo.Queue(c.Name), b.topo.DeadLetterQueue(c.Name)} {
+			q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+			if err != nil {
+				return nil, fmt.Errorf("inspect %s: %w", name, err)
+			}
+			out = append(out, QueueStat{Queue: name, Messages: q.Messages, Consumers: q.Consumers})
+		}
+	}
+	return out, nil
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/event"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 )
 
 // Handler processes one event. nil acks it; an error retries it later through the
@@ -138,7 +139,9 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 		hctx = clog.WithCorrelationID(hctx, cid)
 	}
 	hctx = WithHeaders(hctx, d.Headers)
+	hctx, span := telemetry.StartConsume(hctx, consumer, d)
 	err := h(hctx, env)
+	telemetry.End(span, err)
 	if err == nil {
 		d.Ack(false)
 		observe("ack")

@@ -14,6 +14,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 )
 
 // ErrSlowSubscriber ends a subscription whose reader fell behind.
@@ -61,7 +62,11 @@ func New(b *broker.Broker, loader Loader, buffer int, logger *slog.Logger) *Feed
 
 // Run follows the events until ctx ends.
 func (f *Feed) Run(ctx context.Context) error {
-	return f.broker.Follow(ctx, event.OrderTypes, f.resync, f.dispatch)
+	deliver := telemetry.TraceHandler("status-feed", nil, func(_ context.Context, env event.Envelope) error {
+		f.dispatch(env)
+		return nil
+	})
+	return f.broker.Follow(ctx, event.OrderTypes, f.resync, func(env event.Envelope) { deliver(ctx, env) })
 }
 
 // Subscribers is the number of live subscriptions.

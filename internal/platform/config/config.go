@@ -61,6 +61,16 @@ type Config struct {
 	GraphQLMaxAliases        int      `env:"GRAPHQL_MAX_ALIASES" envDefault:"30"`
 	GraphQLMaxRootFields     int      `env:"GRAPHQL_MAX_ROOT_FIELDS" envDefault:"10"`
 	GraphQLMaxBodyBytes      int64    `env:"GRAPHQL_MAX_BODY_BYTES" envDefault:"1048576"`
+	// Load shedding (internal/platform/overload): requests served at once per class,
+	// the wait for a slot before 503, and each client's rate (requests/s) and burst
+	// before 429. CLIENT_RATE=0 turns the per-client limit off.
+	CheckoutConcurrency int           `env:"CHECKOUT_CONCURRENCY" envDefault:"16"`
+	ReadConcurrency     int           `env:"READ_CONCURRENCY" envDefault:"64"`
+	OtherConcurrency    int           `env:"OTHER_CONCURRENCY" envDefault:"32"`
+	OverloadMaxWait     time.Duration `env:"OVERLOAD_MAX_WAIT" envDefault:"100ms"`
+	ClientRate          float64       `env:"CLIENT_RATE" envDefault:"50"`
+	ClientBurst         int           `env:"CLIENT_BURST" envDefault:"100"`
+
 	// GraphQLIntrospection unset: on in development, off in production.
 	GraphQLIntrospection *bool `env:"GRAPHQL_INTROSPECTION"`
 }

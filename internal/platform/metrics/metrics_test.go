@@ -1,0 +1,294 @@
+package metrics_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/sony/gobreaker"
+	"github.com/vektah/gqlparser/v2"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/internal/platform/metrics"
+)
+
+// scrape reads /metrics as Prometheus would.
+func scrape(t *testing.T, m *metrics.Metrics) string {
+	t.Helper()
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d\n%s", resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+func wantLines(t *testing.T, body string, lines ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if !strings.Contains(body, "\n"+l+"\n") {
+			t.Errorf("/metrics lacks line %q", l)
+		}
+	}
+}
+
+func TestMetrics_ContractSeriesExistFromStart(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{Breakers: []string{"payment-sandbox"}, Consumers: []string{"payment"}})
+	m.OutboxBacklog(func(context.Context) (int, time.Duration, error) { return 3, 90 * time.Second, nil })
+	body := scrape(t, m)
+	wantLines(t, body,
+		`checkout_circuit_breaker_state{name="payment-sandbox"} 0`,
+		`checkout_outbox_backlog 3`,
+		`checkout_outbox_oldest_age_seconds 90`,
+		`graphql_request_duration_seconds_count{operation="checkout",outcome="ok"} 0`,
+		`checkout_consumer_messages_total{consumer="payment",outcome="dead_letter"} 0`,
+		`checkout_consumer_redeliveries_total{consumer="payment"} 0`,
+		`# TYPE graphql_request_duration_seconds histogram`,
+		`# TYPE checkout_orders_total counter`,
+	)
+	for _, s := range metrics.Statuses {
+		wantLines(t, body, fmt.Sprintf(`checkout_orders_total{status=%q} 0`, s))
+	}
+	for _, o := range metrics.Outcomes {
+		wantLines(t, body, fmt.Sprintf(`checkout_checkouts_total{outcome=%q} 0`, o))
+	}
+	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total"} {
+		if !strings.Contains(body, "\n"+name+" ") {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
+
+func TestMetrics_BreakerState(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{Breakers: []string{"payment-stripe"}})
+	for state, want := range map[gobreaker.State]string{gobreaker.StateOpen: "2", gobreaker.StateHalfOpen: "1", gobreaker.StateClosed: "0"} {
+		m.BreakerState("payment-stripe", state)
+		wantLines(t, scrape(t, m), `checkout_circuit_breaker_state{name="payment-stripe"} `+want)
+	}
+}
+
+func TestMetrics_RecordersShowUp(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{})
+	m.ObserveGraphQL("checkout", metrics.OutcomeUserError, 30*time.Millisecond)
+	m.ObserveGraphQL("", metrics.OutcomeOK, time.Millisecond)
+	m.Checkout("placed")
+	m.Checkout("placed")
+	m.Revenue("usd", 1999)
+	m.Revenue("not a currency", 5)
+	m.RelayBatch(2, 3*time.Millisecond, []time.Duration{time.Second, 2 * time.Second})
+	m.Consumer("refund", "retry", true, 40*time.Millisecond)
+	m.Shed("checkout", "busy")
+	m.InFlight("read", func() int { return 7 })
+	m.Queues(func(context.Context) ([]metrics.QueueDepth, error) {
+		return []metrics.QueueDepth{{Queue: "checkout.payment.dlq", Messages: 4}, {Queue: "checkout.payment", Messages: 1, Consumers: 2}}, nil
+	})
+	db, err := sql.Open("pgx", "postgres://nobody@127.0.0.1:1/none") // lazily: no connection is made
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(9)
+	m.DBStats(db, "checkout")
+	wantLines(t, scrape(t, m),
+		`graphql_request_duration_seconds_count{operation="checkout",outcome="user_error"} 1`,
+		`graphql_request_duration_seconds_bucket{operation="checkout",outcome="user_error",le="0.05"} 1`,
+		`graphql_request_duration_seconds_count{operation="anonymous",outcome="ok"} 1`,
+		`checkout_checkouts_total{outcome="placed"} 2`,
+		`checkout_revenue_cents_total{currency="USD"} 1999`,
+		`checkout_revenue_cents_total{currency="other"} 5`,
+		`checkout_outbox_published_total 2`,
+		`checkout_outbox_confirm_duration_seconds_count 1`,
+		`checkout_outbox_publish_lag_seconds_sum 3`,
+		`checkout_consumer_messages_total{consumer="refund",outcome="retry"} 1`,
+		`checkout_consumer_processing_duration_seconds_count{consumer="refund",outcome="retry"} 1`,
+		`checkout_consumer_redeliveries_total{consumer="refund"} 1`,
+		`checkout_overload_rejected_total{class="checkout",reason="busy"} 1`,
+		`checkout_bulkhead_in_flight{class="read"} 7`,
+		`checkout_rabbitmq_queue_messages{queue="checkout.payment.dlq"} 4`,
+		`checkout_rabbitmq_queue_consumers{queue="checkout.payment"} 2`,
+		`go_sql_max_open_connections{db_name="checkout"} 9`,
+	)
+}
+
+func TestMetrics_OperationLabelsAreBounded(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{})
+	for i := range 1000 {
+		m.ObserveGraphQL(fmt.Sprintf("Op%d", i), metrics.OutcomeOK, time.Millisecond)
+	}
+	n := testutil.CollectAndCount(m.Registry(), "graphql_request_duration_seconds")
+	if n > 200+3 {
+		t.Fatalf("%d graphql_request_duration_seconds series; want at most 203", n)
+	}
+	// The pre-created "checkout" holds one of the 200 names.
+	wantLines(t, scrape(t, m), `graphql_request_duration_seconds_count{operation="other",outcome="ok"} 801`)
+}
+
+func TestMetrics_BacklogReadFailureKeepsLastValues(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{})
+	var fail atomic.Bool
+	m.OutboxBacklog(func(ctx context.Context) (int, time.Duration, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("backlog read without a deadline")
+		}
+		if fail.Load() {
+			return 0, 0, errors.New("database down")
+		}
+		return 12, 5 * time.Second, nil
+	})
+	scrape(t, m)
+	fail.Store(true)
+	wantLines(t, scrape(t, m),
+		`checkout_outbox_backlog 12`,
+		`checkout_outbox_oldest_age_seconds 5`,
+	)
+	// The error counter is gathered alongside, so the next scrape shows it for sure.
+	fail.Store(false)
+	wantLines(t, scrape(t, m), `checkout_metrics_collect_errors_total{collector="outbox"} 1`)
+}
+
+type fakePublisher struct{ err error }
+
+func (f fakePublisher) Publish(context.Context, []amqp.Publishing) error { return f.err }
+
+func orderMsg(t *testing.T, typ, status string, cents int64) amqp.Publishing {
+	env, err := event.New(typ, "o1", time.Now(), event.OrderPayload{Order: event.OrderData{ID: "o1", Status: status, TotalCents: cents, Currency: "EUR"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(env)
+	return amqp.Publishing{Type: typ, MessageId: env.ID, Body: body}
+}
+
+func TestMetrics_CountPublished_CountsConfirmedOrderEvents(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{})
+	msgs := []amqp.Publishing{
+		orderMsg(t, event.OrderPlaced, "PENDING_PAYMENT", 2500),
+		orderMsg(t, event.OrderPaid, "PAID", 2500),
+		{Type: event.PaymentRefundRequested, Body: []byte(`{}`)},
+	}
+	if err := m.CountPublished(fakePublisher{errors.New("broker gone")}).Publish(context.Background(), msgs); err == nil {
+		t.Fatal("the publisher's error was lost")
+	}
+	if err := m.CountPublished(fakePublisher{}).Publish(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	wantLines(t, scrape(t, m),
+		`checkout_orders_total{status="PENDING_PAYMENT"} 1`,
+		`checkout_orders_total{status="PAID"} 1`,
+		`checkout_orders_total{status="EXPIRED"} 0`,
+		`checkout_revenue_cents_total{currency="EUR"} 2500`,
+	)
+}
+
+// graphQLServer is a gqlgen server over a mock schema: checkout answers a userError,
+// fail answers a GraphQL error, name answers data.
+func graphQLServer(m *metrics.Metrics) http.Handler {
+	schema := gqlparser.MustLoadSchema(&ast.Source{Input: `
+		type Query { name: String! fail: String }
+		type UserError { message: String! }
+		type Payload { userErrors: [UserError!]! }
+		type Mutation { checkout: Payload! }`})
+	srv := handler.New(&graphql.ExecutableSchemaMock{
+		SchemaFunc: func() *ast.Schema { return schema },
+		ComplexityFunc: func(context.Context, string, string, int, map[string]any) (int, bool) {
+			return 1, true
+		},
+		ExecFunc: func(ctx context.Context) graphql.ResponseHandler {
+			oc := graphql.GetOperationContext(ctx)
+			return graphql.OneShot(func() *graphql.Response {
+				switch {
+				case oc.Operation.Operation == ast.Mutation:
+					return &graphql.Response{Data: []byte(`{"checkout":{"userErrors":[{"message":"out of stock"}]}}`)}
+				case strings.Contains(oc.RawQuery, "fail"):
+					return graphql.ErrorResponse(ctx, "boom")
+				}
+				return &graphql.Response{Data: []byte(`{"name":"x"}`)}
+			}())
+		},
+	})
+	srv.AddTransport(transport.POST{})
+	srv.Use(m.GraphQL())
+	return srv
+}
+
+func TestMetrics_GraphQLExtension(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{})
+	h := graphQLServer(m)
+	for _, q := range []string{
+		`{"query":"mutation { checkout { userErrors { message } } }"}`,
+		`{"query":"mutation Checkout { checkout { userErrors { message } } }","operationName":"Checkout"}`,
+		`{"query":"query Names { name }"}`,
+		`{"query":"{ fail }"}`,
+		`{"query":"{ nope }"}`,
+		`not json`,
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(q))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	wantLines(t, scrape(t, m),
+		`graphql_request_duration_seconds_count{operation="checkout",outcome="user_error"} 1`,
+		`graphql_request_duration_seconds_count{operation="Checkout",outcome="user_error"} 1`,
+		`graphql_request_duration_seconds_count{operation="Names",outcome="ok"} 1`,
+		`graphql_request_duration_seconds_count{operation="fail",outcome="error"} 1`,
+		`graphql_request_duration_seconds_count{operation="anonymous",outcome="error"} 2`,
+	)
+}
+
+func TestMetrics_HangingReadDoesNotHoldTheScrape(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{ScrapeTimeout: 50 * time.Millisecond})
+	release := make(chan struct{})
+	var calls atomic.Int32
+	m.Queues(func(ctx context.Context) ([]metrics.QueueDepth, error) {
+		if calls.Add(1) == 1 {
+			return []metrics.QueueDepth{{Queue: "checkout.payment.dlq", Messages: 2}}, nil
+		}
+		<-release // ignores ctx, as a stuck dial would
+		return []metrics.QueueDepth{{Queue: "checkout.payment.dlq", Messages: 9}}, nil
+	})
+	scrape(t, m)
+	for range 3 {
+		start := time.Now()
+		wantLines(t, scrape(t, m), `checkout_rabbitmq_queue_messages{queue="checkout.payment.dlq"} 2`)
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("scrape took %v", took)
+		}
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d reads started; a stuck read must not be started again", n)
+	}
+	close(release)
+	wantLines(t, scrape(t, m),
+		`checkout_rabbitmq_queue_messages{queue="checkout.payment.dlq"} 9`,
+		`checkout_metrics_collect_errors_total{collector="rabbitmq"} 3`)
+}

@@ -1,0 +1,226 @@
+// Package overload sheds load at the HTTP edge. Requests are sorted into classes
+// (checkout, read, other, stream), each with its own bound on requests served at once (a
+// bulkhead), so a checkout rush cannot starve reads and the other way round. Past its
+// bound a request waits a short time for a slot, then is answered 503 with Retry-After.
+// A client over its own rate (a token bucket per JWT subject or remote IP) is answered
+// 429 with Retry-After. Both answers carry a GraphQL-shaped JSON error.
+package overload
+
+import (
+	"encoding/json"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/checkout-backend/checkout/internal/platform/auth"
+)
+
+// Class names a bulkhead.
+type Class string
+
+// Request classes.
+const (
+	Checkout Class = "checkout" // the checkout mutation
+	Read     Class = "read"     // queries
+	Other    Class = "other"    // other mutations, and what cannot be told
+	Stream   Class = "stream"   // subscriptions (long-lived WebSocket connections)
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxWait    = 100 * time.Millisecond
+	DefaultRetryAfter = time.Second
+	DefaultMaxClients = 10000
+)
+
+// Error codes of the answers (extensions.code).
+const (
+	CodeUnavailable = "SERVICE_UNAVAILABLE"
+	CodeRateLimited = "RATE_LIMITED"
+)
+
+// Options configure a Shedder. Zero values take the defaults.
+type Options struct {
+	// Limits bound the requests of each class served at once; a class not listed is
+	// not bounded.
+	Limits map[Class]int
+	// MaxWait is how long a request waits for a slot of its class (default 100ms).
+	// At most as many requests as the class's limit wait; the rest are refused at once.
+	MaxWait time.Duration
+	// RetryAfter is what a 503 tells clients to wait (default 1s; whole seconds).
+	RetryAfter time.Duration
+	// Rate and Burst are each client's token bucket: requests per second, and how
+	// many may come at once (default: Rate rounded up, at least 1). Zero Rate: no
+	// per-client limit.
+	Rate  rate.Limit
+	Burst int
+	// MaxClients bounds the clients whose buckets are kept (least recently seen are
+	// dropped first; default 10000).
+	MaxClients int
+	// Classify sorts a request (default GraphQL(nil)).
+	Classify func(*http.Request) Class
+	// ClientKey names the client a request counts against (default ClientKey).
+	ClientKey func(*http.Request) string
+	// OnReject, when set, is told each refusal (metrics): status is 503 or 429.
+	OnReject func(class Class, status int)
+}
+
+// Shedder is the middleware's state; safe for concurrent use.
+type Shedder struct {
+	opt       Options
+	bulkheads map[Class]*bulkhead
+	clients   *lru.Cache[string, *rate.Limiter]
+}
+
+type bulkhead struct {
+	slots    chan struct{}
+	waiting  atomic.Int64
+	inFlight atomic.Int64
+}
+
+// New returns a Shedder.
+func New(opt Options) *Shedder {
+	if opt.MaxWait == 0 {
+		opt.MaxWait = DefaultMaxWait
+	}
+	if opt.RetryAfter <= 0 {
+		opt.RetryAfter = DefaultRetryAfter
+	}
+	if opt.MaxClients <= 0 {
+		opt.MaxClients = DefaultMaxClients
+	}
+	if opt.Burst <= 0 {
+		opt.Burst = max(1, int(math.Ceil(float64(opt.Rate))))
+	}
+	if opt.Classify == nil {
+		opt.Classify = GraphQL(nil)
+	}
+	if opt.ClientKey == nil {
+		opt.ClientKey = ClientKey
+	}
+	s := &Shedder{opt: opt, bulkheads: map[Class]*bulkhead{}}
+	for c, n := range opt.Limits {
+		if n > 0 {
+			s.bulkheads[c] = &bulkhead{slots: make(chan struct{}, n)}
+		}
+	}
+	if opt.Rate > 0 {
+		s.clients, _ = lru.New[string, *rate.Limiter](opt.MaxClients)
+	}
+	return s
+}
+
+// InFlight returns the requests of class being served (metrics).
+func (s *Shedder) InFlight(class Class) int {
+	if b := s.bulkheads[class]; b != nil {
+		return int(b.inFlight.Load())
+	}
+	return 0
+}
+
+// Middleware sheds what next cannot serve in time.
+func (s *Shedder) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		class := s.opt.Classify(r)
+		if wait, ok := s.allow(r); !ok {
+			s.reject(w, class, http.StatusTooManyRequests, CodeRateLimited, "too many requests from this client; retry later", wait)
+			return
+		}
+		b := s.bulkheads[class]
+		if b == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !b.acquire(r, s.opt.MaxWait) {
+			s.reject(w, class, http.StatusServiceUnavailable, CodeUnavailable, "the service is busy; retry later", s.opt.RetryAfter)
+			return
+		}
+		defer b.release()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// allow takes a token from the client's bucket, or says how long until one is there.
+func (s *Shedder) allow(r *http.Request) (time.Duration, bool) {
+	if s.clients == nil {
+		return 0, true
+	}
+	key := s.opt.ClientKey(r)
+	lim, ok := s.clients.Get(key)
+	if !ok {
+		lim = rate.NewLimiter(s.opt.Rate, s.opt.Burst)
+		if prev, found, _ := s.clients.PeekOrAdd(key, lim); found {
+			lim = prev
+		}
+	}
+	now := time.Now()
+	res := lim.ReserveN(now, 1)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d, false
+	}
+	return 0, true
+}
+
+func (b *bulkhead) acquire(r *http.Request, wait time.Duration) bool {
+	select {
+	case b.slots <- struct{}{}:
+		b.inFlight.Add(1)
+		return true
+	default:
+	}
+	// The queue is as long as the bulkhead is wide: beyond that, waiting is hopeless.
+	if wait <= 0 || b.waiting.Add(1) > int64(cap(b.slots)) {
+		b.waiting.Add(-1)
+		return false
+	}
+	defer b.waiting.Add(-1)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case b.slots <- struct{}{}:
+		b.inFlight.Add(1)
+		return true
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+	return false
+}
+
+func (b *bulkhead) release() {
+	b.inFlight.Add(-1)
+	<-b.slots
+}
+
+// reject answers status with Retry-After (whole seconds, at least 1) and a GraphQL error.
+func (s *Shedder) reject(w http.ResponseWriter, class Class, status int, code, msg string, retry time.Duration) {
+	if s.opt.OnReject != nil {
+		s.opt.OnReject(class, status)
+	}
+	secs := max(1, int(math.Ceil(retry.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"errors": []any{map[string]any{
+		"message": msg, "extensions": map[string]any{"code": code},
+	}}})
+}
+
+// ClientKey names the caller by its verified JWT subject when auth ran before, else by
+// its remote IP (put a proxy's header rewriting in front when behind one).
+func ClientKey(r *http.Request) string {
+	if a, err := auth.FromContext(r.Context()); err == nil && a.CustomerID != "" {
+		return "sub:" + a.CustomerID
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "ip:" + host
+}

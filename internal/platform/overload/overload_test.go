@@ -1,0 +1,314 @@
+package overload_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/platform/auth"
+	"github.com/checkout-backend/checkout/internal/platform/overload"
+)
+
+const (
+	checkoutBody = `{"query":"mutation Place($i: CheckoutInput!) { checkout(input: $i) { order { id } } }","variables":{"i":{}}}`
+	readBody     = `{"query":"{ products { edges { node { sku } } } }"}`
+)
+
+func post(body string) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	return r
+}
+
+// serve runs one request through h.
+func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// checkRefusal asserts a refusal's status, Retry-After and GraphQL-shaped body.
+func checkRefusal(t *testing.T, w *httptest.ResponseRecorder, status int, code string) {
+	t.Helper()
+	if w.Code != status {
+		t.Fatalf("status %d, want %d", w.Code, status)
+	}
+	if s, err := strconv.Atoi(w.Header().Get("Retry-After")); err != nil || s < 1 {
+		t.Errorf("Retry-After %q; want whole seconds >= 1", w.Header().Get("Retry-After"))
+	}
+	var body struct {
+		Errors []struct {
+			Message    string
+			Extensions struct{ Code string }
+		}
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || len(body.Errors) != 1 || body.Errors[0].Message == "" {
+		t.Fatalf("body %q is not a GraphQL error", w.Body.String())
+	}
+	if body.Errors[0].Extensions.Code != code {
+		t.Errorf("code %q, want %q", body.Errors[0].Extensions.Code, code)
+	}
+	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+}
+
+func TestBulkhead_BurstBeyondTheLimitGets503_ReadsStillServed(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var served atomic.Int32
+	var rejected sync.Map
+	s := overload.New(overload.Options{
+		Limits:   map[overload.Class]int{overload.Checkout: 2, overload.Read: 2},
+		MaxWait:  50 * time.Millisecond,
+		OnReject: func(c overload.Class, status int) { rejected.Store(c, status) },
+	})
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), "checkout") {
+			served.Add(1)
+			<-release
+		}
+		w.Write([]byte(`{"data":{}}`))
+	}))
+
+	const burst = 10
+	results := make(chan *httptest.ResponseRecorder, burst)
+	for range burst {
+		go func() { results <- serve(h, post(checkoutBody)) }()
+	}
+	// Everyone beyond the two slots and their two waiters is refused at once; the two
+	// waiters after MaxWait.
+	start := time.Now()
+	for range burst - 2 {
+		w := <-results
+		checkRefusal(t, w, http.StatusServiceUnavailable, overload.CodeUnavailable)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("refusals took %v; want about MaxWait", took)
+	}
+	if n := s.InFlight(overload.Checkout); n != 2 {
+		t.Errorf("in flight %d, want 2", n)
+	}
+	// The read bulkhead is its own: a read goes through while checkout is full.
+	if w := serve(h, post(readBody)); w.Code != http.StatusOK {
+		t.Errorf("read during a checkout burst: %d", w.Code)
+	}
+	close(release)
+	for range 2 {
+		if w := <-results; w.Code != http.StatusOK {
+			t.Errorf("admitted checkout: %d", w.Code)
+		}
+	}
+	if served.Load() != 2 {
+		t.Errorf("%d checkouts reached the handler, want 2", served.Load())
+	}
+	if st, _ := rejected.Load(overload.Checkout); st != http.StatusServiceUnavailable {
+		t.Errorf("OnReject not told: %v", st)
+	}
+	if n := s.InFlight(overload.Checkout); n != 0 {
+		t.Errorf("slots leaked: %d in flight", n)
+	}
+}
+
+func TestBulkhead_ShortQueueWaitsForASlot(t *testing.T) {
+	t.Parallel()
+	s := overload.New(overload.Options{Limits: map[overload.Class]int{overload.Read: 1}, MaxWait: 2 * time.Second})
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+	}))
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if w := serve(h, post(readBody)); w.Code != http.StatusOK {
+				t.Errorf("status %d; a request within MaxWait must be served", w.Code)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestRate_ClientOverItsRateGets429_OthersUnaffected(t *testing.T) {
+	t.Parallel()
+	s := overload.New(overload.Options{Rate: 1, Burst: 3})
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	from := func(ip string) *http.Request {
+		r := post(readBody)
+		r.RemoteAddr = ip + ":4242"
+		return r
+	}
+	for i := range 3 {
+		if w := serve(h, from("10.0.0.1")); w.Code != http.StatusOK {
+			t.Fatalf("request %d within the burst: %d", i, w.Code)
+		}
+	}
+	w := serve(h, from("10.0.0.1"))
+	checkRefusal(t, w, http.StatusTooManyRequests, overload.CodeRateLimited)
+	if w.Header().Get("Retry-After") != "1" {
+		t.Errorf("Retry-After %q; one token comes back within 1s", w.Header().Get("Retry-After"))
+	}
+	if w := serve(h, from("10.0.0.2")); w.Code != http.StatusOK {
+		t.Errorf("another client: %d", w.Code)
+	}
+}
+
+func TestRate_KeyedByJWTSubjectBeforeIP(t *testing.T) {
+	t.Parallel()
+	s := overload.New(overload.Options{Rate: 0.001, Burst: 1})
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	as := func(sub string) *http.Request {
+		r := post(readBody)
+		r.RemoteAddr = "10.0.0.9:1" // one office NAT
+		if sub != "" {
+			r = r.WithContext(auth.WithActor(r.Context(), checkout.Actor{CustomerID: sub}))
+		}
+		return r
+	}
+	for _, sub := range []string{"alice", "bob", ""} {
+		if w := serve(h, as(sub)); w.Code != http.StatusOK {
+			t.Errorf("first request of %q: %d", sub, w.Code)
+		}
+	}
+	for _, sub := range []string{"alice", "bob", ""} {
+		if w := serve(h, as(sub)); w.Code != http.StatusTooManyRequests {
+			t.Errorf("second request of %q: %d, want 429", sub, w.Code)
+		}
+	}
+}
+
+func TestSteadyClientWithinBudget_KeepsSucceeding(t *testing.T) {
+	t.Parallel()
+	s := overload.New(overload.Options{
+		Limits:  map[overload.Class]int{overload.Checkout: 4, overload.Read: 4},
+		Rate:    rate.Limit(50), // a token every 20ms
+		Burst:   5,              // absorbs the scheduling jitter of a busy test machine
+		MaxWait: 100 * time.Millisecond,
+	})
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Millisecond)
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	// 25 requests a second: half the client's budget, for a second and a half.
+	for i := range 40 {
+		time.Sleep(40 * time.Millisecond)
+		body := readBody
+		if i%3 == 0 {
+			body = checkoutBody
+		}
+		resp, err := http.Post(srv.URL, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d of a steady client: %d", i, resp.StatusCode)
+		}
+	}
+}
+
+func TestClientBuckets_AreBounded(t *testing.T) {
+	t.Parallel()
+	s := overload.New(overload.Options{Rate: 0.001, Burst: 1, MaxClients: 10})
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for i := range 1000 {
+		r := post(readBody)
+		r.RemoteAddr = fmt.Sprintf("10.1.%d.%d:1", i/256, i%256)
+		serve(h, r)
+	}
+	// The first client's bucket was dropped with the least recently seen: it starts
+	// afresh, which proves only MaxClients buckets are held.
+	r := post(readBody)
+	r.RemoteAddr = "10.1.0.0:1"
+	if w := serve(h, r); w.Code != http.StatusOK {
+		t.Errorf("status %d: the first client's bucket is still held", w.Code)
+	}
+}
+
+func TestGraphQLClassifier(t *testing.T) {
+	t.Parallel()
+	hashes := map[string]string{"abc": "mutation { checkout(input: {}) { order { id } } }"}
+	classify := overload.GraphQL(func(h string) (string, bool) { q, ok := hashes[h]; return q, ok })
+	for _, c := range []struct {
+		name string
+		req  func() *http.Request
+		want overload.Class
+	}{
+		{"CheckoutMutation", func() *http.Request { return post(checkoutBody) }, overload.Checkout},
+		{"AliasedCheckout", func() *http.Request {
+			return post(`{"query":"mutation { placed: checkout(input: {cartId: \"c\"}) { order { id } } }"}`)
+		}, overload.Checkout},
+		{"AliasNamedCheckout_IsNot", func() *http.Request {
+			return post(`{"query":"mutation { checkout: createCart { id } }"}`)
+		}, overload.Other},
+		{"CheckoutInArgumentsOnly_IsNot", func() *http.Request {
+			return post(`{"query":"mutation { addCartItem(cartId: \"checkout\", sku: \"x\", quantity: 1) { cart { id } } }"}`)
+		}, overload.Other},
+		{"CommentedOut_IsNot", func() *http.Request {
+			return post(`{"query":"mutation {\n # checkout(input: {})\n createCart { id } }"}`)
+		}, overload.Other},
+		{"OtherMutation", func() *http.Request { return post(`{"query":"mutation { createCart { id } }"}`) }, overload.Other},
+		{"Query", func() *http.Request { return post(readBody) }, overload.Read},
+		{"QueryWithFieldNamedCheckout", func() *http.Request {
+			return post(`{"query":"query { order(id: \"1\") { checkout: id } }"}`)
+		}, overload.Read},
+		{"SelectedOperation", func() *http.Request {
+			return post(`{"query":"query A { products { edges { cursor } } } mutation B { checkout(input: {}) { order { id } } }","operationName":"B"}`)
+		}, overload.Checkout},
+		{"FirstOperationWhenUnnamed", func() *http.Request {
+			return post(`{"query":"fragment F on Order { id } query A($x: Int = 2) { order(id: \"1\") { ...F } }"}`)
+		}, overload.Read},
+		{"PersistedQueryKnownHash", func() *http.Request {
+			return post(`{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}`)
+		}, overload.Checkout},
+		{"PersistedQueryUnknownHash", func() *http.Request {
+			return post(`{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"zzz"}}}`)
+		}, overload.Other},
+		{"Subscription", func() *http.Request {
+			return post(`{"query":"subscription { orderStatusChanged(orderId: \"1\") { id } }"}`)
+		}, overload.Stream},
+		{"WebSocket", func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/graphql", nil)
+			r.Header.Set("Upgrade", "websocket")
+			return r
+		}, overload.Stream},
+		{"GET", func() *http.Request {
+			return httptest.NewRequest(http.MethodGet, "/graphql?query={products{edges{cursor}}}", nil)
+		}, overload.Read},
+		{"NotJSON", func() *http.Request { return post(`mutation { checkout }`) }, overload.Other},
+		{"BrokenQuery", func() *http.Request { return post(`{"query":"mutation { checkout(input: "}`) }, overload.Other},
+		{"TooLargeToPeek", func() *http.Request {
+			return post(`{"query":"mutation { checkout(input: {}) { order { id } } }","variables":{"pad":"` + strings.Repeat("x", overload.MaxPeek) + `"}}`)
+		}, overload.Other},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := c.req()
+			var before []byte
+			if r.Body != nil {
+				before, _ = io.ReadAll(r.Body)
+				r.Body = io.NopCloser(strings.NewReader(string(before)))
+			}
+			if got := classify(r); got != c.want {
+				t.Errorf("class %q, want %q", got, c.want)
+			}
+			if r.Body != nil {
+				after, _ := io.ReadAll(r.Body)
+				if string(after) != string(before) {
+					t.Errorf("the body reached the handler altered (%d bytes of %d)", len(after), len(before))
+				}
+			}
+		})
+	}
+}
