@@ -19,6 +19,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/webhook"
 )
@@ -48,6 +49,8 @@ type API struct {
 
 // APIOptions tune NewAPI.
 type APIOptions struct {
+	// Overload, when set, sheds load as serve does.
+	Overload func(http.Handler) http.Handler
 	// StrictWebhookURLs refuses loopback and private webhook URLs (production policy).
 	StrictWebhookURLs bool
 	TTL               time.Duration // 0: 10 minutes
@@ -92,8 +95,8 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 		logTo = io.MultiWriter(logTo, opt.Log)
 	}
 	logger := clog.New(logTo, -4)
-	h := httpx.RequestID(httpx.Log(logger, graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: auth.NewVerifier(Secret),
-		Introspection: !opt.NoIntrospection, HTTP: opt.HTTP})))
+	h := telemetry.Handler(httpx.RequestID(httpx.Log(logger, graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: auth.NewVerifier(Secret),
+		Introspection: !opt.NoIntrospection, HTTP: opt.HTTP, Overload: opt.Overload}))))
 	return &API{DB: db, Handler: h, Resolver: res, Orders: orders, Catalog: cat, Service: svc}
 }
 

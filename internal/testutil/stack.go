@@ -13,6 +13,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/payment"
 	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/webhook"
 	"github.com/checkout-backend/checkout/outbox"
@@ -75,6 +76,9 @@ type StackOptions struct {
 	SweepInterval time.Duration
 	Relay         outbox.RelayOptions
 	Extra         []broker.Consumer
+	// Tracing wires the trace hooks as serve does: SQL spans, publish spans with the
+	// outbox row's trace context, and payment spans.
+	Tracing bool
 	// Webhooks runs the partner webhook consumers (retries from 50ms).
 	Webhooks        bool
 	WebhookDelivery store.DeliveryPolicy
@@ -107,7 +111,11 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if opt.AMQPURL == "" {
 		opt.AMQPURL = AMQPURL()
 	}
-	db := NewDB(t, store.Options{MaxOpenConns: 12})
+	dbOpt := store.Options{MaxOpenConns: 12}
+	if opt.Tracing {
+		dbOpt.QueryHook = telemetry.QueryHook("checkout")
+	}
+	db := NewDB(t, dbOpt)
 	extra := opt.Extra
 	if opt.Webhooks {
 		if opt.WebhookDelivery.MaxAge == 0 {
@@ -122,6 +130,9 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if s.Gateway == nil {
 		s.Sandbox = sandbox.New()
 		s.Gateway = s.Sandbox
+	}
+	if opt.Tracing {
+		s.Gateway = payment.Traced(s.Gateway)
 	}
 	s.Payments = store.NewPayments(db.DB, s.Orders)
 	logger := clog.New(testWriter{t}, 0)
@@ -138,7 +149,11 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 			opt.Relay.Poll = 100 * time.Millisecond
 		}
 		opt.Relay.Logger = logger
-		s.Go(outbox.NewRelay(db.DB, s.Broker, opt.Relay).Run)
+		var pub outbox.Publisher = s.Broker
+		if opt.Tracing {
+			pub = telemetry.TracePublisher(s.Broker)
+		}
+		s.Go(outbox.NewRelay(db.DB, pub, opt.Relay).Run)
 	}
 	if !opt.NoWorkers {
 		sub := broker.New(opt.AMQPURL, s.Topology, logger)

@@ -1,0 +1,199 @@
+package e2e_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/platform/overload"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
+	"github.com/checkout-backend/checkout/internal/testutil"
+	"github.com/checkout-backend/checkout/outbox"
+)
+
+// Not parallel: it installs the global tracer provider.
+func TestTrace_OneCheckoutOneTrace(t *testing.T) {
+	exp := telemetry.Record(t)
+	outbox.SetHeaderInjector(telemetry.InjectMap)
+	t.Cleanup(func() { outbox.SetHeaderInjector(nil) })
+	s := testutil.NewStack(t, testutil.StackOptions{Tracing: true})
+	s.Product(t, "TR", 100, map[string]int{"w": 10})
+	resp := s.Do(t, testutil.Token(t, "alice"), `mutation Place($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
+		map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "TR", "quantity": 1}}}})
+	var r struct {
+		Checkout struct{ Order struct{ ID string } }
+	}
+	json.Unmarshal(resp.Data, &r)
+	s.WaitStatus(t, r.Checkout.Order.ID, checkout.StatusPaid, 10*time.Second)
+	time.Sleep(300 * time.Millisecond) // the last spans end after the commit
+
+	spans := exp.GetSpans()
+	var traceID string
+	for _, sp := range spans {
+		if strings.Contains(sp.Name, "checkout") && strings.HasPrefix(sp.Name, "Mutation") {
+			traceID = sp.SpanContext.TraceID().String()
+		}
+	}
+	if traceID == "" {
+		t.Fatalf("no resolver span among %d spans", len(spans))
+	}
+	var names []string
+	for _, sp := range spans {
+		if sp.SpanContext.TraceID().String() == traceID {
+			names = append(names, sp.Name)
+		}
+	}
+	sort.Strings(names)
+	want := map[string]func(string) bool{
+		"HTTP request":        func(n string) bool { return strings.Contains(n, "POST") || strings.Contains(n, "/graphql") },
+		"resolver":            func(n string) bool { return n == "Mutation.checkout" },
+		"SQL":                 func(n string) bool { return strings.HasPrefix(n, "SELECT") || strings.HasPrefix(n, "INSERT") },
+		"relay publish":       func(n string) bool { return strings.HasPrefix(n, "publish order.placed") },
+		"worker":              func(n string) bool { return strings.Contains(n, "order.placed") && strings.Contains(n, "process") },
+		"payment call":        func(n string) bool { return strings.HasPrefix(n, "payment.charge") },
+		"the outcome's event": func(n string) bool { return strings.HasPrefix(n, "publish order.paid") },
+	}
+	for what, match := range want {
+		if !slices.ContainsFunc(names, match) {
+			t.Errorf("the checkout's trace has no %s span; it has %v", what, names)
+		}
+	}
+	// The token never reaches a span.
+	for _, sp := range spans {
+		for _, a := range sp.Attributes {
+			if strings.Contains(a.Value.Emit(), "tok_visa") {
+				t.Fatalf("span %s carries the payment token in %s", sp.Name, a.Key)
+			}
+		}
+	}
+}
+
+func post(t *testing.T, url, token, query string, vars map[string]any) (*http.Response, error) {
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	return resp, err
+}
+
+func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	shed := overload.New(overload.Options{
+		Limits:  map[overload.Class]int{overload.Checkout: 4, overload.Read: 16, overload.Other: 8},
+		MaxWait: 50 * time.Millisecond, Rate: rate.Limit(20), Burst: 20,
+	})
+	api := testutil.NewAPI(t, db, testutil.APIOptions{Overload: shed.Middleware})
+	api.Product(t, "HOT", 100, map[string]int{"w": 100000})
+	srv := httptest.NewServer(api.Handler)
+	defer srv.Close()
+	url := srv.URL + "/graphql"
+	http.DefaultTransport.(*http.Transport).MaxIdleConnsPerHost = 512
+
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var missingRetryAfter int
+	record := func(resp *http.Response, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			statuses[-1]++
+			return
+		}
+		statuses[resp.StatusCode]++
+		if (resp.StatusCode == 503 || resp.StatusCode == 429) && resp.Header.Get("Retry-After") == "" {
+			missingRetryAfter++
+		}
+	}
+	// The steady client reads 10 times a second, well inside its budget.
+	var steady []time.Duration
+	var steadyBad []int
+	stop := make(chan struct{})
+	var swg sync.WaitGroup
+	swg.Add(1)
+	go func() {
+		defer swg.Done()
+		tok := testutil.Token(t, "steady")
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			start := time.Now()
+			resp, err := post(t, url, tok, `query { products(first: 5) { edges { node { sku available } } } }`, nil)
+			if err != nil || resp.StatusCode != 200 {
+				code := -1
+				if resp != nil {
+					code = resp.StatusCode
+				}
+				steadyBad = append(steadyBad, code)
+				continue
+			}
+			steady = append(steady, time.Since(start))
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	// The burst: 400 shoppers check out at once, and one client floods reads.
+	var wg sync.WaitGroup
+	for i := 0; i < 400; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			record(post(t, url, testutil.Token(t, fmt.Sprint("shopper", i)), `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
+				map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "HOT", "quantity": 1}}}}))
+		}(i)
+	}
+	flood := testutil.Token(t, "flood")
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			record(post(t, url, flood, `query { product(sku: "HOT") { available } }`, nil))
+		}()
+	}
+	wg.Wait()
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	swg.Wait()
+
+	for code := range statuses {
+		if code != 200 && code != 503 && code != 429 {
+			t.Fatalf("statuses %v: only 200, 503 and 429 may answer", statuses)
+		}
+	}
+	if statuses[503] == 0 || statuses[429] == 0 || missingRetryAfter > 0 {
+		t.Fatalf("statuses %v, %d refusals without Retry-After: want 503s for the burst and 429s for the flood", statuses, missingRetryAfter)
+	}
+	if len(steadyBad) > 0 {
+		t.Fatalf("the steady client was refused: %v", steadyBad)
+	}
+	sort.Slice(steady, func(i, j int) bool { return steady[i] < steady[j] })
+	t.Logf("burst answers %v; steady client: %d reads, p50 %s, max %s", statuses, len(steady), steady[len(steady)/2], steady[len(steady)-1])
+	// No more sold than placed, and the service takes checkouts again.
+	placed := api.Count(t, "SELECT count(*) FROM orders")
+	if _, reserved := api.Stock(t, "HOT"); reserved != placed {
+		t.Fatalf("reserved %d for %d orders", reserved, placed)
+	}
+	resp, err := post(t, url, testutil.Token(t, "after"), `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
+		map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "HOT", "quantity": 1}}}})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after the burst: %v %v", resp, err)
+	}
+}
