@@ -279,3 +279,38 @@ func TestPartnerWebhooks_SSRFRefused(t *testing.T) {
 		t.Fatalf("dial to loopback: %v", err)
 	}
 }
+
+func TestPartnerWebhooks_ManyOrders_EveryEventDeliveredInOrder(t *testing.T) {
+	t.Parallel()
+	s := testutil.NewStack(t, testutil.StackOptions{Webhooks: true})
+	s.Product(t, "PM", 100, map[string]int{"w": 100})
+	rcv := &receiver{}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	_, secret, err := newService(s, true).Register(context.Background(), srv.URL, []string{"*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv.mu.Lock()
+	rcv.secret = secret
+	rcv.mu.Unlock()
+	// Each order's order.paid is fanned out while its order.placed is being delivered.
+	for i := 0; i < 30; i++ {
+		s.Checkout(t, fmt.Sprint("c", i), "k", "tok_visa", checkout.Line{SKU: "PM", Quantity: 1})
+	}
+	waitFor(t, "60 deliveries", func() bool { ok, _, _ := rcv.snapshot(); return len(ok) >= 60 })
+	ok, _, bad := rcv.snapshot()
+	if len(bad) > 0 {
+		t.Fatalf("bad deliveries: %v", bad)
+	}
+	last := map[string]int{}
+	for _, ev := range ok {
+		if ev.Data.Order.Sequence != last[ev.Data.Order.ID]+1 {
+			t.Fatalf("order %s: sequence %d after %d", ev.Data.Order.ID, ev.Data.Order.Sequence, last[ev.Data.Order.ID])
+		}
+		last[ev.Data.Order.ID] = ev.Data.Order.Sequence
+	}
+	if n := s.Count(t, "SELECT count(*) FROM webhook_tasks WHERE status <> 'DELIVERED'"); n != 0 {
+		t.Fatalf("%d tasks not delivered", n)
+	}
+}

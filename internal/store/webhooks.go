@@ -147,6 +147,9 @@ func (s *Webhooks) Enable(ctx context.Context, id string) (webhook.Webhook, erro
 			return err
 		}
 		for _, o := range orders {
+			if err := lockChain(ctx, tx, id, o); err != nil {
+				return err
+			}
 			if err := promote(ctx, tx, id, o); err != nil {
 				return err
 			}
@@ -194,6 +197,14 @@ func (s *Webhooks) Deliveries(ctx context.Context, webhookID string, first int, 
 	return page, nil
 }
 
+// lockChain serializes the changes of one (endpoint, order) chain: the fan-out adding a
+// task behind an open one, and a delivery settling the head and promoting the next,
+// so a task is never left queued behind a head that was settled meanwhile.
+func lockChain(ctx context.Context, tx bun.IDB, webhookID, orderID string) error {
+	_, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtextextended(?, 1))", webhookID+"/"+orderID)
+	return err
+}
+
 // promote makes the next queued task of a chain pending and queues its delivery.
 func promote(ctx context.Context, tx bun.IDB, webhookID, orderID string) error {
 	var ids []string
@@ -227,12 +238,15 @@ func (s *Webhooks) FanOut(ctx context.Context, consumer string, env event.Envelo
 			return err
 		}
 		var hooks []webhookRow
-		if err := tx.NewRaw("SELECT "+webhookCols+" FROM webhooks WHERE deleted_at IS NULL").Scan(ctx, &hooks); err != nil {
+		if err := tx.NewRaw("SELECT "+webhookCols+" FROM webhooks WHERE deleted_at IS NULL ORDER BY id FOR SHARE").Scan(ctx, &hooks); err != nil {
 			return err
 		}
 		for _, h := range hooks {
 			if !h.webhook().Wants(env.Type) {
 				continue
+			}
+			if err := lockChain(ctx, tx, h.ID, orderID); err != nil {
+				return err
 			}
 			status := "PENDING"
 			if !h.Enabled {
@@ -331,6 +345,9 @@ func (s *Webhooks) RecordAttempt(ctx context.Context, t *Task, a Attempt, p Deli
 	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
 		h, err := getWebhook(ctx, tx, t.WebhookID, true)
 		if err != nil || h == nil {
+			return err
+		}
+		if err := lockChain(ctx, tx, t.WebhookID, t.OrderID); err != nil {
 			return err
 		}
 		var status string

@@ -1,0 +1,306 @@
+package deploy_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/checkout-backend/checkout/internal/broker"
+	"github.com/checkout-backend/checkout/internal/testutil"
+	"github.com/checkout-backend/checkout/workers"
+)
+
+// service is the real checkout binary, run the way an operator runs it.
+type service struct {
+	url string
+	cmd *exec.Cmd
+	log string
+}
+
+func (s *service) gql(t *testing.T, token, query string, vars map[string]any) map[string]any {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return out
+}
+
+func (s *service) ready() int {
+	resp, err := http.Get(s.url + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func dig(v any, path ...string) any {
+	for _, p := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[p]
+	}
+	return v
+}
+
+var (
+	cardLike  = regexp.MustCompile(`\d(?:[ -]?\d){12,18}`)
+	secretish = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{10,}\.|\btok_[a-zA-Z]|\bpm_card|whsec_[0-9a-f]|\bsk_(test|live)_`)
+)
+
+func luhn(digits string) bool {
+	sum, alt := 0, false
+	for i := len(digits) - 1; i >= 0; i-- {
+		d := int(digits[i] - '0')
+		if alt {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		alt = !alt
+	}
+	return sum%10 == 0
+}
+
+// TestRunningService is the service binary end to end: taking orders, paying them,
+// delivering partner webhooks, scraped by a real Prometheus, readiness following its
+// dependencies as they are cut and restored, and a log with no secret in it.
+func TestRunningService(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	pgProxy := testutil.NewProxy(t, testutil.PostgresHostPort(t))
+	mqProxy := testutil.NewProxy(t, testutil.AMQPHostPort(t))
+	dbURL, _ := url.Parse(db.URL)
+	dbURL.Host = pgProxy.Addr()
+	prefix := "t" + testutil.RandomID(4) + "."
+	t.Cleanup(func() {
+		consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers(100*time.Millisecond, 24*time.Hour)...)
+		b := broker.New(testutil.AMQPURL(), broker.Topology{Prefix: prefix, Consumers: consumers, RetryDelays: []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}}, nil)
+		b.Delete(context.Background())
+		b.Close()
+	})
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "checkout")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/checkout").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	addr := freePort(t)
+	const stripeSecret = "whsec_e2e0123456789abcdef"
+	logPath := filepath.Join(dir, "service.log")
+	logf, _ := os.Create(logPath)
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(),
+		"HTTP_ADDR="+addr, "DATABASE_URL="+dbURL.String(), "AMQP_URL=amqp://guest:guest@"+mqProxy.Addr()+"/",
+		"AMQP_PREFIX="+prefix, "JWT_SECRET="+testutil.Secret, "STRIPE_WEBHOOK_SECRET="+stripeSecret,
+		"WEBHOOK_ALLOW_PRIVATE=true", "WEBHOOK_BACKOFF_BASE=100ms", "WORKER_RETRY_DELAYS=100ms,200ms",
+		"SWEEP_INTERVAL=200ms", "OUTBOX_POLL_INTERVAL=200ms", "DB_MAX_CONNS=10", "REDIS_URL=")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		logf.Close()
+	})
+	s := &service{url: "http://" + addr, cmd: cmd, log: logPath}
+	testutil.Eventually(t, 30*time.Second, "the service ready", func() bool { return s.ready() == 200 })
+
+	admin := testutil.Token(t, "ops", "admin")
+	alice := testutil.Token(t, "alice")
+	s.gql(t, admin, `mutation { upsertProduct(input: {sku: "E2E", name: "E2E", priceCents: 2500, currency: "USD"}) { sku } }`, nil)
+	s.gql(t, admin, `mutation { setStock(sku: "E2E", warehouse: "w", onHand: 100) { onHand } }`, nil)
+
+	// A partner endpoint, verifying every delivery with the secret shown once.
+	var mu sync.Mutex
+	var delivered []string
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		delivered = append(delivered, r.Header.Get("Checkout-Signature")+"|"+string(body))
+	}))
+	defer receiver.Close()
+	reg := s.gql(t, admin, `mutation($u: String!) { registerWebhook(input: {url: $u, events: ["*"]}) { secret webhook { id } } }`, map[string]any{"u": receiver.URL})
+	whSecret, _ := dig(reg, "data", "registerWebhook", "secret").(string)
+	if whSecret == "" {
+		t.Fatalf("register webhook: %v", reg)
+	}
+
+	place := func(key, token string) map[string]any {
+		return s.gql(t, alice, `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id status } userErrors { code } } }`,
+			map[string]any{"in": map[string]any{"idempotencyKey": key, "paymentToken": token, "items": []any{map[string]any{"sku": "E2E", "quantity": 1}}}})
+	}
+	status := func(id string) string {
+		st, _ := dig(s.gql(t, alice, `query($id: ID!) { order(id: $id) { status } }`, map[string]any{"id": id}), "data", "order", "status").(string)
+		return st
+	}
+	first, _ := dig(place("k1", "tok_visa"), "data", "checkout", "order", "id").(string)
+	testutil.Eventually(t, 20*time.Second, "the first order PAID", func() bool { return status(first) == "PAID" })
+
+	// Things that must never reach the log.
+	if code := dig(place("k2", "4242 4242 4242 4242"), "data", "checkout", "userErrors"); !strings.Contains(fmt.Sprint(code), "INVALID_PAYMENT_TOKEN") {
+		t.Fatalf("card number token: %v", code)
+	}
+	s.gql(t, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.forged-signature", `{ myOrders { edges { cursor } } }`, nil)
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/webhooks/stripe", strings.NewReader(`{"id":"evt_1","type":"payment_intent.succeeded"}`))
+	req.Header.Set("Stripe-Signature", "t=1,v1=00")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("stripe webhook with a bad signature: %v %v", resp, err)
+	}
+
+	// A real Prometheus scrapes the running service.
+	api := startPrometheus(t, addr)
+	testutil.Eventually(t, 30*time.Second, "Prometheus to scrape a PAID order", func() bool {
+		v, err := query(api, `checkout_orders_total{status="PAID"}`)
+		return err == nil && len(v) == 1 && v[0].Value[1] != "0"
+	})
+	for _, q := range []string{"checkout_outbox_backlog", "checkout_outbox_oldest_age_seconds", `checkout_circuit_breaker_state{name="payment-sandbox"}`, "graphql_request_duration_seconds_count"} {
+		if v, err := query(api, q); err != nil || len(v) == 0 {
+			t.Errorf("Prometheus has no %s: %v", q, err)
+		}
+	}
+
+	// Readiness follows PostgreSQL and RabbitMQ; the relay and workers come back by themselves.
+	pgProxy.Cut()
+	testutil.Eventually(t, 15*time.Second, "readyz to fail without PostgreSQL", func() bool { return s.ready() == 503 })
+	pgProxy.Restore()
+	testutil.Eventually(t, 15*time.Second, "readyz back with PostgreSQL", func() bool { return s.ready() == 200 })
+	mqProxy.Cut()
+	testutil.Eventually(t, 15*time.Second, "readyz to fail without RabbitMQ", func() bool { return s.ready() == 503 })
+	during, _ := dig(place("k3", "tok_visa"), "data", "checkout", "order", "id").(string)
+	if during == "" {
+		t.Fatal("checkout failed while the broker was away")
+	}
+	mqProxy.Restore()
+	testutil.Eventually(t, 15*time.Second, "readyz back with RabbitMQ", func() bool { return s.ready() == 200 })
+	testutil.Eventually(t, 30*time.Second, "the order placed without a broker PAID", func() bool { return status(during) == "PAID" })
+
+	// Partner deliveries are signed with the secret shown at registration.
+	if !waitUntil(20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(delivered) >= 4 }) {
+		b, _ := os.ReadFile(logPath)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "webhook") || strings.Contains(l, "WARN") || strings.Contains(l, "ERROR") {
+				t.Log(l)
+			}
+		}
+		var tasks []struct {
+			EventType string `bun:"event_type"`
+			Status    string `bun:"status"`
+			Attempts  int    `bun:"attempts"`
+		}
+		db.NewRaw("SELECT event_type, status, attempts FROM webhook_tasks ORDER BY created_at").Scan(context.Background(), &tasks)
+		var inbox []string
+		db.NewRaw("SELECT consumer || ':' || event_id FROM inbox").Scan(context.Background(), &inbox)
+		var ob []string
+		db.NewRaw("SELECT type || ':' || (published_at IS NOT NULL)::text FROM outbox ORDER BY id").Scan(context.Background(), &ob)
+		t.Fatalf("%d webhook deliveries, want 4; tasks %+v; inbox %v; outbox %v", len(delivered), tasks, inbox, ob)
+	}
+	mu.Lock()
+	for _, d := range delivered {
+		sig, body, _ := strings.Cut(d, "|")
+		var ts, v1 string
+		for _, p := range strings.Split(sig, ",") {
+			k, v, _ := strings.Cut(p, "=")
+			if k == "t" {
+				ts = v
+			} else if k == "v1" {
+				v1 = v
+			}
+		}
+		m := hmac.New(sha256.New, []byte(whSecret))
+		m.Write([]byte(ts + "." + body))
+		if _, err := strconv.Atoi(ts); err != nil || hex.EncodeToString(m.Sum(nil)) != v1 {
+			t.Errorf("delivery signature does not verify: %s", sig)
+		}
+	}
+	mu.Unlock()
+
+	// Graceful shutdown.
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30s of SIGTERM")
+	}
+
+	// The whole log: JSON lines only, and not one secret, token or card number.
+	f, _ := os.Open(logPath)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	lines := 0
+	forbidden := []string{alice, admin, testutil.Secret, whSecret, stripeSecret, "tok_visa", "forged-signature"}
+	for sc.Scan() {
+		line := sc.Text()
+		lines++
+		if !json.Valid([]byte(line)) {
+			t.Errorf("log line is not JSON: %.200s", line)
+		}
+		for _, f := range forbidden {
+			if strings.Contains(line, f) {
+				t.Errorf("log line holds a secret or token (%.12s...): %.200s", f, line)
+			}
+		}
+		if secretish.MatchString(line) {
+			t.Errorf("log line holds something token-like: %.200s", line)
+		}
+		for _, m := range cardLike.FindAllString(line, -1) {
+			if d := strings.NewReplacer(" ", "", "-", "").Replace(m); len(d) >= 13 && luhn(d) {
+				t.Errorf("log line holds a card-number-shaped string: %.200s", line)
+			}
+		}
+	}
+	if lines < 10 {
+		t.Fatalf("only %d log lines", lines)
+	}
+	t.Logf("%d log lines checked", lines)
+}
+
+func waitUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
