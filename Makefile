@@ -63,7 +63,11 @@ test: export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?ss
 test: export REDIS_URL ?= $(DEFAULT_REDIS_URL)
 test: ## run every test (starts PostgreSQL, RabbitMQ and Redis if needed)
 	@$(SERVICES) --need-redis --need-tools
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
+	@log=$$(mktemp -t checkout-test-log.XXXXXX); rc=0; \
+	echo "$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)"; \
+	CHECKOUT_TEST_LOG=$$log $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS) || rc=$$?; \
+	$(GO) run ./cmd/logscan $$log || rc=1; \
+	rm -f $$log; exit $$rc
 
 .PHONY: bench
 bench: ## run the load benchmark (cmd/bench)

@@ -291,6 +291,9 @@ func TestRunningService(t *testing.T) {
 	if lines < 10 {
 		t.Fatalf("only %d log lines", lines)
 	}
+	if b, err := os.ReadFile(logPath); err == nil {
+		testutil.RunLog(b) // and into the log of the whole run, which make test scans
+	}
 	t.Logf("%d log lines checked", lines)
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,7 +107,30 @@ func (w testWriter) Write(p []byte) (int, error) {
 	if testing.Verbose() {
 		w.t.Log(string(bytes.TrimRight(p, "\n")))
 	}
+	RunLog(p)
 	return len(p), nil
+}
+
+var (
+	runLogOnce sync.Once
+	runLogMu   sync.Mutex
+	runLog     *os.File
+)
+
+// RunLog appends service log lines to the file named by CHECKOUT_TEST_LOG, so the log of
+// a whole test run can be checked for secrets afterwards (make test runs cmd/logscan).
+func RunLog(p []byte) {
+	runLogOnce.Do(func() {
+		if name := os.Getenv("CHECKOUT_TEST_LOG"); name != "" {
+			runLog, _ = os.OpenFile(name, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		}
+	})
+	if runLog == nil {
+		return
+	}
+	runLogMu.Lock()
+	defer runLogMu.Unlock()
+	runLog.Write(p)
 }
 
 // Response is a GraphQL response.
