@@ -69,7 +69,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(o.workloads, ",") != "flash-sale,spread" || o.duration != 10*time.Second || o.concurrency != 64 || o.rate != 0 || o.url != "" || len(o.jwtSecret) < 32 {
+	if strings.Join(o.workloads, ",") != "flash-sale,spread,fanout" || o.duration != 10*time.Second || o.subscribers != 1000 || o.fanoutOrders != 10 || o.settle != 20*time.Second || o.concurrency != 64 || o.rate != 0 || o.url != "" || len(o.jwtSecret) < 32 {
 		t.Fatalf("defaults: %+v", o)
 	}
 	o, err = parseFlags([]string{"-soak"}, io.Discard)
@@ -95,6 +95,11 @@ func TestParseFlags(t *testing.T) {
 		{"-bench-db", "Robert'); DROP"},
 		{"-jwt-secret", "x"}, // only with -url
 		{"-concurrency", "0"},
+		{"-subscribers", "0"},
+		{"-fanout-orders", "0"},
+		{"-fanout-orders", "1001"},
+		{"-settle", "-1s"},
+		{"-workload", "fanout,nope"},
 	} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) accepted", bad)

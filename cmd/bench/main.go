@@ -15,8 +15,26 @@
 // live orders than its initial stock, reserved + sold == ordered). The exit status is
 // non-zero when that check fails.
 //
+// After each attack it waits (at most -settle) until every order's payment landed, then
+// reads the asynchronous side back from the database: the outbox relay's publish lag and
+// rate, the end-to-end lag from an order.placed event to the payment consumer's inbox,
+// and the checkout-to-PAID time.
+//
+// The fanout workload is no attack: it places a few orders, waits until they are PAID,
+// connects -subscribers WebSocket clients (graphql-transport-ws, a partner token each)
+// to orderStatusChanged of those orders, ships them, and measures the latency from each
+// order's updatedAt to each subscriber's receipt of the SHIPPED update. A subscriber
+// that connected but missed its update fails the run, as an oversell does.
+//
+// The service the bench starts uses the bench database's name as its AMQP_PREFIX, so its
+// exchange and queues are its own: another service on the same broker (`make run`) never
+// takes the bench's messages. They are deleted before the service starts and once it
+// stopped.
+//
 // Measurements hang off two registries: workloads (workload.go) and probes (probe.go);
-// a probe runs around each workload's attack and adds a section to its Report.
+// a probe runs around each workload's attack and adds a section to its Report. A
+// workload with a run function (fanout) replaces the attack and the probes, and makes
+// its own Report.
 package main
 
 import (
@@ -29,6 +47,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,6 +69,10 @@ type options struct {
 	progress    time.Duration
 	customers   int
 	seed        uint64
+	settle      time.Duration // how long to wait after an attack for the payments to land
+
+	subscribers  int // fanout: WebSocket subscribers
+	fanoutOrders int // fanout: orders they follow
 
 	url         string // a running service; "" starts one
 	databaseURL string
@@ -73,6 +96,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.progress, "progress", 0, "print progress every interval during an attack (0: off; with -soak: 30s)")
 	fs.IntVar(&o.customers, "customers", 1000, "distinct customer tokens per workload")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the random item picks (0: random)")
+	fs.DurationVar(&o.settle, "settle", 20*time.Second, "after an attack, wait at most this long for every order's payment to land\n(the outbox and payment figures cover only what landed)")
+	fs.IntVar(&o.subscribers, "subscribers", 1000, "fanout: WebSocket subscribers (graphql-transport-ws), spread evenly over -fanout-orders")
+	fs.IntVar(&o.fanoutOrders, "fanout-orders", 10, fmt.Sprintf("fanout: orders the subscribers follow (1 to %d)", fanoutStock))
 	fs.StringVar(&o.url, "url", "", "base URL of a running service (loopback only), e.g. http://127.0.0.1:8080;\nempty: build and start one on a bench database")
 	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL or "+defaultDatabaseURL+");\nwithout -url: the server the bench database is made on; with -url: the service's database")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "with -url: the service's JWT_SECRET (default $JWT_SECRET, else the development default)")
@@ -133,6 +159,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-customers must be at least 1")
 	case o.timeout <= 0:
 		return o, errors.New("-timeout must be positive")
+	case o.settle < 0:
+		return o, errors.New("-settle must not be negative")
+	case o.subscribers < 1:
+		return o, errors.New("-subscribers must be at least 1")
+	case o.fanoutOrders < 1 || o.fanoutOrders > fanoutStock:
+		return o, fmt.Errorf("-fanout-orders must be 1 to %d", fanoutStock)
 	}
 
 	if o.databaseURL == "" {
@@ -215,6 +247,11 @@ func run(args []string) int {
 // prints a report after each. It returns the reports made so far even on error.
 func bench(ctx context.Context, opts options, out io.Writer) ([]*Report, error) {
 	runID := randomHex(3)
+	if slices.Contains(opts.workloads, fanout.name) {
+		// Now, so that the service started below inherits the limit too. The fanout
+		// reports the limit in force.
+		_, _ = raiseFileLimit(fanoutFiles(opts.subscribers))
+	}
 	target := opts.url
 	dbURL := opts.databaseURL
 	if target == "" {

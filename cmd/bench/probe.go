@@ -9,8 +9,9 @@ import (
 )
 
 // A probe measures or checks something around one workload's attack and reports it as
-// a Section. Probes read the database (runEnv.db); one that samples during the attack
-// (outbox lag, checkout-to-PAID time) starts its poller in Before and stops it in After.
+// a Section. Probes read the database (runEnv.db): what the service stores (timestamps
+// above all) is read back in After; one that must sample during the attack starts its
+// poller in Before and stops it in After.
 type probe interface {
 	// Name is the title of the probe's section.
 	Name() string
@@ -24,6 +25,7 @@ type probe interface {
 // probes is the registry: a fresh set is made for every workload, run in this order.
 var probes = []func() probe{
 	func() probe { return integrityProbe{} },
+	func() probe { return pipelineProbe{} },
 }
 
 // liveStatuses are the order statuses that hold or consumed stock.

@@ -27,6 +27,9 @@ type runEnv struct {
 	// Set by runWorkload before the probes run.
 	catalog []productSpec
 	started time.Time // the attack's start
+	// interrupted closes when the run is interrupted (Ctrl-C): the probes' context
+	// outlives it, so that they still read back, but waits should stop.
+	interrupted <-chan struct{}
 }
 
 // runWorkload sets up the workload's catalog, runs the probes' Before, the attack, then
@@ -37,6 +40,9 @@ func runWorkload(ctx context.Context, env runEnv) (*Report, error) {
 	env.catalog = w.catalog(env.prefix)
 	if err := env.admin.createCatalog(ctx, env.catalog); err != nil {
 		return nil, err
+	}
+	if w.run != nil {
+		return w.run(ctx, &env)
 	}
 
 	ttl := 24 * time.Hour
@@ -64,6 +70,7 @@ func runWorkload(ctx context.Context, env runEnv) (*Report, error) {
 		}
 	}
 
+	env.interrupted = ctx.Done()
 	env.started = time.Now()
 	stats := attack(ctx, attackPlan{
 		name:        w.name,

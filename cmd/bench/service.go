@@ -22,7 +22,8 @@ type localService struct {
 	baseURL     string
 	databaseURL string
 	logPath     string
-	dir         string // temporary: the built binary
+	dir         string   // temporary: the built binary
+	env         []string // the child's environment (its broker names)
 
 	cmd     *exec.Cmd
 	logFile *os.File
@@ -62,11 +63,30 @@ func startLocalService(ctx context.Context, opts options, out io.Writer) (s *loc
 		return s, err
 	}
 	s.baseURL = "http://" + addr
-	env := childEnv(os.Environ(), map[string]string{
-		"DATABASE_URL": s.databaseURL,
-		"HTTP_ADDR":    addr,
-		"JWT_SECRET":   opts.jwtSecret,
-	})
+	set := map[string]string{
+		"DATABASE_URL":     s.databaseURL,
+		"HTTP_ADDR":        addr,
+		"JWT_SECRET":       opts.jwtSecret,
+		"AMQP_PREFIX":      amqpPrefix(opts.benchDB),
+		"PAYMENT_PROVIDER": "sandbox", // the bench pays with the sandbox's tok_visa
+	}
+	// The bench measures the checkout path, not the load shedding: unless the caller
+	// sets them, the bulkhead admits the bench's concurrency and the per-client rate
+	// limit is off (1000 customers from one address).
+	for k, v := range map[string]string{"CHECKOUT_CONCURRENCY": "64", "CLIENT_RATE": "0"} {
+		if os.Getenv(k) == "" {
+			set[k] = v
+		}
+	}
+	env := childEnv(os.Environ(), set)
+	s.env = env
+	start := time.Now()
+	if err := resetBroker(ctx, env); err != nil {
+		// The service still starts: it declares what it needs.
+		fmt.Fprintf(out, "bench: could not delete the bench's RabbitMQ queues (prefix %q): %v\n", amqpPrefix(opts.benchDB), err)
+	} else {
+		fmt.Fprintf(out, "bench: RabbitMQ exchange and queues %s* reset in %s\n", amqpPrefix(opts.benchDB), time.Since(start).Round(10*time.Millisecond))
+	}
 
 	mig := exec.CommandContext(ctx, bin, "migrate")
 	mig.Env = env
@@ -182,6 +202,13 @@ func (s *localService) stop(out io.Writer) {
 			}
 		}
 		s.cmd = nil
+	}
+	if s.env != nil {
+		// The service is gone: its queues go too (the next run would delete them).
+		if err := resetBroker(context.Background(), s.env); err != nil {
+			fmt.Fprintf(out, "bench: could not delete the bench's RabbitMQ queues: %v\n", err)
+		}
+		s.env = nil
 	}
 	if s.logFile != nil {
 		s.logFile.Close()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 )
@@ -36,10 +37,13 @@ type workload struct {
 	catalog func(prefix string) []productSpec
 	// items picks the lines of one checkout from the catalog. r is the caller's own.
 	items func(r *rand.Rand, catalog []productSpec) []lineItem
+	// run, when set, replaces the checkout attack and the probes: the workload measures
+	// something else (fanout) once its catalog exists, and makes its own report.
+	run func(ctx context.Context, env *runEnv) (*Report, error)
 }
 
 // workloads is the registry, in the default running order.
-var workloads = []*workload{flashSale, spread}
+var workloads = []*workload{flashSale, spread, fanout}
 
 func workloadNames() []string {
 	names := make([]string, len(workloads))

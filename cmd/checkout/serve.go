@@ -80,7 +80,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	}
 	m := metrics.New(metrics.Options{Breakers: []string{"payment-" + gatewayName(cfg)}, Consumers: consumerNames})
 	graph.CheckoutObserver = m.Checkout
-	m.DBStats(db.DB, "checkout")
+	m.DBStats(db.DB, "background")
 	m.OutboxBacklog(func(ctx context.Context) (int, time.Duration, error) { return outbox.Backlog(ctx, db) })
 	webhookPolicy := webhook.Policy{AllowPrivate: cfg.WebhookAllowPrivate}
 	webhookStore := store.NewWebhooks(db)
@@ -139,7 +139,22 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		httpx.Check{Name: "database", Fn: func(ctx context.Context) error { return store.Ping(ctx, db.DB) }},
 		httpx.Check{Name: "broker", Fn: pubBroker.Ping})
 	if runAPI {
-		svc, err := checkout.NewService(orders, store.NewCarts(db), cfg.ReservationTTL, time.Now)
+		// Separate pools: a checkout rush cannot take the catalog's connections, nor the
+		// relay's and workers'.
+		checkoutDB, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBCheckoutConns, QueryHook: telemetry.QueryHook("checkout")})
+		if err != nil {
+			return err
+		}
+		defer checkoutDB.Close()
+		readDB, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBReadConns, QueryHook: telemetry.QueryHook("checkout")})
+		if err != nil {
+			return err
+		}
+		defer readDB.Close()
+		m.DBStats(checkoutDB.DB, "checkout-api")
+		m.DBStats(readDB.DB, "catalog-read")
+		apiOrders := store.NewOrders(checkoutDB, store.LockingReserver{}, time.Now)
+		svc, err := checkout.NewService(apiOrders, store.NewCarts(checkoutDB), cfg.ReservationTTL, time.Now)
 		if err != nil {
 			return err
 		}
@@ -148,7 +163,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer feedBroker.Close()
 		statusFeed := feed.New(feedBroker, orders, 16, logger)
 		g.Go(func() error { return statusFeed.Run(ctx) })
-		res := &graph.Resolver{Service: svc, Catalog: store.NewCatalog(db), Orders: orders, Feed: statusFeed,
+		res := &graph.Resolver{Service: svc, Catalog: store.NewCatalog(readDB), Orders: apiOrders, Feed: statusFeed,
 			WebhookService: webhook.NewService(webhookStore, webhookPolicy, func() string { return uuid.Must(uuid.NewV7()).String() })}
 		gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, logger)
 		if err != nil {

@@ -95,8 +95,8 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 	t.Parallel()
 	db := testutil.NewDB(t)
 	shed := overload.New(overload.Options{
-		Limits:  map[overload.Class]int{overload.Checkout: 4, overload.Read: 16, overload.Other: 8},
-		MaxWait: 50 * time.Millisecond, Rate: rate.Limit(20), Burst: 20,
+		Limits:  map[overload.Class]int{overload.Checkout: 4, overload.Read: 64, overload.Other: 8},
+		MaxWait: 50 * time.Millisecond, Rate: rate.Limit(20), Burst: 10,
 	})
 	api := testutil.NewAPI(t, db, testutil.APIOptions{Overload: shed.Middleware})
 	api.Product(t, "HOT", 100, map[string]int{"w": 100000})

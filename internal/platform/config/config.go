@@ -17,12 +17,17 @@ type Config struct {
 	Env      string `env:"APP_ENV" envDefault:"development"`
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
 
-	DatabaseURL    string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/checkout?sslmode=disable"`
-	DBMaxConns     int           `env:"DB_MAX_CONNS" envDefault:"20"`
-	AMQPURL        string        `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
-	RedisURL       string        `env:"REDIS_URL"`
-	JWTSecret      string        `env:"JWT_SECRET" envDefault:"dev-secret-change-me-0123456789abcdef"`
-	ReservationTTL time.Duration `env:"RESERVATION_TTL" envDefault:"10m"`
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/checkout?sslmode=disable"`
+	DBMaxConns  int    `env:"DB_MAX_CONNS" envDefault:"20"`
+	// DBCheckoutConns and DBReadConns are the API's own pool budgets: checkout (and the
+	// other writes of the API) and catalog reads cannot take each other's connections,
+	// nor the relay's and workers' (DB_MAX_CONNS).
+	DBCheckoutConns int           `env:"DB_CHECKOUT_CONNS" envDefault:"16"`
+	DBReadConns     int           `env:"DB_READ_CONNS" envDefault:"8"`
+	AMQPURL         string        `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	RedisURL        string        `env:"REDIS_URL"`
+	JWTSecret       string        `env:"JWT_SECRET" envDefault:"dev-secret-change-me-0123456789abcdef"`
+	ReservationTTL  time.Duration `env:"RESERVATION_TTL" envDefault:"10m"`
 
 	PaymentProvider     string `env:"PAYMENT_PROVIDER" envDefault:"sandbox"`
 	StripeSecretKey     string `env:"STRIPE_SECRET_KEY"`

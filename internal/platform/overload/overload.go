@@ -128,6 +128,12 @@ func (s *Shedder) InFlight(class Class) int {
 func (s *Shedder) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		class := s.opt.Classify(r)
+		// A subscription is one long-lived connection, not a stream of requests: a
+		// partner following many orders from one address is not over a request rate.
+		if class == Stream {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if wait, ok := s.allow(r); !ok {
 			s.reject(w, class, http.StatusTooManyRequests, CodeRateLimited, "too many requests from this client; retry later", wait)
 			return
