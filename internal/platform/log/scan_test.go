@@ -1,4 +1,4 @@
-package main
+package log
 
 import "testing"
 
@@ -16,8 +16,27 @@ func TestFindings(t *testing.T) {
 		`{"msg":"payment applied","payment":"succeeded","status":"PAID"}`:        false,
 		`{"token":"[REDACTED]"}`:                                                 false,
 	} {
-		if got := len(Findings(line)) > 0; got != want {
-			t.Errorf("%s: found %v, want %v (%v)", line, got, want, Findings(line))
+		if got := len(Sensitive(line)) > 0; got != want {
+			t.Errorf("%s: found %v, want %v (%v)", line, got, want, Sensitive(line))
+		}
+	}
+}
+
+func TestRedact_LeavesNothingSensitive(t *testing.T) {
+	for _, s := range []string{
+		"charge failed for token tok_visa on order 1",
+		"payment method pm_card_chargeDeclined refused",
+		"card 4242 4242 4242 4242 given as a token",
+		"card 4000-0000-0000-0002",
+		"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl",
+		"signing secret whsec_0123456789abcdef0123",
+		"stripe key sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+	} {
+		if len(Sensitive(s)) == 0 {
+			t.Errorf("the scanner misses %q", s)
+		}
+		if got := Redact(s); len(Sensitive(got)) > 0 {
+			t.Errorf("Redact(%q) = %q still holds %v", s, got, Sensitive(got))
 		}
 	}
 }
