@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/payment"
 	stripegw "github.com/checkout-backend/checkout/internal/payment/stripe"
+	"github.com/checkout-backend/checkout/internal/platform/metrics"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/testutil"
 	"github.com/checkout-backend/checkout/outbox"
@@ -205,15 +209,28 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 				t.Fatal(err)
 			}
 			var opened atomic.Bool
-			var states sync.Map
+			m := metrics.New(metrics.Options{Breakers: []string{"payment-stripe"}})
 			res := payment.NewResilient(gw, payment.ResilientOptions{FailureThreshold: 3, OpenTimeout: 500 * time.Millisecond,
 				InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond, MaxTries: 2,
 				OnStateChange: func(name string, from, to gobreaker.State) {
-					states.Store(name, to)
+					m.BreakerState(name, to) // as serve wires it
 					if to == gobreaker.StateOpen {
 						opened.Store(true)
 					}
 				}})
+			breaker := func() string {
+				rec := httptest.NewRecorder()
+				m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+				for _, l := range strings.Split(rec.Body.String(), "\n") {
+					if strings.HasPrefix(l, `checkout_circuit_breaker_state{name="payment-stripe"}`) {
+						return strings.Fields(l)[1]
+					}
+				}
+				return "missing"
+			}
+			if got := breaker(); got != "0" {
+				t.Fatalf("breaker metric before any call: %s, want 0", got)
+			}
 			fake.SetMode(mode)
 			s := testutil.NewStack(t, testutil.StackOptions{Gateway: res})
 			s.Product(t, "F", 100, map[string]int{"w": 100})
@@ -222,6 +239,9 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 				ids = append(ids, s.Checkout(t, fmt.Sprint("c", i), "k", "tok_visa", checkout.Line{SKU: "F", Quantity: 1}))
 			}
 			testutil.Eventually(t, 20*time.Second, "the breaker open", opened.Load)
+			if got := breaker(); got != "2" && got != "1" {
+				t.Fatalf("breaker metric %s while the provider is down, want 2 (open) or 1 (half-open, probing)", got)
+			}
 			time.Sleep(500 * time.Millisecond)
 			for _, id := range ids {
 				if o, _ := s.Orders.Order(context.Background(), id); o.Status != checkout.StatusPendingPayment {
@@ -235,6 +255,7 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 			if got := fake.Charges(); got != len(ids) {
 				t.Fatalf("%d charges for %d orders", got, len(ids))
 			}
+			testutil.Eventually(t, 10*time.Second, "the breaker metric back to closed", func() bool { return breaker() == "0" })
 			t.Logf("%s: %d requests reached the provider for %d orders", mode, fake.Requests(), len(ids))
 		})
 	}
