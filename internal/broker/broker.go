@@ -128,6 +128,12 @@ func (b *Broker) connLocked() (*amqp.Connection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial RabbitMQ: %w", err)
 	}
+	// Every new connection declares the topology first, so a process that started
+	// while the broker was away (or a broker that lost its definitions) heals itself.
+	if err := b.declareOn(conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("declare topology: %w", err)
+	}
 	b.conn, b.pub = conn, nil
 	return conn, nil
 }
@@ -150,10 +156,11 @@ func (b *Broker) Close() error {
 
 // Declare declares the whole topology (idempotent).
 func (b *Broker) Declare(ctx context.Context) error {
-	conn, err := b.connection()
-	if err != nil {
-		return err
-	}
+	_, err := b.connection() // a new connection declares it
+	return err
+}
+
+func (b *Broker) declareOn(conn *amqp.Connection) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err

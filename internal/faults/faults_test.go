@@ -15,13 +15,16 @@ import (
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 	"github.com/sony/gobreaker"
 
+	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/payment"
+	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 	stripegw "github.com/checkout-backend/checkout/internal/payment/stripe"
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/testutil"
 	"github.com/checkout-backend/checkout/outbox"
+	"github.com/checkout-backend/checkout/workers"
 )
 
 const checkoutQ = `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } userErrors { code } } }`
@@ -258,5 +261,47 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 			testutil.Eventually(t, 10*time.Second, "the breaker metric back to closed", func() bool { return breaker() == "0" })
 			t.Logf("%s: %d requests reached the provider for %d orders", mode, fake.Requests(), len(ids))
 		})
+	}
+}
+
+func TestRabbitMQ_DownAtStart_ServiceHealsWhenItComes(t *testing.T) {
+	t.Parallel()
+	proxy := testutil.NewProxy(t, testutil.AMQPHostPort(t))
+	proxy.Cut()
+	db := testutil.NewDB(t)
+	api := testutil.NewAPI(t, db)
+	api.Product(t, "F", 100, map[string]int{"w": 10})
+	topo := testutil.NewTopology()
+	t.Cleanup(func() {
+		b := broker.New(testutil.AMQPURL(), topo, nil)
+		b.Delete(context.Background())
+		b.Close()
+	})
+	url := "amqp://guest:guest@" + proxy.Addr() + "/"
+	pub, sub := broker.New(url, topo, nil), broker.New(url, topo, nil)
+	defer pub.Close()
+	defer sub.Close()
+	if err := pub.Declare(context.Background()); err == nil {
+		t.Fatal("declared through a cut proxy")
+	}
+	sb := sandbox.New()
+	w, _ := workers.NewPayments(api.Orders, store.NewPayments(db.DB, api.Orders), sb, nil, time.Now)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Poll: 100 * time.Millisecond}).Run(ctx)
+	go w.Run(ctx, sub, broker.ConsumeOptions{})
+
+	id, resp := placeVia(t, api, "c", "k", 1)
+	if id == "" {
+		t.Fatalf("checkout without a broker: %s %+v", resp.Data, resp.Errors)
+	}
+	time.Sleep(500 * time.Millisecond)
+	proxy.Restore() // the broker arrives: no queue, no exchange declared yet
+	testutil.Eventually(t, 20*time.Second, "the order paid", func() bool {
+		o, _ := api.Orders.Order(context.Background(), id)
+		return o.Status == checkout.StatusPaid
+	})
+	if sb.ChargeCount() != 1 {
+		t.Fatalf("%d charges", sb.ChargeCount())
 	}
 }
