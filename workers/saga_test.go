@@ -400,3 +400,32 @@ func (g *slowGateway) Charge(ctx context.Context, r payment.ChargeRequest) (paym
 	time.Sleep(time.Duration(g.n.Add(1)%9) * 50 * time.Millisecond)
 	return g.Gateway.Charge(ctx, r)
 }
+
+func TestSweeper_PrunesOldKeysAndInbox_KeepsRecentOnes(t *testing.T) {
+	t.Parallel()
+	s := testutil.NewStack(t, testutil.StackOptions{NoRelay: true, NoWorkers: true, NoSweeper: true})
+	s.Product(t, "PR", 100, map[string]int{"w": 10})
+	old := s.Checkout(t, "c", "old-key", "tok_visa", line("PR", 1))
+	s.Checkout(t, "c", "new-key", "tok_visa", line("PR", 1))
+	s.DB.ExecContext(context.Background(), "UPDATE idempotency_keys SET created_at = now() - interval '8 days' WHERE key = 'old-key'")
+	s.DB.ExecContext(context.Background(), "INSERT INTO inbox (consumer, event_id, processed_at) VALUES ('payment', 'e-old', now() - interval '8 days'), ('payment', 'e-new', now())")
+	s.Sweeper.Retention = 7 * 24 * time.Hour
+	n, err := s.Sweeper.Prune(context.Background())
+	if err != nil || n != 2 {
+		t.Fatalf("pruned %d (%v), want 2", n, err)
+	}
+	if got := s.Count(t, "SELECT count(*) FROM idempotency_keys"); got != 1 {
+		t.Fatalf("%d keys left, want 1", got)
+	}
+	if got := s.Count(t, "SELECT count(*) FROM inbox"); got != 1 {
+		t.Fatalf("%d inbox rows left, want 1", got)
+	}
+	// The order stays; only its key went.
+	if o, _ := s.Orders.Order(context.Background(), old); o == nil {
+		t.Fatal("the order of a pruned key is gone")
+	}
+	s.Sweeper.Retention = time.Hour
+	if _, err := s.Sweeper.Prune(context.Background()); err == nil {
+		t.Fatal("pruned keys younger than 24 hours")
+	}
+}

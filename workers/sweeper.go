@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -20,6 +21,9 @@ type Sweeper struct {
 	interval time.Duration
 	logger   *slog.Logger
 	now      func() time.Time
+	// Retention is how long idempotency keys and consumers' inbox rows are kept (at least
+	// 24 hours, as the contract promises for keys); 0 keeps them for ever.
+	Retention time.Duration
 }
 
 // NewSweeper returns a sweeper checking every interval.
@@ -40,9 +44,18 @@ func NewSweeper(db *bun.DB, orders *store.Orders, interval time.Duration, logger
 func (s *Sweeper) Run(ctx context.Context) error {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
+	lastPrune := time.Time{}
 	for {
 		if _, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Warn("expiry sweep failed", "error", err)
+		}
+		if s.Retention > 0 && time.Since(lastPrune) > time.Hour {
+			lastPrune = time.Now()
+			if n, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("prune failed", "error", err)
+			} else if n > 0 {
+				s.logger.Info("pruned idempotency keys and inbox rows", "rows", n)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -79,4 +92,31 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int, error) {
 			return total, nil
 		}
 	}
+}
+
+// Prune deletes idempotency keys and inbox rows older than Retention, in bounded
+// batches; it returns how many rows went.
+func (s *Sweeper) Prune(ctx context.Context) (int64, error) {
+	if s.Retention < 24*time.Hour {
+		return 0, fmt.Errorf("retention %s is under the 24 hours keys must be kept", s.Retention)
+	}
+	cutoff := s.now().Add(-s.Retention)
+	var total int64
+	for _, q := range []string{
+		"DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE created_at < ? LIMIT 5000)",
+		"DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM inbox WHERE processed_at < ? LIMIT 5000)",
+	} {
+		for {
+			res, err := s.db.ExecContext(ctx, q, cutoff)
+			if err != nil {
+				return total, err
+			}
+			n, _ := res.RowsAffected()
+			total += n
+			if n < 5000 {
+				break
+			}
+		}
+	}
+	return total, nil
 }

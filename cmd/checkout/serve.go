@@ -130,6 +130,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Prefetch: 32, Concurrency: 32, Observe: m.Consumer})
 		})
 		sweeper := workers.NewSweeper(db, orders, cfg.SweepInterval, logger, time.Now)
+		sweeper.Retention = cfg.KeyRetention
 		g.Go(func() error { return sweeper.Run(ctx) })
 	}
 

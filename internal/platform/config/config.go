@@ -44,10 +44,12 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 
 	// Outbox relay, workers and sweeper.
-	OutboxPoll        time.Duration `env:"OUTBOX_POLL_INTERVAL" envDefault:"1s"`
-	OutboxBatch       int           `env:"OUTBOX_BATCH" envDefault:"100"`
-	OutboxRetention   time.Duration `env:"OUTBOX_RETENTION" envDefault:"72h"`
-	SweepInterval     time.Duration `env:"SWEEP_INTERVAL" envDefault:"5s"`
+	OutboxPoll      time.Duration `env:"OUTBOX_POLL_INTERVAL" envDefault:"1s"`
+	OutboxBatch     int           `env:"OUTBOX_BATCH" envDefault:"100"`
+	OutboxRetention time.Duration `env:"OUTBOX_RETENTION" envDefault:"72h"`
+	SweepInterval   time.Duration `env:"SWEEP_INTERVAL" envDefault:"5s"`
+	// KeyRetention is how long idempotency keys and inbox rows are kept (>= 24h).
+	KeyRetention      time.Duration `env:"IDEMPOTENCY_RETENTION" envDefault:"168h"`
 	WorkerPrefetch    int           `env:"WORKER_PREFETCH" envDefault:"16"`
 	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"8"`
 	// AMQPPrefix prefixes exchange and queue names (several deployments on one broker).
@@ -99,6 +101,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: JWT_SECRET must be at least 32 bytes")
 	case c.Production() && c.JWTSecret == DevJWTSecret:
 		return fmt.Errorf("config: JWT_SECRET must be set in production")
+	case c.KeyRetention < 24*time.Hour:
+		return fmt.Errorf("config: IDEMPOTENCY_RETENTION must be at least 24h (the contract keeps keys 24 hours)")
 	case c.ReservationTTL <= 0:
 		return fmt.Errorf("config: RESERVATION_TTL must be positive")
 	case c.PaymentProvider != "sandbox" && c.PaymentProvider != "stripe":
