@@ -44,7 +44,7 @@ var injector HeaderInjector
 func SetHeaderInjector(f HeaderInjector) { injector = f }
 
 // Insert writes env in the caller's transaction (db is that bun.Tx), so the event
-// commits or rolls back with the change it announces. NOTIFY wakes relays at commit.
+// commits or rolls back with the change it announces.
 func Insert(ctx context.Context, db bun.IDB, env event.Envelope) error {
 	if env.Headers == nil {
 		env.Headers = map[string]string{}
@@ -54,11 +54,9 @@ func Insert(ctx context.Context, db bun.IDB, env event.Envelope) error {
 	}
 	row := &Row{EventID: env.ID, Type: env.Type, AggregateID: env.AggregateID,
 		Payload: env.Payload, Headers: env.Headers, CreatedAt: env.OccurredAt}
+	// A trigger (migrations/0004) sends NOTIFY outbox, delivered at commit.
 	if _, err := db.NewInsert().Model(row).ExcludeColumn("id", "published_at", "attempts").Exec(ctx); err != nil {
 		return fmt.Errorf("outbox insert %s: %w", env.Type, err)
-	}
-	if _, err := db.ExecContext(ctx, "SELECT pg_notify('outbox', '')"); err != nil {
-		return fmt.Errorf("outbox notify: %w", err)
 	}
 	return nil
 }

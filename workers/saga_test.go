@@ -429,3 +429,13 @@ func TestSweeper_PrunesOldKeysAndInbox_KeepsRecentOnes(t *testing.T) {
 		t.Fatal("pruned keys younger than 24 hours")
 	}
 }
+
+func TestRelay_WakesOnNotify_NotOnlyByPolling(t *testing.T) {
+	t.Parallel()
+	// Polling once an hour: only NOTIFY (the outbox trigger) can wake the relay in time.
+	s := testutil.NewStack(t, testutil.StackOptions{Relay: outbox.RelayOptions{Poll: time.Hour}})
+	s.Product(t, "NT", 100, map[string]int{"w": 10})
+	time.Sleep(300 * time.Millisecond) // the first drain and LISTEN are done
+	id := s.Checkout(t, "c", "k", "tok_visa", line("NT", 1))
+	s.WaitStatus(t, id, checkout.StatusPaid, 10*time.Second)
+}
