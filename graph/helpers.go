@@ -10,6 +10,7 @@ import (
 	"github.com/checkout-backend/checkout/graph/model"
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/webhook"
 )
 
 // inputError answers a domain error of a field without a payload (upsertProduct,
@@ -154,4 +155,15 @@ func (r *subscriptionResolver) orderStatusChanged(ctx context.Context, orderID s
 		}
 	}()
 	return out, nil
+}
+
+func webhookPayload(w webhook.Webhook, err error) (*model.WebhookPayload, error) {
+	ue, err := userErrors(err)
+	if err != nil {
+		return nil, err
+	}
+	if len(ue) > 0 {
+		return &model.WebhookPayload{UserErrors: ue}, nil
+	}
+	return &model.WebhookPayload{Webhook: &w, UserErrors: ue}, nil
 }

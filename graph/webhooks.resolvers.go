@@ -9,10 +9,9 @@ import (
 	"context"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/checkout-backend/checkout/graph/model"
 	"github.com/checkout-backend/checkout/internal/webhook"
+	"github.com/google/uuid"
 )
 
 // RegisterWebhook is the resolver for the registerWebhook field.
@@ -102,15 +101,4 @@ func (r *queryResolver) WebhookDeliveries(ctx context.Context, webhookID string,
 		conn.PageInfo.EndCursor = &conn.Edges[len(conn.Edges)-1].Cursor
 	}
 	return conn, nil
-}
-
-func webhookPayload(w webhook.Webhook, err error) (*model.WebhookPayload, error) {
-	ue, err := userErrors(err)
-	if err != nil {
-		return nil, err
-	}
-	if len(ue) > 0 {
-		return &model.WebhookPayload{UserErrors: ue}, nil
-	}
-	return &model.WebhookPayload{Webhook: &w, UserErrors: ue}, nil
 }
