@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -63,24 +64,22 @@ func loadProduct(ctx context.Context, c catalog.Store, sku string) (*catalog.Pro
 	return c.Product(ctx, sku)
 }
 
-// CheckoutObserver counts checkout outcomes (metrics); nil means none.
-var CheckoutObserver func(outcome string)
-
-func observeCheckout(ctx context.Context, err error, replay bool) {
-	if CheckoutObserver == nil {
+// observeCheckout tells ObserveCheckout (metrics) the outcome of a checkout.
+func (r *Resolver) observeCheckout(err error, replay bool) {
+	if r.ObserveCheckout == nil {
 		return
 	}
 	switch {
 	case err == nil && replay:
-		CheckoutObserver("idempotent_replay")
+		r.ObserveCheckout("idempotent_replay")
 	case err == nil:
-		CheckoutObserver("placed")
+		r.ObserveCheckout("placed")
 	case checkout.ErrorCode(err) == checkout.OutOfStock:
-		CheckoutObserver("out_of_stock")
+		r.ObserveCheckout("out_of_stock")
 	case checkout.ErrorCode(err) != "":
-		CheckoutObserver("rejected")
+		r.ObserveCheckout("rejected")
 	default:
-		CheckoutObserver("error")
+		r.ObserveCheckout("error")
 	}
 }
 
@@ -89,27 +88,29 @@ func (r *subscriptionResolver) orderStatusChanged(ctx context.Context, orderID s
 	if err != nil {
 		return nil, err
 	}
-	o, err := r.Service.Order(ctx, a, orderID)
-	if err != nil {
-		return nil, accessError(ctx, err)
-	}
-	if o == nil {
-		return nil, gqlError(ctx, "NOT_FOUND", "order not found")
-	}
 	if r.Feed == nil {
 		return nil, gqlError(ctx, CodeInternal, "subscriptions are not available on this instance")
 	}
-	// Subscribe first, then read the current state: no change falls in between.
-	updates, reason, err := r.Feed.Subscribe(ctx, o.ID)
+	// Subscribe first, then read the current state once: no change falls in between.
+	// Nothing reaches the client before the read has authorized it.
+	sctx, cancel := context.WithCancel(ctx)
+	updates, reason, err := r.Feed.Subscribe(sctx, strings.ToLower(orderID))
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	if cur, err := r.Service.Order(ctx, a, o.ID); err == nil && cur != nil {
-		o = cur
+	o, err := r.Service.Order(ctx, a, orderID)
+	if err != nil || o == nil {
+		cancel()
+		if err != nil {
+			return nil, accessError(ctx, err)
+		}
+		return nil, gqlError(ctx, "NOT_FOUND", "order not found")
 	}
 	out := make(chan *checkout.Order, 1)
 	go func() {
 		defer close(out)
+		defer cancel()
 		last := *o
 		first := last
 		select {

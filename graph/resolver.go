@@ -16,6 +16,9 @@ type Resolver struct {
 	Catalog catalog.Store
 	Orders  checkout.OrderStore
 	Feed    checkout.StatusFeed
+	// ObserveCheckout, when set, is told each checkout's outcome (placed, out_of_stock,
+	// idempotent_replay, rejected, error) for metrics.
+	ObserveCheckout func(outcome string)
 	// Webhooks manages partner webhook endpoints.
 	WebhookService *webhook.Service
 }

@@ -88,7 +88,7 @@ func (r *mutationResolver) Checkout(ctx context.Context, input model.CheckoutInp
 		}
 	}
 	o, replay, err := r.Service.Checkout(ctx, a, in)
-	observeCheckout(ctx, err, replay)
+	r.observeCheckout(err, replay)
 	ue, err := userErrors(err)
 	if err != nil {
 		return nil, accessError(ctx, err)

@@ -73,28 +73,22 @@ func (w *Payments) HandleOrderPlaced(ctx context.Context, env event.Envelope) er
 	if err := json.Unmarshal(env.Payload, &p); err != nil {
 		return broker.Permanent(fmt.Errorf("decode %s: %w", env.ID, err))
 	}
-	o, err := w.orders.Order(ctx, p.Order.ID)
+	id := p.Order.ID
+	due, err := w.payments.Due(ctx, id)
 	if err != nil {
 		return err
 	}
-	if o == nil {
-		return broker.Permanent(fmt.Errorf("order %s of event %s not found", p.Order.ID, env.ID))
+	if due == nil {
+		return broker.Permanent(fmt.Errorf("order %s of event %s not found", id, env.ID))
 	}
-	if o.Status != checkout.StatusPendingPayment {
+	if due.Status != checkout.StatusPendingPayment || due.Token == "" {
 		return nil // cancelled or expired before we got to it: nothing to charge
 	}
-	if o.ReservationExpiresAt != nil && w.now().After(*o.ReservationExpiresAt) {
+	if due.ExpiresAt != nil && w.now().After(*due.ExpiresAt) {
 		return nil // too late to charge: the sweeper expires it and gives the stock back
 	}
-	token, err := w.payments.PaymentToken(ctx, o.ID)
-	if err != nil {
-		return err
-	}
-	if token == "" {
-		return nil
-	}
-	ch, err := w.gateway.Charge(ctx, payment.ChargeRequest{OrderID: o.ID, AmountCents: o.TotalCents,
-		Currency: o.Currency, Token: token, IdempotencyKey: ChargeKey(o.ID)})
+	ch, err := w.gateway.Charge(ctx, payment.ChargeRequest{OrderID: id, AmountCents: due.TotalCents,
+		Currency: due.Currency, Token: due.Token, IdempotencyKey: ChargeKey(id)})
 	var result checkout.PaymentResult
 	switch {
 	case err == nil:
@@ -108,11 +102,11 @@ func (w *Payments) HandleOrderPlaced(ctx context.Context, env event.Envelope) er
 		// The provider refused the request itself (an unusable token, say): the order
 		// fails rather than waiting for ever.
 		result = checkout.PaymentResult{Status: checkout.PaymentDeclined, Reason: "processing_error"}
-		w.logger.WarnContext(ctx, "charge refused by provider", "orderId", o.ID, "error", err)
+		w.logger.WarnContext(ctx, "charge refused by provider", "orderId", id, "error", err)
 	default:
-		return fmt.Errorf("charge order %s: %w", o.ID, err) // transient: retried later
+		return fmt.Errorf("charge order %s: %w", id, err) // transient: retried later
 	}
-	pay := store.Payment{OrderID: o.ID, Provider: w.gateway.Name(), AmountCents: o.TotalCents, Currency: o.Currency}
+	pay := store.Payment{OrderID: id, Provider: w.gateway.Name(), AmountCents: due.TotalCents, Currency: due.Currency}
 	if ch.ProviderPaymentID != "" {
 		pay.ProviderPaymentID = &ch.ProviderPaymentID
 	}
@@ -120,7 +114,7 @@ func (w *Payments) HandleOrderPlaced(ctx context.Context, env event.Envelope) er
 	if err != nil {
 		return err
 	}
-	w.logger.InfoContext(ctx, "payment applied", "orderId", o.ID, "payment", result.Status, "status", string(after.Status))
+	w.logger.InfoContext(ctx, "payment applied", "orderId", id, "payment", result.Status, "status", string(after.Status))
 	return nil
 }
 

@@ -156,3 +156,21 @@ func checkLoopbackHost(h string) error {
 	}
 	return nil
 }
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// countBy runs a query of (key, count) rows into a map.
+func countBy(ctx context.Context, q querier, sql string, args ...any) (map[string]int, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	var k string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&k, &n}, func() error { out[k] = n; return nil })
+	return out, err
+}

@@ -424,21 +424,8 @@ func placeFanoutOrders(ctx context.Context, env *runEnv) ([]string, error) {
 func waitStatus(ctx context.Context, env *runEnv, ids []string, want string, limit time.Duration) (time.Duration, map[string]int, error) {
 	start := time.Now()
 	for {
-		statuses := map[string]int{}
-		rows, err := env.db.Query(ctx, `SELECT status, count(*)::int FROM orders WHERE id::text = ANY($1) GROUP BY status`, ids)
+		statuses, err := countBy(ctx, env.db, `SELECT status, count(*)::int FROM orders WHERE id::text = ANY($1) GROUP BY status`, ids)
 		if err != nil {
-			return 0, nil, err
-		}
-		for rows.Next() {
-			var st string
-			var n int
-			if err := rows.Scan(&st, &n); err != nil {
-				rows.Close()
-				return 0, nil, err
-			}
-			statuses[st] = n
-		}
-		if err := rows.Err(); err != nil {
 			return 0, nil, err
 		}
 		waited := time.Since(start)

@@ -152,20 +152,9 @@ func readPipeline(ctx context.Context, db *pgxpool.Pool, prefix string) (pipelin
 			FROM orders WHERE left(customer_id, length($1)) = $1 AND status = 'PAID'`, prefix); err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, `SELECT status, count(*)::int FROM orders
+		f.statuses, err = countBy(ctx, tx, `SELECT status, count(*)::int FROM orders
 			WHERE left(customer_id, length($1)) = $1 GROUP BY status`, prefix)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var st string
-			var n int
-			if err := rows.Scan(&st, &n); err != nil {
-				return err
-			}
-			f.statuses[st] = n
-		}
-		return rows.Err()
+		return err
 	})
 	return f, err
 }

@@ -54,8 +54,7 @@ func (p integrityProbe) After(ctx context.Context, env *runEnv, r *Report) error
 	}
 	type stock struct{ onHand, reserved int }
 	stocks := map[string]stock{}
-	ordered := map[string]int{}
-	statuses := map[string]int{}
+	var ordered, statuses map[string]int
 	badRows := 0
 
 	// A repeatable-read snapshot: a payment worker may move orders along meanwhile,
@@ -80,40 +79,17 @@ func (p integrityProbe) After(ctx context.Context, env *runEnv, r *Report) error
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, `
+		if ordered, err = countBy(ctx, tx, `
 			SELECT oi.sku, sum(oi.quantity)::int
 			FROM order_items oi JOIN orders o ON o.id = oi.order_id
 			WHERE oi.sku = ANY($1) AND o.status = ANY($2)
-			GROUP BY oi.sku`, skus, liveStatuses)
-		if err != nil {
+			GROUP BY oi.sku`, skus, liveStatuses); err != nil {
 			return err
 		}
-		for rows.Next() {
-			var sku string
-			var n int
-			if err := rows.Scan(&sku, &n); err != nil {
-				return err
-			}
-			ordered[sku] = n
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		rows, err = tx.Query(ctx, `
+		statuses, err = countBy(ctx, tx, `
 			SELECT status, count(*)::int FROM orders
 			WHERE left(customer_id, length($1)) = $1 GROUP BY status`, env.customerPrefix)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var st string
-			var n int
-			if err := rows.Scan(&st, &n); err != nil {
-				return err
-			}
-			statuses[st] = n
-		}
-		return rows.Err()
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("integrity check: %w", err)

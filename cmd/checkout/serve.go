@@ -79,7 +79,6 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		consumerNames[i] = c.Name
 	}
 	m := metrics.New(metrics.Options{Breakers: []string{"payment-" + gatewayName(cfg)}, Consumers: consumerNames})
-	graph.CheckoutObserver = m.Checkout
 	m.DBStats(db.DB, "background")
 	m.OutboxBacklog(func(ctx context.Context) (int, time.Duration, error) { return outbox.Backlog(ctx, db) })
 	webhookPolicy := webhook.Policy{AllowPrivate: cfg.WebhookAllowPrivate}
@@ -164,7 +163,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer feedBroker.Close()
 		statusFeed := feed.New(feedBroker, orders, 16, logger)
 		g.Go(func() error { return statusFeed.Run(ctx) })
-		res := &graph.Resolver{Service: svc, Catalog: store.NewCatalog(readDB), Orders: apiOrders, Feed: statusFeed,
+		res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: store.NewCatalog(readDB), Orders: apiOrders, Feed: statusFeed,
 			WebhookService: webhook.NewService(webhookStore, webhookPolicy, func() string { return uuid.Must(uuid.NewV7()).String() })}
 		gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, logger)
 		if err != nil {

@@ -138,6 +138,23 @@ func (b *Broker) connLocked() (*amqp.Connection, error) {
 	return conn, nil
 }
 
+// channel opens a channel on the (re)dialled connection with a prefetch bound.
+func (b *Broker) channel(prefetch int) (*amqp.Channel, error) {
+	conn, err := b.connection()
+	if err != nil {
+		return nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.Qos(prefetch, 0, false); err != nil {
+		ch.Close()
+		return nil, err
+	}
+	return ch, nil
+}
+
 // Ping reports whether the broker is reachable, for readiness.
 func (b *Broker) Ping(context.Context) error {
 	_, err := b.connection()

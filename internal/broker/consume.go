@@ -78,18 +78,11 @@ func (b *Broker) Consume(ctx context.Context, consumer string, opt ConsumeOption
 }
 
 func (b *Broker) consumeOnce(ctx context.Context, consumer string, opt ConsumeOptions, h Handler) error {
-	conn, err := b.connection()
-	if err != nil {
-		return err
-	}
-	ch, err := conn.Channel()
+	ch, err := b.channel(opt.Prefetch)
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
-	if err := ch.Qos(opt.Prefetch, 0, false); err != nil {
-		return err
-	}
 	if err := ch.Confirm(false); err != nil {
 		return err
 	}
@@ -138,7 +131,6 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 	if cid, ok := d.Headers["x-correlation-id"].(string); ok {
 		hctx = clog.WithCorrelationID(hctx, cid)
 	}
-	hctx = WithHeaders(hctx, d.Headers)
 	hctx, span := telemetry.StartConsume(hctx, consumer, d)
 	err := h(hctx, env)
 	telemetry.End(span, err)
@@ -185,17 +177,4 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 	}
 	d.Ack(false)
 	observe(outcome)
-}
-
-type headersKey struct{}
-
-// WithHeaders keeps the delivery's headers (trace context) in ctx for the handler.
-func WithHeaders(ctx context.Context, h amqp.Table) context.Context {
-	return context.WithValue(ctx, headersKey{}, h)
-}
-
-// Headers returns the delivery headers in ctx.
-func Headers(ctx context.Context) amqp.Table {
-	h, _ := ctx.Value(headersKey{}).(amqp.Table)
-	return h
 }

@@ -31,18 +31,12 @@ func (b *Broker) Follow(ctx context.Context, types []string, onConnect func(cont
 }
 
 func (b *Broker) followOnce(ctx context.Context, types []string, onConnect func(context.Context), h func(event.Envelope)) error {
-	conn, err := b.connection()
-	if err != nil {
-		return err
-	}
-	ch, err := conn.Channel()
+	// The connection declared the exchange; the queue is this process's own.
+	ch, err := b.channel(256)
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
-	if err := ch.ExchangeDeclare(b.topo.Exchange(), "topic", true, false, false, false, nil); err != nil {
-		return err
-	}
 	q, err := ch.QueueDeclare("", false, true, true, false, nil)
 	if err != nil {
 		return err
@@ -51,9 +45,6 @@ func (b *Broker) followOnce(ctx context.Context, types []string, onConnect func(
 		if err := ch.QueueBind(q.Name, t, b.topo.Exchange(), false, nil); err != nil {
 			return err
 		}
-	}
-	if err := ch.Qos(256, 0, false); err != nil {
-		return err
 	}
 	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
 	if err != nil {

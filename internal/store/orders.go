@@ -108,6 +108,7 @@ func (s *Orders) PlaceOrder(ctx context.Context, p checkout.PlaceOrder) (checkou
 		}
 
 		lines, field := p.Lines, []string{"input", "items"}
+		price := map[string]priceRow{}
 		if p.CartID != "" {
 			field = []string{"input", "cartId"}
 			cart, err := loadCart(ctx, tx, p.CartID, true)
@@ -123,23 +124,24 @@ func (s *Orders) PlaceOrder(ctx context.Context, p checkout.PlaceOrder) (checkou
 			if len(cart.Items) == 0 {
 				return checkout.Errorf(checkout.CartEmpty, field, "cart is empty")
 			}
+			// The cart was read with its current prices: no second read.
 			lines = nil
 			for _, it := range cart.Items {
 				lines = append(lines, checkout.Line{SKU: it.SKU, Quantity: it.Quantity})
+				price[it.SKU] = priceRow{SKU: it.SKU, PriceCents: it.UnitPriceCents, Currency: it.Currency}
 			}
-		}
-
-		skus := make([]string, len(lines))
-		for i, l := range lines {
-			skus[i] = l.SKU
-		}
-		var prices []priceRow
-		if err := tx.NewRaw("SELECT sku, price_cents, currency FROM products WHERE sku IN (?)", bun.In(skus)).Scan(ctx, &prices); err != nil {
-			return fmt.Errorf("prices: %w", err)
-		}
-		price := map[string]priceRow{}
-		for _, pr := range prices {
-			price[pr.SKU] = pr
+		} else {
+			skus := make([]string, len(lines))
+			for i, l := range lines {
+				skus[i] = l.SKU
+			}
+			var prices []priceRow
+			if err := tx.NewRaw("SELECT sku, price_cents, currency FROM products WHERE sku IN (?)", bun.In(skus)).Scan(ctx, &prices); err != nil {
+				return fmt.Errorf("prices: %w", err)
+			}
+			for _, pr := range prices {
+				price[pr.SKU] = pr
+			}
 		}
 		var total int64
 		currency := ""

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -35,9 +36,6 @@ type Payments struct {
 // NewPayments returns the payments adapter.
 func NewPayments(db *bun.DB, orders *Orders) *Payments { return &Payments{db: db, orders: orders} }
 
-// DB returns the pool (workers run their own transactions with InTx).
-func (p *Payments) DB() *bun.DB { return p.db }
-
 // MarkProcessed records that consumer processed eventID, in the caller's transaction;
 // false means it was processed before (the caller must change nothing).
 func MarkProcessed(ctx context.Context, db bun.IDB, consumer, eventID string) (bool, error) {
@@ -49,21 +47,28 @@ func MarkProcessed(ctx context.Context, db bun.IDB, consumer, eventID string) (b
 	return n == 1, nil
 }
 
-// Processed reports whether consumer already processed eventID.
-func Processed(ctx context.Context, db bun.IDB, consumer, eventID string) (bool, error) {
-	var ok bool
-	err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = ? AND event_id = ?)", consumer, eventID).Scan(ctx, &ok)
-	return ok, err
+// Due is what the payment worker needs to charge an order, read in one query.
+type Due struct {
+	Status     checkout.Status `bun:"status"`
+	TotalCents int64           `bun:"total_cents"`
+	Currency   string          `bun:"currency"`
+	ExpiresAt  *time.Time      `bun:"reservation_expires_at"`
+	// Token is the provider token; "" once the payment has an outcome.
+	Token string `bun:"token"`
 }
 
-// PaymentToken returns the provider token of a pending order ("" once it has an outcome).
-func (p *Payments) PaymentToken(ctx context.Context, orderID string) (string, error) {
-	var tok *string
-	err := p.db.NewRaw("SELECT payment_token FROM orders WHERE id = ?", orderID).Scan(ctx, &tok)
-	if errors.Is(err, sql.ErrNoRows) || tok == nil {
-		return "", nil
+// Due returns what an order's charge needs, or nil when the order does not exist.
+func (p *Payments) Due(ctx context.Context, orderID string) (*Due, error) {
+	var d Due
+	err := p.db.NewRaw(`SELECT status, total_cents, currency, reservation_expires_at, COALESCE(payment_token, '') AS token
+		FROM orders WHERE id = ?`, orderID).Scan(ctx, &d)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
 	}
-	return *tok, err
+	if err != nil {
+		return nil, fmt.Errorf("payment due: %w", err)
+	}
+	return &d, nil
 }
 
 // Get returns an order's payment, or nil.

@@ -101,40 +101,22 @@ func (s *Webhooks) Get(ctx context.Context, id string) (*webhook.Webhook, error)
 
 // Delete removes an endpoint and cancels what was still to be delivered to it.
 func (s *Webhooks) Delete(ctx context.Context, id string) (webhook.Webhook, error) {
-	var out webhook.Webhook
-	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-		r, err := getWebhook(ctx, tx, id, true)
-		if err != nil {
-			return err
-		}
-		if r == nil || r.DeletedAt != nil {
-			return notFound()
-		}
+	return s.update(ctx, id, func(ctx context.Context, tx bun.Tx, r *webhookRow) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET deleted_at = now(), enabled = false, updated_at = now() WHERE id = ?", id); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE webhook_tasks SET status = 'CANCELLED', updated_at = now() WHERE webhook_id = ? AND status IN ('QUEUED', 'PENDING', 'PAUSED')", id); err != nil {
 			return err
 		}
-		out = r.webhook()
-		out.Enabled = false
+		r.Enabled = false
 		return nil
 	})
-	return out, err
 }
 
 // Enable re-enables an endpoint and replays what it missed: paused tasks queue again and
 // the head of each order's chain is sent, so order is kept.
 func (s *Webhooks) Enable(ctx context.Context, id string) (webhook.Webhook, error) {
-	var out webhook.Webhook
-	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-		r, err := getWebhook(ctx, tx, id, true)
-		if err != nil {
-			return err
-		}
-		if r == nil || r.DeletedAt != nil {
-			return notFound()
-		}
+	return s.update(ctx, id, func(ctx context.Context, tx bun.Tx, r *webhookRow) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET enabled = true, disabled_reason = NULL, consecutive_failures = 0, updated_at = now() WHERE id = ?", id); err != nil {
 			return err
 		}
@@ -155,6 +137,25 @@ func (s *Webhooks) Enable(ctx context.Context, id string) (webhook.Webhook, erro
 			}
 		}
 		r.Enabled, r.DisabledReason = true, nil
+		return nil
+	})
+}
+
+// update loads an endpoint that is not deleted under its row lock, lets fn change it in
+// the transaction, and returns it as fn left it.
+func (s *Webhooks) update(ctx context.Context, id string, fn func(ctx context.Context, tx bun.Tx, r *webhookRow) error) (webhook.Webhook, error) {
+	var out webhook.Webhook
+	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
+		r, err := getWebhook(ctx, tx, id, true)
+		if err != nil {
+			return err
+		}
+		if r == nil || r.DeletedAt != nil {
+			return notFound()
+		}
+		if err := fn(ctx, tx, r); err != nil {
+			return err
+		}
 		out = r.webhook()
 		return nil
 	})

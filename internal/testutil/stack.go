@@ -187,9 +187,6 @@ func (s *Stack) Go(fn func(ctx context.Context) error) {
 	go func() { defer s.wg.Done(); fn(s.ctx) }()
 }
 
-// Context is the stack's context (cancelled at cleanup).
-func (s *Stack) Context() context.Context { return s.ctx }
-
 // WaitStatus waits until the order has status, or fails the test after timeout.
 func (s *Stack) WaitStatus(t testing.TB, orderID string, status checkout.Status, timeout time.Duration) *checkout.Order {
 	t.Helper()

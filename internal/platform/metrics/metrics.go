@@ -205,7 +205,7 @@ func (m *Metrics) operation(name string) string {
 func (m *Metrics) OrderStatus(status string) { m.orders.WithLabelValues(status).Inc() }
 
 // Checkout counts a checkout mutation by outcome (placed, out_of_stock,
-// idempotent_replay, rejected, error); it has the shape of graph.CheckoutObserver.
+// idempotent_replay, rejected, error); it has the shape of graph.Resolver.ObserveCheckout.
 func (m *Metrics) Checkout(outcome string) { m.checkouts.WithLabelValues(outcome).Inc() }
 
 // Revenue adds a paid order's total.

@@ -21,12 +21,3 @@ func Handler(h http.Handler) http.Handler {
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
 	)
 }
-
-// Transport wraps an outbound transport (nil: http.DefaultTransport) so each call is a
-// client span and carries traceparent, e.g. the Stripe client's.
-func Transport(rt http.RoundTripper) http.RoundTripper {
-	if rt == nil {
-		rt = http.DefaultTransport
-	}
-	return otelhttp.NewTransport(rt)
-}
