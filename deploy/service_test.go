@@ -169,6 +169,9 @@ func TestRunningService(t *testing.T) {
 		v, err := query(api, `checkout_orders_total{status="PAID"}`)
 		return err == nil && len(v) == 1 && v[0].Value[1] != "0"
 	})
+	if v, err := query(api, `checkout_checkouts_total{outcome="placed"}`); err != nil || len(v) != 1 || v[0].Value[1] == "0" {
+		t.Errorf("checkouts placed not counted: %v %v", v, err)
+	}
 	for _, q := range []string{"checkout_outbox_backlog", "checkout_outbox_oldest_age_seconds", `checkout_circuit_breaker_state{name="payment-sandbox"}`, "graphql_request_duration_seconds_count"} {
 		if v, err := query(api, q); err != nil || len(v) == 0 {
 			t.Errorf("Prometheus has no %s: %v", q, err)

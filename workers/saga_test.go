@@ -164,7 +164,8 @@ func TestSaga_BrokerDown_CheckoutsContinue_EverythingDeliveredAfter(t *testing.T
 func TestSaga_RelayCrashAfterConfirm_DuplicatesAbsorbed(t *testing.T) {
 	t.Parallel()
 	var crashes atomic.Int32
-	s := testutil.NewStack(t, testutil.StackOptions{Relay: outbox.RelayOptions{AfterConfirm: func() error {
+	audit := broker.Consumer{Name: "audit", Types: []string{event.OrderPlaced}}
+	s := testutil.NewStack(t, testutil.StackOptions{Extra: []broker.Consumer{audit}, Relay: outbox.RelayOptions{AfterConfirm: func() error {
 		// The first two batches reach the broker but are never marked published.
 		if crashes.Add(1) <= 2 {
 			return fmt.Errorf("relay killed after confirm")
@@ -172,6 +173,19 @@ func TestSaga_RelayCrashAfterConfirm_DuplicatesAbsorbed(t *testing.T) {
 		return nil
 	}}})
 	s.Product(t, "RC", 100, map[string]int{"w": 10})
+	// The audit queue sees what the payment queue sees: every copy the broker delivers.
+	var mu sync.Mutex
+	copies := map[string]int{}
+	auditor := broker.New(testutil.AMQPURL(), s.Topology, nil)
+	defer auditor.Close()
+	s.Go(func(ctx context.Context) error {
+		return auditor.Consume(ctx, "audit", broker.ConsumeOptions{}, func(ctx context.Context, env event.Envelope) error {
+			mu.Lock()
+			copies[env.ID]++
+			mu.Unlock()
+			return nil
+		})
+	})
 	id := s.Checkout(t, "c", "k", "tok_visa", line("RC", 1))
 	s.WaitStatus(t, id, checkout.StatusPaid, 10*time.Second)
 	deadline := time.Now().Add(10 * time.Second)
@@ -184,6 +198,15 @@ func TestSaga_RelayCrashAfterConfirm_DuplicatesAbsorbed(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // let every duplicate arrive
 	if crashes.Load() < 3 {
 		t.Fatalf("relay ran %d batches, want the crashes and a success", crashes.Load())
+	}
+	mu.Lock()
+	n := 0
+	for _, c := range copies {
+		n = max(n, c)
+	}
+	mu.Unlock()
+	if n < 2 {
+		t.Fatalf("order.placed reached the consumers %d time(s): the crash made no duplicate to absorb", n)
 	}
 	if got := s.Sandbox.ChargeCount(); got != 1 {
 		t.Fatalf("%d charges for one order, want 1", got)
