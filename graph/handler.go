@@ -1,17 +1,11 @@
 package graph
 
 import (
-	"database/sql/driver"
-	"io"
-	"net"
-	"strings"
-	"syscall"
-
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5/pgconn"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -25,6 +19,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/checkout-backend/checkout/graph/generated"
+	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
 	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
@@ -146,22 +141,9 @@ func Handler(r *Resolver, opt HandlerOptions) http.Handler {
 }
 
 // unavailable reports errors of a dependency that is unreachable or too slow right now
-// (connection refused or reset, timeouts), as opposed to a bug.
+// (the adapters mark theirs checkout.ErrUnavailable; a deadline or a network error of
+// any other dependency counts too), as opposed to a bug.
 func unavailable(err error) bool {
 	var ne net.Error
-	var pe *pgconn.PgError
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED):
-		return true
-	case errors.As(err, &ne):
-		return true
-	case pgconn.SafeToRetry(err), pgconn.Timeout(err):
-		return true
-	case errors.As(err, &pe):
-		// Class 08: connection exception; 57P01-03: the server is shutting down or starting.
-		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || pe.Code == "53300"
-	}
-	var ce *pgconn.ConnectError
-	return errors.As(err, &ce)
+	return errors.Is(err, checkout.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
 }

@@ -26,7 +26,7 @@ func inputError(ctx context.Context, err error) error {
 }
 
 func (r *mutationResolver) setCartItem(ctx context.Context, cartID, sku string, quantity int, add bool) (*model.CartPayload, error) {
-	a, err := customer(ctx)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func orderPayload(ctx context.Context, o checkout.Order, err error) (*model.Orde
 }
 
 // loadProduct reads a product through the request's dataloader when one is installed.
-func loadProduct(ctx context.Context, c catalog.Store, sku string) (*catalog.Product, error) {
+func loadProduct(ctx context.Context, c *catalog.Service, sku string) (*catalog.Product, error) {
 	if l := loadersFrom(ctx); l != nil {
 		p, err := l.Product.Load(ctx, sku)
 		if err != nil || p.SKU == "" {
@@ -84,7 +84,7 @@ func (r *Resolver) observeCheckout(err error, replay bool) {
 }
 
 func (r *subscriptionResolver) orderStatusChanged(ctx context.Context, orderID string) (<-chan *checkout.Order, error) {
-	a, err := customer(ctx)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
 	}

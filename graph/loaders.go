@@ -24,8 +24,13 @@ func loadersFrom(ctx context.Context) *Loaders {
 	return l
 }
 
+// ProductReader reads many products at once.
+type ProductReader interface {
+	ProductsBySKU(ctx context.Context, skus []string) (map[string]catalog.Product, error)
+}
+
 // LoaderMiddleware installs fresh dataloaders on each request.
-func LoaderMiddleware(c catalog.Store, next http.Handler) http.Handler {
+func LoaderMiddleware(c ProductReader, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l := &Loaders{Product: dataloadgen.NewMappedLoader(func(ctx context.Context, skus []string) (map[string]catalog.Product, error) {
 			return c.ProductsBySKU(ctx, skus)

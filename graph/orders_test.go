@@ -42,7 +42,7 @@ func TestCancelOrder_PendingReleasesStock(t *testing.T) {
 	}
 	// A final order moves no more.
 	decode(t, api.Do(t, alice, `mutation($id: ID!) { cancelOrder(id: $id) { order { id } userErrors { code } } }`, map[string]any{"id": id}), &r)
-	if r.CancelOrder.Order != nil || r.CancelOrder.UserErrors[0].Code != "INVALID_TRANSITION" {
+	if r.CancelOrder.Order != nil || r.CancelOrder.UserErrors[0].Code != "ORDER_NOT_CANCELLABLE" {
 		t.Fatalf("second cancel: %+v", r.CancelOrder)
 	}
 	var s struct {

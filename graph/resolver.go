@@ -13,7 +13,7 @@ import (
 // Resolver holds the resolvers' dependencies.
 type Resolver struct {
 	Service *checkout.Service
-	Catalog catalog.Store
+	Catalog *catalog.Service
 	Orders  checkout.OrderStore
 	Feed    checkout.StatusFeed
 	// ObserveCheckout, when set, is told each checkout's outcome (placed, out_of_stock,

@@ -24,31 +24,33 @@ func (r *cartResolver) Currency(ctx context.Context, obj *checkout.Cart) (*strin
 
 // UpsertProduct is the resolver for the upsertProduct field.
 func (r *mutationResolver) UpsertProduct(ctx context.Context, input model.ProductInput) (*catalog.Product, error) {
-	if _, err := admin(ctx); err != nil {
+	a, err := actor(ctx)
+	if err != nil {
 		return nil, err
 	}
-	p, err := r.Catalog.UpsertProduct(ctx, catalog.Product{SKU: input.Sku, Name: input.Name, PriceCents: int64(input.PriceCents), Currency: input.Currency})
+	p, err := r.Catalog.UpsertProduct(ctx, a, catalog.Product{SKU: input.Sku, Name: input.Name, PriceCents: int64(input.PriceCents), Currency: input.Currency})
 	if err != nil {
-		return nil, inputError(ctx, err)
+		return nil, inputError(ctx, accessError(ctx, err))
 	}
 	return &p, nil
 }
 
 // SetStock is the resolver for the setStock field.
 func (r *mutationResolver) SetStock(ctx context.Context, sku string, warehouse string, onHand int) (*catalog.InventoryLevel, error) {
-	if _, err := admin(ctx); err != nil {
+	a, err := actor(ctx)
+	if err != nil {
 		return nil, err
 	}
-	l, err := r.Catalog.SetStock(ctx, sku, warehouse, onHand)
+	l, err := r.Catalog.SetStock(ctx, a, sku, warehouse, onHand)
 	if err != nil {
-		return nil, inputError(ctx, err)
+		return nil, inputError(ctx, accessError(ctx, err))
 	}
 	return &l, nil
 }
 
 // CreateCart is the resolver for the createCart field.
 func (r *mutationResolver) CreateCart(ctx context.Context) (*checkout.Cart, error) {
-	a, err := customer(ctx)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +78,7 @@ func (r *mutationResolver) RemoveCartItem(ctx context.Context, cartID string, sk
 
 // Checkout is the resolver for the checkout field.
 func (r *mutationResolver) Checkout(ctx context.Context, input model.CheckoutInput) (*model.CheckoutPayload, error) {
-	a, err := customer(ctx)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +103,7 @@ func (r *mutationResolver) Checkout(ctx context.Context, input model.CheckoutInp
 
 // CancelOrder is the resolver for the cancelOrder field.
 func (r *mutationResolver) CancelOrder(ctx context.Context, id string) (*model.OrderPayload, error) {
-	a, err := customer(ctx)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +113,7 @@ func (r *mutationResolver) CancelOrder(ctx context.Context, id string) (*model.O
 
 // ShipOrder is the resolver for the shipOrder field.
 func (r *mutationResolver) ShipOrder(ctx context.Context, id string, trackingNumber string) (*model.OrderPayload, error) {
-	a, err := admin(ctx)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -131,9 +133,6 @@ func (r *orderItemResolver) Product(ctx context.Context, obj *checkout.OrderItem
 
 // Product is the resolver for the product field.
 func (r *queryResolver) Product(ctx context.Context, sku string) (*catalog.Product, error) {
-	if !catalog.ValidSKU(sku) {
-		return nil, nil
-	}
 	return r.Catalog.Product(ctx, sku)
 }
 
@@ -171,7 +170,7 @@ func (r *queryResolver) Products(ctx context.Context, first *int, after *string)
 
 // Cart is the resolver for the cart field.
 func (r *queryResolver) Cart(ctx context.Context, id string) (*checkout.Cart, error) {
-	a, err := customer(ctx)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +180,7 @@ func (r *queryResolver) Cart(ctx context.Context, id string) (*checkout.Cart, er
 
 // Order is the resolver for the order field.
 func (r *queryResolver) Order(ctx context.Context, id string) (*checkout.Order, error) {
-	a, err := customer(ctx)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +190,7 @@ func (r *queryResolver) Order(ctx context.Context, id string) (*checkout.Order, 
 
 // MyOrders is the resolver for the myOrders field.
 func (r *queryResolver) MyOrders(ctx context.Context, first *int, after *string) (*model.OrderConnection, error) {
-	a, err := customer(ctx)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -222,12 +221,13 @@ func (r *queryResolver) MyOrders(ctx context.Context, first *int, after *string)
 
 // Inventory is the resolver for the inventory field.
 func (r *queryResolver) Inventory(ctx context.Context, sku string) ([]*catalog.InventoryLevel, error) {
-	if _, err := admin(ctx); err != nil {
-		return nil, err
-	}
-	ls, err := r.Catalog.Inventory(ctx, sku)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
+	}
+	ls, err := r.Catalog.Inventory(ctx, a, sku)
+	if err != nil {
+		return nil, accessError(ctx, err)
 	}
 	out := make([]*catalog.InventoryLevel, len(ls))
 	for i := range ls {

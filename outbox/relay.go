@@ -2,29 +2,33 @@ package outbox
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/uptrace/bun"
 
-	"github.com/checkout-backend/checkout/internal/broker"
+	"github.com/checkout-backend/checkout/internal/event"
 )
-
-// Publisher sends messages and returns once the broker confirmed them all.
-type Publisher interface {
-	Publish(ctx context.Context, msgs []amqp.Publishing) error
-}
 
 // RelayOptions tune a relay.
 type RelayOptions struct {
-	Batch     int           // rows claimed per transaction (default 100)
-	Poll      time.Duration // fallback polling interval when no NOTIFY arrives (default 1s)
-	Retention time.Duration // published rows older than this are pruned (default 72h)
-	Logger    *slog.Logger
+	Batch int           // rows claimed at once (default 100)
+	Poll  time.Duration // fallback polling interval when no NOTIFY arrives (default 1s)
+	// PublishTimeout bounds one batch's publish and confirms (default 10s); past it the
+	// batch is released for another attempt.
+	PublishTimeout time.Duration
+	// Lease is how long a claim keeps other relays off its rows (default 3x
+	// PublishTimeout): a relay that dies mid-batch delays those rows by at most this.
+	Lease  time.Duration
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 	// AfterConfirm runs after the broker confirmed a batch and before the rows are
 	// marked; an error aborts the batch as a crash would (tests).
 	AfterConfirm func() error
@@ -32,10 +36,8 @@ type RelayOptions struct {
 	Observe func(n int, confirmLatency time.Duration, lags []time.Duration)
 }
 
-// Relay publishes the outbox to RabbitMQ. Several relays may run at once: each claims
-// rows with FOR UPDATE SKIP LOCKED, and a row is only claimable when no earlier row of
-// the same aggregate is still unpublished, so one order's events reach the broker in
-// the order they were written whichever relay takes them.
+// Relay publishes the outbox through a Publisher. Several relays may run at once; see
+// Claim for how they share the rows and keep each order's events in order.
 type Relay struct {
 	db  *bun.DB
 	pub Publisher
@@ -43,39 +45,50 @@ type Relay struct {
 }
 
 // NewRelay returns a relay over db publishing with pub.
-func NewRelay(db *bun.DB, pub Publisher, opt RelayOptions) *Relay {
-	if opt.Batch == 0 {
+func NewRelay(db *bun.DB, pub Publisher, opt RelayOptions) (*Relay, error) {
+	if db == nil || pub == nil {
+		return nil, errors.New("outbox: nil database or publisher")
+	}
+	if opt.Batch <= 0 {
 		opt.Batch = 100
 	}
-	if opt.Poll == 0 {
+	if opt.Poll <= 0 {
 		opt.Poll = time.Second
 	}
-	if opt.Retention == 0 {
-		opt.Retention = 72 * time.Hour
+	if opt.PublishTimeout <= 0 {
+		opt.PublishTimeout = 10 * time.Second
+	}
+	if opt.Lease <= 0 {
+		opt.Lease = 3 * opt.PublishTimeout
+	}
+	if opt.Lease <= opt.PublishTimeout {
+		return nil, fmt.Errorf("outbox: lease %s must be longer than the publish timeout %s", opt.Lease, opt.PublishTimeout)
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	return &Relay{db: db, pub: pub, opt: opt}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return &Relay{db: db, pub: pub, opt: opt}, nil
 }
 
-// Run relays until ctx ends. It wakes on NOTIFY outbox and polls as a fallback.
+// Run relays until ctx ends. It wakes on NOTIFY "outbox.<schema>" and polls as a
+// fallback; after a failure it waits with exponential backoff and jitter.
 func (r *Relay) Run(ctx context.Context) error {
 	wake := make(chan struct{}, 1)
 	go r.listen(ctx, wake)
 	poll := time.NewTicker(r.opt.Poll)
 	defer poll.Stop()
-	prune := time.NewTicker(min(r.opt.Retention/10, time.Hour))
-	defer prune.Stop()
-	failures := 0
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval = 100*time.Millisecond, 5*time.Second
 	for {
 		n, err := r.RelayOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			failures++
-			wait := min(time.Duration(1<<min(failures, 6))*100*time.Millisecond, 5*time.Second)
+			wait := bo.NextBackOff()
 			r.opt.Logger.Warn("outbox relay: publish failed; retrying", "error", err, "retryIn", wait.String())
 			select {
 			case <-ctx.Done():
@@ -84,7 +97,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		failures = 0
+		bo.Reset()
 		if n == r.opt.Batch {
 			continue // more is waiting
 		}
@@ -93,88 +106,60 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		case <-wake:
 		case <-poll.C:
-		case <-prune.C:
-			if n, err := r.Prune(ctx); err != nil {
-				r.opt.Logger.Warn("outbox prune failed", "error", err)
-			} else if n > 0 {
-				r.opt.Logger.Info("outbox pruned", "rows", n)
-			}
 		}
 	}
 }
 
-// RelayOnce claims one batch, publishes it with confirms and marks it published.
+// RelayOnce claims one batch, publishes it with a deadline and marks it published; it
+// returns how many rows it published. A failed publish releases the rows with the
+// error recorded (outbox.last_error).
 func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
-	var n int
-	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		var rows []Row
-		if err := tx.NewRaw(`SELECT id, event_id, type, aggregate_id, payload, headers, created_at
-			FROM outbox o
-			WHERE published_at IS NULL
-			  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_id = o.aggregate_id
-			                  AND p.published_at IS NULL AND p.id < o.id)
-			ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`, r.opt.Batch).Scan(ctx, &rows); err != nil {
-			return fmt.Errorf("claim: %w", err)
-		}
-		if len(rows) == 0 {
-			return nil
-		}
-		msgs := make([]amqp.Publishing, len(rows))
-		ids := make([]int64, len(rows))
-		for i, row := range rows {
-			env := row.Envelope()
-			body, err := json.Marshal(env)
-			if err != nil {
-				return err
-			}
-			msgs[i] = broker.Message(env, body)
-			ids[i] = row.ID
-		}
-		start := time.Now()
-		if err := r.pub.Publish(ctx, msgs); err != nil {
-			return err
-		}
-		confirmed := time.Now()
-		if r.opt.AfterConfirm != nil {
-			if err := r.opt.AfterConfirm(); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id IN (?)", bun.In(ids)); err != nil {
-			return fmt.Errorf("mark published: %w", err)
-		}
-		if r.opt.Observe != nil {
-			lags := make([]time.Duration, len(rows))
-			for i, row := range rows {
-				lags[i] = confirmed.Sub(row.CreatedAt)
-			}
-			defer r.opt.Observe(len(rows), confirmed.Sub(start), lags)
-		}
-		n = len(rows)
-		return nil
-	})
-	return n, err
-}
-
-// Prune deletes published rows older than the retention period, in bounded batches.
-func (r *Relay) Prune(ctx context.Context) (int64, error) {
-	var total int64
-	for {
-		res, err := r.db.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (SELECT id FROM outbox
-			WHERE published_at IS NOT NULL AND published_at < now() - ?::interval LIMIT 5000)`,
-			fmt.Sprintf("%d milliseconds", r.opt.Retention.Milliseconds()))
-		if err != nil {
-			return total, err
-		}
-		n, _ := res.RowsAffected()
-		total += n
-		if n < 5000 {
-			return total, nil
-		}
+	token := uuid.NewString()
+	rows, err := Claim(ctx, r.db, token, r.opt.Now(), r.opt.Lease, r.opt.Batch)
+	if err != nil || len(rows) == 0 {
+		return 0, err
 	}
+	envs := make([]event.Envelope, len(rows))
+	ids := make([]int64, len(rows))
+	for i, row := range rows {
+		envs[i], ids[i] = row.Envelope(), row.ID
+	}
+	// The marks below must land even when ctx ends meanwhile (shutdown): a confirmed
+	// batch left unmarked is published again.
+	bg := context.WithoutCancel(ctx)
+	start := r.opt.Now()
+	pctx, cancel := context.WithTimeout(ctx, r.opt.PublishTimeout)
+	err = r.pub.Publish(pctx, envs)
+	cancel()
+	if err == nil && r.opt.AfterConfirm != nil {
+		err = r.opt.AfterConfirm()
+	}
+	if err != nil {
+		mctx, cancel := context.WithTimeout(bg, 5*time.Second)
+		defer cancel()
+		if rerr := Release(mctx, r.db, ids, token, err.Error()); rerr != nil {
+			r.opt.Logger.Warn("outbox: release after a failed publish failed; the lease expires instead", "error", rerr)
+		}
+		return 0, fmt.Errorf("publish %d events: %w", len(rows), err)
+	}
+	confirmed := r.opt.Now()
+	mctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := MarkPublished(mctx, r.db, ids, confirmed); err != nil {
+		return 0, err
+	}
+	if r.opt.Observe != nil {
+		lags := make([]time.Duration, len(rows))
+		for i, row := range rows {
+			lags[i] = confirmed.Sub(row.CreatedAt)
+		}
+		r.opt.Observe(len(rows), confirmed.Sub(start), lags)
+	}
+	return len(rows), nil
 }
 
-// listen holds one connection on LISTEN outbox and signals wake on each NOTIFY.
+// listen holds one connection on LISTEN "outbox.<schema>" (the schema its connection
+// uses) and signals wake on each NOTIFY.
 func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 	for ctx.Err() == nil {
 		err := func() error {
@@ -185,7 +170,11 @@ func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 			defer conn.Close()
 			return conn.Raw(func(dc any) error {
 				pc := dc.(*stdlib.Conn).Conn()
-				if _, err := pc.Exec(ctx, "LISTEN outbox"); err != nil {
+				var schema string
+				if err := pc.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+					return err
+				}
+				if _, err := pc.Exec(ctx, "LISTEN "+pgx.Identifier{Channel(schema)}.Sanitize()); err != nil {
 					return err
 				}
 				for {
@@ -211,17 +200,5 @@ func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 	}
 }
 
-// Backlog returns the number of unpublished rows and the age of the oldest.
-func Backlog(ctx context.Context, db bun.IDB) (int, time.Duration, error) {
-	var res struct {
-		N      int        `bun:"n"`
-		Oldest *time.Time `bun:"oldest"`
-	}
-	if err := db.NewRaw("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE published_at IS NULL").Scan(ctx, &res); err != nil {
-		return 0, 0, err
-	}
-	if res.Oldest == nil {
-		return res.N, 0, nil
-	}
-	return res.N, time.Since(*res.Oldest), nil
-}
+// Channel is the NOTIFY channel of the outbox table in schema (migrations/0005).
+func Channel(schema string) string { return "outbox." + schema }

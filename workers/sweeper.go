@@ -2,60 +2,67 @@ package workers
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/uptrace/bun"
-
 	"github.com/checkout-backend/checkout/internal/checkout"
-	"github.com/checkout-backend/checkout/internal/store"
 )
+
+// Pruner deletes what is kept only for a while (store.Maintenance).
+type Pruner interface {
+	PruneKeys(ctx context.Context, retention time.Duration) (int64, error)
+	PruneOutbox(ctx context.Context, retention time.Duration) (int64, error)
+}
+
+// SweeperOptions configure a sweeper.
+type SweeperOptions struct {
+	Interval time.Duration // how often expired orders are looked for (default 5s)
+	// KeyRetention is how long idempotency keys and inbox rows are kept (0: for ever);
+	// OutboxRetention how long published outbox rows are (0: for ever).
+	KeyRetention    time.Duration
+	OutboxRetention time.Duration
+	Logger          *slog.Logger
+	Now             func() time.Time
+	// OnFailure, when set, is told each order the sweeper could not expire (metrics).
+	OnFailure func(orderID string, err error)
+}
 
 // Sweeper expires unpaid orders whose reservation ran out: their stock goes back on
 // sale and the order moves to EXPIRED with its event. Several sweepers may run: each
-// order changes under its row lock, and the expiry is checked again there.
+// order changes under its row lock, and the expiry is checked again there. It also
+// prunes old idempotency keys, inbox rows and published outbox rows.
 type Sweeper struct {
-	db       *bun.DB
-	orders   *store.Orders
-	interval time.Duration
-	logger   *slog.Logger
-	now      func() time.Time
-	// Retention is how long idempotency keys and consumers' inbox rows are kept (at least
-	// 24 hours, as the contract promises for keys); 0 keeps them for ever.
-	Retention time.Duration
+	orders checkout.OrderStore
+	pruner Pruner
+	opt    SweeperOptions
 }
 
-// NewSweeper returns a sweeper checking every interval.
-func NewSweeper(db *bun.DB, orders *store.Orders, interval time.Duration, logger *slog.Logger, now func() time.Time) *Sweeper {
-	if interval <= 0 {
-		interval = 5 * time.Second
+// NewSweeper returns a sweeper over orders; pruner may be nil (no pruning).
+func NewSweeper(orders checkout.OrderStore, pruner Pruner, opt SweeperOptions) *Sweeper {
+	if opt.Interval <= 0 {
+		opt.Interval = 5 * time.Second
 	}
-	if logger == nil {
-		logger = slog.Default()
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
 	}
-	if now == nil {
-		now = time.Now
+	if opt.Now == nil {
+		opt.Now = time.Now
 	}
-	return &Sweeper{db: db, orders: orders, interval: interval, logger: logger, now: now}
+	return &Sweeper{orders: orders, pruner: pruner, opt: opt}
 }
 
-// Run sweeps until ctx ends.
+// Run sweeps until ctx ends, and prunes once an hour.
 func (s *Sweeper) Run(ctx context.Context) error {
-	t := time.NewTicker(s.interval)
+	t := time.NewTicker(s.opt.Interval)
 	defer t.Stop()
-	lastPrune := time.Time{}
+	var lastPrune time.Time
 	for {
 		if _, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
-			s.logger.Warn("expiry sweep failed", "error", err)
+			s.opt.Logger.Warn("expiry sweep failed", "error", err)
 		}
-		if s.Retention > 0 && time.Since(lastPrune) > time.Hour {
-			lastPrune = time.Now()
-			if n, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
-				s.logger.Warn("prune failed", "error", err)
-			} else if n > 0 {
-				s.logger.Info("pruned idempotency keys and inbox rows", "rows", n)
-			}
+		if now := s.opt.Now(); s.pruner != nil && now.Sub(lastPrune) > time.Hour {
+			lastPrune = now
+			s.prune(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -65,58 +72,72 @@ func (s *Sweeper) Run(ctx context.Context) error {
 	}
 }
 
-// SweepOnce expires every order past its reservation; it returns how many.
+func (s *Sweeper) prune(ctx context.Context) {
+	if s.opt.KeyRetention > 0 {
+		if n, err := s.pruner.PruneKeys(ctx, s.opt.KeyRetention); err != nil && ctx.Err() == nil {
+			s.opt.Logger.Warn("prune of idempotency keys and inbox failed", "error", err)
+		} else if n > 0 {
+			s.opt.Logger.Info("pruned idempotency keys and inbox rows", "rows", n)
+		}
+	}
+	if s.opt.OutboxRetention > 0 {
+		if n, err := s.pruner.PruneOutbox(ctx, s.opt.OutboxRetention); err != nil && ctx.Err() == nil {
+			s.opt.Logger.Warn("outbox prune failed", "error", err)
+		} else if n > 0 {
+			s.opt.Logger.Info("outbox pruned", "rows", n)
+		}
+	}
+}
+
+// sweepBatch is how many expired orders one query lists.
+const sweepBatch = 100
+
+// SweepOnce expires every order past its reservation and returns how many it expired.
+// An order it cannot move is logged, counted (OnFailure) and skipped: the rest are
+// still expired. The error is the listing's, or the last order's when none could move.
 func (s *Sweeper) SweepOnce(ctx context.Context) (int, error) {
 	total := 0
+	skip := map[string]bool{}
 	for {
-		var ids []string
-		if err := s.db.NewRaw(`SELECT id FROM orders WHERE status = 'PENDING_PAYMENT' AND reservation_expires_at < ?
-			ORDER BY reservation_expires_at LIMIT 100`, s.now()).Scan(ctx, &ids); err != nil {
+		ids, err := s.orders.ExpiredOrders(ctx, s.opt.Now(), sweepBatch+len(skip))
+		if err != nil {
 			return total, err
 		}
+		fresh := 0
+		var lastErr error
 		for _, id := range ids {
+			if skip[id] {
+				continue
+			}
+			fresh++
 			o, err := s.orders.Transition(ctx, id, func(o *checkout.Order) (checkout.Change, error) {
-				if o.Status != checkout.StatusPendingPayment || o.ReservationExpiresAt == nil || !s.now().After(*o.ReservationExpiresAt) {
+				if o.Status != checkout.StatusPendingPayment || o.ReservationExpiresAt == nil || !s.opt.Now().After(*o.ReservationExpiresAt) {
 					return checkout.Change{}, nil
 				}
 				return checkout.Change{To: checkout.StatusExpired}, nil
 			})
 			if err != nil {
-				return total, err
+				if ctx.Err() != nil {
+					return total, ctx.Err()
+				}
+				skip[id], lastErr = true, err
+				s.opt.Logger.Error("could not expire order; going on with the others", "orderId", id, "error", err)
+				if s.opt.OnFailure != nil {
+					s.opt.OnFailure(id, err)
+				}
+				continue
 			}
 			if o.Status == checkout.StatusExpired {
 				total++
+			} else {
+				skip[id] = true // moved meanwhile (paid, cancelled): not listed again
 			}
 		}
-		if len(ids) < 100 {
+		if fresh == 0 || len(ids) < sweepBatch+len(skip) {
+			if total == 0 && lastErr != nil {
+				return total, lastErr
+			}
 			return total, nil
 		}
 	}
-}
-
-// Prune deletes idempotency keys and inbox rows older than Retention, in bounded
-// batches; it returns how many rows went.
-func (s *Sweeper) Prune(ctx context.Context) (int64, error) {
-	if s.Retention < 24*time.Hour {
-		return 0, fmt.Errorf("retention %s is under the 24 hours keys must be kept", s.Retention)
-	}
-	cutoff := s.now().Add(-s.Retention)
-	var total int64
-	for _, q := range []string{
-		"DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE created_at < ? LIMIT 5000)",
-		"DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM inbox WHERE processed_at < ? LIMIT 5000)",
-	} {
-		for {
-			res, err := s.db.ExecContext(ctx, q, cutoff)
-			if err != nil {
-				return total, err
-			}
-			n, _ := res.RowsAffected()
-			total += n
-			if n < 5000 {
-				break
-			}
-		}
-	}
-	return total, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/platform/config"
@@ -36,7 +37,7 @@ func runSeed(ctx context.Context, logger *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	cat := store.NewCatalog(db)
+	cat := store.NewCatalog(db, time.Now)
 	for _, d := range demoCatalog {
 		if _, err := cat.UpsertProduct(ctx, d.p); err != nil {
 			return fmt.Errorf("seed %s: %w", d.p.SKU, err)

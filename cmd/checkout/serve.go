@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/checkout-backend/checkout/graph"
+	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/feed"
@@ -78,11 +79,13 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	for i, c := range consumers {
 		consumerNames[i] = c.Name
 	}
+	// The one clock every part reads.
+	now := time.Now
 	m := metrics.New(metrics.Options{Breakers: []string{"payment-" + gatewayName(cfg)}, Consumers: consumerNames})
 	m.DBStats(db.DB, "background")
-	m.OutboxBacklog(func(ctx context.Context) (int, time.Duration, error) { return outbox.Backlog(ctx, db) })
+	m.OutboxBacklog(func(ctx context.Context) (int, time.Duration, error) { return outbox.Backlog(ctx, db, now()) })
 	webhookPolicy := webhook.Policy{AllowPrivate: cfg.WebhookAllowPrivate}
-	webhookStore := store.NewWebhooks(db)
+	webhookStore := store.NewWebhooks(db, now)
 	// Publishing and consuming get their own connections, as RabbitMQ advises.
 	pubBroker := broker.New(cfg.AMQPURL, topo, logger)
 	defer pubBroker.Close()
@@ -98,12 +101,18 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		}
 		return out, err
 	})
-	orders := store.NewOrders(db, store.LockingReserver{}, time.Now)
+	// Business metrics are counted when the change commits: once, whichever process
+	// made it, and never for one that rolled back.
+	ordersOpt := store.OrdersOptions{Now: now, OnCommit: m.OrderCommitted}
+	orders := store.NewOrders(db, ordersOpt)
 	g, ctx := errgroup.WithContext(ctx)
 
 	if runRelay {
-		relay := outbox.NewRelay(db, telemetry.TracePublisher(m.CountPublished(pubBroker)), outbox.RelayOptions{Batch: cfg.OutboxBatch,
-			Poll: cfg.OutboxPoll, Retention: cfg.OutboxRetention, Logger: logger, Observe: m.RelayBatch})
+		relay, err := outbox.NewRelay(db, telemetry.TracePublisher(pubBroker), outbox.RelayOptions{Batch: cfg.OutboxBatch,
+			Poll: cfg.OutboxPoll, Logger: logger, Now: now, Observe: m.RelayBatch})
+		if err != nil {
+			return err
+		}
 		g.Go(func() error { return relay.Run(ctx) })
 	}
 	var payments *store.Payments
@@ -115,7 +124,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		if err != nil {
 			return err
 		}
-		w, err := workers.NewPayments(orders, payments, gw, logger, time.Now)
+		w, err := workers.NewPaymentWorker(payments, gw, logger, now)
 		if err != nil {
 			return err
 		}
@@ -123,13 +132,13 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer subBroker.Close()
 		opt := broker.ConsumeOptions{Prefetch: cfg.WorkerPrefetch, Concurrency: cfg.WorkerConcurrency, Observe: m.Consumer}
 		g.Go(func() error { return w.Run(ctx, subBroker, opt) })
-		hooks := workers.NewWebhooks(webhookStore, workers.WebhookOptions{Policy: webhookPolicy, Logger: logger,
+		hooks := workers.NewWebhooks(webhookStore, workers.WebhookOptions{Policy: webhookPolicy, Logger: logger, Now: now,
 			Delivery: store.DeliveryPolicy{MaxAge: cfg.WebhookMaxAge, DisableAfter: cfg.WebhookDisableAfter}})
 		g.Go(func() error {
 			return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Prefetch: 32, Concurrency: 32, Observe: m.Consumer})
 		})
-		sweeper := workers.NewSweeper(db, orders, cfg.SweepInterval, logger, time.Now)
-		sweeper.Retention = cfg.KeyRetention
+		sweeper := workers.NewSweeper(orders, store.NewMaintenance(db, now), workers.SweeperOptions{Interval: cfg.SweepInterval,
+			KeyRetention: cfg.KeyRetention, OutboxRetention: cfg.OutboxRetention, Logger: logger, Now: now, OnFailure: m.SweepFailed})
 		g.Go(func() error { return sweeper.Run(ctx) })
 	}
 
@@ -153,8 +162,8 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer readDB.Close()
 		m.DBStats(checkoutDB.DB, "checkout-api")
 		m.DBStats(readDB.DB, "catalog-read")
-		apiOrders := store.NewOrders(checkoutDB, store.LockingReserver{}, time.Now)
-		svc, err := checkout.NewService(apiOrders, store.NewCarts(checkoutDB), cfg.ReservationTTL, time.Now)
+		apiOrders := store.NewOrders(checkoutDB, ordersOpt)
+		svc, err := checkout.NewService(apiOrders, store.NewCarts(checkoutDB, now), cfg.ReservationTTL, now)
 		if err != nil {
 			return err
 		}
@@ -163,7 +172,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer feedBroker.Close()
 		statusFeed := feed.New(feedBroker, orders, 16, logger)
 		g.Go(func() error { return statusFeed.Run(ctx) })
-		res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: store.NewCatalog(readDB), Orders: apiOrders, Feed: statusFeed,
+		res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: catalog.NewService(store.NewCatalog(readDB, now)), Orders: apiOrders, Feed: statusFeed,
 			WebhookService: webhook.NewService(webhookStore, webhookPolicy, func() string { return uuid.Must(uuid.NewV7()).String() })}
 		gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, logger)
 		if err != nil {
@@ -193,7 +202,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		if !cfg.Production() {
 			mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
 		}
-		mux.Handle("POST /webhooks/stripe", &workers.StripeWebhook{Payments: payments, Secret: cfg.StripeWebhookSecret, Tolerance: 5 * time.Minute, Logger: logger})
+		mux.Handle("POST /webhooks/stripe", &stripegw.WebhookHandler{Payments: payments, Secret: cfg.StripeWebhookSecret, Tolerance: 5 * time.Minute, Logger: logger})
 	}
 	srv := &http.Server{
 		Addr:              cfg.HTTPAddr,

@@ -6,6 +6,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,15 +36,8 @@ type Consumer struct {
 	RetryForever bool
 }
 
-func (t Topology) delays(consumer string) []time.Duration {
-	for _, c := range t.Consumers {
-		if c.Name == consumer && c.RetryDelays != nil {
-			return c.RetryDelays
-		}
-	}
-	return t.RetryDelays
-}
-
+// consumer returns the named consumer of the topology (a zero Consumer with that name
+// when it is not listed).
 func (t Topology) consumer(name string) Consumer {
 	for _, c := range t.Consumers {
 		if c.Name == name {
@@ -53,13 +47,12 @@ func (t Topology) consumer(name string) Consumer {
 	return Consumer{Name: name}
 }
 
-func (t Topology) jitter(consumer string) bool {
-	for _, c := range t.Consumers {
-		if c.Name == consumer {
-			return c.Jitter
-		}
+// delays are the retry delays of a consumer: its own, else the topology's.
+func (t Topology) delays(consumer string) []time.Duration {
+	if d := t.consumer(consumer).RetryDelays; d != nil {
+		return d
 	}
-	return false
+	return t.RetryDelays
 }
 
 // Topology names the exchange and queues; Prefix isolates tests.
@@ -94,9 +87,11 @@ type Broker struct {
 	topo   Topology
 	logger *slog.Logger
 
-	mu   sync.Mutex
-	conn *amqp.Connection
-	pub  *amqp.Channel
+	connMu sync.Mutex
+	conn   *amqp.Connection
+	// pubMu serializes publishers on the one confirm-mode channel pub.
+	pubMu sync.Mutex
+	pub   *amqp.Channel
 }
 
 // New returns a Broker; nothing is dialled until first use (or Declare).
@@ -113,13 +108,11 @@ func New(url string, topo Topology, logger *slog.Logger) *Broker {
 // Topology returns the broker's topology.
 func (b *Broker) Topology() Topology { return b.topo }
 
+// connection returns the open connection, dialling (and declaring the topology) when
+// there is none.
 func (b *Broker) connection() (*amqp.Connection, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.connLocked()
-}
-
-func (b *Broker) connLocked() (*amqp.Connection, error) {
+	b.connMu.Lock()
+	defer b.connMu.Unlock()
 	if b.conn != nil && !b.conn.IsClosed() {
 		return b.conn, nil
 	}
@@ -134,7 +127,7 @@ func (b *Broker) connLocked() (*amqp.Connection, error) {
 		conn.Close()
 		return nil, fmt.Errorf("declare topology: %w", err)
 	}
-	b.conn, b.pub = conn, nil
+	b.conn = conn
 	return conn, nil
 }
 
@@ -155,16 +148,23 @@ func (b *Broker) channel(prefetch int) (*amqp.Channel, error) {
 	return ch, nil
 }
 
-// Ping reports whether the broker is reachable, for readiness.
-func (b *Broker) Ping(context.Context) error {
-	_, err := b.connection()
-	return err
+// Ping reports whether the broker is reachable, for readiness: an open connection
+// answers at once; without one it dials, but answers ctx's end if that comes first.
+func (b *Broker) Ping(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { _, err := b.connection(); done <- err }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("broker ping: %w", ctx.Err())
+	}
 }
 
 // Close closes the connection.
 func (b *Broker) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.connMu.Lock()
+	defer b.connMu.Unlock()
 	if b.conn != nil {
 		return b.conn.Close()
 	}
@@ -252,8 +252,14 @@ func (b *Broker) Delete(ctx context.Context) error {
 	return ch.ExchangeDelete(t.Exchange(), false, false)
 }
 
-// Message turns an envelope into a persistent AMQP message.
-func Message(env event.Envelope, body []byte) amqp.Publishing {
+// message turns an envelope into a persistent AMQP message: its JSON as the body, its
+// id as message-id, its type as type and routing key, and its headers (trace context,
+// correlation id) as message headers.
+func message(env event.Envelope) (amqp.Publishing, error) {
+	body, err := json.Marshal(env)
+	if err != nil {
+		return amqp.Publishing{}, fmt.Errorf("encode event %s: %w", env.ID, err)
+	}
 	h := amqp.Table{"x-aggregate-id": env.AggregateID}
 	for k, v := range env.Headers {
 		h[k] = v
@@ -266,18 +272,27 @@ func Message(env event.Envelope, body []byte) amqp.Publishing {
 		Timestamp:    env.OccurredAt,
 		Headers:      h,
 		Body:         body,
-	}
+	}, nil
 }
 
 // ErrNacked means the broker refused a message.
 var ErrNacked = errors.New("broker nacked a message")
 
-// Publish sends messages to the events exchange (routing key = type) and returns once
-// the broker confirmed every one, or an error; messages are in order on one channel.
-func (b *Broker) Publish(ctx context.Context, msgs []amqp.Publishing) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	conn, err := b.connLocked()
+// Publish sends events to the events exchange (routing key = type) and returns once the
+// broker confirmed every one, or an error; they go in order on one channel. It
+// implements outbox.Publisher.
+func (b *Broker) Publish(ctx context.Context, events []event.Envelope) error {
+	msgs := make([]amqp.Publishing, len(events))
+	for i, env := range events {
+		m, err := message(env)
+		if err != nil {
+			return err
+		}
+		msgs[i] = m
+	}
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
+	conn, err := b.connection()
 	if err != nil {
 		return err
 	}
@@ -316,7 +331,8 @@ func (b *Broker) Publish(ctx context.Context, msgs []amqp.Publishing) error {
 	return nil
 }
 
-// PublishTo sends one message straight to a queue (retries and dead letters), confirmed.
+// publishToQueue sends one message straight to a queue (retries and dead letters) on a
+// confirm-mode channel and waits for its confirm.
 func (b *Broker) publishToQueue(ctx context.Context, ch *amqp.Channel, queue string, m amqp.Publishing) error {
 	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, m)
 	if err != nil {

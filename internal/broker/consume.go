@@ -163,7 +163,7 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 	} else {
 		m.Headers["x-attempt"] = int32(attempt + 1)
 		target, outcome = b.topo.RetryQueue(consumer, attempt), "retry"
-		if b.topo.jitter(consumer) {
+		if b.topo.consumer(consumer).Jitter {
 			d := delays[attempt]
 			m.Expiration = strconv.FormatInt(int64(d/2+rand.N(d/2+1))/int64(time.Millisecond), 10)
 		}

@@ -88,3 +88,52 @@ func ValidateStock(sku, warehouse string, onHand int) error {
 	}
 	return nil
 }
+
+// Service is the catalog's use cases over its Store: anyone reads products; only an
+// admin changes the catalog or reads inventory levels.
+type Service struct{ store Store }
+
+// NewService returns the catalog service over s.
+func NewService(s Store) *Service { return &Service{store: s} }
+
+// Product returns a product by SKU, or nil.
+func (s *Service) Product(ctx context.Context, sku string) (*Product, error) {
+	if !ValidSKU(sku) {
+		return nil, nil
+	}
+	return s.store.Product(ctx, sku)
+}
+
+// Products pages the catalog in SKU order.
+func (s *Service) Products(ctx context.Context, first int, afterSKU string) ([]Product, bool, error) {
+	return s.store.Products(ctx, first, afterSKU)
+}
+
+// ProductsBySKU loads many products at once (dataloaders).
+func (s *Service) ProductsBySKU(ctx context.Context, skus []string) (map[string]Product, error) {
+	return s.store.ProductsBySKU(ctx, skus)
+}
+
+// UpsertProduct creates or updates a product. Admin only.
+func (s *Service) UpsertProduct(ctx context.Context, a checkout.Actor, p Product) (Product, error) {
+	if err := checkout.RequireAdmin(a); err != nil {
+		return Product{}, err
+	}
+	return s.store.UpsertProduct(ctx, p)
+}
+
+// SetStock sets a SKU's on-hand stock in a warehouse. Admin only.
+func (s *Service) SetStock(ctx context.Context, a checkout.Actor, sku, warehouse string, onHand int) (InventoryLevel, error) {
+	if err := checkout.RequireAdmin(a); err != nil {
+		return InventoryLevel{}, err
+	}
+	return s.store.SetStock(ctx, sku, warehouse, onHand)
+}
+
+// Inventory lists a SKU's stock per warehouse. Admin only.
+func (s *Service) Inventory(ctx context.Context, a checkout.Actor, sku string) ([]InventoryLevel, error) {
+	if err := checkout.RequireAdmin(a); err != nil {
+		return nil, err
+	}
+	return s.store.Inventory(ctx, sku)
+}

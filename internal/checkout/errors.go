@@ -60,4 +60,8 @@ func ErrorCode(err error) Code {
 var (
 	ErrUnauthenticated = errors.New("authentication required")
 	ErrForbidden       = errors.New("not allowed")
+	// ErrUnavailable marks the failure of a dependency that is unreachable or too slow
+	// right now (an adapter wraps its cause with it): nothing was half-written, and the
+	// call may be retried (a checkout with the same idempotency key).
+	ErrUnavailable = errors.New("service temporarily unavailable")
 )

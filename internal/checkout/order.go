@@ -36,6 +36,43 @@ func CanTransition(from, to Status) bool {
 	return false
 }
 
+// Effects are what a status change asks of the store besides saving the order: the
+// stock move, and a refund of the payment when a paid order is cancelled.
+type Effects struct {
+	Stock StockMove
+	// RefundReason, when set, requests a refund of the order's payment.
+	RefundReason string
+}
+
+// Apply moves the order as ch says, at now: the status, the event sequence and the
+// fields the change sets. An empty ch.To changes nothing. A move the status machine does
+// not allow answers INVALID_TRANSITION and leaves o as it was.
+func (o *Order) Apply(ch Change, now time.Time) (Effects, error) {
+	if ch.To == "" {
+		return Effects{}, nil
+	}
+	if !CanTransition(o.Status, ch.To) {
+		return Effects{}, Errorf(InvalidTransition, []string{"id"}, "an order in %s cannot move to %s", o.Status, ch.To)
+	}
+	eff := Effects{Stock: StockMoveFor(o.Status, ch.To)}
+	if o.Status == StatusPaid && ch.To == StatusCancelled {
+		eff.RefundReason = "order cancelled after payment"
+	}
+	o.Status = ch.To
+	o.UpdatedAt = now
+	o.Sequence++
+	if ch.TrackingNumber != nil {
+		o.TrackingNumber = ch.TrackingNumber
+	}
+	if ch.PaymentFailureReason != nil {
+		o.PaymentFailureReason = ch.PaymentFailureReason
+	}
+	return eff, nil
+}
+
+// Cancellable reports whether the customer (or an admin) may still cancel the order.
+func (o *Order) Cancellable() bool { return CanTransition(o.Status, StatusCancelled) }
+
 // Final reports whether no further status change can happen.
 func (s Status) Final() bool { return len(transitions[s]) == 0 }
 

@@ -15,6 +15,19 @@ type Actor struct {
 // CanReadAny reports whether the actor may read any customer's order.
 func (a Actor) CanReadAny() bool { return a.Admin || a.Partner }
 
+// RequireAdmin answers ErrUnauthenticated without a caller and ErrForbidden for a
+// caller without the admin role. The domain services call it: authorization has one
+// place, the service of each use case.
+func RequireAdmin(a Actor) error {
+	switch {
+	case a.CustomerID == "":
+		return ErrUnauthenticated
+	case !a.Admin:
+		return ErrForbidden
+	}
+	return nil
+}
+
 // PlaceOrder is what the store needs to place an order in one transaction.
 type PlaceOrder struct {
 	OrderID        string
@@ -41,8 +54,6 @@ type Change struct {
 	To                   Status
 	TrackingNumber       *string
 	PaymentFailureReason *string
-	// Refund marks a cancellation of a paid order whose payment must be refunded.
-	Refund bool
 }
 
 // OrderStore is the persistence port of orders.
@@ -54,8 +65,12 @@ type OrderStore interface {
 	Orders(ctx context.Context, ids []string) (map[string]Order, error)
 	CustomerOrders(ctx context.Context, customerID string, first int, after *PageCursor) (OrderPage, error)
 	// Transition loads the order under a row lock, lets decide choose the change (or
-	// return an error), then applies it, moves its stock and writes its event.
+	// return an error), applies it with Order.Apply, makes the stock move and the refund
+	// request Apply asks for, saves the order and writes its event, in one transaction.
 	Transition(ctx context.Context, id string, decide func(o *Order) (Change, error)) (Order, error)
+	// ExpiredOrders lists up to limit unpaid orders whose reservation ran out before now,
+	// oldest first.
+	ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]string, error)
 }
 
 // CartStore is the persistence port of carts.

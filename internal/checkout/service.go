@@ -13,6 +13,8 @@ import (
 	"unicode"
 
 	"github.com/google/uuid"
+
+	"github.com/checkout-backend/checkout/internal/cardnum"
 )
 
 // Limits of checkout input.
@@ -135,18 +137,14 @@ func ValidateQuantity(q int, field []string) error {
 	return nil
 }
 
-var (
-	tokenRe = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
-	// A run of 12 or more digits, possibly split by spaces or dashes, looks like a PAN.
-	panRe = regexp.MustCompile(`(?:\d[ -]?){12,}`)
-)
+var tokenRe = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 
 // ValidatePaymentToken refuses anything but a provider token; a card-number-shaped value
 // is refused without echoing it.
 func ValidatePaymentToken(t string) error {
 	f := []string{"input", "paymentToken"}
 	switch {
-	case panRe.MatchString(t):
+	case cardnum.Contains(t):
 		return Errorf(InvalidPaymentToken, f, "paymentToken must be a payment provider's token, never a card number")
 	case t == "" || len(t) > MaxPaymentToken || !tokenRe.MatchString(t):
 		return Errorf(InvalidPaymentToken, f, "paymentToken must be a payment provider's token such as tok_... or pm_...")
@@ -229,8 +227,9 @@ func (s *Service) MyOrders(ctx context.Context, a Actor, first int, after *PageC
 	return s.orders.CustomerOrders(ctx, a.CustomerID, first, after)
 }
 
-// CancelOrder cancels the actor's order: PENDING_PAYMENT releases its stock; PAID also
-// refunds its payment.
+// CancelOrder cancels the actor's order: PENDING_PAYMENT releases its stock; PAID puts
+// it back on hand and requests a refund. A shipped or finished order answers
+// ORDER_NOT_CANCELLABLE.
 func (s *Service) CancelOrder(ctx context.Context, a Actor, id string) (Order, error) {
 	if a.CustomerID == "" && !a.Admin {
 		return Order{}, ErrUnauthenticated
@@ -239,20 +238,17 @@ func (s *Service) CancelOrder(ctx context.Context, a Actor, id string) (Order, e
 		if o.CustomerID != a.CustomerID && !a.Admin {
 			return Change{}, Errorf(NotFound, []string{"id"}, "order not found")
 		}
-		if !CanTransition(o.Status, StatusCancelled) {
-			return Change{}, Errorf(InvalidTransition, []string{"id"}, "an order in %s cannot be cancelled", o.Status)
+		if !o.Cancellable() {
+			return Change{}, Errorf(OrderNotCancellable, []string{"id"}, "an order in %s cannot be cancelled", o.Status)
 		}
-		return Change{To: StatusCancelled, Refund: o.Status == StatusPaid}, nil
+		return Change{To: StatusCancelled}, nil
 	})
 }
 
 // ShipOrder marks a paid order shipped. Admin only.
 func (s *Service) ShipOrder(ctx context.Context, a Actor, id, tracking string) (Order, error) {
-	if !a.Admin {
-		if a.CustomerID == "" {
-			return Order{}, ErrUnauthenticated
-		}
-		return Order{}, ErrForbidden
+	if err := RequireAdmin(a); err != nil {
+		return Order{}, err
 	}
 	tracking = strings.TrimSpace(tracking)
 	if tracking == "" || len(tracking) > MaxTrackingNumber || !printable(tracking) {

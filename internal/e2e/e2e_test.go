@@ -18,13 +18,14 @@ import (
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/overload"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry/telemetrytest"
 	"github.com/checkout-backend/checkout/internal/testutil"
 	"github.com/checkout-backend/checkout/outbox"
 )
 
 // Not parallel: it installs the global tracer provider.
 func TestTrace_OneCheckoutOneTrace(t *testing.T) {
-	exp := telemetry.Record(t)
+	exp := telemetrytest.Record(t)
 	outbox.SetHeaderInjector(telemetry.InjectMap)
 	t.Cleanup(func() { outbox.SetHeaderInjector(nil) })
 	s := testutil.NewStack(t, testutil.StackOptions{Tracing: true})

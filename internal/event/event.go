@@ -72,8 +72,6 @@ type OrderPayload struct {
 	Order OrderData `json:"order"`
 	// CustomerID lets consumers authorize subscribers; it is not part of partner webhooks.
 	CustomerID string `json:"customerId"`
-	// Refund says a cancelled order's payment must be refunded (it was PAID).
-	Refund bool `json:"refund,omitempty"`
 }
 
 // OrderData is the order as an event announces it (the partner webhook's data.order).

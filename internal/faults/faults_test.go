@@ -165,7 +165,7 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 			mu.Lock()
 			ids = append(ids, id)
 			mu.Unlock()
-			if b, _, err := outbox.Backlog(context.Background(), s.DB); err == nil && b > maxBacklog {
+			if b, _, err := outbox.Backlog(context.Background(), s.DB, time.Now()); err == nil && b > maxBacklog {
 				maxBacklog = b
 			}
 		}
@@ -196,7 +196,7 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 		t.Fatalf("%d charges for %d orders", got, len(placed))
 	}
 	testutil.Eventually(t, 10*time.Second, "the outbox drained", func() bool {
-		b, _, _ := outbox.Backlog(context.Background(), s.DB)
+		b, _, _ := outbox.Backlog(context.Background(), s.DB, time.Now())
 		return b == 0
 	})
 }
@@ -285,10 +285,14 @@ func TestRabbitMQ_DownAtStart_ServiceHealsWhenItComes(t *testing.T) {
 		t.Fatal("declared through a cut proxy")
 	}
 	sb := sandbox.New()
-	w, _ := workers.NewPayments(api.Orders, store.NewPayments(db.DB, api.Orders), sb, nil, time.Now)
+	w, _ := workers.NewPaymentWorker(store.NewPayments(db.DB, api.Orders), sb, nil, time.Now)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Poll: 100 * time.Millisecond}).Run(ctx)
+	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Poll: 100 * time.Millisecond, PublishTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go relay.Run(ctx)
 	go w.Run(ctx, sub, broker.ConsumeOptions{})
 
 	id, resp := placeVia(t, api, "c", "k", 1)

@@ -62,7 +62,7 @@ func New(b *broker.Broker, loader Loader, buffer int, logger *slog.Logger) *Feed
 
 // Run follows the events until ctx ends.
 func (f *Feed) Run(ctx context.Context) error {
-	deliver := telemetry.TraceHandler("status-feed", nil, func(_ context.Context, env event.Envelope) error {
+	deliver := telemetry.TraceHandler("status-feed", func(_ context.Context, env event.Envelope) error {
 		f.dispatch(env)
 		return nil
 	})

@@ -27,6 +27,8 @@ import (
 	"net"
 
 	"github.com/sony/gobreaker"
+
+	"github.com/checkout-backend/checkout/internal/cardnum"
 )
 
 // Status is the outcome of a charge.
@@ -74,6 +76,8 @@ type Charge struct {
 	Message string
 	// AmountCents is the amount charged (or attempted).
 	AmountCents int64
+	// Currency is the upper-case ISO 4217 code of AmountCents.
+	Currency string
 }
 
 // RefundRequest asks a Gateway to refund a charge, fully or partly.
@@ -240,7 +244,7 @@ func (r ChargeRequest) Validate() error {
 		return invalid("charge", "currency must be a 3-letter ISO 4217 code")
 	case r.Token == "":
 		return invalid("charge", "token is required")
-	case looksLikeCardNumber(r.Token):
+	case cardnum.Is(r.Token):
 		return invalid("charge", "token looks like a card number; send a provider token")
 	case r.IdempotencyKey == "":
 		return invalid("charge", "idempotency key is required")
@@ -280,20 +284,4 @@ func isCurrency(c string) bool {
 		}
 	}
 	return true
-}
-
-// looksLikeCardNumber reports whether s is 12 to 19 digits, optionally
-// separated by spaces or dashes: a PAN that must never reach this service.
-func looksLikeCardNumber(s string) bool {
-	digits := 0
-	for _, b := range []byte(s) {
-		switch {
-		case b >= '0' && b <= '9':
-			digits++
-		case b == ' ' || b == '-':
-		default:
-			return false
-		}
-	}
-	return digits >= 12 && digits <= 19
 }

@@ -10,11 +10,12 @@ import (
 	"github.com/checkout-backend/checkout/internal/payment"
 	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry/telemetrytest"
 )
 
 // Not parallel: telemetry.Record swaps the process-wide tracer provider.
 func TestTraced_ChargeIsAChildSpanWithOutcomeAndNoToken(t *testing.T) {
-	exp := telemetry.Record(t)
+	exp := telemetrytest.Record(t)
 	gw := payment.Traced(sandbox.New())
 	if gw.Name() != "sandbox" {
 		t.Fatalf("name %q", gw.Name())

@@ -13,10 +13,18 @@ import (
 )
 
 // Carts implements checkout.CartStore.
-type Carts struct{ db *bun.DB }
+type Carts struct {
+	db  *bun.DB
+	now func() time.Time
+}
 
-// NewCarts returns the cart adapter.
-func NewCarts(db *bun.DB) *Carts { return &Carts{db: db} }
+// NewCarts returns the cart adapter; now is the clock (time.Now when nil).
+func NewCarts(db *bun.DB, now func() time.Time) *Carts {
+	if now == nil {
+		now = time.Now
+	}
+	return &Carts{db: db, now: now}
+}
 
 var _ checkout.CartStore = (*Carts)(nil)
 
@@ -38,14 +46,15 @@ type cartItemRow struct {
 // CreateCart inserts an empty cart.
 func (c *Carts) CreateCart(ctx context.Context, id, customerID string, now time.Time) (checkout.Cart, error) {
 	if _, err := c.db.ExecContext(ctx, "INSERT INTO carts (id, customer_id, created_at, updated_at) VALUES (?, ?, ?, ?)", id, customerID, now, now); err != nil {
-		return checkout.Cart{}, fmt.Errorf("create cart: %w", err)
+		return checkout.Cart{}, mapErr(fmt.Errorf("create cart: %w", err))
 	}
 	return checkout.Cart{ID: id, CustomerID: customerID, CreatedAt: now, UpdatedAt: now, Items: []checkout.CartItem{}}, nil
 }
 
 // Cart loads a cart with its items at current prices, or nil.
 func (c *Carts) Cart(ctx context.Context, id string) (*checkout.Cart, error) {
-	return loadCart(ctx, c.db, id, false)
+	cart, err := loadCart(ctx, c.db, id, false)
+	return cart, mapErr(err)
 }
 
 func loadCart(ctx context.Context, db bun.IDB, id string, lock bool) (*checkout.Cart, error) {
@@ -116,12 +125,12 @@ func (c *Carts) SetCartItem(ctx context.Context, cartID, customerID, sku string,
 			if current == 0 && len(cart.Items) >= checkout.MaxLines {
 				return checkout.Errorf(checkout.InvalidInput, []string{"sku"}, "a cart holds at most %d lines", checkout.MaxLines)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO cart_items (cart_id, sku, quantity) VALUES (?, ?, ?)
-				ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity`, cartID, sku, quantity); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO cart_items (cart_id, sku, quantity, added_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity`, cartID, sku, quantity, c.now()); err != nil {
 				return fmt.Errorf("set cart item: %w", err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "UPDATE carts SET updated_at = now() WHERE id = ?", cartID); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE carts SET updated_at = ? WHERE id = ?", c.now(), cartID); err != nil {
 			return err
 		}
 		out, err = loadCart(ctx, tx, cartID, false)

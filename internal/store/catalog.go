@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -13,10 +14,18 @@ import (
 )
 
 // Catalog implements catalog.Store.
-type Catalog struct{ db *bun.DB }
+type Catalog struct {
+	db  *bun.DB
+	now func() time.Time
+}
 
-// NewCatalog returns the catalog adapter.
-func NewCatalog(db *bun.DB) *Catalog { return &Catalog{db: db} }
+// NewCatalog returns the catalog adapter; now is the clock (time.Now when nil).
+func NewCatalog(db *bun.DB, now func() time.Time) *Catalog {
+	if now == nil {
+		now = time.Now
+	}
+	return &Catalog{db: db, now: now}
+}
 
 var _ catalog.Store = (*Catalog)(nil)
 
@@ -41,11 +50,12 @@ func (c *Catalog) UpsertProduct(ctx context.Context, p catalog.Product) (catalog
 	if err := catalog.ValidateProduct(&p); err != nil {
 		return catalog.Product{}, err
 	}
-	_, err := c.db.ExecContext(ctx, `INSERT INTO products (sku, name, price_cents, currency) VALUES (?, ?, ?, ?)
+	now := c.now()
+	_, err := c.db.ExecContext(ctx, `INSERT INTO products (sku, name, price_cents, currency, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents,
-		currency = EXCLUDED.currency, updated_at = now()`, p.SKU, p.Name, p.PriceCents, p.Currency)
+		currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at`, p.SKU, p.Name, p.PriceCents, p.Currency, now, now)
 	if err != nil {
-		return catalog.Product{}, fmt.Errorf("upsert product: %w", err)
+		return catalog.Product{}, mapErr(fmt.Errorf("upsert product: %w", err))
 	}
 	got, err := c.Product(ctx, p.SKU)
 	if err != nil {
@@ -62,7 +72,7 @@ func (c *Catalog) Product(ctx context.Context, sku string) (*catalog.Product, er
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("product: %w", err)
+		return nil, mapErr(fmt.Errorf("product: %w", err))
 	}
 	p := r.product()
 	return &p, nil
@@ -72,7 +82,7 @@ func (c *Catalog) Product(ctx context.Context, sku string) (*catalog.Product, er
 func (c *Catalog) Products(ctx context.Context, first int, afterSKU string) ([]catalog.Product, bool, error) {
 	var rows []productRow
 	if err := c.db.NewRaw(productSelect+" WHERE p.sku > ? ORDER BY p.sku LIMIT ?", afterSKU, first+1).Scan(ctx, &rows); err != nil {
-		return nil, false, fmt.Errorf("products: %w", err)
+		return nil, false, mapErr(fmt.Errorf("products: %w", err))
 	}
 	more := len(rows) > first
 	if more {
@@ -93,7 +103,7 @@ func (c *Catalog) ProductsBySKU(ctx context.Context, skus []string) (map[string]
 	}
 	var rows []productRow
 	if err := c.db.NewRaw(productSelect+" WHERE p.sku IN (?)", bun.In(skus)).Scan(ctx, &rows); err != nil {
-		return nil, fmt.Errorf("products by sku: %w", err)
+		return nil, mapErr(fmt.Errorf("products by sku: %w", err))
 	}
 	for _, r := range rows {
 		out[r.SKU] = r.product()
@@ -114,9 +124,9 @@ func (c *Catalog) SetStock(ctx context.Context, sku, warehouse string, onHand in
 		return catalog.InventoryLevel{}, err
 	}
 	var r levelRow
-	err := c.db.NewRaw(`INSERT INTO inventory (sku, warehouse, on_hand) VALUES (?, ?, ?)
-		ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = EXCLUDED.on_hand, updated_at = now()
-		RETURNING sku, warehouse, on_hand, reserved`, sku, warehouse, onHand).Scan(ctx, &r)
+	err := c.db.NewRaw(`INSERT INTO inventory (sku, warehouse, on_hand, updated_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = EXCLUDED.on_hand, updated_at = EXCLUDED.updated_at
+		RETURNING sku, warehouse, on_hand, reserved`, sku, warehouse, onHand, c.now()).Scan(ctx, &r)
 	switch PgCode(err) {
 	case "":
 	case "23503":
@@ -124,7 +134,7 @@ func (c *Catalog) SetStock(ctx context.Context, sku, warehouse string, onHand in
 	case "23514":
 		return catalog.InventoryLevel{}, checkout.Errorf(checkout.InvalidQuantity, []string{"onHand"}, "onHand cannot be below the units reserved by unpaid orders")
 	default:
-		return catalog.InventoryLevel{}, fmt.Errorf("set stock: %w", err)
+		return catalog.InventoryLevel{}, mapErr(fmt.Errorf("set stock: %w", err))
 	}
 	return catalog.InventoryLevel(r), nil
 }
@@ -133,7 +143,7 @@ func (c *Catalog) SetStock(ctx context.Context, sku, warehouse string, onHand in
 func (c *Catalog) Inventory(ctx context.Context, sku string) ([]catalog.InventoryLevel, error) {
 	var rows []levelRow
 	if err := c.db.NewRaw("SELECT sku, warehouse, on_hand, reserved FROM inventory WHERE sku = ? ORDER BY warehouse", sku).Scan(ctx, &rows); err != nil {
-		return nil, fmt.Errorf("inventory: %w", err)
+		return nil, mapErr(fmt.Errorf("inventory: %w", err))
 	}
 	out := make([]catalog.InventoryLevel, len(rows))
 	for i, r := range rows {

@@ -1,16 +1,21 @@
 // Package store is the PostgreSQL adapter (bun over pgx v5): it implements the domain
-// ports, owns the single transaction helper, applies the embedded migrations, and maps
-// PostgreSQL errors to domain errors.
+// ports (orders, carts, catalog, payments, partner webhooks), owns the one transaction
+// helper (InTx), applies the embedded migrations with bun's migrate package, and maps
+// PostgreSQL errors to domain errors. The domain decides; the store loads, applies the
+// decision and saves.
 package store
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io/fs"
-	"sort"
+	"io"
+	"net"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,18 +24,43 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
-	"github.com/checkout-backend/checkout/migrations"
+	"github.com/checkout-backend/checkout/internal/checkout"
 )
 
-// Options tunes the connection pool.
+// Options tunes the connection pool and the session limits of its connections.
 type Options struct {
 	MaxOpenConns int
 	MaxIdleConns int
-	// QueryHook, when set, is added to the bun.DB (tests count queries with it).
+	// StatementTimeout, LockTimeout and IdleInTxTimeout are set on every connection
+	// (statement_timeout, lock_timeout, idle_in_transaction_session_timeout): a query, a
+	// lock wait or a transaction left open cannot hold a connection for ever. Zero takes
+	// the defaults (30s, 10s, 60s); a negative value turns one off (migrations).
+	StatementTimeout time.Duration
+	LockTimeout      time.Duration
+	IdleInTxTimeout  time.Duration
+	// QueryHook, when set, is added to the bun.DB (tracing; tests count queries with it).
 	QueryHook bun.QueryHook
 }
 
-// Open connects to PostgreSQL at url through pgx and wraps it in bun.
+// Session limits of every pool unless Options say otherwise.
+const (
+	DefaultStatementTimeout = 30 * time.Second
+	DefaultLockTimeout      = 10 * time.Second
+	DefaultIdleInTxTimeout  = 60 * time.Second
+)
+
+func sessionParam(d, def time.Duration) string {
+	switch {
+	case d < 0:
+		return "0"
+	case d == 0:
+		d = def
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10)
+}
+
+// Open connects to PostgreSQL at url through pgx and wraps it in bun. The URL may list
+// several hosts (with target_session_attrs=read-write pgx finds the writable one).
 func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
@@ -38,6 +68,15 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
+	}
+	for k, v := range map[string]string{
+		"statement_timeout":                   sessionParam(opt.StatementTimeout, DefaultStatementTimeout),
+		"lock_timeout":                        sessionParam(opt.LockTimeout, DefaultLockTimeout),
+		"idle_in_transaction_session_timeout": sessionParam(opt.IdleInTxTimeout, DefaultIdleInTxTimeout),
+	} {
+		if _, set := cfg.RuntimeParams[k]; !set {
+			cfg.RuntimeParams[k] = v
+		}
 	}
 	sqldb := stdlib.OpenDB(*cfg)
 	if opt.MaxOpenConns == 0 {
@@ -62,30 +101,54 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 	return db, nil
 }
 
-type txKey struct{}
+// maxTxAttempts bounds how often InTx runs a transaction that PostgreSQL aborted with a
+// serialization failure or a deadlock.
+const maxTxAttempts = 5
 
-// InTx runs fn in a transaction: a savepoint when ctx already carries one, and a retry
-// (a few times) when PostgreSQL reports a serialization failure or a deadlock.
+// InTx runs fn in a transaction on db, the executor the caller passes: when db is a
+// pool (*bun.DB) a new transaction, retried a few times when PostgreSQL reports a
+// serialization failure or a deadlock; when db is already a transaction (bun.Tx) a
+// savepoint inside it, rolled back alone when fn fails (the outer transaction decides
+// about retries). Errors of an unreachable database are marked checkout.ErrUnavailable.
 func InTx(ctx context.Context, db bun.IDB, fn func(ctx context.Context, tx bun.Tx) error) error {
-	if tx, ok := ctx.Value(txKey{}).(bun.Tx); ok {
-		return tx.RunInTx(ctx, nil, func(ctx context.Context, sp bun.Tx) error { return fn(ctx, sp) })
+	switch d := db.(type) {
+	case bun.Tx:
+		return mapErr(savepoint(ctx, d, fn))
+	case *bun.Tx:
+		return mapErr(savepoint(ctx, *d, fn))
 	}
 	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			return fn(context.WithValue(ctx, txKey{}, tx), tx)
-		})
+	for attempt := 0; attempt < maxTxAttempts; attempt++ {
+		err = db.RunInTx(ctx, nil, fn)
 		if !retryable(err) {
-			return err
+			return mapErr(err)
 		}
-		time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return mapErr(err)
+		case <-time.After(time.Duration(attempt+1) * 5 * time.Millisecond):
+		}
 	}
-	return err
+	return mapErr(err)
+}
+
+func savepoint(ctx context.Context, tx bun.Tx, fn func(ctx context.Context, tx bun.Tx) error) error {
+	sp, err := tx.BeginTx(ctx, nil) // on a bun.Tx, BeginTx makes a savepoint
+	if err != nil {
+		return err
+	}
+	if err := fn(ctx, sp); err != nil {
+		if rerr := sp.Rollback(); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	return sp.Commit()
 }
 
 func retryable(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	code := PgCode(err)
+	return code == "40001" || code == "40P01"
 }
 
 // PgCode returns the SQLSTATE of a PostgreSQL error, or "".
@@ -97,62 +160,34 @@ func PgCode(err error) string {
 	return ""
 }
 
-// Migrate applies the embedded migrations not applied yet, under an advisory lock so
-// several processes may start at once.
-func Migrate(ctx context.Context, db *bun.DB) error {
-	conn, err := db.Conn(ctx)
-	if err != nil {
+// mapErr marks the errors of a database that is unreachable or too slow right now
+// (connection refused or reset, timeouts, the server shutting down, too many
+// connections) as checkout.ErrUnavailable, keeping the cause in the chain.
+func mapErr(err error) error {
+	if err == nil || errors.Is(err, checkout.ErrUnavailable) || !unavailable(err) {
 		return err
 	}
-	defer conn.Close()
-	const lockID = 7263541
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", lockID); err != nil {
-		return fmt.Errorf("migrate lock: %w", err)
+	return fmt.Errorf("%w: %w", checkout.ErrUnavailable, err)
+}
+
+func unavailable(err error) bool {
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, sql.ErrConnDone):
+		return true
+	case errors.As(err, &ne), errors.As(err, &ce):
+		return true
+	case pgconn.SafeToRetry(err), pgconn.Timeout(err):
+		return true
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", lockID)
-	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	names, err := fs.Glob(migrations.FS, "*.up.sql")
-	if err != nil {
-		return err
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		version := strings.TrimSuffix(name, ".up.sql")
-		var n int
-		if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ?", version).Scan(&n); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		if n > 0 {
-			continue
-		}
-		body, err := migrations.FS.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		err = conn.Raw(func(dc any) error {
-			c := dc.(*stdlib.Conn).Conn()
-			tx, err := c.Begin(ctx)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback(ctx)
-			// Simple protocol: a migration file holds several statements.
-			if _, err := tx.Conn().PgConn().Exec(ctx, string(body)).ReadAll(); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", version); err != nil {
-				return err
-			}
-			return tx.Commit(ctx)
-		})
-		if err != nil {
-			return fmt.Errorf("migration %s: %w", name, err)
-		}
-	}
-	return nil
+	code := PgCode(err)
+	// Class 08: connection exception; 57P01-03: shutting down or starting; 53300: too
+	// many connections; 57014: statement_timeout; 55P03: lock_timeout; 25P03: idle in
+	// transaction timeout.
+	return strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03" ||
+		code == "53300" || code == "57014" || code == "55P03" || code == "25P03"
 }
 
 // Ping checks the database answers, for readiness.
@@ -161,5 +196,3 @@ func Ping(ctx context.Context, db *sql.DB) error {
 	defer cancel()
 	return db.PingContext(ctx)
 }
-
-func nowUTC() time.Time { return time.Now().UTC() }

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -16,26 +15,44 @@ import (
 	"github.com/checkout-backend/checkout/outbox"
 )
 
+// OrdersOptions configure the order adapter.
+type OrdersOptions struct {
+	// Reserver is the reservation strategy (default LockingReserver).
+	Reserver Reserver
+	// Now is the one clock (default time.Now).
+	Now func() time.Time
+	// OnCommit, when set, is told every order change after its transaction committed
+	// (business metrics: each status change counted once, never one that rolled back).
+	OnCommit func(o checkout.Order)
+}
+
 // Orders implements checkout.OrderStore: the checkout transaction and every status
 // change, each with its outbox event.
 type Orders struct {
 	db       *bun.DB
 	reserver Reserver
 	now      func() time.Time
+	onCommit func(checkout.Order)
 }
 
-// NewOrders returns the order adapter reserving stock with r.
-func NewOrders(db *bun.DB, r Reserver, now func() time.Time) *Orders {
-	if r == nil {
-		r = LockingReserver{}
+// NewOrders returns the order adapter over db.
+func NewOrders(db *bun.DB, opt OrdersOptions) *Orders {
+	if opt.Reserver == nil {
+		opt.Reserver = LockingReserver{}
 	}
-	if now == nil {
-		now = time.Now
+	if opt.Now == nil {
+		opt.Now = time.Now
 	}
-	return &Orders{db: db, reserver: r, now: now}
+	return &Orders{db: db, reserver: opt.Reserver, now: opt.Now, onCommit: opt.OnCommit}
 }
 
 var _ checkout.OrderStore = (*Orders)(nil)
+
+func (s *Orders) committed(o checkout.Order) {
+	if s.onCommit != nil {
+		s.onCommit(o)
+	}
+}
 
 type orderRow struct {
 	ID                   string     `bun:"id"`
@@ -68,153 +85,171 @@ type itemRow struct {
 	UnitPriceCents int64  `bun:"unit_price_cents"`
 }
 
-type priceRow struct {
-	SKU        string `bun:"sku"`
-	PriceCents int64  `bun:"price_cents"`
-	Currency   string `bun:"currency"`
-}
-
 // PlaceOrder is the checkout transaction: idempotency key, cart, prices, reservation,
 // order, items and the order.placed event commit together or not at all.
 func (s *Orders) PlaceOrder(ctx context.Context, p checkout.PlaceOrder) (checkout.Order, bool, error) {
 	var out checkout.Order
 	var replay bool
-	now := p.Now.Truncate(time.Microsecond)
 	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-		replay = false
-		// Calls with one (customer, key) queue here, so concurrent duplicates see the
-		// first one's committed key instead of racing it.
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", fmt.Sprintf("%d:%s:%s", len(p.CustomerID), p.CustomerID, p.IdempotencyKey)); err != nil {
-			return fmt.Errorf("idempotency lock: %w", err)
-		}
-		var key struct {
-			RequestHash []byte `bun:"request_hash"`
-			OrderID     string `bun:"order_id"`
-		}
-		err := tx.NewRaw("SELECT request_hash, order_id FROM idempotency_keys WHERE customer_id = ? AND key = ?", p.CustomerID, p.IdempotencyKey).Scan(ctx, &key)
-		switch {
-		case err == nil:
-			if !bytes.Equal(key.RequestHash, p.RequestHash) {
-				return checkout.Errorf(checkout.IdempotencyKeyReused, []string{"input", "idempotencyKey"}, "this idempotencyKey was used with other input; use a new key for a new checkout")
-			}
-			o, err := loadOrder(ctx, tx, key.OrderID, false)
-			if err != nil {
-				return err
-			}
-			out, replay = *o, true
-			return nil
-		case !errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("idempotency key: %w", err)
-		}
-
-		lines, field := p.Lines, []string{"input", "items"}
-		price := map[string]priceRow{}
-		if p.CartID != "" {
-			field = []string{"input", "cartId"}
-			cart, err := loadCart(ctx, tx, p.CartID, true)
-			if err != nil {
-				return err
-			}
-			if cart == nil || cart.CustomerID != p.CustomerID {
-				return checkout.Errorf(checkout.CartNotFound, field, "cart not found")
-			}
-			if cart.OrderID != nil {
-				return checkout.Errorf(checkout.CartNotFound, field, "cart was already checked out")
-			}
-			if len(cart.Items) == 0 {
-				return checkout.Errorf(checkout.CartEmpty, field, "cart is empty")
-			}
-			// The cart was read with its current prices: no second read.
-			lines = nil
-			for _, it := range cart.Items {
-				lines = append(lines, checkout.Line{SKU: it.SKU, Quantity: it.Quantity})
-				price[it.SKU] = priceRow{SKU: it.SKU, PriceCents: it.UnitPriceCents, Currency: it.Currency}
-			}
-		} else {
-			skus := make([]string, len(lines))
-			for i, l := range lines {
-				skus[i] = l.SKU
-			}
-			var prices []priceRow
-			if err := tx.NewRaw("SELECT sku, price_cents, currency FROM products WHERE sku IN (?)", bun.In(skus)).Scan(ctx, &prices); err != nil {
-				return fmt.Errorf("prices: %w", err)
-			}
-			for _, pr := range prices {
-				price[pr.SKU] = pr
-			}
-		}
-		var total int64
-		currency := ""
-		items := make([]checkout.OrderItem, len(lines))
-		for i, l := range lines {
-			pr, ok := price[l.SKU]
-			f := append(append([]string{}, field...), strconv.Itoa(i), "sku")
-			if p.CartID != "" {
-				f = field
-			}
-			if !ok {
-				return checkout.Errorf(checkout.UnknownSKU, f, "unknown sku %q", l.SKU)
-			}
-			if currency == "" {
-				currency = pr.Currency
-			} else if pr.Currency != currency {
-				return checkout.Errorf(checkout.InvalidInput, f, "all items of an order must share one currency; %s is in %s, not %s", l.SKU, pr.Currency, currency)
-			}
-			items[i] = checkout.OrderItem{SKU: l.SKU, Quantity: l.Quantity, UnitPriceCents: pr.PriceCents}
-			total += pr.PriceCents * int64(l.Quantity)
-		}
-
-		expires := p.ExpiresAt.Truncate(time.Microsecond)
-		o := checkout.Order{ID: p.OrderID, CustomerID: p.CustomerID, Status: checkout.StatusPendingPayment,
-			Items: items, TotalCents: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
-			ReservationExpiresAt: &expires, Sequence: 1}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, customer_id, status, total_cents, currency,
-			payment_token, reservation_expires_at, event_seq, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
-			o.ID, o.CustomerID, o.Status, o.TotalCents, o.Currency, p.PaymentToken, expires, now, now); err != nil {
-			return fmt.Errorf("insert order: %w", err)
-		}
-		lineNo, isku, qty, unit := make([]int, len(items)), make([]string, len(items)), make([]int, len(items)), make([]int64, len(items))
-		for i, it := range items {
-			lineNo[i], isku[i], qty[i], unit[i] = i+1, it.SKU, it.Quantity, it.UnitPriceCents
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents)
-			SELECT ?, v.n, v.sku, v.q, v.p FROM unnest(?::int[], ?::text[], ?::int[], ?::bigint[]) AS v(n, sku, q, p)`,
-			o.ID, pgArray(lineNo), pgArray(isku), pgArray(qty), pgArray(unit)); err != nil {
-			return fmt.Errorf("insert order items: %w", err)
-		}
-		// The row locks are taken last, so they are held for the shortest time.
-		if err := s.reserver.Reserve(ctx, tx, o.ID, lines, field, expires); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)",
-			p.CustomerID, p.IdempotencyKey, p.RequestHash, o.ID, now); err != nil {
-			return fmt.Errorf("insert idempotency key: %w", err)
-		}
-		if p.CartID != "" {
-			if _, err := tx.ExecContext(ctx, "UPDATE carts SET order_id = ?, updated_at = ? WHERE id = ?", o.ID, now, p.CartID); err != nil {
-				return fmt.Errorf("close cart: %w", err)
-			}
-		}
-		if err := writeOrderEvent(ctx, tx, o, false); err != nil {
-			return err
-		}
-		out = o
-		return nil
+		var err error
+		out, replay, err = s.place(ctx, tx, p)
+		return err
 	})
 	if err != nil {
 		return checkout.Order{}, false, err
 	}
+	if !replay {
+		s.committed(out)
+	}
 	return out, replay, nil
 }
 
-func writeOrderEvent(ctx context.Context, tx bun.IDB, o checkout.Order, refund bool) error {
-	typ := event.TypeForStatus(string(o.Status))
-	env, err := event.New(typ, o.ID, o.UpdatedAt, event.OrderPayload{
+// place runs the checkout in tx.
+func (s *Orders) place(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder) (checkout.Order, bool, error) {
+	now := p.Now.Truncate(time.Microsecond)
+	if prev, err := replayKey(ctx, tx, p); err != nil || prev != nil {
+		if prev != nil {
+			return *prev, true, nil
+		}
+		return checkout.Order{}, false, err
+	}
+	lines, field, prices, err := s.linesOf(ctx, tx, p)
+	if err != nil {
+		return checkout.Order{}, false, err
+	}
+	items, total, currency, err := checkout.PriceLines(lines, prices, field, p.CartID != "")
+	if err != nil {
+		return checkout.Order{}, false, err
+	}
+	expires := p.ExpiresAt.Truncate(time.Microsecond)
+	o := checkout.Order{ID: p.OrderID, CustomerID: p.CustomerID, Status: checkout.StatusPendingPayment,
+		Items: items, TotalCents: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
+		ReservationExpiresAt: &expires, Sequence: 1}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, customer_id, status, total_cents, currency,
+		payment_token, reservation_expires_at, event_seq, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
+		o.ID, o.CustomerID, o.Status, o.TotalCents, o.Currency, p.PaymentToken, expires, now, now); err != nil {
+		return checkout.Order{}, false, fmt.Errorf("insert order: %w", err)
+	}
+	if err := insertItems(ctx, tx, o); err != nil {
+		return checkout.Order{}, false, err
+	}
+	// The row locks are taken last, so they are held for the shortest time.
+	if err := s.reserver.Reserve(ctx, tx, Hold{OrderID: o.ID, Lines: lines, Field: field, ExpiresAt: expires, Now: now}); err != nil {
+		return checkout.Order{}, false, err
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)",
+		p.CustomerID, p.IdempotencyKey, p.RequestHash, o.ID, now); err != nil {
+		return checkout.Order{}, false, fmt.Errorf("insert idempotency key: %w", err)
+	}
+	if p.CartID != "" {
+		if _, err := tx.ExecContext(ctx, "UPDATE carts SET order_id = ?, updated_at = ? WHERE id = ?", o.ID, now, p.CartID); err != nil {
+			return checkout.Order{}, false, fmt.Errorf("close cart: %w", err)
+		}
+	}
+	if err := writeOrderEvent(ctx, tx, o); err != nil {
+		return checkout.Order{}, false, err
+	}
+	return o, false, nil
+}
+
+// replayKey serializes the calls of one (customer, key) on an advisory lock, so a
+// concurrent duplicate sees the first call's committed key instead of racing it, and
+// returns the first call's order when the key was used with the same input.
+func replayKey(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder) (*checkout.Order, error) {
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", fmt.Sprintf("%d:%s:%s", len(p.CustomerID), p.CustomerID, p.IdempotencyKey)); err != nil {
+		return nil, fmt.Errorf("idempotency lock: %w", err)
+	}
+	var key struct {
+		RequestHash []byte `bun:"request_hash"`
+		OrderID     string `bun:"order_id"`
+	}
+	err := tx.NewRaw("SELECT request_hash, order_id FROM idempotency_keys WHERE customer_id = ? AND key = ?", p.CustomerID, p.IdempotencyKey).Scan(ctx, &key)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("idempotency key: %w", err)
+	case !bytes.Equal(key.RequestHash, p.RequestHash):
+		return nil, checkout.Errorf(checkout.IdempotencyKeyReused, []string{"input", "idempotencyKey"}, "this idempotencyKey was used with other input; use a new key for a new checkout")
+	}
+	o, err := loadOrder(ctx, tx, key.OrderID, false)
+	if err != nil {
+		return nil, err
+	}
+	if o == nil {
+		return nil, fmt.Errorf("idempotency key of customer %s names a missing order", p.CustomerID)
+	}
+	return o, nil
+}
+
+// linesOf returns what the checkout asks for with the current prices: the cart's lines
+// (read with its prices, the cart locked) or the request's lines, with the input path
+// errors of the lines refer to.
+func (s *Orders) linesOf(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder) ([]checkout.Line, []string, map[string]checkout.Price, error) {
+	prices := map[string]checkout.Price{}
+	if p.CartID == "" {
+		skus := make([]string, len(p.Lines))
+		for i, l := range p.Lines {
+			skus[i] = l.SKU
+		}
+		var rows []struct {
+			SKU        string `bun:"sku"`
+			PriceCents int64  `bun:"price_cents"`
+			Currency   string `bun:"currency"`
+		}
+		if err := tx.NewRaw("SELECT sku, price_cents, currency FROM products WHERE sku IN (?)", bun.In(skus)).Scan(ctx, &rows); err != nil {
+			return nil, nil, nil, fmt.Errorf("prices: %w", err)
+		}
+		for _, r := range rows {
+			prices[r.SKU] = checkout.Price{Cents: r.PriceCents, Currency: r.Currency}
+		}
+		return p.Lines, []string{"input", "items"}, prices, nil
+	}
+	field := []string{"input", "cartId"}
+	cart, err := loadCart(ctx, tx, p.CartID, true)
+	switch {
+	case err != nil:
+		return nil, nil, nil, err
+	case cart == nil || cart.CustomerID != p.CustomerID:
+		return nil, nil, nil, checkout.Errorf(checkout.CartNotFound, field, "cart not found")
+	case cart.OrderID != nil:
+		return nil, nil, nil, checkout.Errorf(checkout.CartNotFound, field, "cart was already checked out")
+	case len(cart.Items) == 0:
+		return nil, nil, nil, checkout.Errorf(checkout.CartEmpty, field, "cart is empty")
+	}
+	lines := make([]checkout.Line, len(cart.Items))
+	for i, it := range cart.Items {
+		lines[i] = checkout.Line{SKU: it.SKU, Quantity: it.Quantity}
+		prices[it.SKU] = checkout.Price{Cents: it.UnitPriceCents, Currency: it.Currency}
+	}
+	return lines, field, prices, nil
+}
+
+func insertItems(ctx context.Context, tx bun.IDB, o checkout.Order) error {
+	n := len(o.Items)
+	lineNo, sku, qty, unit := make([]int, n), make([]string, n), make([]int, n), make([]int64, n)
+	for i, it := range o.Items {
+		lineNo[i], sku[i], qty[i], unit[i] = i+1, it.SKU, it.Quantity, it.UnitPriceCents
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents)
+		SELECT ?, v.n, v.sku, v.q, v.p FROM unnest(?::int[], ?::text[], ?::int[], ?::bigint[]) AS v(n, sku, q, p)`,
+		o.ID, pgArray(lineNo), pgArray(sku), pgArray(qty), pgArray(unit)); err != nil {
+		return fmt.Errorf("insert order items: %w", err)
+	}
+	return nil
+}
+
+// orderEvent is the event announcing o's current status.
+func orderEvent(o checkout.Order) (event.Envelope, error) {
+	return event.New(event.TypeForStatus(string(o.Status)), o.ID, o.UpdatedAt, event.OrderPayload{
 		Order: event.OrderData{ID: o.ID, Status: string(o.Status), Sequence: o.Sequence, TotalCents: o.TotalCents,
 			Currency: o.Currency, UpdatedAt: o.UpdatedAt, TrackingNumber: o.TrackingNumber, PaymentFailureReason: o.PaymentFailureReason},
 		CustomerID: o.CustomerID,
-		Refund:     refund,
 	})
+}
+
+func writeOrderEvent(ctx context.Context, tx bun.IDB, o checkout.Order) error {
+	env, err := orderEvent(o)
 	if err != nil {
 		return err
 	}
@@ -265,7 +300,8 @@ func attachItems(ctx context.Context, db bun.IDB, orders []*checkout.Order) erro
 
 // Order loads an order with its items, or nil.
 func (s *Orders) Order(ctx context.Context, id string) (*checkout.Order, error) {
-	return loadOrder(ctx, s.db, id, false)
+	o, err := loadOrder(ctx, s.db, id, false)
+	return o, mapErr(err)
 }
 
 // Orders loads many orders with their items in two queries.
@@ -276,7 +312,7 @@ func (s *Orders) Orders(ctx context.Context, ids []string) (map[string]checkout.
 	}
 	var rows []orderRow
 	if err := s.db.NewRaw("SELECT "+orderCols+" FROM orders WHERE id IN (?)", bun.In(ids)).Scan(ctx, &rows); err != nil {
-		return nil, fmt.Errorf("orders: %w", err)
+		return nil, mapErr(fmt.Errorf("orders: %w", err))
 	}
 	ptrs := make([]*checkout.Order, len(rows))
 	for i, r := range rows {
@@ -284,7 +320,7 @@ func (s *Orders) Orders(ctx context.Context, ids []string) (map[string]checkout.
 		ptrs[i] = &o
 	}
 	if err := attachItems(ctx, s.db, ptrs); err != nil {
-		return nil, err
+		return nil, mapErr(err)
 	}
 	for _, o := range ptrs {
 		out[o.ID] = *o
@@ -301,7 +337,7 @@ func (s *Orders) CustomerOrders(ctx context.Context, customerID string, first in
 			ORDER BY created_at DESC, id DESC LIMIT ?`, customerID, after.CreatedAt, after.ID, first+1)
 	}
 	if err := q.Scan(ctx, &rows); err != nil {
-		return checkout.OrderPage{}, fmt.Errorf("customer orders: %w", err)
+		return checkout.OrderPage{}, mapErr(fmt.Errorf("customer orders: %w", err))
 	}
 	page := checkout.OrderPage{HasNext: len(rows) > first}
 	if page.HasNext {
@@ -313,7 +349,7 @@ func (s *Orders) CustomerOrders(ctx context.Context, customerID string, first in
 		ptrs[i] = &o
 	}
 	if err := attachItems(ctx, s.db, ptrs); err != nil {
-		return checkout.OrderPage{}, err
+		return checkout.OrderPage{}, mapErr(err)
 	}
 	page.Orders = make([]checkout.Order, len(ptrs))
 	for i, o := range ptrs {
@@ -322,11 +358,22 @@ func (s *Orders) CustomerOrders(ctx context.Context, customerID string, first in
 	return page, nil
 }
 
-// Transition applies one status change under the order's row lock: the stock moves as
-// the change requires (sell, release or restock) and the event is written, all in one
-// transaction.
+// ExpiredOrders lists up to limit unpaid orders whose reservation ran out before now.
+func (s *Orders) ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	var ids []string
+	if err := s.db.NewRaw(`SELECT id FROM orders WHERE status = 'PENDING_PAYMENT' AND reservation_expires_at < ?
+		ORDER BY reservation_expires_at LIMIT ?`, now, limit).Scan(ctx, &ids); err != nil {
+		return nil, mapErr(fmt.Errorf("expired orders: %w", err))
+	}
+	return ids, nil
+}
+
+// Transition applies one status change under the order's row lock, in one transaction:
+// decide chooses it, Order.Apply makes it, and the store moves the stock, requests the
+// refund Apply asks for, saves the order and writes its event.
 func (s *Orders) Transition(ctx context.Context, id string, decide func(o *checkout.Order) (checkout.Change, error)) (checkout.Order, error) {
 	var out checkout.Order
+	var changed bool
 	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
 		o, err := loadOrder(ctx, tx, id, true)
 		if err != nil {
@@ -339,49 +386,45 @@ func (s *Orders) Transition(ctx context.Context, id string, decide func(o *check
 		if err != nil {
 			return err
 		}
-		if ch.To == "" {
-			out = *o // nothing to change
-			return nil
-		}
-		if !checkout.CanTransition(o.Status, ch.To) {
-			return checkout.Errorf(checkout.InvalidTransition, []string{"id"}, "an order in %s cannot move to %s", o.Status, ch.To)
-		}
-		switch {
-		case o.Status == checkout.StatusPendingPayment && ch.To == checkout.StatusPaid:
-			err = s.reserver.Sell(ctx, tx, o.ID)
-		case o.Status == checkout.StatusPendingPayment:
-			err = s.reserver.Release(ctx, tx, o.ID)
-		case o.Status == checkout.StatusPaid && ch.To == checkout.StatusCancelled:
-			err = s.reserver.Restock(ctx, tx, o.ID)
-		}
-		if err != nil {
-			return err
-		}
-		o.Status = ch.To
-		o.UpdatedAt = s.now().UTC().Truncate(time.Microsecond)
-		o.Sequence++
-		if ch.TrackingNumber != nil {
-			o.TrackingNumber = ch.TrackingNumber
-		}
-		if ch.PaymentFailureReason != nil {
-			o.PaymentFailureReason = ch.PaymentFailureReason
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ?, event_seq = ?,
-			tracking_number = ?, payment_failure_reason = ?,
-			payment_token = CASE WHEN ? = 'PENDING_PAYMENT' THEN payment_token END
-			WHERE id = ?`, o.Status, o.UpdatedAt, o.Sequence, o.TrackingNumber, o.PaymentFailureReason, o.Status, o.ID); err != nil {
-			return fmt.Errorf("update order: %w", err)
-		}
-		if err := writeOrderEvent(ctx, tx, *o, ch.Refund); err != nil {
-			return err
-		}
-		if ch.Refund {
-			if err := RequestRefund(ctx, tx, o.ID, "order cancelled after payment"); err != nil {
-				return err
-			}
-		}
+		changed, err = s.apply(ctx, tx, o, ch)
 		out = *o
-		return nil
+		return err
 	})
-	return out, err
+	if err != nil {
+		return checkout.Order{}, err
+	}
+	if changed {
+		s.committed(out)
+	}
+	return out, nil
+}
+
+// apply makes the change ch to o (loaded under its row lock in tx) and its effects;
+// changed is false when ch changes nothing.
+func (s *Orders) apply(ctx context.Context, tx bun.Tx, o *checkout.Order, ch checkout.Change) (changed bool, err error) {
+	from := o.Status
+	eff, err := o.Apply(ch, s.now().UTC().Truncate(time.Microsecond))
+	if err != nil || ch.To == "" {
+		return false, err
+	}
+	if err := s.reserver.Move(ctx, tx, o.ID, eff.Stock, o.UpdatedAt); err != nil {
+		return false, err
+	}
+	// The token is kept only while the order may still be charged.
+	if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ?, event_seq = ?,
+		tracking_number = ?, payment_failure_reason = ?,
+		payment_token = CASE WHEN ? = 'PENDING_PAYMENT' THEN payment_token END
+		WHERE id = ? AND status = ?`, o.Status, o.UpdatedAt, o.Sequence, o.TrackingNumber, o.PaymentFailureReason,
+		o.Status, o.ID, from); err != nil {
+		return false, fmt.Errorf("update order: %w", err)
+	}
+	if err := writeOrderEvent(ctx, tx, *o); err != nil {
+		return false, err
+	}
+	if eff.RefundReason != "" {
+		if err := requestRefund(ctx, tx, o.ID, eff.RefundReason, o.UpdatedAt); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }

@@ -14,9 +14,22 @@ import (
 	"github.com/checkout-backend/checkout/outbox"
 )
 
-// Payment is an order's payment record: the provider's id, amount, status and failure
-// reason; never card data.
-type Payment struct {
+// Payments implements checkout.PaymentStore: payment records, and the transactions that
+// apply a provider's reports to orders.
+type Payments struct {
+	db     *bun.DB
+	orders *Orders
+	now    func() time.Time
+}
+
+// NewPayments returns the payments adapter; it moves orders through orders.
+func NewPayments(db *bun.DB, orders *Orders) *Payments {
+	return &Payments{db: db, orders: orders, now: orders.now}
+}
+
+var _ checkout.PaymentStore = (*Payments)(nil)
+
+type paymentRow struct {
 	OrderID           string  `bun:"order_id"`
 	Provider          string  `bun:"provider"`
 	ProviderPaymentID *string `bun:"provider_payment_id"`
@@ -27,19 +40,12 @@ type Payment struct {
 	ProviderRefundID  *string `bun:"provider_refund_id"`
 }
 
-// Payments stores payment records and applies payment results to orders.
-type Payments struct {
-	db     *bun.DB
-	orders *Orders
-}
-
-// NewPayments returns the payments adapter.
-func NewPayments(db *bun.DB, orders *Orders) *Payments { return &Payments{db: db, orders: orders} }
+const paymentCols = "order_id, provider, provider_payment_id, amount_cents, currency, status, failure_reason, provider_refund_id"
 
 // MarkProcessed records that consumer processed eventID, in the caller's transaction;
 // false means it was processed before (the caller must change nothing).
-func MarkProcessed(ctx context.Context, db bun.IDB, consumer, eventID string) (bool, error) {
-	res, err := db.ExecContext(ctx, "INSERT INTO inbox (consumer, event_id) VALUES (?, ?) ON CONFLICT DO NOTHING", consumer, eventID)
+func MarkProcessed(ctx context.Context, db bun.IDB, consumer, eventID string, now time.Time) (bool, error) {
+	res, err := db.ExecContext(ctx, "INSERT INTO inbox (consumer, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", consumer, eventID, now)
 	if err != nil {
 		return false, fmt.Errorf("inbox: %w", err)
 	}
@@ -47,132 +53,161 @@ func MarkProcessed(ctx context.Context, db bun.IDB, consumer, eventID string) (b
 	return n == 1, nil
 }
 
-// Due is what the payment worker needs to charge an order, read in one query.
-type Due struct {
-	Status     checkout.Status `bun:"status"`
-	TotalCents int64           `bun:"total_cents"`
-	Currency   string          `bun:"currency"`
-	ExpiresAt  *time.Time      `bun:"reservation_expires_at"`
-	// Token is the provider token; "" once the payment has an outcome.
-	Token string `bun:"token"`
-}
-
-// Due returns what an order's charge needs, or nil when the order does not exist.
-func (p *Payments) Due(ctx context.Context, orderID string) (*Due, error) {
-	var d Due
+// ChargeOf returns what an order's charge needs, or nil when the order does not exist.
+func (p *Payments) ChargeOf(ctx context.Context, orderID string) (*checkout.Charge, error) {
+	var r struct {
+		Status    string     `bun:"status"`
+		Total     int64      `bun:"total_cents"`
+		Currency  string     `bun:"currency"`
+		ExpiresAt *time.Time `bun:"reservation_expires_at"`
+		Token     string     `bun:"token"`
+	}
 	err := p.db.NewRaw(`SELECT status, total_cents, currency, reservation_expires_at, COALESCE(payment_token, '') AS token
-		FROM orders WHERE id = ?`, orderID).Scan(ctx, &d)
+		FROM orders WHERE id = ?`, orderID).Scan(ctx, &r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("payment due: %w", err)
+		return nil, mapErr(fmt.Errorf("charge of %s: %w", orderID, err))
 	}
-	return &d, nil
+	return &checkout.Charge{OrderID: orderID, Status: checkout.Status(r.Status), AmountCents: r.Total, Currency: r.Currency,
+		ExpiresAt: r.ExpiresAt, Token: r.Token}, nil
 }
 
-// Get returns an order's payment, or nil.
-func (p *Payments) Get(ctx context.Context, orderID string) (*Payment, error) {
-	return getPayment(ctx, p.db, orderID, false)
+// RecordAttempt implements checkout.PaymentStore: a payment row in status attempted,
+// unless one exists already.
+func (p *Payments) RecordAttempt(ctx context.Context, orderID, provider string, amountCents int64, currency string) error {
+	now := p.now()
+	_, err := p.db.ExecContext(ctx, `INSERT INTO payments (order_id, provider, amount_cents, currency, status, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING`, orderID, provider, amountCents, currency, checkout.PaymentAttempted, now, now)
+	if err != nil {
+		return mapErr(fmt.Errorf("record charge attempt: %w", err))
+	}
+	return nil
 }
 
-func getPayment(ctx context.Context, db bun.IDB, orderID string, lock bool) (*Payment, error) {
-	var pay Payment
-	q := "SELECT order_id, provider, provider_payment_id, amount_cents, currency, status, failure_reason, provider_refund_id FROM payments WHERE order_id = ?"
+// Payment returns an order's payment, or nil.
+func (p *Payments) Payment(ctx context.Context, orderID string) (*checkout.Payment, error) {
+	pay, err := getPayment(ctx, p.db, "order_id = ?", false, orderID)
+	return pay, mapErr(err)
+}
+
+// PaymentByProviderID returns the payment the provider knows by providerPaymentID, or nil.
+func (p *Payments) PaymentByProviderID(ctx context.Context, provider, providerPaymentID string) (*checkout.Payment, error) {
+	pay, err := getPayment(ctx, p.db, "provider = ? AND provider_payment_id = ?", false, provider, providerPaymentID)
+	return pay, mapErr(err)
+}
+
+func getPayment(ctx context.Context, db bun.IDB, where string, lock bool, args ...any) (*checkout.Payment, error) {
+	var r paymentRow
+	q := "SELECT " + paymentCols + " FROM payments WHERE " + where
 	if lock {
 		q += " FOR UPDATE"
 	}
-	err := db.NewRaw(q, orderID).Scan(ctx, &pay)
+	err := db.NewRaw(q, args...).Scan(ctx, &r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("payment: %w", err)
 	}
+	pay := checkout.Payment(r)
 	return &pay, nil
 }
 
-// OrderForPayment finds the order of a provider payment id ("" when unknown).
-func (p *Payments) OrderForPayment(ctx context.Context, provider, providerPaymentID string) (string, error) {
-	var id string
-	err := p.db.NewRaw("SELECT order_id FROM payments WHERE provider = ? AND provider_payment_id = ?", provider, providerPaymentID).Scan(ctx, &id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
-	}
-	return id, err
-}
-
-// Apply records a payment result and moves the order, in one transaction with the
-// consumer's inbox row (consumer, eventID): success -> PAID (stock sold), decline ->
-// PAYMENT_FAILED (stock released), requires_action -> waits; a success for an order
-// that left PENDING_PAYMENT is refunded. A repeated eventID changes nothing.
-func (p *Payments) Apply(ctx context.Context, consumer, eventID string, pay Payment, r checkout.PaymentResult) (checkout.Order, error) {
+// Settle implements checkout.PaymentStore.
+func (p *Payments) Settle(ctx context.Context, consumer, eventID string, rep checkout.PaymentReport) (checkout.Order, bool, error) {
 	var out checkout.Order
+	var first, changed bool
 	err := InTx(ctx, p.db, func(ctx context.Context, tx bun.Tx) error {
-		first, err := MarkProcessed(ctx, tx, consumer, eventID)
-		if err != nil {
-			return err
-		}
-		var decision checkout.PaymentDecision
-		o, err := p.orders.Transition(ctx, pay.OrderID, func(o *checkout.Order) (checkout.Change, error) {
-			if !first {
-				return checkout.Change{}, nil
+		now := p.now().UTC().Truncate(time.Microsecond)
+		var err error
+		if first, err = MarkProcessed(ctx, tx, consumer, eventID, now); err != nil || !first {
+			if err == nil {
+				o, lerr := loadOrder(ctx, tx, rep.OrderID, false)
+				if o != nil {
+					out = *o
+				}
+				return lerr
 			}
-			decision = checkout.DecidePayment(o, r)
-			return decision.Change, nil
-		})
+			return err
+		}
+		o, err := loadOrder(ctx, tx, rep.OrderID, true)
 		if err != nil {
 			return err
 		}
-		out = o
-		if !first {
-			return nil
+		if o == nil {
+			return checkout.Errorf(checkout.NotFound, []string{"orderId"}, "order %s not found", rep.OrderID)
 		}
-		if pay.Currency == "" {
-			pay.AmountCents, pay.Currency = o.TotalCents, o.Currency
-		}
-		prev, err := getPayment(ctx, tx, pay.OrderID, true)
-		if err != nil {
+		d := checkout.DecidePayment(o, rep.Result)
+		if changed, err = p.orders.apply(ctx, tx, o, d.Change); err != nil {
 			return err
 		}
-		if prev != nil && (prev.Status == "refund_pending" || prev.Status == "refunded" || prev.Status == "succeeded" && r.Status != checkout.PaymentSucceeded) {
-			return nil // a later report never undoes a success or a refund
+		if err := recordPayment(ctx, tx, rep, now); err != nil {
+			return err
 		}
-		pay.Status = r.Status
-		if r.Status == checkout.PaymentDeclined {
-			pay.FailureReason = &r.Reason
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO payments (order_id, provider, provider_payment_id, amount_cents, currency, status, failure_reason)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (order_id) DO UPDATE SET provider_payment_id = COALESCE(EXCLUDED.provider_payment_id, payments.provider_payment_id),
-			status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason, updated_at = now()`,
-			pay.OrderID, pay.Provider, pay.ProviderPaymentID, pay.AmountCents, pay.Currency, pay.Status, pay.FailureReason); err != nil {
-			return fmt.Errorf("record payment: %w", err)
-		}
-		if decision.Refund {
-			if _, err := tx.ExecContext(ctx, "UPDATE orders SET payment_failure_reason = ?, updated_at = now() WHERE id = ?", decision.Note, pay.OrderID); err != nil {
+		if d.Refund {
+			if _, err := tx.ExecContext(ctx, "UPDATE orders SET payment_failure_reason = ?, updated_at = ? WHERE id = ?", d.Note, now, o.ID); err != nil {
+				return fmt.Errorf("note refund: %w", err)
+			}
+			o.PaymentFailureReason = &d.Note
+			if err := requestRefund(ctx, tx, o.ID, d.Note, now); err != nil {
 				return err
 			}
-			out.PaymentFailureReason = &decision.Note
-			return RequestRefund(ctx, tx, pay.OrderID, decision.Note)
 		}
+		out = *o
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return checkout.Order{}, false, err
+	}
+	if changed {
+		p.orders.committed(out)
+	}
+	return out, first, nil
 }
 
-// RequestRefund marks an order's successful payment refund_pending and writes the
+// recordPayment writes what the provider reported, unless the recorded payment no
+// longer accepts reports (checkout.Payment.Accepts).
+func recordPayment(ctx context.Context, tx bun.IDB, rep checkout.PaymentReport, now time.Time) error {
+	prev, err := getPayment(ctx, tx, "order_id = ?", true, rep.OrderID)
+	if err != nil {
+		return err
+	}
+	if !prev.Accepts(rep.Result) {
+		return nil
+	}
+	var providerID, reason *string
+	if rep.ProviderPaymentID != "" {
+		providerID = &rep.ProviderPaymentID
+	}
+	if rep.Result.Status == checkout.PaymentDeclined {
+		reason = &rep.Result.Reason
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO payments (order_id, provider, provider_payment_id, amount_cents, currency, status, failure_reason, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (order_id) DO UPDATE SET provider_payment_id = COALESCE(EXCLUDED.provider_payment_id, payments.provider_payment_id),
+		amount_cents = EXCLUDED.amount_cents, currency = EXCLUDED.currency,
+		status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason, updated_at = EXCLUDED.updated_at`,
+		rep.OrderID, rep.Provider, providerID, rep.AmountCents, rep.Currency, rep.Result.Status, reason, now, now); err != nil {
+		return fmt.Errorf("record payment: %w", err)
+	}
+	return nil
+}
+
+// requestRefund marks an order's successful payment refund_pending and writes the
 // payment.refund_requested event for the refund worker, in the caller's transaction.
 // Without a successful payment there is nothing to refund.
-func RequestRefund(ctx context.Context, tx bun.IDB, orderID, reason string) error {
-	res, err := tx.ExecContext(ctx, "UPDATE payments SET status = 'refund_pending', updated_at = now() WHERE order_id = ? AND status = 'succeeded'", orderID)
+func requestRefund(ctx context.Context, tx bun.IDB, orderID, reason string, now time.Time) error {
+	res, err := tx.ExecContext(ctx, "UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?",
+		checkout.PaymentRefundPending, now, orderID, checkout.PaymentSucceeded)
 	if err != nil {
 		return fmt.Errorf("refund pending: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil
 	}
-	env, err := event.New(event.PaymentRefundRequested, orderID, nowUTC(), event.RefundPayload{OrderID: orderID, Reason: reason})
+	env, err := event.New(event.PaymentRefundRequested, orderID, now, event.RefundPayload{OrderID: orderID, Reason: reason})
 	if err != nil {
 		return err
 	}
@@ -182,10 +217,12 @@ func RequestRefund(ctx context.Context, tx bun.IDB, orderID, reason string) erro
 // MarkRefunded records a completed refund with the consumer's inbox row.
 func (p *Payments) MarkRefunded(ctx context.Context, consumer, eventID, orderID, refundID string) error {
 	return InTx(ctx, p.db, func(ctx context.Context, tx bun.Tx) error {
-		if first, err := MarkProcessed(ctx, tx, consumer, eventID); err != nil || !first {
+		now := p.now()
+		if first, err := MarkProcessed(ctx, tx, consumer, eventID, now); err != nil || !first {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, "UPDATE payments SET status = 'refunded', provider_refund_id = ?, updated_at = now() WHERE order_id = ?", refundID, orderID)
+		_, err := tx.ExecContext(ctx, "UPDATE payments SET status = ?, provider_refund_id = ?, updated_at = ? WHERE order_id = ?",
+			checkout.PaymentRefunded, refundID, now, orderID)
 		return err
 	})
 }

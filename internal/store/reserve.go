@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strconv"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -13,19 +11,25 @@ import (
 	"github.com/checkout-backend/checkout/internal/checkout"
 )
 
+// Hold is what a checkout asks the reservation step for: every line of one order, held
+// until ExpiresAt.
+type Hold struct {
+	OrderID   string
+	Lines     []checkout.Line
+	Field     []string // input path of the lines, for OUT_OF_STOCK
+	ExpiresAt time.Time
+	Now       time.Time
+}
+
 // Reserver is the reservation step of checkout, the one part that changes with the
-// strategy (pessimistic row locks today; optimistic versions, a Redis hold or stock
-// buckets later). Every method runs inside the caller's transaction.
+// strategy. Every method runs inside the caller's transaction (tx).
 type Reserver interface {
-	// Reserve holds every line or returns a *checkout.Error (OUT_OF_STOCK) naming the
-	// first line that cannot be served; field is the input path of the lines.
-	Reserve(ctx context.Context, tx bun.Tx, orderID string, lines []checkout.Line, field []string, expiresAt time.Time) error
-	// Sell turns the order's held stock into a sale: on_hand and reserved both go down.
-	Sell(ctx context.Context, tx bun.Tx, orderID string) error
-	// Release gives the order's held stock back to available.
-	Release(ctx context.Context, tx bun.Tx, orderID string) error
-	// Restock puts the units of a sold (paid, then cancelled) order back on hand.
-	Restock(ctx context.Context, tx bun.Tx, orderID string) error
+	// Reserve holds every line of h or returns a *checkout.Error (OUT_OF_STOCK) naming
+	// the first line that cannot be served.
+	Reserve(ctx context.Context, tx bun.IDB, h Hold) error
+	// Move makes the stock move a status change of the order asks for (sell, release
+	// or restock its units).
+	Move(ctx context.Context, tx bun.IDB, orderID string, m checkout.StockMove, now time.Time) error
 }
 
 // LockingReserver reserves with SELECT ... FOR UPDATE on the inventory rows, taken in
@@ -41,9 +45,9 @@ type level struct {
 }
 
 // Reserve implements Reserver.
-func (LockingReserver) Reserve(ctx context.Context, tx bun.Tx, orderID string, lines []checkout.Line, field []string, expiresAt time.Time) error {
-	skus := make([]string, len(lines))
-	for i, l := range lines {
+func (LockingReserver) Reserve(ctx context.Context, tx bun.IDB, h Hold) error {
+	skus := make([]string, len(h.Lines))
+	for i, l := range h.Lines {
 		skus[i] = l.SKU
 	}
 	var levels []level
@@ -51,124 +55,61 @@ func (LockingReserver) Reserve(ctx context.Context, tx bun.Tx, orderID string, l
 		WHERE sku IN (?) ORDER BY sku, warehouse FOR UPDATE`, bun.In(skus)).Scan(ctx, &levels); err != nil {
 		return fmt.Errorf("lock inventory: %w", err)
 	}
-	bySKU := map[string][]level{}
+	bySKU := map[string][]checkout.StockLevel{}
 	for _, l := range levels {
-		bySKU[l.SKU] = append(bySKU[l.SKU], l)
+		bySKU[l.SKU] = append(bySKU[l.SKU], checkout.StockLevel{Warehouse: l.Warehouse, Available: l.OnHand - l.Reserved})
 	}
 	var aSKU, aWH []string
 	var aQty []int
-	for i, line := range lines {
-		alloc, avail := Allocate(bySKU[line.SKU], line.Quantity)
+	for i, line := range h.Lines {
+		alloc, avail := checkout.Allocate(bySKU[line.SKU], line.Quantity)
 		if alloc == nil {
-			f := field
-			if len(field) > 0 && field[len(field)-1] == "items" {
-				f = append(append([]string{}, field...), strconv.Itoa(i), "quantity")
-			}
-			return checkout.Errorf(checkout.OutOfStock, f, "only %d of %s available, %d requested", avail, line.SKU, line.Quantity)
+			return checkout.OutOfStockError(h.Field, i, line.SKU, avail, line.Quantity)
 		}
 		for wh, q := range alloc {
 			aSKU, aWH, aQty = append(aSKU, line.SKU), append(aWH, wh), append(aQty, q)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE inventory i SET reserved = i.reserved + v.q, updated_at = now()
+	if _, err := tx.ExecContext(ctx, `UPDATE inventory i SET reserved = i.reserved + v.q, updated_at = ?
 		FROM unnest(?::text[], ?::text[], ?::int[]) AS v(sku, wh, q)
-		WHERE i.sku = v.sku AND i.warehouse = v.wh`, pgdialect.Array(aSKU), pgdialect.Array(aWH), pgdialect.Array(aQty)); err != nil {
+		WHERE i.sku = v.sku AND i.warehouse = v.wh`, h.Now, pgArray(aSKU), pgArray(aWH), pgArray(aQty)); err != nil {
 		return fmt.Errorf("reserve: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO reservations (order_id, sku, warehouse, quantity, expires_at)
-		SELECT ?, v.sku, v.wh, v.q, ? FROM unnest(?::text[], ?::text[], ?::int[]) AS v(sku, wh, q)`,
-		orderID, expiresAt, pgdialect.Array(aSKU), pgdialect.Array(aWH), pgdialect.Array(aQty)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO reservations (order_id, sku, warehouse, quantity, expires_at, created_at, updated_at)
+		SELECT ?, v.sku, v.wh, v.q, ?, ?, ? FROM unnest(?::text[], ?::text[], ?::int[]) AS v(sku, wh, q)`,
+		h.OrderID, h.ExpiresAt, h.Now, h.Now, pgArray(aSKU), pgArray(aWH), pgArray(aQty)); err != nil {
 		return fmt.Errorf("insert reservations: %w", err)
 	}
 	return nil
 }
 
-// Allocate splits qty over warehouses: from the one with the most available first, so a
-// line that one warehouse can serve ships from one. It returns nil and the total
-// available when the stock is short.
-func Allocate(levels []level, qty int) (map[string]int, int) {
-	ls := append([]level(nil), levels...)
-	sort.SliceStable(ls, func(i, j int) bool {
-		ai, aj := ls[i].OnHand-ls[i].Reserved, ls[j].OnHand-ls[j].Reserved
-		if ai != aj {
-			return ai > aj
-		}
-		return ls[i].Warehouse < ls[j].Warehouse
-	})
-	total := 0
-	for _, l := range ls {
-		total += l.OnHand - l.Reserved
-	}
-	if total < qty {
-		return nil, total
-	}
-	out := map[string]int{}
-	for _, l := range ls {
-		if qty == 0 {
-			break
-		}
-		take := min(l.OnHand-l.Reserved, qty)
-		if take > 0 {
-			out[l.Warehouse] = take
-			qty -= take
-		}
-	}
-	return out, total
+// stockMoves are the statements of each move: the reservations of the order in status
+// "from" become "to", and the inventory rows change by their quantities.
+var stockMoves = map[checkout.StockMove]struct{ from, to, inventory string }{
+	checkout.StockSell:    {"HELD", "SOLD", "on_hand = i.on_hand - r.quantity, reserved = i.reserved - r.quantity"},
+	checkout.StockRelease: {"HELD", "RELEASED", "reserved = i.reserved - r.quantity"},
+	checkout.StockRestock: {"SOLD", "RELEASED", "on_hand = i.on_hand + r.quantity"},
 }
 
-// lockOrderInventory locks the inventory rows an order's reservations touch, in the
-// same (sku, warehouse) order checkout uses.
-func lockOrderInventory(ctx context.Context, tx bun.Tx, orderID, status string) error {
-	_, err := tx.ExecContext(ctx, `SELECT 1 FROM inventory i WHERE (i.sku, i.warehouse) IN
+// Move implements Reserver: it locks the order's inventory rows in the order checkout
+// uses, then moves the reservations and the stock.
+func (LockingReserver) Move(ctx context.Context, tx bun.IDB, orderID string, m checkout.StockMove, now time.Time) error {
+	mv, ok := stockMoves[m]
+	if !ok {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT 1 FROM inventory i WHERE (i.sku, i.warehouse) IN
 		(SELECT sku, warehouse FROM reservations WHERE order_id = ? AND status = ?)
-		ORDER BY i.sku, i.warehouse FOR UPDATE`, orderID, status)
-	return err
-}
-
-// Sell implements Reserver.
-func (LockingReserver) Sell(ctx context.Context, tx bun.Tx, orderID string) error {
-	if err := lockOrderInventory(ctx, tx, orderID, "HELD"); err != nil {
-		return fmt.Errorf("sell lock: %w", err)
+		ORDER BY i.sku, i.warehouse FOR UPDATE`, orderID, mv.from); err != nil {
+		return fmt.Errorf("%s lock: %w", m, err)
 	}
 	_, err := tx.ExecContext(ctx, `WITH r AS (
-			UPDATE reservations SET status = 'SOLD', updated_at = now()
-			WHERE order_id = ? AND status = 'HELD' RETURNING sku, warehouse, quantity)
-		UPDATE inventory i SET on_hand = i.on_hand - r.quantity, reserved = i.reserved - r.quantity, updated_at = now()
-		FROM r WHERE i.sku = r.sku AND i.warehouse = r.warehouse`, orderID)
+			UPDATE reservations SET status = ?, updated_at = ?
+			WHERE order_id = ? AND status = ? RETURNING sku, warehouse, quantity)
+		UPDATE inventory i SET `+mv.inventory+`, updated_at = ?
+		FROM r WHERE i.sku = r.sku AND i.warehouse = r.warehouse`, mv.to, now, orderID, mv.from, now)
 	if err != nil {
-		return fmt.Errorf("sell: %w", err)
-	}
-	return nil
-}
-
-// Release implements Reserver.
-func (LockingReserver) Release(ctx context.Context, tx bun.Tx, orderID string) error {
-	if err := lockOrderInventory(ctx, tx, orderID, "HELD"); err != nil {
-		return fmt.Errorf("release lock: %w", err)
-	}
-	_, err := tx.ExecContext(ctx, `WITH r AS (
-			UPDATE reservations SET status = 'RELEASED', updated_at = now()
-			WHERE order_id = ? AND status = 'HELD' RETURNING sku, warehouse, quantity)
-		UPDATE inventory i SET reserved = i.reserved - r.quantity, updated_at = now()
-		FROM r WHERE i.sku = r.sku AND i.warehouse = r.warehouse`, orderID)
-	if err != nil {
-		return fmt.Errorf("release: %w", err)
-	}
-	return nil
-}
-
-// Restock implements Reserver.
-func (LockingReserver) Restock(ctx context.Context, tx bun.Tx, orderID string) error {
-	if err := lockOrderInventory(ctx, tx, orderID, "SOLD"); err != nil {
-		return fmt.Errorf("restock lock: %w", err)
-	}
-	_, err := tx.ExecContext(ctx, `WITH r AS (
-			UPDATE reservations SET status = 'RELEASED', updated_at = now()
-			WHERE order_id = ? AND status = 'SOLD' RETURNING sku, warehouse, quantity)
-		UPDATE inventory i SET on_hand = i.on_hand + r.quantity, updated_at = now()
-		FROM r WHERE i.sku = r.sku AND i.warehouse = r.warehouse`, orderID)
-	if err != nil {
-		return fmt.Errorf("restock: %w", err)
+		return fmt.Errorf("%s: %w", m, err)
 	}
 	return nil
 }

@@ -19,10 +19,18 @@ import (
 )
 
 // Webhooks implements webhook.Store and the delivery bookkeeping of the workers.
-type Webhooks struct{ db *bun.DB }
+type Webhooks struct {
+	db  *bun.DB
+	now func() time.Time
+}
 
-// NewWebhooks returns the webhooks adapter.
-func NewWebhooks(db *bun.DB) *Webhooks { return &Webhooks{db: db} }
+// NewWebhooks returns the webhooks adapter; now is the clock (time.Now when nil).
+func NewWebhooks(db *bun.DB, now func() time.Time) *Webhooks {
+	if now == nil {
+		now = time.Now
+	}
+	return &Webhooks{db: db, now: now}
+}
 
 var _ webhook.Store = (*Webhooks)(nil)
 
@@ -102,10 +110,10 @@ func (s *Webhooks) Get(ctx context.Context, id string) (*webhook.Webhook, error)
 // Delete removes an endpoint and cancels what was still to be delivered to it.
 func (s *Webhooks) Delete(ctx context.Context, id string) (webhook.Webhook, error) {
 	return s.update(ctx, id, func(ctx context.Context, tx bun.Tx, r *webhookRow) error {
-		if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET deleted_at = now(), enabled = false, updated_at = now() WHERE id = ?", id); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET deleted_at = ?, enabled = false, updated_at = ? WHERE id = ?", s.now(), s.now(), id); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, "UPDATE webhook_tasks SET status = 'CANCELLED', updated_at = now() WHERE webhook_id = ? AND status IN ('QUEUED', 'PENDING', 'PAUSED')", id); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE webhook_tasks SET status = 'CANCELLED', updated_at = ? WHERE webhook_id = ? AND status IN ('QUEUED', 'PENDING', 'PAUSED')", s.now(), id); err != nil {
 			return err
 		}
 		r.Enabled = false
@@ -117,10 +125,10 @@ func (s *Webhooks) Delete(ctx context.Context, id string) (webhook.Webhook, erro
 // the head of each order's chain is sent, so order is kept.
 func (s *Webhooks) Enable(ctx context.Context, id string) (webhook.Webhook, error) {
 	return s.update(ctx, id, func(ctx context.Context, tx bun.Tx, r *webhookRow) error {
-		if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET enabled = true, disabled_reason = NULL, consecutive_failures = 0, updated_at = now() WHERE id = ?", id); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET enabled = true, disabled_reason = NULL, consecutive_failures = 0, updated_at = ? WHERE id = ?", s.now(), id); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, "UPDATE webhook_tasks SET status = 'QUEUED', updated_at = now() WHERE webhook_id = ? AND status = 'PAUSED'", id); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE webhook_tasks SET status = 'QUEUED', updated_at = ? WHERE webhook_id = ? AND status = 'PAUSED'", s.now(), id); err != nil {
 			return err
 		}
 		var orders []string
@@ -132,7 +140,7 @@ func (s *Webhooks) Enable(ctx context.Context, id string) (webhook.Webhook, erro
 			if err := lockChain(ctx, tx, id, o); err != nil {
 				return err
 			}
-			if err := promote(ctx, tx, id, o); err != nil {
+			if err := promote(ctx, tx, id, o, s.now()); err != nil {
 				return err
 			}
 		}
@@ -207,23 +215,23 @@ func lockChain(ctx context.Context, tx bun.IDB, webhookID, orderID string) error
 }
 
 // promote makes the next queued task of a chain pending and queues its delivery.
-func promote(ctx context.Context, tx bun.IDB, webhookID, orderID string) error {
+func promote(ctx context.Context, tx bun.IDB, webhookID, orderID string, now time.Time) error {
 	var ids []string
-	if err := tx.NewRaw(`UPDATE webhook_tasks SET status = 'PENDING', updated_at = now() WHERE id = (
+	if err := tx.NewRaw(`UPDATE webhook_tasks SET status = 'PENDING', updated_at = ? WHERE id = (
 			SELECT id FROM webhook_tasks WHERE webhook_id = ? AND order_id = ? AND status = 'QUEUED'
-			ORDER BY sequence LIMIT 1) RETURNING id`, webhookID, orderID).Scan(ctx, &ids); err != nil {
+			ORDER BY sequence LIMIT 1) RETURNING id`, now, webhookID, orderID).Scan(ctx, &ids); err != nil {
 		return fmt.Errorf("promote: %w", err)
 	}
 	for _, id := range ids {
-		if err := queueDelivery(ctx, tx, id); err != nil {
+		if err := queueDelivery(ctx, tx, id, now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func queueDelivery(ctx context.Context, tx bun.IDB, taskID string) error {
-	env, err := event.New(event.WebhookDeliver, taskID, time.Now(), event.DeliverPayload{TaskID: taskID})
+func queueDelivery(ctx context.Context, tx bun.IDB, taskID string, now time.Time) error {
+	env, err := event.New(event.WebhookDeliver, taskID, now, event.DeliverPayload{TaskID: taskID})
 	if err != nil {
 		return err
 	}
@@ -235,7 +243,7 @@ func queueDelivery(ctx context.Context, tx bun.IDB, taskID string) error {
 // open task; a disabled endpoint's task waits PAUSED for enableWebhook.
 func (s *Webhooks) FanOut(ctx context.Context, consumer string, env event.Envelope, body []byte, orderID string, sequence int) error {
 	return InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-		if first, err := MarkProcessed(ctx, tx, consumer, env.ID); err != nil || !first {
+		if first, err := MarkProcessed(ctx, tx, consumer, env.ID, s.now()); err != nil || !first {
 			return err
 		}
 		var hooks []webhookRow
@@ -269,7 +277,7 @@ func (s *Webhooks) FanOut(ctx context.Context, consumer string, env event.Envelo
 				return fmt.Errorf("insert task: %w", err)
 			}
 			if status == "PENDING" {
-				if err := queueDelivery(ctx, tx, id); err != nil {
+				if err := queueDelivery(ctx, tx, id, s.now()); err != nil {
 					return err
 				}
 			}
@@ -370,7 +378,7 @@ func (s *Webhooks) RecordAttempt(ctx context.Context, t *Task, a Attempt, p Deli
 			errText = &a.Err
 		}
 		var attempt int
-		if err := tx.NewRaw("UPDATE webhook_tasks SET attempts = attempts + 1, updated_at = now() WHERE id = ? RETURNING attempts", t.ID).Scan(ctx, &attempt); err != nil {
+		if err := tx.NewRaw("UPDATE webhook_tasks SET attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING attempts", s.now(), t.ID).Scan(ctx, &attempt); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (id, webhook_id, task_id, event_id, event_type, attempt, status_code, latency_ms, error, delivered_at)
@@ -387,11 +395,11 @@ func (s *Webhooks) RecordAttempt(ctx context.Context, t *Task, a Attempt, p Deli
 			if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = 0 WHERE id = ?", t.WebhookID); err != nil {
 				return err
 			}
-			return promote(ctx, tx, t.WebhookID, t.OrderID)
+			return promote(ctx, tx, t.WebhookID, t.OrderID, s.now())
 		case p.DisableAfter > 0 && h.Failures+1 >= p.DisableAfter:
 			out = Paused
 			reason := fmt.Sprintf("disabled after %d consecutive failed deliveries; last: %s", h.Failures+1, a.Err)
-			if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET enabled = false, disabled_reason = ?, consecutive_failures = consecutive_failures + 1, updated_at = now() WHERE id = ?", reason, t.WebhookID); err != nil {
+			if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET enabled = false, disabled_reason = ?, consecutive_failures = consecutive_failures + 1, updated_at = ? WHERE id = ?", reason, s.now(), t.WebhookID); err != nil {
 				return err
 			}
 			_, err := tx.ExecContext(ctx, "UPDATE webhook_tasks SET status = 'PAUSED' WHERE webhook_id = ? AND status IN ('PENDING', 'QUEUED')", t.WebhookID)
@@ -404,7 +412,7 @@ func (s *Webhooks) RecordAttempt(ctx context.Context, t *Task, a Attempt, p Deli
 			if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", t.WebhookID); err != nil {
 				return err
 			}
-			return promote(ctx, tx, t.WebhookID, t.OrderID)
+			return promote(ctx, tx, t.WebhookID, t.OrderID, s.now())
 		default:
 			out = RetryLater
 			_, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", t.WebhookID)
@@ -416,6 +424,6 @@ func (s *Webhooks) RecordAttempt(ctx context.Context, t *Task, a Attempt, p Deli
 
 // Settle moves a pending task that will not be sent (endpoint deleted or disabled).
 func (s *Webhooks) Settle(ctx context.Context, taskID, status string) error {
-	_, err := s.db.ExecContext(ctx, "UPDATE webhook_tasks SET status = ?, updated_at = now() WHERE id = ? AND status = 'PENDING'", status, taskID)
+	_, err := s.db.ExecContext(ctx, "UPDATE webhook_tasks SET status = ?, updated_at = ? WHERE id = ? AND status = 'PENDING'", status, s.now(), taskID)
 	return err
 }

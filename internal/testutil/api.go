@@ -62,6 +62,12 @@ type APIOptions struct {
 	NoIntrospection bool
 	// Log, when set, also receives the API's JSON log lines.
 	Log io.Writer
+	// Now is the clock of every part (default time.Now).
+	Now func() time.Time
+	// Reserver is the reservation strategy (default store.LockingReserver).
+	Reserver store.Reserver
+	// OnCommit, when set, is told every committed order change (metrics).
+	OnCommit func(checkout.Order)
 }
 
 // RedisURL is the Redis server tests use: REDIS_URL, else redis://127.0.0.1:6379/0.
@@ -82,14 +88,17 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 	if opt.TTL == 0 {
 		opt.TTL = 10 * time.Minute
 	}
-	orders := store.NewOrders(db.DB, store.LockingReserver{}, time.Now)
-	svc, err := checkout.NewService(orders, store.NewCarts(db.DB), opt.TTL, time.Now)
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	orders := store.NewOrders(db.DB, store.OrdersOptions{Reserver: opt.Reserver, Now: opt.Now, OnCommit: opt.OnCommit})
+	svc, err := checkout.NewService(orders, store.NewCarts(db.DB, opt.Now), opt.TTL, opt.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat := store.NewCatalog(db.DB)
-	res := &graph.Resolver{Service: svc, Catalog: cat, Orders: orders, Feed: opt.Feed,
-		WebhookService: webhook.NewService(store.NewWebhooks(db.DB), webhook.Policy{AllowPrivate: !opt.StrictWebhookURLs},
+	cat := store.NewCatalog(db.DB, opt.Now)
+	res := &graph.Resolver{Service: svc, Catalog: catalog.NewService(cat), Orders: orders, Feed: opt.Feed,
+		WebhookService: webhook.NewService(store.NewWebhooks(db.DB, opt.Now), webhook.Policy{AllowPrivate: !opt.StrictWebhookURLs},
 			func() string { return uuid.Must(uuid.NewV7()).String() })}
 	var logTo io.Writer = testWriter{t}
 	if opt.Log != nil {

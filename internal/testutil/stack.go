@@ -93,7 +93,7 @@ type Stack struct {
 	Gateway  payment.Gateway
 	Sandbox  *sandbox.Gateway
 	Payments *store.Payments
-	Workers  *workers.Payments
+	Workers  *workers.PaymentWorker
 	Sweeper  *workers.Sweeper
 	// WebhookStore is the partner webhooks' store.
 	WebhookStore *store.Webhooks
@@ -124,7 +124,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		extra = append(extra, workers.WebhookConsumers(50*time.Millisecond, opt.WebhookDelivery.MaxAge)...)
 	}
 	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL}), Topology: NewTopology(extra...), ttl: opt.TTL}
-	s.WebhookStore = store.NewWebhooks(db.DB)
+	s.WebhookStore = store.NewWebhooks(db.DB, time.Now)
 	s.Broker = NewBroker(t, opt.AMQPURL, s.Topology)
 	s.Gateway = opt.Gateway
 	if s.Gateway == nil {
@@ -137,7 +137,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	s.Payments = store.NewPayments(db.DB, s.Orders)
 	logger := clog.New(testWriter{t}, 0)
 	var err error
-	s.Workers, err = workers.NewPayments(s.Orders, s.Payments, s.Gateway, logger, time.Now)
+	s.Workers, err = workers.NewPaymentWorker(s.Payments, s.Gateway, logger, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,14 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		if opt.Tracing {
 			pub = telemetry.TracePublisher(s.Broker)
 		}
-		s.Go(outbox.NewRelay(db.DB, pub, opt.Relay).Run)
+		if opt.Relay.PublishTimeout == 0 {
+			opt.Relay.PublishTimeout = 5 * time.Second
+		}
+		relay, err := outbox.NewRelay(db.DB, pub, opt.Relay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Go(relay.Run)
 	}
 	if !opt.NoWorkers {
 		sub := broker.New(opt.AMQPURL, s.Topology, logger)
@@ -174,7 +181,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if opt.SweepInterval == 0 {
 		opt.SweepInterval = 100 * time.Millisecond
 	}
-	s.Sweeper = workers.NewSweeper(db.DB, s.Orders, opt.SweepInterval, logger, time.Now)
+	s.Sweeper = workers.NewSweeper(s.Orders, store.NewMaintenance(db.DB, time.Now), workers.SweeperOptions{Interval: opt.SweepInterval, Logger: logger})
 	if !opt.NoSweeper {
 		s.Go(s.Sweeper.Run)
 	}
@@ -190,24 +197,16 @@ func (s *Stack) Go(fn func(ctx context.Context) error) {
 // WaitStatus waits until the order has status, or fails the test after timeout.
 func (s *Stack) WaitStatus(t testing.TB, orderID string, status checkout.Status, timeout time.Duration) *checkout.Order {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last *checkout.Order
-	for time.Now().Before(deadline) {
+	Eventually(t, timeout, "order "+orderID+" to reach "+string(status), func() bool {
 		o, err := s.Orders.Order(context.Background(), orderID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		last = o
-		if o != nil && o.Status == status {
-			return o
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if last == nil {
-		t.Fatalf("order %s not found", orderID)
-	}
-	t.Fatalf("order %s is %s after %s, want %s", orderID, last.Status, timeout, status)
-	return nil
+		return o != nil && o.Status == status
+	})
+	return last
 }
 
 // Checkout places an order of items through the API and returns its id.

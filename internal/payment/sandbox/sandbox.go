@@ -143,6 +143,7 @@ func (g *Gateway) Charge(ctx context.Context, r payment.ChargeRequest) (payment.
 		DeclineCode:       o.code,
 		Message:           o.msg,
 		AmountCents:       r.AmountCents,
+		Currency:          strings.ToUpper(r.Currency),
 	}
 	e := &chargeEntry{fingerprint: fp, charge: c}
 	g.charges[r.IdempotencyKey] = e

@@ -126,9 +126,12 @@ func (g *Gateway) Charge(ctx context.Context, r payment.ChargeRequest) (payment.
 }
 
 func fromIntent(pi *stripego.PaymentIntent, r payment.ChargeRequest) (payment.Charge, error) {
-	c := payment.Charge{ProviderPaymentID: pi.ID, AmountCents: pi.Amount}
+	c := payment.Charge{ProviderPaymentID: pi.ID, AmountCents: pi.Amount, Currency: strings.ToUpper(string(pi.Currency))}
 	if c.AmountCents == 0 {
 		c.AmountCents = r.AmountCents
+	}
+	if c.Currency == "" {
+		c.Currency = strings.ToUpper(r.Currency)
 	}
 	switch pi.Status {
 	case stripego.PaymentIntentStatusSucceeded:
@@ -151,7 +154,7 @@ func fromIntent(pi *stripego.PaymentIntent, r payment.ChargeRequest) (payment.Ch
 }
 
 func cardDecline(se *stripego.Error, r payment.ChargeRequest) payment.Charge {
-	c := payment.Charge{Status: payment.StatusDeclined, AmountCents: r.AmountCents}
+	c := payment.Charge{Status: payment.StatusDeclined, AmountCents: r.AmountCents, Currency: strings.ToUpper(r.Currency)}
 	c.DeclineCode, c.Message = declineOf(se, r.Token)
 	if c.DeclineCode == "" {
 		c.DeclineCode = "card_declined"

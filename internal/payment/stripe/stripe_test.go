@@ -83,7 +83,7 @@ func TestChargeOutcomes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Charge: %v", err)
 			}
-			want := payment.Charge{ProviderPaymentID: tc.id, Status: tc.status, DeclineCode: tc.code, Message: tc.msg, AmountCents: 4200}
+			want := payment.Charge{ProviderPaymentID: tc.id, Status: tc.status, DeclineCode: tc.code, Message: tc.msg, AmountCents: 4200, Currency: "USD"}
 			if c != want {
 				t.Fatalf("Charge = %+v, want %+v", c, want)
 			}

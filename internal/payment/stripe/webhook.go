@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/checkout-backend/checkout/internal/payment"
@@ -37,6 +38,8 @@ type WebhookEvent struct {
 	Message string
 	// AmountCents is the PaymentIntent's amount.
 	AmountCents int64
+	// Currency is the PaymentIntent's currency, upper-case.
+	Currency string
 }
 
 // ParseWebhook verifies payload against its Stripe-Signature header sigHeader
@@ -71,6 +74,7 @@ func ParseWebhook(payload []byte, sigHeader, secret string, tolerance time.Durat
 	out.PaymentIntentID = pi.ID
 	out.OrderID = pi.Metadata["order_id"]
 	out.AmountCents = pi.Amount
+	out.Currency = strings.ToUpper(string(pi.Currency))
 	if out.Type == EventPaymentIntentSucceeded {
 		out.Status = payment.StatusSucceeded
 		return out, nil

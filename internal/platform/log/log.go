@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+
+	"github.com/checkout-backend/checkout/internal/cardnum"
 )
 
 type ctxKey struct{}
@@ -51,14 +53,13 @@ func (h *ctxHandler) WithGroup(name string) slog.Handler {
 }
 
 var (
-	panLike = regexp.MustCompile(`(?:\d[ -]?){12,}`)
 	jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`)
 	secrets = regexp.MustCompile(`\b(?:tok|pm|sk|rk|whsec|pi_[A-Za-z0-9]+_secret)_[A-Za-z0-9_]+`)
 )
 
 // Redact masks card-number-shaped runs, JWTs and provider tokens or secrets in s.
 func Redact(s string) string {
-	s = panLike.ReplaceAllString(s, "[REDACTED]")
+	s = cardnum.Redact(s, "[REDACTED]")
 	s = jwtLike.ReplaceAllString(s, "[REDACTED-JWT]")
 	return secrets.ReplaceAllString(s, "[REDACTED]")
 }

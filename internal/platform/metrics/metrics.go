@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sony/gobreaker"
+
+	"github.com/checkout-backend/checkout/internal/checkout"
 )
 
 // Order statuses (checkout_orders_total) and checkout outcomes (checkout_checkouts_total):
@@ -68,6 +70,7 @@ type Metrics struct {
 	redeliveries  *prometheus.CounterVec
 	breaker       *prometheus.GaugeVec
 	shed          *prometheus.CounterVec
+	sweepFailures prometheus.Counter
 	collectErrors *prometheus.CounterVec
 
 	scrapeTimeout time.Duration
@@ -138,6 +141,10 @@ func New(opt Options) *Metrics {
 			Name: "checkout_overload_rejected_total",
 			Help: "Requests refused by load shedding, by request class and reason (busy: 503, rate_limited: 429).",
 		}, []string{"class", "reason"}),
+		sweepFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkout_sweeper_failures_total",
+			Help: "Expired orders the sweeper could not move to EXPIRED (each is logged and retried next sweep).",
+		}),
 		collectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "checkout_metrics_collect_errors_total",
 			Help: "Failed reads behind scrape-time gauges (the last values are reported meanwhile).",
@@ -147,7 +154,7 @@ func New(opt Options) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.graphql, m.orders, m.checkouts, m.revenue, m.published, m.confirm, m.publishLag,
-		m.consumerTime, m.consumerMsgs, m.redeliveries, m.breaker, m.shed, m.collectErrors,
+		m.consumerTime, m.consumerMsgs, m.redeliveries, m.breaker, m.shed, m.sweepFailures, m.collectErrors,
 	)
 	if opt.Operations == nil {
 		opt.Operations = []string{"checkout"}
@@ -203,6 +210,19 @@ func (m *Metrics) operation(name string) string {
 
 // OrderStatus counts an order entering status.
 func (m *Metrics) OrderStatus(status string) { m.orders.WithLabelValues(status).Inc() }
+
+// OrderCommitted counts an order change that committed: its new status, and its total
+// when it was paid. It has the shape of store.OrdersOptions.OnCommit.
+func (m *Metrics) OrderCommitted(o checkout.Order) {
+	m.OrderStatus(string(o.Status))
+	if o.Status == checkout.StatusPaid {
+		m.Revenue(o.Currency, o.TotalCents)
+	}
+}
+
+// SweepFailed counts an order the sweeper could not expire; it has the shape of
+// workers.SweeperOptions.OnFailure.
+func (m *Metrics) SweepFailed(string, error) { m.sweepFailures.Inc() }
 
 // Checkout counts a checkout mutation by outcome (placed, out_of_stock,
 // idempotent_replay, rejected, error); it has the shape of graph.Resolver.ObserveCheckout.

@@ -3,7 +3,6 @@ package metrics_test
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +23,7 @@ import (
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 
-	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
 )
 
@@ -177,29 +176,11 @@ type fakePublisher struct{ err error }
 
 func (f fakePublisher) Publish(context.Context, []amqp.Publishing) error { return f.err }
 
-func orderMsg(t *testing.T, typ, status string, cents int64) amqp.Publishing {
-	env, err := event.New(typ, "o1", time.Now(), event.OrderPayload{Order: event.OrderData{ID: "o1", Status: status, TotalCents: cents, Currency: "EUR"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(env)
-	return amqp.Publishing{Type: typ, MessageId: env.ID, Body: body}
-}
-
-func TestMetrics_CountPublished_CountsConfirmedOrderEvents(t *testing.T) {
+func TestMetrics_OrderCommitted_CountsStatusAndRevenue(t *testing.T) {
 	t.Parallel()
 	m := metrics.New(metrics.Options{})
-	msgs := []amqp.Publishing{
-		orderMsg(t, event.OrderPlaced, "PENDING_PAYMENT", 2500),
-		orderMsg(t, event.OrderPaid, "PAID", 2500),
-		{Type: event.PaymentRefundRequested, Body: []byte(`{}`)},
-	}
-	if err := m.CountPublished(fakePublisher{errors.New("broker gone")}).Publish(context.Background(), msgs); err == nil {
-		t.Fatal("the publisher's error was lost")
-	}
-	if err := m.CountPublished(fakePublisher{}).Publish(context.Background(), msgs); err != nil {
-		t.Fatal(err)
-	}
+	m.OrderCommitted(checkout.Order{Status: checkout.StatusPendingPayment, TotalCents: 2500, Currency: "EUR"})
+	m.OrderCommitted(checkout.Order{Status: checkout.StatusPaid, TotalCents: 2500, Currency: "EUR"})
 	wantLines(t, scrape(t, m),
 		`checkout_orders_total{status="PENDING_PAYMENT"} 1`,
 		`checkout_orders_total{status="PAID"} 1`,

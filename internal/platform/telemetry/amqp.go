@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/outbox"
 )
 
 // amqpCarrier adapts AMQP headers to the propagator.
@@ -45,21 +46,24 @@ func ExtractAMQP(ctx context.Context, headers amqp.Table) context.Context {
 }
 
 // StartPublish starts the producer span of one outbox event, as a child of the trace
-// stored in its row's headers, and stamps that span on the message's headers so its
-// consumers continue from it. End the span once the broker confirmed (or failed) it.
-func StartPublish(ctx context.Context, rowHeaders map[string]string, msg *amqp.Publishing) trace.Span {
-	ctx = ExtractMap(ctx, rowHeaders)
-	ctx, span := Tracer().Start(ctx, "publish "+msg.Type, trace.WithSpanKind(trace.SpanKindProducer),
+// its headers carry (the request that wrote it), and stamps that span on a copy of the
+// headers, so the message (and its consumers) continue from it. End the span once the
+// broker confirmed (or failed) it.
+func StartPublish(ctx context.Context, env *event.Envelope) trace.Span {
+	ctx = ExtractMap(ctx, env.Headers)
+	ctx, span := Tracer().Start(ctx, "publish "+env.Type, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "rabbitmq"),
 			attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.destination.name", msg.Type),
-			attribute.String("messaging.message.id", msg.MessageId),
+			attribute.String("messaging.destination.name", env.Type),
+			attribute.String("messaging.message.id", env.ID),
 		))
-	if msg.Headers == nil {
-		msg.Headers = amqp.Table{}
+	headers := make(map[string]string, len(env.Headers)+2)
+	for k, v := range env.Headers {
+		headers[k] = v
 	}
-	InjectAMQP(ctx, msg.Headers)
+	InjectMap(ctx, headers)
+	env.Headers = headers
 	return span
 }
 
@@ -86,51 +90,34 @@ func End(span trace.Span, err error) {
 	span.End()
 }
 
-// Publisher is what the outbox relay publishes with (outbox.Publisher).
-type Publisher interface {
-	Publish(ctx context.Context, msgs []amqp.Publishing) error
-}
+// TracePublisher wraps the relay's publisher: each event gets a producer span
+// continuing the trace its outbox row carried, ended when the broker confirmed the batch
+// or failed it, and the event carries that span to its consumers.
+func TracePublisher(p outbox.Publisher) outbox.Publisher { return tracingPublisher{p} }
 
-// TracePublisher wraps the relay's publisher: each message gets a producer span
-// continuing the trace its outbox row carried (broker.Message copies the row's headers
-// onto the message), ended when the broker confirmed the batch or failed it, and the
-// message carries that span to its consumers.
-func TracePublisher(p Publisher) Publisher { return tracingPublisher{p} }
+type tracingPublisher struct{ next outbox.Publisher }
 
-type tracingPublisher struct{ next Publisher }
-
-func (t tracingPublisher) Publish(ctx context.Context, msgs []amqp.Publishing) error {
-	spans := make([]trace.Span, len(msgs))
-	for i := range msgs {
-		row := map[string]string{}
-		for k, v := range msgs[i].Headers {
-			if s, ok := v.(string); ok {
-				row[k] = s
-			}
-		}
-		spans[i] = StartPublish(ctx, row, &msgs[i])
+func (t tracingPublisher) Publish(ctx context.Context, events []event.Envelope) error {
+	traced := make([]event.Envelope, len(events))
+	spans := make([]trace.Span, len(events))
+	for i := range events {
+		traced[i] = events[i]
+		spans[i] = StartPublish(ctx, &traced[i])
 	}
-	err := t.next.Publish(ctx, msgs)
+	err := t.next.Publish(ctx, traced)
 	for _, s := range spans {
 		End(s, err)
 	}
 	return err
 }
 
-// TraceHandler wraps a consumer's handler: each event is handled in a consumer span
-// continuing the trace of its delivery's headers (headers is broker.Headers), or of the
-// envelope's own headers when the delivery has none; the span records the handler's
-// error.
-func TraceHandler(consumer string, headers func(context.Context) amqp.Table, h func(context.Context, event.Envelope) error) func(context.Context, event.Envelope) error {
+// TraceHandler wraps a handler of events that arrive without their delivery (the status
+// feed): each is handled in a consumer span continuing the trace in the envelope's
+// headers, and the span records the handler's error.
+func TraceHandler(consumer string, h func(context.Context, event.Envelope) error) func(context.Context, event.Envelope) error {
 	return func(ctx context.Context, env event.Envelope) error {
-		d := amqp.Delivery{Type: env.Type, MessageId: env.ID}
-		if headers != nil {
-			d.Headers = headers(ctx)
-		}
-		if _, ok := d.Headers["traceparent"]; !ok {
-			ctx = ExtractMap(ctx, env.Headers)
-		}
-		ctx, span := StartConsume(ctx, consumer, d)
+		ctx = ExtractMap(ctx, env.Headers)
+		ctx, span := StartConsume(ctx, consumer, amqp.Delivery{Type: env.Type, MessageId: env.ID})
 		err := h(ctx, env)
 		End(span, err)
 		return err

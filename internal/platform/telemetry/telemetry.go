@@ -40,6 +40,20 @@ var Propagator propagation.TextMapPropagator = propagation.NewCompositeTextMapPr
 // trace ids only then.
 var enabled atomic.Bool
 
+// Install makes tp the process's tracer provider (with Propagator) and marks tracing on;
+// restore puts back what was there. telemetrytest.Record uses it.
+func Install(tp trace.TracerProvider) (restore func()) {
+	prevTP, prevProp, prevOn := otel.GetTracerProvider(), otel.GetTextMapPropagator(), enabled.Load()
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(Propagator)
+	enabled.Store(true)
+	return func() {
+		otel.SetTracerProvider(prevTP)
+		otel.SetTextMapPropagator(prevProp)
+		enabled.Store(prevOn)
+	}
+}
+
 // Console is where OTEL_TRACES_EXPORTER=console writes spans: standard error, because
 // standard output holds only JSON log lines.
 var Console io.Writer = os.Stderr

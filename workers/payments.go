@@ -1,7 +1,8 @@
 // Package workers holds the RabbitMQ consumers of the payment saga (charge on
-// order.placed, refund on payment.refund_requested), the reservation expiry sweeper and
-// the Stripe webhook endpoint. Each consumer is idempotent: it records the event ids it
-// processed in the inbox table in the same transaction as its effects.
+// order.placed, refund on payment.refund_requested), the partner webhook consumers and
+// the reservation expiry sweeper. Each consumer is idempotent: the store records the
+// event ids it processed in the inbox table in the same transaction as its effects.
+// Workers use the domain's ports; they run no SQL.
 package workers
 
 import (
@@ -16,7 +17,6 @@ import (
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
 	"github.com/checkout-backend/checkout/internal/payment"
-	"github.com/checkout-backend/checkout/internal/store"
 )
 
 // Consumer names.
@@ -34,18 +34,17 @@ var Consumers = []broker.Consumer{
 	{Name: RefundConsumer, Types: []string{event.PaymentRefundRequested}, RetryForever: true},
 }
 
-// Payments charges placed orders and refunds what must be given back.
-type Payments struct {
-	orders   *store.Orders
-	payments *store.Payments
+// PaymentWorker charges placed orders and refunds what must be given back.
+type PaymentWorker struct {
+	payments checkout.PaymentStore
 	gateway  payment.Gateway
 	logger   *slog.Logger
 	now      func() time.Time
 }
 
-// NewPayments returns the payment and refund handlers.
-func NewPayments(orders *store.Orders, payments *store.Payments, gw payment.Gateway, logger *slog.Logger, now func() time.Time) (*Payments, error) {
-	if orders == nil || payments == nil || gw == nil {
+// NewPaymentWorker returns the payment and refund handlers.
+func NewPaymentWorker(payments checkout.PaymentStore, gw payment.Gateway, logger *slog.Logger, now func() time.Time) (*PaymentWorker, error) {
+	if payments == nil || gw == nil {
 		return nil, errors.New("workers: nil dependency")
 	}
 	if logger == nil {
@@ -54,7 +53,7 @@ func NewPayments(orders *store.Orders, payments *store.Payments, gw payment.Gate
 	if now == nil {
 		now = time.Now
 	}
-	return &Payments{orders: orders, payments: payments, gateway: gw, logger: logger, now: now}, nil
+	return &PaymentWorker{payments: payments, gateway: gw, logger: logger, now: now}, nil
 }
 
 // ChargeKey is the provider idempotency key of an order's charge: every attempt, by any
@@ -64,8 +63,8 @@ func ChargeKey(orderID string) string { return "order-" + orderID + "-charge" }
 // RefundKey is the provider idempotency key of an order's refund.
 func RefundKey(orderID string) string { return "order-" + orderID + "-refund" }
 
-// HandleOrderPlaced charges an order placed event's order.
-func (w *Payments) HandleOrderPlaced(ctx context.Context, env event.Envelope) error {
+// HandleOrderPlaced charges the order of an order.placed event.
+func (w *PaymentWorker) HandleOrderPlaced(ctx context.Context, env event.Envelope) error {
 	if env.Type != event.OrderPlaced {
 		return nil
 	}
@@ -74,21 +73,24 @@ func (w *Payments) HandleOrderPlaced(ctx context.Context, env event.Envelope) er
 		return broker.Permanent(fmt.Errorf("decode %s: %w", env.ID, err))
 	}
 	id := p.Order.ID
-	due, err := w.payments.Due(ctx, id)
+	c, err := w.payments.ChargeOf(ctx, id)
 	if err != nil {
 		return err
 	}
-	if due == nil {
+	if c == nil {
 		return broker.Permanent(fmt.Errorf("order %s of event %s not found", id, env.ID))
 	}
-	if due.Status != checkout.StatusPendingPayment || due.Token == "" {
+	if c.Status != checkout.StatusPendingPayment || c.Token == "" {
 		return nil // cancelled or expired before we got to it: nothing to charge
 	}
-	if due.ExpiresAt != nil && w.now().After(*due.ExpiresAt) {
+	if c.ExpiresAt != nil && w.now().After(*c.ExpiresAt) {
 		return nil // too late to charge: the sweeper expires it and gives the stock back
 	}
-	ch, err := w.gateway.Charge(ctx, payment.ChargeRequest{OrderID: id, AmountCents: due.TotalCents,
-		Currency: due.Currency, Token: due.Token, IdempotencyKey: ChargeKey(id)})
+	if err := w.payments.RecordAttempt(ctx, id, w.gateway.Name(), c.AmountCents, c.Currency); err != nil {
+		return err
+	}
+	ch, err := w.gateway.Charge(ctx, payment.ChargeRequest{OrderID: id, AmountCents: c.AmountCents,
+		Currency: c.Currency, Token: c.Token, IdempotencyKey: ChargeKey(id)})
 	var result checkout.PaymentResult
 	switch {
 	case err == nil:
@@ -106,11 +108,15 @@ func (w *Payments) HandleOrderPlaced(ctx context.Context, env event.Envelope) er
 	default:
 		return fmt.Errorf("charge order %s: %w", id, err) // transient: retried later
 	}
-	pay := store.Payment{OrderID: id, Provider: w.gateway.Name(), AmountCents: due.TotalCents, Currency: due.Currency}
-	if ch.ProviderPaymentID != "" {
-		pay.ProviderPaymentID = &ch.ProviderPaymentID
+	rep := checkout.PaymentReport{OrderID: id, Provider: w.gateway.Name(), ProviderPaymentID: ch.ProviderPaymentID,
+		AmountCents: c.AmountCents, Currency: c.Currency, Result: result}
+	if ch.AmountCents != 0 {
+		rep.AmountCents = ch.AmountCents
 	}
-	after, err := w.payments.Apply(ctx, PaymentConsumer, env.ID, pay, result)
+	if ch.Currency != "" {
+		rep.Currency = ch.Currency
+	}
+	after, _, err := w.payments.Settle(ctx, PaymentConsumer, env.ID, rep)
 	if err != nil {
 		return err
 	}
@@ -119,16 +125,16 @@ func (w *Payments) HandleOrderPlaced(ctx context.Context, env event.Envelope) er
 }
 
 // HandleRefundRequested refunds an order's payment.
-func (w *Payments) HandleRefundRequested(ctx context.Context, env event.Envelope) error {
+func (w *PaymentWorker) HandleRefundRequested(ctx context.Context, env event.Envelope) error {
 	var p event.RefundPayload
 	if err := json.Unmarshal(env.Payload, &p); err != nil {
 		return broker.Permanent(fmt.Errorf("decode %s: %w", env.ID, err))
 	}
-	pay, err := w.payments.Get(ctx, p.OrderID)
+	pay, err := w.payments.Payment(ctx, p.OrderID)
 	if err != nil {
 		return err
 	}
-	if pay == nil || pay.Status != "refund_pending" || pay.ProviderPaymentID == nil {
+	if pay == nil || pay.Status != checkout.PaymentRefundPending || pay.ProviderPaymentID == nil {
 		return nil
 	}
 	ref, err := w.gateway.Refund(ctx, payment.RefundRequest{OrderID: p.OrderID, ProviderPaymentID: *pay.ProviderPaymentID,
@@ -144,7 +150,7 @@ func (w *Payments) HandleRefundRequested(ctx context.Context, env event.Envelope
 }
 
 // Run consumes the saga's queues until ctx ends.
-func (w *Payments) Run(ctx context.Context, b *broker.Broker, opt broker.ConsumeOptions) error {
+func (w *PaymentWorker) Run(ctx context.Context, b *broker.Broker, opt broker.ConsumeOptions) error {
 	errc := make(chan error, 2)
 	go func() { errc <- b.Consume(ctx, PaymentConsumer, opt, w.HandleOrderPlaced) }()
 	go func() { errc <- b.Consume(ctx, RefundConsumer, opt, w.HandleRefundRequested) }()

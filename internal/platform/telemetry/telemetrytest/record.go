@@ -1,12 +1,14 @@
-package telemetry
+// Package telemetrytest records spans in memory for tests; it stays out of the binary.
+package telemetrytest
 
 import (
 	"context"
 	"testing"
 
-	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 )
 
 // Record installs, for the rest of t, a global tracer provider that keeps every span in
@@ -16,15 +18,10 @@ func Record(t testing.TB) *tracetest.InMemoryExporter {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	prevTP, prevProp, prevOn := otel.GetTracerProvider(), otel.GetTextMapPropagator(), enabled.Load()
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(Propagator)
-	enabled.Store(true)
+	restore := telemetry.Install(tp)
 	t.Cleanup(func() {
 		tp.Shutdown(context.Background())
-		otel.SetTracerProvider(prevTP)
-		otel.SetTextMapPropagator(prevProp)
-		enabled.Store(prevOn)
+		restore()
 	})
 	return exp
 }

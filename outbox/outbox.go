@@ -1,0 +1,155 @@
+// Package outbox is the transactional outbox: Insert writes an event in the caller's
+// transaction, so it commits or rolls back with the change it announces; Claim, Publish
+// through a Publisher, then MarkPublished move it to the broker. Relay runs that loop.
+// The outbox knows envelopes and one small Publisher interface; only the broker adapter
+// knows AMQP.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/checkout-backend/checkout/internal/event"
+	clog "github.com/checkout-backend/checkout/internal/platform/log"
+)
+
+// Publisher sends events to the broker, in order, and returns once the broker confirmed
+// every one of them (or an error: then none may be assumed published).
+type Publisher interface {
+	Publish(ctx context.Context, events []event.Envelope) error
+}
+
+// Row is an outbox row.
+type Row struct {
+	bun.BaseModel `bun:"table:outbox"`
+
+	ID          int64             `bun:"id,pk,autoincrement"`
+	EventID     string            `bun:"event_id,type:uuid"`
+	Type        string            `bun:"type"`
+	AggregateID string            `bun:"aggregate_id"`
+	Payload     json.RawMessage   `bun:"payload,type:jsonb"`
+	Headers     map[string]string `bun:"headers,type:jsonb"`
+	CreatedAt   time.Time         `bun:"created_at"`
+}
+
+// Envelope turns the row back into the event it holds.
+func (r Row) Envelope() event.Envelope {
+	return event.Envelope{ID: r.EventID, Type: r.Type, AggregateID: r.AggregateID,
+		OccurredAt: r.CreatedAt, Payload: r.Payload, Headers: r.Headers}
+}
+
+// HeaderInjector adds headers (trace context) to an event from ctx before it is stored.
+type HeaderInjector func(ctx context.Context, headers map[string]string)
+
+var injector HeaderInjector
+
+// SetHeaderInjector installs, once at start, the function that stamps trace context on
+// new events (telemetry.InjectMap).
+func SetHeaderInjector(f HeaderInjector) { injector = f }
+
+// CorrelationHeader carries the correlation id of the request that made an event.
+const CorrelationHeader = "x-correlation-id"
+
+// Insert writes env in the caller's transaction (db is that bun.Tx), so the event
+// commits or rolls back with the change it announces. A trigger sends
+// NOTIFY "outbox.<schema>" at commit.
+func Insert(ctx context.Context, db bun.IDB, env event.Envelope) error {
+	headers := make(map[string]string, len(env.Headers)+3)
+	for k, v := range env.Headers {
+		headers[k] = v
+	}
+	if injector != nil {
+		injector(ctx, headers)
+	}
+	if id := clog.CorrelationID(ctx); id != "" {
+		headers[CorrelationHeader] = id
+	}
+	hb, err := json.Marshal(headers)
+	if err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO outbox (event_id, type, aggregate_id, payload, headers, created_at)
+		VALUES (?, ?, ?, ?::jsonb, ?::jsonb, ?)`, env.ID, env.Type, env.AggregateID, string(env.Payload), string(hb), env.OccurredAt); err != nil {
+		return fmt.Errorf("outbox insert %s: %w", env.Type, err)
+	}
+	return nil
+}
+
+// Claim leases up to n publishable rows to token until now+lease and returns them in
+// id order. A row is publishable when it is unpublished, not leased by another relay,
+// and no earlier row of its aggregate is still unpublished: so one order's events reach
+// the broker in the order they were written, whichever relay takes them. Rows are
+// claimed with FOR UPDATE SKIP LOCKED and no cursor, so a row that commits late is
+// never skipped. The statement commits on its own: no transaction waits on the broker.
+func Claim(ctx context.Context, db bun.IDB, token string, now time.Time, lease time.Duration, n int) ([]Row, error) {
+	var rows []Row
+	err := db.NewRaw(`UPDATE outbox o SET claimed_until = ?, claim_token = ?
+		FROM (SELECT id FROM outbox c
+		      WHERE c.published_at IS NULL AND (c.claimed_until IS NULL OR c.claimed_until < ?)
+		        AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_id = c.aggregate_id
+		                        AND p.published_at IS NULL AND p.id < c.id)
+		      ORDER BY c.id LIMIT ? FOR UPDATE SKIP LOCKED) c
+		WHERE o.id = c.id
+		RETURNING o.id, o.event_id, o.type, o.aggregate_id, o.payload, o.headers, o.created_at`,
+		now.Add(lease), token, now, n).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("outbox claim: %w", err)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
+	return rows, nil
+}
+
+// MarkPublished records that the broker confirmed the rows.
+func MarkPublished(ctx context.Context, db bun.IDB, ids []int64, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.ExecContext(ctx, `UPDATE outbox SET published_at = ?, claimed_until = NULL, attempts = attempts + 1,
+		last_error = NULL WHERE id IN (?) AND published_at IS NULL`, now, bun.In(ids))
+	if err != nil {
+		return fmt.Errorf("outbox mark published: %w", err)
+	}
+	return nil
+}
+
+// Release gives up token's lease on rows whose publish failed, recording the attempt and
+// its error (redacted), so another relay may take them at once.
+func Release(ctx context.Context, db bun.IDB, ids []int64, token, lastError string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.ExecContext(ctx, `UPDATE outbox SET claimed_until = NULL, claim_token = NULL, attempts = attempts + 1,
+		last_error = ? WHERE id IN (?) AND claim_token = ? AND published_at IS NULL`,
+		clog.Redact(truncate(lastError, 500)), bun.In(ids), token)
+	if err != nil {
+		return fmt.Errorf("outbox release: %w", err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Backlog returns the number of unpublished rows and the age of the oldest at now.
+func Backlog(ctx context.Context, db bun.IDB, now time.Time) (int, time.Duration, error) {
+	var res struct {
+		N      int        `bun:"n"`
+		Oldest *time.Time `bun:"oldest"`
+	}
+	if err := db.NewRaw("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE published_at IS NULL").Scan(ctx, &res); err != nil {
+		return 0, 0, err
+	}
+	if res.Oldest == nil {
+		return res.N, 0, nil
+	}
+	return res.N, max(now.Sub(*res.Oldest), 0), nil
+}
