@@ -16,8 +16,6 @@ import (
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
-
-
 func stripeEvent(id, typ, orderID, piID string) []byte {
 	return stripeEventOf(id, typ, orderID, piID, 1000, "usd")
 }
