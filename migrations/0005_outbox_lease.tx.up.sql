@@ -3,7 +3,7 @@
 -- marked. A relay that dies leaves its claim to expire; no transaction and no row lock
 -- waits on the broker.
 ALTER TABLE outbox ADD COLUMN claimed_until timestamptz;
-ALTER TABLE outbox ADD COLUMN claim_token uuid;
+ALTER TABLE outbox ADD COLUMN claim_token text;
 
 -- One NOTIFY channel per schema: deployments that share a database in different schemas
 -- do not wake each other's relays.

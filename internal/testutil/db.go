@@ -109,3 +109,13 @@ func PostgresHostPort(t testing.TB) string {
 	}
 	return u.Host
 }
+
+// Count runs a query returning one int (SELECT count(*) ...) on db.
+func Count(t testing.TB, db bun.IDB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.NewRaw(query, args...).Scan(context.Background(), &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,427 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/uptrace/bun"
+
+	"github.com/checkout-backend/checkout/internal/catalog"
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/store"
+	"github.com/checkout-backend/checkout/internal/testutil"
+)
+
+func count(t *testing.T, db bun.IDB, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.NewRaw(q, args...).Scan(context.Background(), &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestInTx(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE t (v text)"); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(tx bun.IDB, v string) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO t VALUES (?)", v)
+		return err
+	}
+
+	t.Run("OnATx_ASavepointRolledBackAlone", func(t *testing.T) {
+		boom := errors.New("boom")
+		err := store.InTx(ctx, db.DB, func(ctx context.Context, tx bun.Tx) error {
+			if err := insert(tx, "outer"); err != nil {
+				return err
+			}
+			if err := store.InTx(ctx, tx, func(ctx context.Context, sp bun.Tx) error {
+				if err := insert(sp, "inner"); err != nil {
+					return err
+				}
+				return boom
+			}); !errors.Is(err, boom) {
+				t.Fatalf("inner: %v", err)
+			}
+			return store.InTx(ctx, tx, func(ctx context.Context, sp bun.Tx) error { return insert(sp, "inner-ok") })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, db, "SELECT count(*) FROM t WHERE v IN ('outer', 'inner-ok')"); n != 2 {
+			t.Fatalf("%d committed rows, want outer and inner-ok", n)
+		}
+		if n := count(t, db, "SELECT count(*) FROM t WHERE v = 'inner'"); n != 0 {
+			t.Fatal("the failed savepoint's row committed")
+		}
+	})
+
+	t.Run("OnAPool_SerializationFailureRetried", func(t *testing.T) {
+		var calls atomic.Int32
+		err := store.InTx(ctx, db.DB, func(ctx context.Context, tx bun.Tx) error {
+			if err := insert(tx, "retried"); err != nil {
+				return err
+			}
+			if calls.Add(1) < 3 {
+				return &pgconn.PgError{Code: "40001", Message: "could not serialize access"}
+			}
+			return nil
+		})
+		if err != nil || calls.Load() != 3 {
+			t.Fatalf("err %v after %d calls, want success on the third", err, calls.Load())
+		}
+		if n := count(t, db, "SELECT count(*) FROM t WHERE v = 'retried'"); n != 1 {
+			t.Fatalf("%d rows: the failed attempts were not rolled back", n)
+		}
+	})
+
+	t.Run("RealDeadlock_RetriedToSuccess", func(t *testing.T) {
+		for _, v := range []string{"a", "b"} {
+			insert(db, "dl-"+v)
+		}
+		// Two transactions lock a then b, and b then a: PostgreSQL kills one (40P01),
+		// InTx runs it again, and both commit.
+		var wg sync.WaitGroup
+		held, start := make(chan struct{}, 2), make(chan struct{})
+		errs := make([]error, 2)
+		var attempts atomic.Int32
+		for i, order := range [][2]string{{"dl-a", "dl-b"}, {"dl-b", "dl-a"}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				first := true
+				errs[i] = store.InTx(ctx, db.DB, func(ctx context.Context, tx bun.Tx) error {
+					attempts.Add(1)
+					if _, err := tx.ExecContext(ctx, "UPDATE t SET v = v WHERE v = ?", order[0]); err != nil {
+						return err
+					}
+					if first {
+						first = false
+						held <- struct{}{}
+						<-start
+					}
+					_, err := tx.ExecContext(ctx, "UPDATE t SET v = v WHERE v = ?", order[1])
+					return err
+				})
+			}()
+		}
+		<-held
+		<-held // both hold their first lock: the second updates deadlock
+		close(start)
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("errors %v", errs)
+		}
+		if attempts.Load() != 3 {
+			t.Fatalf("%d attempts, want 3: one transaction was chosen as the deadlock victim and ran again", attempts.Load())
+		}
+	})
+
+	t.Run("DomainErrorNotRetried", func(t *testing.T) {
+		var calls int
+		err := store.InTx(ctx, db.DB, func(ctx context.Context, tx bun.Tx) error {
+			calls++
+			return checkout.Errorf(checkout.OutOfStock, nil, "none")
+		})
+		if checkout.ErrorCode(err) != checkout.OutOfStock || calls != 1 {
+			t.Fatalf("%v after %d calls", err, calls)
+		}
+	})
+}
+
+func TestMigrations_DownThenUpAgain(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t) // migrated up
+	ctx := context.Background()
+	tables := func() int {
+		return count(t, db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name NOT LIKE 'bun_%'")
+	}
+	if n := tables(); n < 10 {
+		t.Fatalf("%d tables after up", n)
+	}
+	undone, err := store.Rollback(ctx, db.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(undone) < 5 || tables() != 0 {
+		t.Fatalf("rolled back %v, %d tables left", undone, tables())
+	}
+	if n := count(t, db, "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = current_schema()"); n != 0 {
+		t.Fatalf("%d functions left after down", n)
+	}
+	if err := store.Migrate(ctx, db.DB); err != nil {
+		t.Fatal(err)
+	}
+	if tables() < 10 {
+		t.Fatal("up after down")
+	}
+	// A second Migrate changes nothing.
+	if err := store.Migrate(ctx, db.DB); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMigrations_LegacyRunnerAdopted(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	ctx := context.Background()
+	// A database migrated by the hand-written runner: its table lists 0001-0005 and
+	// bun's lists nothing.
+	for _, q := range []string{
+		"DELETE FROM bun_migrations",
+		"CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+		"INSERT INTO schema_migrations (version) VALUES ('0001_init'), ('0002_payments'), ('0003_webhooks'), ('0004_outbox_notify'), ('0005_outbox_lease')",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.Migrate(ctx, db.DB); err != nil {
+		t.Fatalf("migrate re-ran applied migrations: %v", err)
+	}
+	if n := count(t, db, "SELECT count(*) FROM bun_migrations"); n != 5 {
+		t.Fatalf("%d adopted, want 5", n)
+	}
+	if n := count(t, db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'schema_migrations'"); n != 0 {
+		t.Fatal("schema_migrations left behind")
+	}
+}
+
+func TestMigrate_ConcurrentProcesses(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	ctx := context.Background()
+	if _, err := store.Rollback(ctx, db.DB); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = store.Migrate(ctx, db.DB) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fixture makes a product with stock and returns the order adapter and a helper that
+// places one order of qty.
+func fixture(t *testing.T, stock int, opt store.OrdersOptions) (*testutil.DB, *store.Orders, func(customer, key string, qty int) (checkout.Order, bool, error)) {
+	t.Helper()
+	db := testutil.NewDB(t)
+	ctx := context.Background()
+	cat := store.NewCatalog(db.DB, nil)
+	if _, err := cat.UpsertProduct(ctx, catalogProduct("S")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cat.SetStock(ctx, "S", "w1", stock); err != nil {
+		t.Fatal(err)
+	}
+	orders := store.NewOrders(db.DB, opt)
+	place := func(customer, key string, qty int) (checkout.Order, bool, error) {
+		now := time.Now()
+		return orders.PlaceOrder(ctx, checkout.PlaceOrder{OrderID: uuid.Must(uuid.NewV7()).String(), CustomerID: customer,
+			IdempotencyKey: key, RequestHash: []byte{byte(qty)}, Lines: []checkout.Line{{SKU: "S", Quantity: qty}},
+			PaymentToken: "tok_visa", Now: now, ExpiresAt: now.Add(time.Minute)})
+	}
+	return db, orders, place
+}
+
+func stock(t *testing.T, db bun.IDB) (onHand, reserved int) {
+	t.Helper()
+	if err := db.NewRaw("SELECT on_hand, reserved FROM inventory WHERE sku = 'S'").Scan(context.Background(), &onHand, &reserved); err != nil {
+		t.Fatal(err)
+	}
+	return
+}
+
+func TestOrders_TransitionMakesTheDomainsStockMove(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var committed []checkout.Status
+	var mu sync.Mutex
+	db, orders, place := fixture(t, 10, store.OrdersOptions{OnCommit: func(o checkout.Order) {
+		mu.Lock()
+		committed = append(committed, o.Status)
+		mu.Unlock()
+	}})
+	to := func(id string, s checkout.Status) error {
+		_, err := orders.Transition(ctx, id, func(*checkout.Order) (checkout.Change, error) { return checkout.Change{To: s}, nil })
+		return err
+	}
+	a, _, _ := place("c", "a", 3)
+	b, _, _ := place("c", "b", 2)
+	if on, res := stock(t, db); on != 10 || res != 5 {
+		t.Fatalf("after two holds %d/%d", on, res)
+	}
+	if err := to(a.ID, checkout.StatusPaid); err != nil { // sell
+		t.Fatal(err)
+	}
+	if on, res := stock(t, db); on != 7 || res != 2 {
+		t.Fatalf("after sell %d/%d, want 7/2", on, res)
+	}
+	if err := to(b.ID, checkout.StatusExpired); err != nil { // release
+		t.Fatal(err)
+	}
+	if on, res := stock(t, db); on != 7 || res != 0 {
+		t.Fatalf("after release %d/%d, want 7/0", on, res)
+	}
+	if err := to(a.ID, checkout.StatusCancelled); err != nil { // restock + refund request
+		t.Fatal(err)
+	}
+	if on, res := stock(t, db); on != 10 || res != 0 {
+		t.Fatalf("after restock %d/%d, want 10/0", on, res)
+	}
+	// Not allowed: nothing moves, nothing is written.
+	if err := to(b.ID, checkout.StatusPaid); checkout.ErrorCode(err) != checkout.InvalidTransition {
+		t.Fatalf("expired -> paid: %v", err)
+	}
+	if n := count(t, db, "SELECT count(*) FROM outbox WHERE aggregate_id = ?", b.ID); n != 2 {
+		t.Fatalf("%d events of b, want placed and expired", n)
+	}
+	// Metrics: placed twice, then each committed change once; the refused one not.
+	mu.Lock()
+	defer mu.Unlock()
+	want := []checkout.Status{checkout.StatusPendingPayment, checkout.StatusPendingPayment, checkout.StatusPaid, checkout.StatusExpired, checkout.StatusCancelled}
+	if len(committed) != len(want) {
+		t.Fatalf("OnCommit saw %v, want %v", committed, want)
+	}
+	for i := range want {
+		if committed[i] != want[i] {
+			t.Fatalf("OnCommit saw %v, want %v", committed, want)
+		}
+	}
+}
+
+func TestOrders_PlaceOrder_OutOfStockWritesNothing_ReplayReturnsFirst(t *testing.T) {
+	t.Parallel()
+	var commits atomic.Int32
+	db, _, place := fixture(t, 2, store.OrdersOptions{OnCommit: func(checkout.Order) { commits.Add(1) }})
+	if _, _, err := place("c", "k1", 3); checkout.ErrorCode(err) != checkout.OutOfStock {
+		t.Fatalf("%v", err)
+	}
+	for _, table := range []string{"orders", "order_items", "reservations", "idempotency_keys", "outbox"} {
+		if n := count(t, db, "SELECT count(*) FROM "+table); n != 0 {
+			t.Fatalf("%d rows in %s after a refused checkout", n, table)
+		}
+	}
+	first, replay, err := place("c", "k2", 2)
+	if err != nil || replay {
+		t.Fatal(err)
+	}
+	again, replay, err := place("c", "k2", 2)
+	if err != nil || !replay || again.ID != first.ID {
+		t.Fatalf("replay: %+v %v %v", again, replay, err)
+	}
+	if _, _, err := place("c", "k2", 1); checkout.ErrorCode(err) != checkout.IdempotencyKeyReused {
+		t.Fatalf("other input under the key: %v", err)
+	}
+	if commits.Load() != 1 {
+		t.Fatalf("OnCommit called %d times, want 1 (replays and refusals are not orders)", commits.Load())
+	}
+}
+
+func TestMaintenance_PruneKeepsWhatIsRecent(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	ctx := context.Background()
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	m := store.NewMaintenance(db.DB, func() time.Time { return now })
+	old, recent := now.Add(-8*24*time.Hour), now.Add(-time.Hour)
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{"INSERT INTO inbox (consumer, event_id, processed_at) VALUES ('c', 'old', ?), ('c', 'new', ?)", []any{old, recent}},
+		{`INSERT INTO outbox (event_id, type, aggregate_id, payload, created_at, published_at) VALUES
+			(gen_random_uuid(), 't', 'a', '{}', ?, ?), (gen_random_uuid(), 't', 'a', '{}', ?, ?), (gen_random_uuid(), 't', 'b', '{}', ?, NULL)`,
+			[]any{old, old, recent, recent, old}},
+	} {
+		if _, err := db.ExecContext(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := m.PruneKeys(ctx, 7*24*time.Hour); err != nil || n != 1 {
+		t.Fatalf("pruned %d keys/inbox rows (%v), want 1", n, err)
+	}
+	if n, err := m.PruneOutbox(ctx, 72*time.Hour); err != nil || n != 1 {
+		t.Fatalf("pruned %d outbox rows (%v), want 1 (never an unpublished one)", n, err)
+	}
+	if n := count(t, db, "SELECT count(*) FROM outbox WHERE published_at IS NULL"); n != 1 {
+		t.Fatal("an unpublished row was pruned")
+	}
+	if _, err := m.PruneKeys(ctx, time.Hour); err == nil {
+		t.Fatal("keys pruned before 24 hours")
+	}
+}
+
+func TestPayments_SettleOncePerEvent_LateSuccessRefunded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, orders, place := fixture(t, 5, store.OrdersOptions{})
+	pays := store.NewPayments(db.DB, orders)
+	o, _, _ := place("c", "k", 1)
+	if err := pays.RecordAttempt(ctx, o.ID, "sandbox", 100, "USD"); err != nil {
+		t.Fatal(err)
+	}
+	rep := checkout.PaymentReport{OrderID: o.ID, Provider: "sandbox", ProviderPaymentID: "pi_1", AmountCents: 100, Currency: "USD",
+		Result: checkout.PaymentResult{Status: checkout.PaymentSucceeded}}
+	for i := 0; i < 3; i++ {
+		got, processed, err := pays.Settle(ctx, "payment", "evt-1", rep)
+		if err != nil || got.Status != checkout.StatusPaid || processed != (i == 0) {
+			t.Fatalf("settle %d: %s processed=%v %v", i, got.Status, processed, err)
+		}
+	}
+	if n := count(t, db, "SELECT count(*) FROM outbox WHERE type = 'order.paid'"); n != 1 {
+		t.Fatalf("%d order.paid events", n)
+	}
+	if p, _ := pays.PaymentByProviderID(ctx, "sandbox", "pi_1"); p == nil || p.Status != checkout.PaymentSucceeded || p.OrderID != o.ID {
+		t.Fatalf("payment %+v", p)
+	}
+	// A decline reported later (another event) never undoes the success.
+	rep.Result = checkout.PaymentResult{Status: checkout.PaymentDeclined, Reason: "x"}
+	if got, _, err := pays.Settle(ctx, "stripe-webhook", "evt-2", rep); err != nil || got.Status != checkout.StatusPaid {
+		t.Fatalf("late decline: %s %v", got.Status, err)
+	}
+
+	// A success for an order that expired meanwhile asks for a refund, once.
+	e, _, _ := place("c", "k2", 1)
+	if _, err := orders.Transition(ctx, e.ID, func(*checkout.Order) (checkout.Change, error) {
+		return checkout.Change{To: checkout.StatusExpired}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep = checkout.PaymentReport{OrderID: e.ID, Provider: "sandbox", ProviderPaymentID: "pi_2", AmountCents: 100, Currency: "USD",
+		Result: checkout.PaymentResult{Status: checkout.PaymentSucceeded}}
+	got, _, err := pays.Settle(ctx, "payment", "evt-3", rep)
+	if err != nil || got.Status != checkout.StatusExpired || got.PaymentFailureReason == nil {
+		t.Fatalf("late success: %+v %v", got, err)
+	}
+	if _, _, err := pays.Settle(ctx, "stripe-webhook", "evt-4", rep); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, "SELECT count(*) FROM outbox WHERE type = 'payment.refund_requested' AND aggregate_id = ?", e.ID); n != 1 {
+		t.Fatalf("%d refund requests, want 1", n)
+	}
+	if p, _ := pays.Payment(ctx, e.ID); p.Status != checkout.PaymentRefundPending {
+		t.Fatalf("payment %s", p.Status)
+	}
+}
+
+func catalogProduct(sku string) catalog.Product {
+	return catalog.Product{SKU: sku, Name: "Product " + sku, PriceCents: 100, Currency: "USD"}
+}

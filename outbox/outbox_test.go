@@ -1,0 +1,327 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"github.com/checkout-backend/checkout/internal/event"
+	clog "github.com/checkout-backend/checkout/internal/platform/log"
+	"github.com/checkout-backend/checkout/internal/store"
+	"github.com/checkout-backend/checkout/internal/testutil"
+	"github.com/checkout-backend/checkout/outbox"
+)
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func insert(t *testing.T, db bun.IDB, aggregate string, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := 0; i < n; i++ {
+		env, err := event.New("test.event", aggregate, t0, map[string]int{"n": i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := outbox.Insert(context.Background(), db, env); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, env.ID)
+	}
+	return ids
+}
+
+func eventIDs(rows []outbox.Row) []string {
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = r.EventID
+	}
+	return out
+}
+
+func rowIDs(rows []outbox.Row) []int64 {
+	out := make([]int64, len(rows))
+	for i, r := range rows {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func TestClaim_OneEventPerAggregateUntilPublished(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	ctx := context.Background()
+	a := insert(t, db, "order-a", 3)
+	b := insert(t, db, "order-b", 1)
+
+	first, err := outbox.Claim(ctx, db, "r1", t0, time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := eventIDs(first); len(got) != 2 || got[0] != a[0] || got[1] != b[0] {
+		t.Fatalf("claimed %v, want the first event of each order (%s, %s)", got, a[0], b[0])
+	}
+	// Another relay finds nothing: a[1] waits for a[0], which is leased.
+	if again, _ := outbox.Claim(ctx, db, "r2", t0, time.Minute, 10); len(again) != 0 {
+		t.Fatalf("a second relay claimed %v while earlier events are unpublished", eventIDs(again))
+	}
+	if err := outbox.MarkPublished(ctx, db, rowIDs(first), t0); err != nil {
+		t.Fatal(err)
+	}
+	next, _ := outbox.Claim(ctx, db, "r2", t0, time.Minute, 10)
+	if got := eventIDs(next); len(got) != 1 || got[0] != a[1] {
+		t.Fatalf("after publishing: %v, want %s", got, a[1])
+	}
+}
+
+func TestClaim_LeaseExpiresAndReleaseFreesAtOnce(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	ctx := context.Background()
+	insert(t, db, "o", 1)
+	rows, _ := outbox.Claim(ctx, db, "dead-relay", t0, 30*time.Second, 10)
+	if len(rows) != 1 {
+		t.Fatal("nothing claimed")
+	}
+	if got, _ := outbox.Claim(ctx, db, "r2", t0.Add(29*time.Second), 30*time.Second, 10); len(got) != 0 {
+		t.Fatal("claimed while leased")
+	}
+	// The first relay died: after its lease another relay takes the row.
+	got, _ := outbox.Claim(ctx, db, "r2", t0.Add(31*time.Second), 30*time.Second, 10)
+	if len(got) != 1 {
+		t.Fatal("the row of a dead relay stayed claimed after its lease")
+	}
+	// r2's publish fails: it releases at once, with the error recorded.
+	if err := outbox.Release(ctx, db, rowIDs(got), "r2", "broker gone: tok_visa"); err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	var attempts int
+	if err := db.NewRaw("SELECT last_error, attempts FROM outbox").Scan(ctx, &last, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 1 || last != "broker gone: [REDACTED]" {
+		t.Fatalf("attempts %d last_error %q", attempts, last)
+	}
+	if got, _ := outbox.Claim(ctx, db, "r3", t0.Add(31*time.Second), 30*time.Second, 10); len(got) != 1 {
+		t.Fatal("a released row is not claimable at once")
+	}
+	// A stale relay cannot release another relay's claim.
+	if err := outbox.Release(ctx, db, rowIDs(got), "r2", "late"); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := outbox.Claim(ctx, db, "r4", t0.Add(32*time.Second), 30*time.Second, 10); len(again) != 0 {
+		t.Fatal("r2 released r3's claim")
+	}
+}
+
+func TestClaim_ConcurrentRelaysTakeDisjointRows(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t, storeOptions(16))
+	ctx := context.Background()
+	var all []string
+	for i := 0; i < 200; i++ {
+		all = append(all, insert(t, db, fmt.Sprint("order-", i), 1)...)
+	}
+	var mu sync.Mutex
+	seen := map[string]string{}
+	var wg sync.WaitGroup
+	for r := 0; r < 8; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			token := fmt.Sprint("relay-", r)
+			for {
+				rows, err := outbox.Claim(ctx, db, token, t0, time.Minute, 7)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(rows) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, id := range eventIDs(rows) {
+					if other, dup := seen[id]; dup {
+						t.Errorf("%s claimed by %s and %s", id, other, token)
+					}
+					seen[id] = token
+				}
+				mu.Unlock()
+				if err := outbox.MarkPublished(ctx, db, rowIDs(rows), t0); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != len(all) {
+		t.Fatalf("%d of %d rows claimed", len(seen), len(all))
+	}
+}
+
+// publisher records what it published and fails or stalls on demand.
+type publisher struct {
+	mu      sync.Mutex
+	got     []event.Envelope
+	failN   int           // fail the next failN calls
+	stall   chan struct{} // when set, block until ctx ends
+	batches int
+}
+
+func (p *publisher) Publish(ctx context.Context, envs []event.Envelope) error {
+	p.mu.Lock()
+	p.batches++
+	if p.failN > 0 {
+		p.failN--
+		p.mu.Unlock()
+		return errors.New("broker unavailable")
+	}
+	stall := p.stall
+	p.mu.Unlock()
+	if stall != nil {
+		close(stall)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	p.mu.Lock()
+	p.got = append(p.got, envs...)
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *publisher) published() []event.Envelope {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]event.Envelope(nil), p.got...)
+}
+
+func TestRelay_FailuresRetried_EveryEventOnceInOrder(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	want := map[string][]string{}
+	for i := 0; i < 5; i++ {
+		agg := fmt.Sprint("order-", i)
+		want[agg] = insert(t, db, agg, 4)
+	}
+	pub := &publisher{failN: 2}
+	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Batch: 3, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- relay.Run(ctx) }()
+	testutil.Eventually(t, 20*time.Second, "20 events published", func() bool { return len(pub.published()) >= 20 })
+	cancel()
+	<-done
+	got := map[string][]string{}
+	for _, env := range pub.published() {
+		got[env.AggregateID] = append(got[env.AggregateID], env.ID)
+	}
+	for agg, ids := range want {
+		if fmt.Sprint(got[agg]) != fmt.Sprint(ids) {
+			t.Errorf("%s published %v, want %v (once each, in order)", agg, got[agg], ids)
+		}
+	}
+	if n := testutil.Count(t, db, "SELECT count(*) FROM outbox WHERE published_at IS NULL OR claimed_until IS NOT NULL"); n != 0 {
+		t.Fatalf("%d rows left unpublished or claimed", n)
+	}
+}
+
+func TestRelay_StalledBrokerReleasesTheBatchAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	insert(t, db, "o", 1)
+	pub := &publisher{stall: make(chan struct{})}
+	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{PublishTimeout: 200 * time.Millisecond, Lease: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { _, err := relay.RelayOnce(context.Background()); errc <- err }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("RelayOnce: %v, want the publish deadline", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("RelayOnce never returned from a stalled broker")
+	}
+	// The row is released (not held for the hour-long lease): the next relay takes it.
+	rows, err := outbox.Claim(context.Background(), db, "next", time.Now(), time.Minute, 10)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("after the deadline: %d claimable (%v), want 1", len(rows), err)
+	}
+}
+
+func TestRelay_WakesOnItsOwnNotify(t *testing.T) {
+	t.Parallel()
+	// Polling once an hour: once idle, only the outbox trigger's NOTIFY on this schema's
+	// channel can wake the relay.
+	db := testutil.NewDB(t)
+	insert(t, db, "first", 1)
+	pub := &publisher{}
+	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Poll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go relay.Run(ctx)
+	testutil.Eventually(t, 10*time.Second, "the first drain", func() bool { return len(pub.published()) == 1 })
+	testutil.Eventually(t, 10*time.Second, "the relay listening", func() bool {
+		return testutil.Count(t, db, "SELECT count(*) FROM pg_stat_activity WHERE query = ?", `LISTEN "`+outbox.Channel(db.Schema)+`"`) == 1
+	})
+	second := insert(t, db, "second", 1)
+	testutil.Eventually(t, 10*time.Second, "the second event published on NOTIFY", func() bool {
+		got := pub.published()
+		return len(got) == 2 && got[1].ID == second[0]
+	})
+}
+
+func TestBacklog(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	insert(t, db, "o", 2)
+	n, age, err := outbox.Backlog(context.Background(), db, t0.Add(90*time.Second))
+	if err != nil || n != 2 || age != 90*time.Second {
+		t.Fatalf("backlog %d, age %s, %v", n, age, err)
+	}
+}
+
+func TestInsert_KeepsHeadersAndCorrelationID(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	env, _ := event.New("test.event", "o", t0, map[string]string{"k": "v"})
+	env.Headers["traceparent"] = "00-abc"
+	ctx := clogContext("req-42")
+	if err := outbox.Insert(ctx, db, env); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := outbox.Claim(context.Background(), db, uuid.NewString(), t0, time.Minute, 1)
+	if len(rows) != 1 {
+		t.Fatal("not claimed")
+	}
+	got := rows[0].Envelope()
+	keys := make([]string, 0, len(got.Headers))
+	for k := range got.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if got.Headers["traceparent"] != "00-abc" || got.Headers[outbox.CorrelationHeader] != "req-42" || string(got.Payload) != `{"k": "v"}` || !got.OccurredAt.Equal(t0) {
+		t.Fatalf("round trip: %+v (headers %v)", got, keys)
+	}
+}
+
+func storeOptions(conns int) store.Options { return store.Options{MaxOpenConns: conns} }
+
+func clogContext(id string) context.Context {
+	return clog.WithCorrelationID(context.Background(), id)
+}
