@@ -29,7 +29,7 @@ commands:
   serve     run the API (and, unless disabled, the outbox relay, workers and sweeper)
   relay     run only the outbox relay
   worker    run only the RabbitMQ workers and the expiry sweeper
-  migrate   apply the database migrations
+  migrate   apply the database migrations (migrate down: undo the last group applied)
   seed      load the demo catalog with stock
   token     print a signed JWT for development: token --sub ID [--roles admin,partner] [--ttl 24h]
   persisted list or verify a persisted query manifest: persisted list|verify [MANIFEST]
@@ -50,7 +50,7 @@ func main() {
 	case "serve", "relay", "worker":
 		err = runServe(ctx, logger, cmd, args)
 	case "migrate":
-		err = runMigrate(ctx, logger)
+		err = runMigrate(ctx, logger, args)
 	case "seed":
 		err = runSeed(ctx, logger)
 	case "token":
@@ -70,16 +70,29 @@ func main() {
 	}
 }
 
-func runMigrate(ctx context.Context, logger *slog.Logger) error {
+func runMigrate(ctx context.Context, logger *slog.Logger, args []string) error {
+	down := len(args) == 1 && args[0] == "down"
+	if len(args) > 0 && !down {
+		return fmt.Errorf("migrate: unknown argument %q (migrate, or migrate down)", args[0])
+	}
 	cfg, err := config.Load()
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: 2})
+	// A migration may rewrite a large table: no statement timeout here.
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: 3, StatementTimeout: -1, IdleInTxTimeout: -1})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	if down {
+		undone, err := store.Rollback(ctx, db)
+		if err != nil {
+			return err
+		}
+		logger.Info("migrations rolled back", "migrations", undone)
+		return nil
+	}
 	if err := store.Migrate(ctx, db); err != nil {
 		return err
 	}
