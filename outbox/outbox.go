@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/checkout-backend/checkout/internal/event"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
@@ -59,23 +60,39 @@ const CorrelationHeader = "x-correlation-id"
 // commits or rolls back with the change it announces. A trigger sends
 // NOTIFY "outbox.<schema>" at commit.
 func Insert(ctx context.Context, db bun.IDB, env event.Envelope) error {
-	headers := make(map[string]string, len(env.Headers)+3)
-	for k, v := range env.Headers {
-		headers[k] = v
+	return InsertMany(ctx, db, []event.Envelope{env})
+}
+
+// InsertMany writes envs in the caller's transaction in one statement (one NOTIFY).
+func InsertMany(ctx context.Context, db bun.IDB, envs []event.Envelope) error {
+	if len(envs) == 0 {
+		return nil
 	}
-	if injector != nil {
-		injector(ctx, headers)
-	}
-	if id := clog.CorrelationID(ctx); id != "" {
-		headers[CorrelationHeader] = id
-	}
-	hb, err := json.Marshal(headers)
-	if err != nil {
-		return err
+	n := len(envs)
+	id, typ, agg, payload, headers := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	at := make([]time.Time, n)
+	cid := clog.CorrelationID(ctx)
+	for i, env := range envs {
+		h := make(map[string]string, len(env.Headers)+3)
+		for k, v := range env.Headers {
+			h[k] = v
+		}
+		if injector != nil {
+			injector(ctx, h)
+		}
+		if cid != "" {
+			h[CorrelationHeader] = cid
+		}
+		hb, err := json.Marshal(h)
+		if err != nil {
+			return err
+		}
+		id[i], typ[i], agg[i], payload[i], headers[i], at[i] = env.ID, env.Type, env.AggregateID, string(env.Payload), string(hb), env.OccurredAt
 	}
 	if _, err := db.ExecContext(ctx, `INSERT INTO outbox (event_id, type, aggregate_id, payload, headers, created_at)
-		VALUES (?, ?, ?, ?::jsonb, ?::jsonb, ?)`, env.ID, env.Type, env.AggregateID, string(env.Payload), string(hb), env.OccurredAt); err != nil {
-		return fmt.Errorf("outbox insert %s: %w", env.Type, err)
+		SELECT * FROM unnest(?::uuid[], ?::text[], ?::text[], ?::jsonb[], ?::jsonb[], ?::timestamptz[])`,
+		pgdialect.Array(id), pgdialect.Array(typ), pgdialect.Array(agg), pgdialect.Array(payload), pgdialect.Array(headers), pgdialect.Array(at)); err != nil {
+		return fmt.Errorf("outbox insert %d events (%s...): %w", n, envs[0].Type, err)
 	}
 	return nil
 }

@@ -8,8 +8,10 @@ import (
 	"github.com/checkout-backend/checkout/internal/checkout"
 )
 
-// Pruner deletes what is kept only for a while (store.Maintenance).
-type Pruner interface {
+// Maintainer keeps the tables in shape (store.Maintenance): it folds pending sales into
+// inventory and deletes what is kept only for a while.
+type Maintainer interface {
+	FoldSales(ctx context.Context) (int64, error)
 	PruneKeys(ctx context.Context, retention time.Duration) (int64, error)
 	PruneOutbox(ctx context.Context, retention time.Duration) (int64, error)
 }
@@ -25,20 +27,24 @@ type SweeperOptions struct {
 	Now             func() time.Time
 	// OnFailure, when set, is told each order the sweeper could not expire (metrics).
 	OnFailure func(orderID string, err error)
+	// StockSync, when set, runs every sweep (the redis strategy's counters rebuilt from
+	// PostgreSQL).
+	StockSync func(ctx context.Context) error
 }
 
 // Sweeper expires unpaid orders whose reservation ran out: their stock goes back on
 // sale and the order moves to EXPIRED with its event. Several sweepers may run: each
-// order changes under its row lock, and the expiry is checked again there. It also
-// prunes old idempotency keys, inbox rows and published outbox rows.
+// order changes under its row lock, and the expiry is checked again there. Every sweep
+// it also folds pending sales into inventory; once an hour it prunes old idempotency
+// keys, inbox rows and published outbox rows.
 type Sweeper struct {
 	orders checkout.OrderStore
-	pruner Pruner
+	pruner Maintainer
 	opt    SweeperOptions
 }
 
-// NewSweeper returns a sweeper over orders; pruner may be nil (no pruning).
-func NewSweeper(orders checkout.OrderStore, pruner Pruner, opt SweeperOptions) *Sweeper {
+// NewSweeper returns a sweeper over orders; pruner may be nil (no folding or pruning).
+func NewSweeper(orders checkout.OrderStore, pruner Maintainer, opt SweeperOptions) *Sweeper {
 	if opt.Interval <= 0 {
 		opt.Interval = 5 * time.Second
 	}
@@ -59,6 +65,16 @@ func (s *Sweeper) Run(ctx context.Context) error {
 	for {
 		if _, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
 			s.opt.Logger.Warn("expiry sweep failed", "error", err)
+		}
+		if s.pruner != nil {
+			if _, err := s.pruner.FoldSales(ctx); err != nil && ctx.Err() == nil {
+				s.opt.Logger.Warn("folding sales into inventory failed", "error", err)
+			}
+		}
+		if s.opt.StockSync != nil {
+			if err := s.opt.StockSync(ctx); err != nil && ctx.Err() == nil {
+				s.opt.Logger.Warn("stock counter sync failed", "error", err)
+			}
 		}
 		if now := s.opt.Now(); s.pruner != nil && now.Sub(lastPrune) > time.Hour {
 			lastPrune = now

@@ -62,7 +62,7 @@ func (p integrityProbe) After(ctx context.Context, env *runEnv, r *Report) error
 	err := pgx.BeginTxFunc(ctx, env.db, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 			SELECT sku, sum(on_hand)::int, sum(reserved)::int, count(*) FILTER (WHERE reserved > on_hand)::int
-			FROM inventory WHERE sku = ANY($1) GROUP BY sku`, skus)
+			FROM inventory_levels WHERE sku = ANY($1) GROUP BY sku`, skus)
 		if err != nil {
 			return err
 		}

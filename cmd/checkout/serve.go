@@ -11,6 +11,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -30,6 +31,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
 	"github.com/checkout-backend/checkout/internal/platform/overload"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"
+	"github.com/checkout-backend/checkout/internal/redishold"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/webhook"
 	"github.com/checkout-backend/checkout/outbox"
@@ -103,8 +105,26 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	})
 	// Business metrics are counted when the change commits: once, whichever process
 	// made it, and never for one that rolled back.
-	ordersOpt := store.OrdersOptions{Now: now, OnCommit: m.OrderCommitted}
+	ordersOpt := store.OrdersOptions{Now: now, OnCommit: m.OrderCommitted, OnRedisFallback: m.RedisFallback}
+	strategy, err := store.ParseStrategy(cfg.ReservationStrategy)
+	if err != nil {
+		return err
+	}
+	if strategy == store.StrategyRedis {
+		rdb, err := redisClient(cfg.RedisURL)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		ordersOpt.Redis = redishold.New(rdb, cfg.AMQPPrefix+"checkout:")
+	}
+	// The background's order adapter (workers, sweeper, feed) places no checkout.
 	orders := store.NewOrders(db, ordersOpt)
+	if strategy == store.StrategyRedis {
+		if err := orders.SyncStockCache(ctx, nil); err != nil {
+			logger.Warn("redis stock counters not synced at start; checkouts use row locks until they are", "error", err)
+		}
+	}
 	g, ctx := errgroup.WithContext(ctx)
 
 	if runRelay {
@@ -137,8 +157,12 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		g.Go(func() error {
 			return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Prefetch: 32, Concurrency: 32, Observe: m.Consumer})
 		})
-		sweeper := workers.NewSweeper(orders, store.NewMaintenance(db, now), workers.SweeperOptions{Interval: cfg.SweepInterval,
-			KeyRetention: cfg.KeyRetention, OutboxRetention: cfg.OutboxRetention, Logger: logger, Now: now, OnFailure: m.SweepFailed})
+		sweepOpt := workers.SweeperOptions{Interval: cfg.SweepInterval,
+			KeyRetention: cfg.KeyRetention, OutboxRetention: cfg.OutboxRetention, Logger: logger, Now: now, OnFailure: m.SweepFailed}
+		if strategy == store.StrategyRedis {
+			sweepOpt.StockSync = func(ctx context.Context) error { return orders.SyncStockCache(ctx, nil) }
+		}
+		sweeper := workers.NewSweeper(orders, store.NewMaintenance(db, now), sweepOpt)
 		g.Go(func() error { return sweeper.Run(ctx) })
 	}
 
@@ -162,11 +186,17 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer readDB.Close()
 		m.DBStats(checkoutDB.DB, "checkout-api")
 		m.DBStats(readDB.DB, "catalog-read")
-		apiOrders := store.NewOrders(checkoutDB, ordersOpt)
+		apiOpt := ordersOpt
+		apiOpt.Strategy, apiOpt.OnRetry = strategy, m.ReservationRetry
+		apiOpt.Batch = store.BatchOptions{MaxSize: cfg.BatchMaxSize, MaxWait: cfg.BatchMaxWait, Workers: cfg.BatchWorkers,
+			Queue: cfg.CheckoutQueue, OnBatch: m.ReservationBatch}
+		apiOrders := store.NewOrders(checkoutDB, apiOpt)
+		defer apiOrders.Close()
 		svc, err := checkout.NewService(apiOrders, store.NewCarts(checkoutDB, now), cfg.ReservationTTL, now)
 		if err != nil {
 			return err
 		}
+		svc.CheckoutTimeout = cfg.CheckoutTimeout
 		verifier := auth.NewVerifier(cfg.JWTSecret)
 		feedBroker := broker.New(cfg.AMQPURL, topo, logger)
 		defer feedBroker.Close()
@@ -258,4 +288,14 @@ func gatewayName(cfg config.Config) string {
 		return "stripe"
 	}
 	return "sandbox"
+}
+
+// redisClient connects to REDIS_URL.
+func redisClient(url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 2*time.Second, time.Second, time.Second
+	return redis.NewClient(opt), nil
 }

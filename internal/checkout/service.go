@@ -33,6 +33,9 @@ type Service struct {
 	carts  CartStore
 	ttl    time.Duration
 	now    func() time.Time
+	// CheckoutTimeout, when positive, bounds each checkout: past it the caller gets
+	// ErrUnavailable (retryable with the same key) instead of waiting on.
+	CheckoutTimeout time.Duration
 }
 
 // NewService builds a Service; ttl is how long a reservation is held unpaid.
@@ -95,6 +98,11 @@ func (s *Service) Checkout(ctx context.Context, a Actor, in CheckoutInput) (Orde
 	p.RequestHash = requestHash(p)
 	p.Now = s.now().UTC()
 	p.ExpiresAt = p.Now.Add(s.ttl)
+	if s.CheckoutTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.CheckoutTimeout)
+		defer cancel()
+	}
 	return s.orders.PlaceOrder(ctx, p)
 }
 

@@ -118,15 +118,27 @@ type levelRow struct {
 	Reserved  int    `bun:"reserved"`
 }
 
-// SetStock sets on_hand of a SKU in a warehouse; it cannot go below what is reserved.
+// SetStock sets on_hand of a SKU in a warehouse as the API shows it (pending sales
+// folded in); it cannot go below what unpaid orders hold.
 func (c *Catalog) SetStock(ctx context.Context, sku, warehouse string, onHand int) (catalog.InventoryLevel, error) {
 	if err := catalog.ValidateStock(sku, warehouse, onHand); err != nil {
 		return catalog.InventoryLevel{}, err
 	}
 	var r levelRow
-	err := c.db.NewRaw(`INSERT INTO inventory (sku, warehouse, on_hand, updated_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = EXCLUDED.on_hand, updated_at = EXCLUDED.updated_at
-		RETURNING sku, warehouse, on_hand, reserved`, sku, warehouse, onHand, c.now()).Scan(ctx, &r)
+	err := InTx(ctx, c.db, func(ctx context.Context, tx bun.Tx) error {
+		now := c.now()
+		// The row is locked first: the pending sales read next are those a fold left.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO inventory (sku, warehouse, on_hand, updated_at) VALUES (?, ?, 0, ?)
+			ON CONFLICT (sku, warehouse) DO UPDATE SET updated_at = EXCLUDED.updated_at`, sku, warehouse, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE inventory SET on_hand = ? + COALESCE((SELECT sum(sold) FROM stock_moves m
+			WHERE m.sku = inventory.sku AND m.warehouse = inventory.warehouse), 0), version = version + 1
+			WHERE sku = ? AND warehouse = ?`, onHand, sku, warehouse); err != nil {
+			return err
+		}
+		return tx.NewRaw("SELECT sku, warehouse, on_hand, reserved FROM inventory_levels WHERE sku = ? AND warehouse = ?", sku, warehouse).Scan(ctx, &r)
+	})
 	switch PgCode(err) {
 	case "":
 	case "23503":
@@ -142,7 +154,7 @@ func (c *Catalog) SetStock(ctx context.Context, sku, warehouse string, onHand in
 // Inventory lists a SKU's stock per warehouse.
 func (c *Catalog) Inventory(ctx context.Context, sku string) ([]catalog.InventoryLevel, error) {
 	var rows []levelRow
-	if err := c.db.NewRaw("SELECT sku, warehouse, on_hand, reserved FROM inventory WHERE sku = ? ORDER BY warehouse", sku).Scan(ctx, &rows); err != nil {
+	if err := c.db.NewRaw("SELECT sku, warehouse, on_hand, reserved FROM inventory_levels WHERE sku = ? ORDER BY warehouse", sku).Scan(ctx, &rows); err != nil {
 		return nil, mapErr(fmt.Errorf("inventory: %w", err))
 	}
 	out := make([]catalog.InventoryLevel, len(rows))

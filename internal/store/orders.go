@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -17,34 +18,75 @@ import (
 
 // OrdersOptions configure the order adapter.
 type OrdersOptions struct {
-	// Reserver is the reservation strategy (default LockingReserver).
+	// Strategy is the reservation strategy (default StrategyLock for tests and tools;
+	// the service's default is RESERVATION_STRATEGY=batch).
+	Strategy Strategy
+	// Reserver overrides the single-order reservation step of the strategy (tests).
 	Reserver Reserver
+	// Redis is the hold store of StrategyRedis.
+	Redis RedisHolds
+	// Batch tunes StrategyBatch.
+	Batch BatchOptions
 	// Now is the one clock (default time.Now).
 	Now func() time.Time
 	// OnCommit, when set, is told every order change after its transaction committed
 	// (business metrics: each status change counted once, never one that rolled back).
 	OnCommit func(o checkout.Order)
+	// OnRetry, when set, is told each lost optimistic compare-and-set.
+	OnRetry func()
+	// OnRedisFallback, when set, is told each time Redis could not answer and a
+	// checkout went on as the lock strategy.
+	OnRedisFallback func(error)
 }
 
 // Orders implements checkout.OrderStore: the checkout transaction and every status
 // change, each with its outbox event.
 type Orders struct {
 	db       *bun.DB
+	strategy Strategy
 	reserver Reserver
+	redis    RedisHolds
+	batcher  *batcher
 	now      func() time.Time
 	onCommit func(checkout.Order)
+	// onRedisFallback is OrdersOptions.OnRedisFallback.
+	onRedisFallback func(error)
+	// soldOut remembers SKUs seen sold out, so checkouts of them are answered from a
+	// lock-free read instead of queueing on the row lock (see precheck).
+	soldOut sync.Map
 }
 
-// NewOrders returns the order adapter over db.
+// NewOrders returns the order adapter over db. Close stops a batch strategy's workers.
 func NewOrders(db *bun.DB, opt OrdersOptions) *Orders {
-	if opt.Reserver == nil {
-		opt.Reserver = LockingReserver{}
+	if opt.Strategy == "" {
+		opt.Strategy = StrategyLock
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Orders{db: db, reserver: opt.Reserver, now: opt.Now, onCommit: opt.OnCommit}
+	s := &Orders{db: db, strategy: opt.Strategy, reserver: opt.Reserver, redis: opt.Redis, now: opt.Now, onCommit: opt.OnCommit,
+		onRedisFallback: opt.OnRedisFallback}
+	if s.reserver == nil {
+		s.reserver = LockingReserver{}
+		if opt.Strategy == StrategyOptimistic {
+			s.reserver = OptimisticReserver{OnRetry: opt.OnRetry}
+		}
+	}
+	if opt.Strategy == StrategyBatch {
+		s.batcher = newBatcher(s, opt.Batch)
+	}
+	return s
 }
+
+// Close stops the batch workers (after the batches in hand).
+func (s *Orders) Close() {
+	if s.batcher != nil {
+		s.batcher.close()
+	}
+}
+
+// Strategy is the reservation strategy in use.
+func (s *Orders) Strategy() Strategy { return s.strategy }
 
 var _ checkout.OrderStore = (*Orders)(nil)
 
@@ -85,14 +127,42 @@ type itemRow struct {
 	UnitPriceCents int64  `bun:"unit_price_cents"`
 }
 
-// PlaceOrder is the checkout transaction: idempotency key, cart, prices, reservation,
-// order, items and the order.placed event commit together or not at all.
+// PlaceOrder is the checkout: idempotency key, cart, prices, reservation, order, items
+// and the order.placed event commit together or not at all. A checkout of a SKU seen
+// sold out is answered OUT_OF_STOCK from a lock-free read, without queueing on the row
+// lock; otherwise the strategy places it (the batch strategy with others in one
+// transaction).
 func (s *Orders) PlaceOrder(ctx context.Context, p checkout.PlaceOrder) (checkout.Order, bool, error) {
+	if err := s.precheck(ctx, p); err != nil {
+		return checkout.Order{}, false, err
+	}
+	var (
+		o      checkout.Order
+		replay bool
+		err    error
+	)
+	switch {
+	case s.strategy == StrategyRedis && s.redis != nil:
+		o, replay, err = s.placeWithHold(ctx, p)
+	case s.batcher != nil && p.CartID == "":
+		o, replay, err = s.batcher.place(ctx, p)
+	default:
+		o, replay, err = s.placeSingle(ctx, p, s.reserver)
+	}
+	if err != nil {
+		s.noteOutOfStock(err, p)
+		return checkout.Order{}, false, err
+	}
+	return o, replay, nil
+}
+
+// placeSingle places one order in a transaction of its own.
+func (s *Orders) placeSingle(ctx context.Context, p checkout.PlaceOrder, r Reserver) (checkout.Order, bool, error) {
 	var out checkout.Order
 	var replay bool
 	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
 		var err error
-		out, replay, err = s.place(ctx, tx, p)
+		out, replay, err = s.place(ctx, tx, p, r)
 		return err
 	})
 	if err != nil {
@@ -104,10 +174,10 @@ func (s *Orders) PlaceOrder(ctx context.Context, p checkout.PlaceOrder) (checkou
 	return out, replay, nil
 }
 
-// place runs the checkout in tx.
-func (s *Orders) place(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder) (checkout.Order, bool, error) {
+// place runs one checkout in tx.
+func (s *Orders) place(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder, r Reserver) (checkout.Order, bool, error) {
 	now := p.Now.Truncate(time.Microsecond)
-	if prev, err := replayKey(ctx, tx, p); err != nil || prev != nil {
+	if prev, err := claimKey(ctx, tx, p, now); err != nil || prev != nil {
 		if prev != nil {
 			return *prev, true, nil
 		}
@@ -121,58 +191,64 @@ func (s *Orders) place(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder) (c
 	if err != nil {
 		return checkout.Order{}, false, err
 	}
-	expires := p.ExpiresAt.Truncate(time.Microsecond)
-	o := checkout.Order{ID: p.OrderID, CustomerID: p.CustomerID, Status: checkout.StatusPendingPayment,
-		Items: items, TotalCents: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
-		ReservationExpiresAt: &expires, Sequence: 1}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, customer_id, status, total_cents, currency,
-		payment_token, reservation_expires_at, event_seq, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
-		o.ID, o.CustomerID, o.Status, o.TotalCents, o.Currency, p.PaymentToken, expires, now, now); err != nil {
-		return checkout.Order{}, false, fmt.Errorf("insert order: %w", err)
-	}
-	if err := insertItems(ctx, tx, o); err != nil {
+	o := newOrder(p, items, total, currency)
+	if err := insertOrders(ctx, tx, []checkout.Order{o}, []string{p.PaymentToken}); err != nil {
 		return checkout.Order{}, false, err
 	}
 	// The row locks are taken last, so they are held for the shortest time.
-	if err := s.reserver.Reserve(ctx, tx, Hold{OrderID: o.ID, Lines: lines, Field: field, ExpiresAt: expires, Now: now}); err != nil {
+	if err := r.Reserve(ctx, tx, Hold{OrderID: o.ID, Lines: lines, Field: field, ExpiresAt: *o.ReservationExpiresAt, Now: now}); err != nil {
 		return checkout.Order{}, false, err
-	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)",
-		p.CustomerID, p.IdempotencyKey, p.RequestHash, o.ID, now); err != nil {
-		return checkout.Order{}, false, fmt.Errorf("insert idempotency key: %w", err)
 	}
 	if p.CartID != "" {
 		if _, err := tx.ExecContext(ctx, "UPDATE carts SET order_id = ?, updated_at = ? WHERE id = ?", o.ID, now, p.CartID); err != nil {
 			return checkout.Order{}, false, fmt.Errorf("close cart: %w", err)
 		}
 	}
-	if err := writeOrderEvent(ctx, tx, o); err != nil {
+	if err := writeOrderEvents(ctx, tx, []checkout.Order{o}); err != nil {
 		return checkout.Order{}, false, err
 	}
 	return o, false, nil
 }
 
-// replayKey serializes the calls of one (customer, key) on an advisory lock, so a
-// concurrent duplicate sees the first call's committed key instead of racing it, and
-// returns the first call's order when the key was used with the same input.
-func replayKey(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder) (*checkout.Order, error) {
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", fmt.Sprintf("%d:%s:%s", len(p.CustomerID), p.CustomerID, p.IdempotencyKey)); err != nil {
-		return nil, fmt.Errorf("idempotency lock: %w", err)
+func newOrder(p checkout.PlaceOrder, items []checkout.OrderItem, total int64, currency string) checkout.Order {
+	now := p.Now.Truncate(time.Microsecond)
+	expires := p.ExpiresAt.Truncate(time.Microsecond)
+	return checkout.Order{ID: p.OrderID, CustomerID: p.CustomerID, Status: checkout.StatusPendingPayment,
+		Items: items, TotalCents: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
+		ReservationExpiresAt: &expires, Sequence: 1}
+}
+
+// claimKey stores the checkout's idempotency key first (its order follows in the same
+// transaction: the foreign key is deferred). A concurrent call with the same key waits
+// on the unique index until the first commits or rolls back, so a duplicate sees the
+// first call's key: it returns the first call's order when the input is the same, and
+// IDEMPOTENCY_KEY_REUSED when it is not. nil, nil means the key is new.
+func claimKey(ctx context.Context, tx bun.IDB, p checkout.PlaceOrder, now time.Time) (*checkout.Order, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, created_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, p.CustomerID, p.IdempotencyKey, p.RequestHash, p.OrderID, now)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency key: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil, nil
 	}
 	var key struct {
 		RequestHash []byte `bun:"request_hash"`
 		OrderID     string `bun:"order_id"`
 	}
-	err := tx.NewRaw("SELECT request_hash, order_id FROM idempotency_keys WHERE customer_id = ? AND key = ?", p.CustomerID, p.IdempotencyKey).Scan(ctx, &key)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, nil
-	case err != nil:
+	if err := tx.NewRaw("SELECT request_hash, order_id FROM idempotency_keys WHERE customer_id = ? AND key = ?", p.CustomerID, p.IdempotencyKey).Scan(ctx, &key); err != nil {
 		return nil, fmt.Errorf("idempotency key: %w", err)
-	case !bytes.Equal(key.RequestHash, p.RequestHash):
+	}
+	return replayOf(ctx, tx, p, key.RequestHash, key.OrderID)
+}
+
+// replayOf is the answer to a checkout whose key was used before: the first order when
+// the input is the same, IDEMPOTENCY_KEY_REUSED when it is not.
+func replayOf(ctx context.Context, tx bun.IDB, p checkout.PlaceOrder, hash []byte, orderID string) (*checkout.Order, error) {
+	if !bytes.Equal(hash, p.RequestHash) {
 		return nil, checkout.Errorf(checkout.IdempotencyKeyReused, []string{"input", "idempotencyKey"}, "this idempotencyKey was used with other input; use a new key for a new checkout")
 	}
-	o, err := loadOrder(ctx, tx, key.OrderID, false)
+	o, err := loadOrder(ctx, tx, orderID, false)
 	if err != nil {
 		return nil, err
 	}
@@ -225,15 +301,34 @@ func (s *Orders) linesOf(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder) 
 	return lines, field, prices, nil
 }
 
-func insertItems(ctx context.Context, tx bun.IDB, o checkout.Order) error {
-	n := len(o.Items)
-	lineNo, sku, qty, unit := make([]int, n), make([]string, n), make([]int, n), make([]int64, n)
-	for i, it := range o.Items {
-		lineNo[i], sku[i], qty[i], unit[i] = i+1, it.SKU, it.Quantity, it.UnitPriceCents
+// insertOrders writes orders and their items, two statements whatever their number;
+// tokens[i] is orders[i]'s payment token.
+func insertOrders(ctx context.Context, tx bun.IDB, orders []checkout.Order, tokens []string) error {
+	n := len(orders)
+	id, cust, cur, tok := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	total := make([]int64, n)
+	expires, created := make([]time.Time, n), make([]time.Time, n)
+	var iOrder, iSKU []string
+	var iLine, iQty []int
+	var iUnit []int64
+	for i, o := range orders {
+		id[i], cust[i], cur[i], tok[i], total[i] = o.ID, o.CustomerID, o.Currency, tokens[i], o.TotalCents
+		expires[i], created[i] = *o.ReservationExpiresAt, o.CreatedAt
+		for j, it := range o.Items {
+			iOrder, iSKU = append(iOrder, o.ID), append(iSKU, it.SKU)
+			iLine, iQty, iUnit = append(iLine, j+1), append(iQty, it.Quantity), append(iUnit, it.UnitPriceCents)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, customer_id, status, total_cents, currency,
+		payment_token, reservation_expires_at, event_seq, created_at, updated_at)
+		SELECT v.id, v.cust, 'PENDING_PAYMENT', v.total, v.cur, v.tok, v.exp, 1, v.at, v.at
+		FROM unnest(?::uuid[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[]) AS v(id, cust, total, cur, tok, exp, at)`,
+		pgArray(id), pgArray(cust), pgArray(total), pgArray(cur), pgArray(tok), pgArray(expires), pgArray(created)); err != nil {
+		return fmt.Errorf("insert orders: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents)
-		SELECT ?, v.n, v.sku, v.q, v.p FROM unnest(?::int[], ?::text[], ?::int[], ?::bigint[]) AS v(n, sku, q, p)`,
-		o.ID, pgArray(lineNo), pgArray(sku), pgArray(qty), pgArray(unit)); err != nil {
+		SELECT * FROM unnest(?::uuid[], ?::int[], ?::text[], ?::int[], ?::bigint[])`,
+		pgArray(iOrder), pgArray(iLine), pgArray(iSKU), pgArray(iQty), pgArray(iUnit)); err != nil {
 		return fmt.Errorf("insert order items: %w", err)
 	}
 	return nil
@@ -248,12 +343,17 @@ func orderEvent(o checkout.Order) (event.Envelope, error) {
 	})
 }
 
-func writeOrderEvent(ctx context.Context, tx bun.IDB, o checkout.Order) error {
-	env, err := orderEvent(o)
-	if err != nil {
-		return err
+// writeOrderEvents writes the event of each order's current status, in one statement.
+func writeOrderEvents(ctx context.Context, tx bun.IDB, orders []checkout.Order) error {
+	envs := make([]event.Envelope, len(orders))
+	for i, o := range orders {
+		env, err := orderEvent(o)
+		if err != nil {
+			return err
+		}
+		envs[i] = env
 	}
-	return outbox.Insert(ctx, tx, env)
+	return outbox.InsertMany(ctx, tx, envs)
 }
 
 func loadOrder(ctx context.Context, db bun.IDB, id string, lock bool) (*checkout.Order, error) {
@@ -374,6 +474,7 @@ func (s *Orders) ExpiredOrders(ctx context.Context, now time.Time, limit int) ([
 func (s *Orders) Transition(ctx context.Context, id string, decide func(o *checkout.Order) (checkout.Change, error)) (checkout.Order, error) {
 	var out checkout.Order
 	var changed bool
+	var eff checkout.Effects
 	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
 		o, err := loadOrder(ctx, tx, id, true)
 		if err != nil {
@@ -386,7 +487,7 @@ func (s *Orders) Transition(ctx context.Context, id string, decide func(o *check
 		if err != nil {
 			return err
 		}
-		changed, err = s.apply(ctx, tx, o, ch)
+		eff, changed, err = s.apply(ctx, tx, o, ch)
 		out = *o
 		return err
 	})
@@ -394,21 +495,21 @@ func (s *Orders) Transition(ctx context.Context, id string, decide func(o *check
 		return checkout.Order{}, err
 	}
 	if changed {
-		s.committed(out)
+		s.afterCommit(out, eff)
 	}
 	return out, nil
 }
 
 // apply makes the change ch to o (loaded under its row lock in tx) and its effects;
 // changed is false when ch changes nothing.
-func (s *Orders) apply(ctx context.Context, tx bun.Tx, o *checkout.Order, ch checkout.Change) (changed bool, err error) {
+func (s *Orders) apply(ctx context.Context, tx bun.Tx, o *checkout.Order, ch checkout.Change) (eff checkout.Effects, changed bool, err error) {
 	from := o.Status
-	eff, err := o.Apply(ch, s.now().UTC().Truncate(time.Microsecond))
+	eff, err = o.Apply(ch, s.now().UTC().Truncate(time.Microsecond))
 	if err != nil || ch.To == "" {
-		return false, err
+		return eff, false, err
 	}
-	if err := s.reserver.Move(ctx, tx, o.ID, eff.Stock, o.UpdatedAt); err != nil {
-		return false, err
+	if err := moveStock(ctx, tx, o.ID, eff.Stock, o.UpdatedAt); err != nil {
+		return eff, false, err
 	}
 	// The token is kept only while the order may still be charged.
 	if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ?, event_seq = ?,
@@ -416,15 +517,15 @@ func (s *Orders) apply(ctx context.Context, tx bun.Tx, o *checkout.Order, ch che
 		payment_token = CASE WHEN ? = 'PENDING_PAYMENT' THEN payment_token END
 		WHERE id = ? AND status = ?`, o.Status, o.UpdatedAt, o.Sequence, o.TrackingNumber, o.PaymentFailureReason,
 		o.Status, o.ID, from); err != nil {
-		return false, fmt.Errorf("update order: %w", err)
+		return eff, false, fmt.Errorf("update order: %w", err)
 	}
-	if err := writeOrderEvent(ctx, tx, *o); err != nil {
-		return false, err
+	if err := writeOrderEvents(ctx, tx, []checkout.Order{*o}); err != nil {
+		return eff, false, err
 	}
 	if eff.RefundReason != "" {
 		if err := requestRefund(ctx, tx, o.ID, eff.RefundReason, o.UpdatedAt); err != nil {
-			return false, err
+			return eff, false, err
 		}
 	}
-	return true, nil
+	return eff, true, nil
 }

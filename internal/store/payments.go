@@ -119,6 +119,7 @@ func getPayment(ctx context.Context, db bun.IDB, where string, lock bool, args .
 func (p *Payments) Settle(ctx context.Context, consumer, eventID string, rep checkout.PaymentReport) (checkout.Order, bool, error) {
 	var out checkout.Order
 	var first, changed bool
+	var eff checkout.Effects
 	err := InTx(ctx, p.db, func(ctx context.Context, tx bun.Tx) error {
 		now := p.now().UTC().Truncate(time.Microsecond)
 		var err error
@@ -140,7 +141,7 @@ func (p *Payments) Settle(ctx context.Context, consumer, eventID string, rep che
 			return checkout.Errorf(checkout.NotFound, []string{"orderId"}, "order %s not found", rep.OrderID)
 		}
 		d := checkout.DecidePayment(o, rep.Result)
-		if changed, err = p.orders.apply(ctx, tx, o, d.Change); err != nil {
+		if eff, changed, err = p.orders.apply(ctx, tx, o, d.Change); err != nil {
 			return err
 		}
 		if err := recordPayment(ctx, tx, rep, now); err != nil {
@@ -162,7 +163,7 @@ func (p *Payments) Settle(ctx context.Context, consumer, eventID string, rep che
 		return checkout.Order{}, false, err
 	}
 	if changed {
-		p.orders.committed(out)
+		p.orders.afterCommit(out, eff)
 	}
 	return out, first, nil
 }

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/testutil"
+	"github.com/checkout-backend/checkout/migrations"
 )
 
 func count(t *testing.T, db bun.IDB, q string, args ...any) int {
@@ -175,22 +178,28 @@ func TestMigrations_LegacyRunnerAdopted(t *testing.T) {
 	t.Parallel()
 	db := testutil.NewDB(t)
 	ctx := context.Background()
-	// A database migrated by the hand-written runner: its table lists 0001-0005 and
-	// bun's lists nothing.
+	// A database migrated by the hand-written runner: its table lists every migration
+	// ("0001_init", ...) and bun's lists nothing.
+	applied := count(t, db, "SELECT count(*) FROM bun_migrations")
+	files, _ := fs.Glob(migrations.FS, "*.tx.up.sql")
 	for _, q := range []string{
-		"DELETE FROM bun_migrations",
 		"CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-		"INSERT INTO schema_migrations (version) VALUES ('0001_init'), ('0002_payments'), ('0003_webhooks'), ('0004_outbox_notify'), ('0005_outbox_lease')",
+		"DELETE FROM bun_migrations",
 	} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range files {
+		if _, err := db.ExecContext(ctx, "INSERT INTO schema_migrations (version) VALUES (?)", strings.TrimSuffix(f, ".tx.up.sql")); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := store.Migrate(ctx, db.DB); err != nil {
 		t.Fatalf("migrate re-ran applied migrations: %v", err)
 	}
-	if n := count(t, db, "SELECT count(*) FROM bun_migrations"); n != 5 {
-		t.Fatalf("%d adopted, want 5", n)
+	if n := count(t, db, "SELECT count(*) FROM bun_migrations"); n != applied {
+		t.Fatalf("%d adopted, want %d", n, applied)
 	}
 	if n := count(t, db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'schema_migrations'"); n != 0 {
 		t.Fatal("schema_migrations left behind")
@@ -243,7 +252,7 @@ func fixture(t *testing.T, stock int, opt store.OrdersOptions) (*testutil.DB, *s
 
 func stock(t *testing.T, db bun.IDB) (onHand, reserved int) {
 	t.Helper()
-	if err := db.NewRaw("SELECT on_hand, reserved FROM inventory WHERE sku = 'S'").Scan(context.Background(), &onHand, &reserved); err != nil {
+	if err := db.NewRaw("SELECT on_hand, reserved FROM inventory_levels WHERE sku = 'S'").Scan(context.Background(), &onHand, &reserved); err != nil {
 		t.Fatal(err)
 	}
 	return

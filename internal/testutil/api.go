@@ -195,10 +195,11 @@ func (a *API) Product(t testing.TB, sku string, priceCents int64, stock map[stri
 	}
 }
 
-// Stock returns on_hand and reserved of a SKU summed over warehouses.
+// Stock returns on_hand and reserved of a SKU summed over warehouses, as the API shows
+// them (inventory_levels: pending sales folded in).
 func (a *API) Stock(t testing.TB, sku string) (onHand, reserved int) {
 	t.Helper()
-	err := a.DB.NewRaw("SELECT COALESCE(sum(on_hand),0)::int, COALESCE(sum(reserved),0)::int FROM inventory WHERE sku = ?", sku).Scan(context.Background(), &onHand, &reserved)
+	err := a.DB.NewRaw("SELECT COALESCE(sum(on_hand),0)::int, COALESCE(sum(reserved),0)::int FROM inventory_levels WHERE sku = ?", sku).Scan(context.Background(), &onHand, &reserved)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,16 @@ type Config struct {
 	JWTSecret       string        `env:"JWT_SECRET" envDefault:"dev-secret-change-me-0123456789abcdef"`
 	ReservationTTL  time.Duration `env:"RESERVATION_TTL" envDefault:"10m"`
 
+	// Reservation strategy (README "Reservation strategies"): batch, lock, optimistic or
+	// redis; the batch strategy's group commit; the checkouts that may wait for a batch
+	// (past it: 503) and each checkout's deadline.
+	ReservationStrategy string        `env:"RESERVATION_STRATEGY" envDefault:"batch"`
+	BatchMaxSize        int           `env:"BATCH_MAX_SIZE" envDefault:"64"`
+	BatchMaxWait        time.Duration `env:"BATCH_MAX_WAIT" envDefault:"1ms"`
+	BatchWorkers        int           `env:"BATCH_WORKERS" envDefault:"4"`
+	CheckoutQueue       int           `env:"CHECKOUT_QUEUE" envDefault:"4096"`
+	CheckoutTimeout     time.Duration `env:"CHECKOUT_TIMEOUT" envDefault:"10s"`
+
 	PaymentProvider     string `env:"PAYMENT_PROVIDER" envDefault:"sandbox"`
 	StripeSecretKey     string `env:"STRIPE_SECRET_KEY"`
 	StripeAPIBase       string `env:"STRIPE_API_BASE"`
@@ -71,7 +81,7 @@ type Config struct {
 	// Load shedding (internal/platform/overload): requests served at once per class,
 	// the wait for a slot before 503, and each client's rate (requests/s) and burst
 	// before 429. CLIENT_RATE=0 turns the per-client limit off.
-	CheckoutConcurrency int           `env:"CHECKOUT_CONCURRENCY" envDefault:"16"`
+	CheckoutConcurrency int           `env:"CHECKOUT_CONCURRENCY" envDefault:"512"`
 	ReadConcurrency     int           `env:"READ_CONCURRENCY" envDefault:"64"`
 	OtherConcurrency    int           `env:"OTHER_CONCURRENCY" envDefault:"32"`
 	OverloadMaxWait     time.Duration `env:"OVERLOAD_MAX_WAIT" envDefault:"100ms"`
@@ -111,6 +121,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: STRIPE_SECRET_KEY is required with PAYMENT_PROVIDER=stripe")
 	case c.Production() && c.PaymentProvider == "sandbox":
 		return fmt.Errorf("config: the sandbox payment provider cannot run in production")
+	case c.ReservationStrategy != "batch" && c.ReservationStrategy != "lock" && c.ReservationStrategy != "optimistic" && c.ReservationStrategy != "redis":
+		return fmt.Errorf("config: RESERVATION_STRATEGY must be batch, lock, optimistic or redis")
+	case c.ReservationStrategy == "redis" && c.RedisURL == "":
+		return fmt.Errorf("config: RESERVATION_STRATEGY=redis needs REDIS_URL")
+	case c.BatchMaxSize < 1 || c.BatchWorkers < 1 || c.CheckoutQueue < 1 || c.BatchMaxWait <= 0:
+		return fmt.Errorf("config: BATCH_MAX_SIZE, BATCH_WORKERS and CHECKOUT_QUEUE must be at least 1, BATCH_MAX_WAIT positive")
+	case c.CheckoutTimeout <= 0:
+		return fmt.Errorf("config: CHECKOUT_TIMEOUT must be positive")
 	}
 	return nil
 }

@@ -71,6 +71,9 @@ type Metrics struct {
 	breaker       *prometheus.GaugeVec
 	shed          *prometheus.CounterVec
 	sweepFailures prometheus.Counter
+	resRetries    prometheus.Counter
+	batchSize     prometheus.Histogram
+	redisFallback prometheus.Counter
 	collectErrors *prometheus.CounterVec
 
 	scrapeTimeout time.Duration
@@ -145,6 +148,19 @@ func New(opt Options) *Metrics {
 			Name: "checkout_sweeper_failures_total",
 			Help: "Expired orders the sweeper could not move to EXPIRED (each is logged and retried next sweep).",
 		}),
+		resRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkout_reservation_retries_total",
+			Help: "Optimistic reservations that lost their compare-and-set and tried again.",
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "checkout_reservation_batch_size",
+			Help:    "Checkouts placed together in one transaction by the batch strategy.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+		}),
+		redisFallback: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkout_reservation_redis_fallbacks_total",
+			Help: "Checkouts of the redis strategy placed with row locks because Redis did not answer.",
+		}),
 		collectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "checkout_metrics_collect_errors_total",
 			Help: "Failed reads behind scrape-time gauges (the last values are reported meanwhile).",
@@ -154,7 +170,7 @@ func New(opt Options) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.graphql, m.orders, m.checkouts, m.revenue, m.published, m.confirm, m.publishLag,
-		m.consumerTime, m.consumerMsgs, m.redeliveries, m.breaker, m.shed, m.sweepFailures, m.collectErrors,
+		m.consumerTime, m.consumerMsgs, m.redeliveries, m.breaker, m.shed, m.sweepFailures, m.resRetries, m.batchSize, m.redisFallback, m.collectErrors,
 	)
 	if opt.Operations == nil {
 		opt.Operations = []string{"checkout"}
@@ -223,6 +239,15 @@ func (m *Metrics) OrderCommitted(o checkout.Order) {
 // SweepFailed counts an order the sweeper could not expire; it has the shape of
 // workers.SweeperOptions.OnFailure.
 func (m *Metrics) SweepFailed(string, error) { m.sweepFailures.Inc() }
+
+// ReservationRetry counts a lost optimistic compare-and-set.
+func (m *Metrics) ReservationRetry() { m.resRetries.Inc() }
+
+// ReservationBatch records the size of a batch of checkouts placed together.
+func (m *Metrics) ReservationBatch(n int) { m.batchSize.Observe(float64(n)) }
+
+// RedisFallback counts a checkout placed with row locks because Redis did not answer.
+func (m *Metrics) RedisFallback(error) { m.redisFallback.Inc() }
 
 // Checkout counts a checkout mutation by outcome (placed, out_of_stock,
 // idempotent_replay, rejected, error); it has the shape of graph.Resolver.ObserveCheckout.
