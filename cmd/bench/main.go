@@ -74,6 +74,18 @@ type options struct {
 	subscribers  int // fanout: WebSocket subscribers
 	fanoutOrders int // fanout: orders they follow
 
+	// The strategies suite (the default of make bench; strategies.go).
+	suite        string
+	strategies   []string
+	inFlight     []int
+	hotDuration  time.Duration
+	rawDuration  time.Duration
+	paceDuration time.Duration
+	// asUsersRun starts the service with its own defaults (no bench overrides);
+	// serviceEnv adds to its environment.
+	asUsersRun bool
+	serviceEnv map[string]string
+
 	url         string // a running service; "" starts one
 	databaseURL string
 	jwtSecret   string
@@ -104,6 +116,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "with -url: the service's JWT_SECRET (default $JWT_SECRET, else the development default)")
 	fs.StringVar(&o.benchDB, "bench-db", "checkout_bench", "name of the database the bench drops and recreates (without -url)")
 	fs.StringVar(&o.bin, "bin", "", "a prebuilt checkout binary (default: go build ./cmd/checkout)")
+	fs.StringVar(&o.suite, "suite", "", "strategies (the default): the raw single-row ceiling, then every reservation strategy at\n-in-flight buyers on one hot SKU, the spread workload, the flash sale at defaults and the saga's pace;\nworkloads: the -workload list (the default with -workload or -soak)")
+	strategyList := fs.String("strategies", "batch,lock,optimistic,redis", "strategies suite: the reservation strategies to run")
+	inFlightList := fs.String("in-flight", "4,64,256,1000", "strategies suite: buyers in flight on the hot SKU")
+	fs.DurationVar(&o.hotDuration, "hot-duration", 8*time.Second, "strategies suite: attack duration per in-flight level")
+	fs.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "strategies suite: duration of each raw ceiling run")
+	fs.DurationVar(&o.paceDuration, "pace", time.Minute, "strategies suite: how long the batch strategy runs at 80% of its peak for checkout-to-PAID (0: skip)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -112,6 +130,27 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.suite == "" {
+		o.suite = "strategies"
+		if set["workload"] || o.soak {
+			o.suite = "workloads"
+		}
+	}
+	if o.suite != "strategies" && o.suite != "workloads" {
+		return o, fmt.Errorf("-suite %q: want strategies or workloads", o.suite)
+	}
+	for _, s := range strings.Split(*strategyList, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			o.strategies = append(o.strategies, s)
+		}
+	}
+	for _, s := range strings.Split(*inFlightList, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n < 1 {
+			return o, fmt.Errorf("-in-flight %q: want positive numbers", *inFlightList)
+		}
+		o.inFlight = append(o.inFlight, n)
+	}
 
 	if o.soak {
 		if !set["duration"] {
@@ -223,6 +262,14 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	if opts.suite == "strategies" {
+		if err := runStrategySuite(ctx, opts, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		fmt.Println("bench: OK")
+		return 0
+	}
 	reports, err := bench(ctx, opts, os.Stdout)
 	failed := false
 	for _, r := range reports {

@@ -59,7 +59,7 @@ func waitSettled(ctx context.Context, db *pgxpool.Pool, prefix string, limit tim
 		err := db.QueryRow(ctx, `
 			SELECT (SELECT count(*)::int FROM orders o
 			        WHERE left(o.customer_id, length($1)) = $1 AND o.status = 'PENDING_PAYMENT'
-			          AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id)),
+			          AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id AND p.status <> 'attempted')),
 			       (SELECT count(*)::int FROM outbox WHERE published_at IS NULL)`, prefix).Scan(&res.toCome, &res.backlog)
 		if err != nil {
 			return res, fmt.Errorf("wait for payments: %w", err)

@@ -70,13 +70,18 @@ func startLocalService(ctx context.Context, opts options, out io.Writer) (s *loc
 		"AMQP_PREFIX":      amqpPrefix(opts.benchDB),
 		"PAYMENT_PROVIDER": "sandbox", // the bench pays with the sandbox's tok_visa
 	}
-	// The bench measures the checkout path, not the load shedding: unless the caller
-	// sets them, the bulkhead admits the bench's concurrency and the per-client rate
-	// limit is off (1000 customers from one address).
-	for k, v := range map[string]string{"CHECKOUT_CONCURRENCY": "64", "CLIENT_RATE": "0"} {
-		if os.Getenv(k) == "" {
-			set[k] = v
+	// The workloads suite measures the checkout path, not the load shedding: unless the
+	// caller sets them, the bulkhead admits the bench's concurrency and the per-client
+	// rate limit is off. The strategies suite runs the service as users run it.
+	if !opts.asUsersRun {
+		for k, v := range map[string]string{"CHECKOUT_CONCURRENCY": "64", "CLIENT_RATE": "0"} {
+			if os.Getenv(k) == "" {
+				set[k] = v
+			}
 		}
+	}
+	for k, v := range opts.serviceEnv {
+		set[k] = v
 	}
 	env := childEnv(os.Environ(), set)
 	s.env = env

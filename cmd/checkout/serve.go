@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/playground"
@@ -168,6 +170,11 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	if os.Getenv("CHECKOUT_PPROF") == "1" && !cfg.Production() {
+		// Profiling for development (make bench): never in production.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	}
 	httpx.Health(mux,
 		httpx.Check{Name: "database", Fn: func(ctx context.Context) error { return store.Ping(ctx, db.DB) }},
 		httpx.Check{Name: "broker", Fn: pubBroker.Ping})
