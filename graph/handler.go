@@ -85,13 +85,18 @@ func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 	})
 	srv.AddTransport(gqlhttp.Transport{MaxBodyBytes: limits.MaxBodyBytes})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(limits.MaxTokens)
 	if opt.Introspection {
 		srv.Use(extension.Introspection{})
+	} else {
+		srv.SetDisableSuggestion(true)
 	}
 	// In this order: a persisted query's hash becomes its document; the guard refuses a
 	// document over a limit before gqlgen validates it; the complexity limit needs the
 	// validated document; an automatic persisted query is stored only once it passed all.
-	srv.Use(persisted.Lookup)
+	for _, e := range persisted.Lookup {
+		srv.Use(e)
+	}
 	srv.Use(gqlhttp.NewGuard(limits, opt.Introspection))
 	srv.Use(gqlhttp.NewComplexityLimit(limits.MaxComplexity))
 	srv.Use(persisted.Register)
@@ -106,6 +111,11 @@ func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 	})
 	srv.SetErrorPresenter(func(ctx context.Context, err error) *gqlerror.Error {
 		var ge *gqlerror.Error
+		if errors.As(err, &ge) && ge.Err == nil && !opt.Introspection {
+			// Validation errors name the schema's fields, arguments and types in their
+			// hints: not when introspection is off.
+			ge = gqlhttp.WithoutSuggestions(ge)
+		}
 		if errors.As(err, &ge) && ge.Extensions != nil && ge.Extensions["code"] != nil {
 			if ge.Extensions["code"] == CodeInternal && ge.Extensions["correlationId"] == nil {
 				logger.ErrorContext(ctx, "graphql internal error", "error", ge.Message, "path", graphql.GetPath(ctx).String())
