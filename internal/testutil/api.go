@@ -62,6 +62,8 @@ type APIOptions struct {
 	NoIntrospection bool
 	// Log, when set, also receives the API's JSON log lines.
 	Log io.Writer
+	// Sockets configure the WebSocket connections (caps, timeouts); zero: defaults.
+	Sockets gqlhttp.SocketOptions
 }
 
 // RedisURL is the Redis server tests use: REDIS_URL, else redis://127.0.0.1:6379/0.
@@ -97,7 +99,7 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 	}
 	logger := clog.New(logTo, -4)
 	h := telemetry.Handler(httpx.RequestID(httpx.Log(logger, graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: auth.NewVerifier(Secret),
-		Introspection: !opt.NoIntrospection, HTTP: opt.HTTP, Overload: opt.Overload}))))
+		Introspection: !opt.NoIntrospection, HTTP: opt.HTTP, Overload: opt.Overload, Sockets: opt.Sockets}))))
 	return &API{DB: db, Handler: h, Resolver: res, Orders: orders, Catalog: cat, Service: svc}
 }
 
