@@ -19,6 +19,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
 	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
+	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	"github.com/checkout-backend/checkout/internal/platform/overload"
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
@@ -319,7 +320,11 @@ type socketRig struct {
 
 const socketCustomer = "sock-owner"
 
-func newSocketRig(t *testing.T, opt testutil.APIOptions) *socketRig {
+func newSocketRig(t *testing.T, opt testutil.APIOptions) *socketRig { return newSocketRigOn(t, opt, 0) }
+
+// newSocketRigOn serves the API with the service's http.Server settings when
+// writeTimeout is set.
+func newSocketRigOn(t *testing.T, opt testutil.APIOptions, writeTimeout time.Duration) *socketRig {
 	t.Helper()
 	db := testutil.NewDB(t)
 	setup := testutil.NewAPI(t, db) // fixtures, outside the options under test
@@ -332,7 +337,11 @@ func newSocketRig(t *testing.T, opt testutil.APIOptions) *socketRig {
 	feed := &fakeFeed{}
 	opt.Feed = feed
 	api := testutil.NewAPI(t, db, opt)
-	srv := httptest.NewServer(api.Handler)
+	srv := httptest.NewUnstartedServer(api.Handler)
+	if writeTimeout > 0 {
+		srv.Config = httpx.NewServer("", api.Handler, writeTimeout)
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return &socketRig{api: api, url: srv.URL + "/graphql", token: tok, orderID: co.Checkout.Order.ID, feed: feed}
 }
@@ -611,5 +620,25 @@ func TestSocket_PerClientCaps(t *testing.T) {
 		if status != http.StatusTooManyRequests || code != gqlhttp.CodeTooManySockets {
 			t.Fatalf("retry: %d %s", status, code)
 		}
+	}
+}
+
+// The server's WriteTimeout bounds HTTP responses, not sockets: a subscription still
+// delivers after it has passed (a hijacked connection loses the server's deadlines).
+func TestSocket_OutlivesTheServersWriteTimeout(t *testing.T) {
+	t.Parallel()
+	const writeTimeout = 300 * time.Millisecond
+	rig := newSocketRigOn(t, testutil.APIOptions{}, writeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := rig.dial(ctx, t, rig.token)
+	first := try(ctx, t, c, "s1", subscription, map[string]any{"id": rig.orderID})
+	if len(first.data) == 0 {
+		t.Fatalf("subscription: %+v", first)
+	}
+	time.Sleep(3 * writeTimeout) // the condition under test: the timeout has passed
+	rig.feed.Publish(checkout.Order{ID: rig.orderID, Status: checkout.StatusPaid, Sequence: 2, UpdatedAt: time.Now()})
+	if r := until(ctx, t, c, "s1", func(r opResult) bool { return len(r.data) > 0 }); !strings.Contains(string(r.data[0]), "PAID") {
+		t.Fatalf("update after the write timeout: %+v", r)
 	}
 }
