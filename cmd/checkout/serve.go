@@ -134,7 +134,11 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
+	// Edge: /metrics on METRICS_ADDR when set, else on HTTP_ADDR (the contract).
+	metricsSrv := httpx.Metrics(mux, cfg.MetricsAddr, m.Handler())
+	if metricsSrv == nil && cfg.Production() {
+		logger.Warn("GET /metrics is served on HTTP_ADDR: set METRICS_ADDR to keep it off the public listener")
+	}
 	httpx.Health(mux,
 		httpx.Check{Name: "database", Fn: func(ctx context.Context) error { return store.Ping(ctx, db.DB) }},
 		httpx.Check{Name: "broker", Fn: pubBroker.Ping})
@@ -163,14 +167,31 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer feedBroker.Close()
 		statusFeed := feed.New(feedBroker, orders, 16, logger)
 		g.Go(func() error { return statusFeed.Run(ctx) })
+		// Edge: webhook secrets sealed at rest with WEBHOOK_SECRET_KEY (the worker opens
+		// them with the same webhook.Sealer).
+		sealer, err := webhook.NewSealer(cfg.WebhookSecretKey)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
 		res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: store.NewCatalog(readDB), Orders: apiOrders, Feed: statusFeed,
-			WebhookService: webhook.NewService(webhookStore, webhookPolicy, func() string { return uuid.Must(uuid.NewV7()).String() })}
+			WebhookService: webhook.NewService(webhookStore, webhookPolicy, func() string { return uuid.Must(uuid.NewV7()).String() }).WithSealer(sealer)}
 		gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, logger)
 		if err != nil {
 			return err
 		}
 		defer closeGQL()
+		// Edge: the client of a request is its JWT subject, else its address, read from
+		// CLIENT_IP_HEADER only when the peer is one of TRUSTED_PROXIES.
+		trusted, err := overload.ParsePrefixes(cfg.TrustedProxies)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		clients, err := overload.NewClients(trusted, cfg.ClientIPHeader)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
 		shed := overload.New(overload.Options{
+			ClientKey: clients.Key,
 			Limits: map[overload.Class]int{overload.Checkout: cfg.CheckoutConcurrency,
 				overload.Read: cfg.ReadConcurrency, overload.Other: cfg.OtherConcurrency},
 			MaxWait:  cfg.OverloadMaxWait,
@@ -188,33 +209,39 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		for _, c := range []overload.Class{overload.Checkout, overload.Read, overload.Other} {
 			m.InFlight(string(c), func() int { return shed.InFlight(c) })
 		}
+		sockets := gqlhttp.SocketOptionsFromConfig(cfg)
+		sockets.ClientKey, sockets.Allow = clients.Key, shed.AllowKey
 		mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: verifier, Introspection: gqlhttp.IntrospectionEnabled(cfg), HTTP: gqlOpt,
-			Metrics: m, Overload: shed.Middleware}))
+			Metrics: m, Overload: shed.Middleware, Sockets: sockets}))
 		if !cfg.Production() {
 			mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
 		}
 		mux.Handle("POST /webhooks/stripe", &workers.StripeWebhook{Payments: payments, Secret: cfg.StripeWebhookSecret, Tolerance: 5 * time.Minute, Logger: logger})
 	}
-	srv := &http.Server{
-		Addr:              cfg.HTTPAddr,
-		Handler:           telemetry.Handler(httpx.RequestID(httpx.Log(logger, mux))),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       120 * time.Second,
+	srv := httpx.NewServer(cfg.HTTPAddr, telemetry.Handler(httpx.RequestID(httpx.Log(logger, mux))), cfg.HTTPWriteTimeout)
+	servers := []*http.Server{srv}
+	if metricsSrv != nil {
+		servers = append(servers, metricsSrv)
 	}
-	g.Go(func() error {
-		logger.Info("serving", "mode", mode, "addr", cfg.HTTPAddr, "api", runAPI, "relay", runRelay, "workers", runWorkers)
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
-		}
-		return nil
-	})
+	for _, s := range servers {
+		g.Go(func() error {
+			logger.Info("serving", "mode", mode, "addr", s.Addr, "api", runAPI && s == srv, "relay", runRelay, "workers", runWorkers)
+			if err := s.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http %s: %w", s.Addr, err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-ctx.Done()
 		logger.Info("shutting down: draining requests and messages in hand")
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		var errs []error
+		for _, s := range servers {
+			errs = append(errs, s.Shutdown(sctx))
+		}
+		return errors.Join(errs...)
 	})
 	return g.Wait()
 }
