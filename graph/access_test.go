@@ -552,14 +552,14 @@ func TestSocket_ClientThatStopsAnsweringPingsIsClosed(t *testing.T) {
 }
 
 // Sockets and subscriptions are capped per client, with a clear answer, and a closed
-// socket or a completed subscription gives its place back.
+// socket or a completed subscription gives its place back. Until connection_init a socket
+// counts against its address, then against the identity it authenticated.
 func TestSocket_PerClientCaps(t *testing.T) {
 	t.Parallel()
 	rig := newSocketRig(t, testutil.APIOptions{Sockets: gqlhttp.SocketOptions{MaxPerClient: 2, MaxSubscriptionsPerClient: 2}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	a, b := rig.dial(ctx, t, rig.token), rig.dial(ctx, t, rig.token)
-	third := func() (*websocket.Conn, int, string) {
+	raw := func() (*websocket.Conn, int, string) {
 		conn, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(rig.url, "http"), &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
 		if err == nil {
 			return conn, http.StatusSwitchingProtocols, ""
@@ -572,16 +572,39 @@ func TestSocket_PerClientCaps(t *testing.T) {
 				Extensions map[string]any `json:"extensions"`
 			} `json:"errors"`
 		}
-		raw, _ := io.ReadAll(resp.Body)
-		json.Unmarshal(raw, &body)
+		b, _ := io.ReadAll(resp.Body)
+		json.Unmarshal(b, &body)
 		code := ""
 		if len(body.Errors) > 0 {
 			code, _ = body.Errors[0].Extensions["code"].(string)
 		}
 		return nil, resp.StatusCode, code
 	}
-	if _, status, code := third(); status != http.StatusTooManyRequests || code != gqlhttp.CodeTooManySockets {
-		t.Fatalf("a third socket: %d %s", status, code)
+	// Two sockets waiting for connection_init from one address; a third is refused.
+	p1, _, _ := raw()
+	p2, _, _ := raw()
+	if _, status, code := raw(); status != http.StatusTooManyRequests || code != gqlhttp.CodeTooManySockets {
+		t.Fatalf("a third unauthenticated socket: %d %s", status, code)
+	}
+	p1.CloseNow()
+	p2.CloseNow()
+	// Two authenticated sockets of one customer; a third is closed at connection_init.
+	var a, b *testutil.WSClient
+	for a == nil || b == nil { // until the closed ones have given their places back
+		c, code, err := testutil.DialWS(ctx, rig.url, rig.token)
+		switch {
+		case err == nil && a == nil:
+			a = c
+		case err == nil:
+			b = c
+		case ctx.Err() != nil:
+			t.Fatalf("dial: %d %v", code, err)
+		}
+	}
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+	if _, code, err := testutil.DialWS(ctx, rig.url, rig.token); err == nil || code != gqlhttp.CloseTooManySockets {
+		t.Fatalf("a third socket of the customer: close %d, %v", code, err)
 	}
 
 	vars := map[string]any{"id": rig.orderID}
@@ -612,13 +635,13 @@ func TestSocket_PerClientCaps(t *testing.T) {
 	// Closing a socket gives its place back.
 	a.Close()
 	for {
-		conn, status, code := third()
-		if conn != nil {
-			conn.CloseNow()
+		c, code, err := testutil.DialWS(ctx, rig.url, rig.token)
+		if err == nil {
+			c.Close()
 			break
 		}
-		if status != http.StatusTooManyRequests || code != gqlhttp.CodeTooManySockets {
-			t.Fatalf("retry: %d %s", status, code)
+		if code != gqlhttp.CloseTooManySockets {
+			t.Fatalf("retry: close %d, %v", code, err)
 		}
 	}
 }

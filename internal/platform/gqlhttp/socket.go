@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -33,10 +34,12 @@ const (
 )
 
 // Close codes of a socket (graphql-transport-ws): 4401 when connection_init carries no
-// token, 4403 when the token cannot be trusted or has expired.
+// token, 4403 when the token cannot be trusted or has expired, 4429 when its client
+// already has MaxPerClient sockets.
 const (
-	CloseUnauthorized = 4401
-	CloseForbidden    = 4403
+	CloseUnauthorized   = 4401
+	CloseForbidden      = 4403
+	CloseTooManySockets = 4429
 )
 
 // Error codes of operations refused over a socket.
@@ -59,7 +62,9 @@ type SocketOptions struct {
 	// WriteTimeout closes a socket a write to which blocks longer (a client that stopped
 	// reading).
 	WriteTimeout time.Duration
-	// MaxPerClient caps the open sockets of one client, named by ClientKey.
+	// MaxPerClient caps the open sockets of one client: by ClientKey until
+	// connection_init (sockets waiting for it, per address), then by the identity it
+	// authenticated.
 	MaxPerClient int
 	// MaxSubscriptionsPerClient caps the running subscriptions of one client (the
 	// identity connection_init authenticated), over all its sockets.
@@ -120,6 +125,7 @@ func NewSockets(o SocketOptions) *Sockets {
 
 // socket is the state of one socket, in its request's context.
 type socket struct {
+	key  string // the client it counts against
 	conn *conn
 	id   SocketIdentity
 }
@@ -160,7 +166,8 @@ func (s *Sockets) give(m map[string]int, key string) {
 }
 
 // Middleware counts the sockets of each client: an upgrade past MaxPerClient is answered
-// 429 before it becomes a socket. Other requests pass.
+// 429 before it becomes a socket (connection_init moves the count to the identity it
+// authenticates, and closes the socket with 4429 past MaxPerClient). Other requests pass.
 func (s *Sockets) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") == "" {
@@ -174,8 +181,9 @@ func (s *Sockets) Middleware(next http.Handler) http.Handler {
 				"this client has %d sockets open, the limit: close one, or follow several orders over one socket", s.opt.MaxPerClient))
 			return
 		}
-		defer s.give(s.sockets, key)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), socketKey{}, &socket{})))
+		sock := &socket{key: key}
+		defer func() { s.give(s.sockets, sock.key) }()
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), socketKey{}, sock)))
 	})
 }
 
@@ -193,10 +201,21 @@ func (s *Sockets) Transport(auth SocketAuthFunc) transport.Websocket {
 				return ctx, nil, err
 			}
 			sock, _ := ctx.Value(socketKey{}).(*socket)
-			if sock == nil || id.ValidUntil.IsZero() {
+			if sock == nil {
 				return ctx, nil, nil
 			}
+			if id.Key != "" && id.Key != sock.key {
+				if !s.take(s.sockets, id.Key, s.opt.MaxPerClient) {
+					ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, CloseTooManySockets), "Too many sockets")
+					return ctx, nil, fmt.Errorf("%s: this client has %d sockets open, the limit", CodeTooManySockets, s.opt.MaxPerClient)
+				}
+				s.give(s.sockets, sock.key)
+				sock.key = id.Key
+			}
 			sock.id = id
+			if id.ValidUntil.IsZero() {
+				return ctx, nil, nil
+			}
 			ctx, cancel := context.WithCancel(ctx)
 			expire := time.AfterFunc(id.ValidUntil.Sub(s.opt.Now()), func() {
 				if sock.conn != nil {
