@@ -247,7 +247,8 @@ func TestLimits_WholeDocumentMeasured_BeforeValidation(t *testing.T) {
 	for _, tc := range []struct {
 		name, query, code string
 	}{
-		{"unselected operation", "query A { __typename } query B { nope " + many + "}", gqlhttp.CodeComplexityLimitExceeded},
+		{"unselected operation", "query A { __typename } query B { " + many + "}", gqlhttp.CodeComplexityLimitExceeded},
+		{"unselected invalid operation", "query A { __typename } query B { nope " + many + "}", gqlhttp.CodeComplexityLimitExceeded},
 		{"unused fragment", "query A { __typename } fragment F on Query { nope " + many + "}", gqlhttp.CodeComplexityLimitExceeded},
 		{"deep unselected operation", "query A { __typename } query B " + nested(50), gqlhttp.CodeQueryTooDeep},
 		{"aliases in an unselected operation", "query A { __typename } query B { " + repeatAliases(500) + "}", gqlhttp.CodeTooManyAliases},
