@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/coder/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
 )
 
 // writeUntilStuck accepts a socket with impl and writes to it until a write fails.
@@ -68,5 +70,32 @@ func TestNewSockets_Defaults(t *testing.T) {
 	ws := s.Transport(nil)
 	if ws.InitTimeout != DefaultSocketInitTimeout || ws.PingPongInterval != DefaultSocketPingInterval || ws.MissingPongOk {
 		t.Fatalf("gqlgen's transport is not configured: %+v", ws)
+	}
+}
+
+// An operation that reaches a socket after its token's end (before the close has gone
+// out) is refused, and nothing of it runs.
+func TestSocketGuard_RefusesOperationsAfterTheTokensEnd(t *testing.T) {
+	t.Parallel()
+	end := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	now := end.Add(-time.Second)
+	s := NewSockets(SocketOptions{Now: func() time.Time { return now }})
+	sock := &socket{key: "sub:alice", id: SocketIdentity{Key: "sub:alice", ValidUntil: end}}
+	ctx := context.WithValue(context.Background(), socketKey{}, sock)
+	ctx = graphql.WithOperationContext(ctx, &graphql.OperationContext{Operation: &ast.OperationDefinition{Operation: ast.Subscription}})
+	subCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran := 0
+	next := func(context.Context) graphql.ResponseHandler {
+		ran++
+		return graphql.OneShot(&graphql.Response{})
+	}
+	if resp := s.Extension().(graphql.OperationInterceptor).InterceptOperation(subCtx, next)(subCtx); ran != 1 || len(resp.Errors) != 0 {
+		t.Fatalf("within the token's life: ran %d, %v", ran, resp.Errors)
+	}
+	now = end
+	resp := s.Extension().(graphql.OperationInterceptor).InterceptOperation(ctx, next)(ctx)
+	if ran != 1 || len(resp.Errors) != 1 || codeOf(resp.Errors[0]) != CodeUnauthenticated {
+		t.Fatalf("at the token's end: ran %d, %v", ran, resp.Errors)
 	}
 }
