@@ -1,12 +1,26 @@
 package graph_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 
 	"github.com/checkout-backend/checkout/internal/catalog"
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/platform/auth"
+	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
+	"github.com/checkout-backend/checkout/internal/platform/httpx"
+	"github.com/checkout-backend/checkout/internal/platform/overload"
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
@@ -267,5 +281,387 @@ func TestCheckout_BadInput_ClearErrorNothingWritten(t *testing.T) {
 	r, resp := doCheckout(t, api, alice, map[string]any{"idempotencyKey": "x", "paymentToken": "tok_visa", "items": items("OK", 1<<40)})
 	if resp.Status >= 500 || (len(resp.Errors) == 0 && (len(r.Checkout.UserErrors) == 0 || r.Checkout.UserErrors[0].Code != "INVALID_QUANTITY")) {
 		t.Fatalf("2^40 quantity: status %d errors %+v payload %+v", resp.Status, resp.Errors, r.Checkout)
+	}
+}
+
+// fakeFeed is a status feed the test publishes to.
+type fakeFeed struct {
+	mu   sync.Mutex
+	subs []chan checkout.Order
+}
+
+func (f *fakeFeed) Subscribe(ctx context.Context, orderID string) (<-chan checkout.Order, func() error, error) {
+	ch := make(chan checkout.Order, 16)
+	f.mu.Lock()
+	f.subs = append(f.subs, ch)
+	f.mu.Unlock()
+	return ch, func() error { return nil }, nil
+}
+
+func (f *fakeFeed) Publish(o checkout.Order) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ch := range f.subs {
+		select {
+		case ch <- o:
+		default:
+		}
+	}
+}
+
+// socketRig is an API served over real HTTP with one order of its customer.
+type socketRig struct {
+	api     *testutil.API
+	url     string
+	token   string
+	orderID string
+	feed    *fakeFeed
+}
+
+const socketCustomer = "sock-owner"
+
+func newSocketRig(t *testing.T, opt testutil.APIOptions) *socketRig { return newSocketRigOn(t, opt, 0) }
+
+// newSocketRigOn serves the API with the service's http.Server settings when
+// writeTimeout is set.
+func newSocketRigOn(t *testing.T, opt testutil.APIOptions, writeTimeout time.Duration) *socketRig {
+	t.Helper()
+	db := testutil.NewDB(t)
+	setup := testutil.NewAPI(t, db) // fixtures, outside the options under test
+	setup.Product(t, "SOCK", 900, map[string]int{"w": 10})
+	tok := testutil.Token(t, socketCustomer)
+	co, _ := doCheckout(t, setup, tok, map[string]any{"idempotencyKey": "sock-1", "paymentToken": "tok_visa", "items": items("SOCK", 1)})
+	if co.Checkout.Order == nil {
+		t.Fatalf("checkout: %+v", co.Checkout)
+	}
+	feed := &fakeFeed{}
+	opt.Feed = feed
+	api := testutil.NewAPI(t, db, opt)
+	srv := httptest.NewUnstartedServer(api.Handler)
+	if writeTimeout > 0 {
+		srv.Config = httpx.NewServer("", api.Handler, writeTimeout)
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &socketRig{api: api, url: srv.URL + "/graphql", token: tok, orderID: co.Checkout.Order.ID, feed: feed}
+}
+
+func (r *socketRig) dial(ctx context.Context, t *testing.T, token string) *testutil.WSClient {
+	t.Helper()
+	c, code, err := testutil.DialWS(ctx, r.url, token)
+	if err != nil {
+		t.Fatalf("dial: close %d: %v", code, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// opResult is what one operation over a socket answered.
+type opResult struct {
+	data  []json.RawMessage // the data of each next message
+	codes []string          // the error codes of next and error messages
+}
+
+// run sends operation id and reads its messages until it completes.
+func run(ctx context.Context, t *testing.T, c *testutil.WSClient, id, query string, vars map[string]any) opResult {
+	t.Helper()
+	if err := c.Subscribe(ctx, id, query, vars); err != nil {
+		t.Fatal(err)
+	}
+	return until(ctx, t, c, id, func(opResult) bool { return false })
+}
+
+// until reads the messages of operation id until it completes or done says so.
+func until(ctx context.Context, t *testing.T, c *testutil.WSClient, id string, done func(opResult) bool) opResult {
+	t.Helper()
+	var r opResult
+	for !done(r) {
+		m, err := c.Next(ctx)
+		if err != nil {
+			t.Fatalf("operation %s: %v", id, err)
+		}
+		if m.ID != id {
+			continue
+		}
+		switch m.Type {
+		case "next":
+			var p struct {
+				Data   json.RawMessage `json:"data"`
+				Errors []struct {
+					Extensions map[string]any `json:"extensions"`
+				} `json:"errors"`
+			}
+			json.Unmarshal(m.Payload, &p)
+			if len(p.Data) > 0 && string(p.Data) != "null" {
+				r.data = append(r.data, p.Data)
+			}
+			for _, e := range p.Errors {
+				code, _ := e.Extensions["code"].(string)
+				r.codes = append(r.codes, code)
+			}
+		case "error":
+			var errs []struct {
+				Extensions map[string]any `json:"extensions"`
+			}
+			json.Unmarshal(m.Payload, &errs)
+			for _, e := range errs {
+				code, _ := e.Extensions["code"].(string)
+				r.codes = append(r.codes, code)
+			}
+			return r
+		case "complete":
+			return r
+		}
+	}
+	return r
+}
+
+func firstUpdate(r opResult) bool { return len(r.data) > 0 }
+
+// try starts a subscription and reads until its first update, or its end.
+func try(ctx context.Context, t *testing.T, c *testutil.WSClient, id, query string, vars map[string]any) opResult {
+	t.Helper()
+	if err := c.Subscribe(ctx, id, query, vars); err != nil {
+		t.Fatal(err)
+	}
+	return until(ctx, t, c, id, firstUpdate)
+}
+
+// Queries and mutations do not run over a socket, where no rate limit or bulkhead sees
+// them: with one request allowed per client, 20 createCart mutations over one socket
+// must not create 20 carts. Subscriptions run, and take a token of the same bucket as the
+// client's HTTP requests.
+func TestSocket_OnlySubscriptions_MutationsCannotBypassTheRateLimit(t *testing.T) {
+	t.Parallel()
+	shed := overload.New(overload.Options{Rate: 0.001, Burst: 1})
+	rig := newSocketRig(t, testutil.APIOptions{Overload: shed.Middleware, Sockets: gqlhttp.SocketOptions{Allow: shed.AllowKey}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := rig.dial(ctx, t, rig.token)
+	ran := 0
+	for i := range 20 {
+		r := run(ctx, t, c, fmt.Sprint("m", i), `mutation { createCart { id } }`, nil)
+		ran += len(r.data)
+		if len(r.data) == 0 && (len(r.codes) != 1 || r.codes[0] != gqlhttp.CodeSubscriptionsOnly) {
+			t.Fatalf("mutation %d: codes %v, want %s", i, r.codes, gqlhttp.CodeSubscriptionsOnly)
+		}
+	}
+	if n := rig.api.Count(t, "SELECT count(*)::int FROM carts"); ran > 0 || n > 0 {
+		t.Fatalf("%d of 20 mutations ran over the socket (%d carts)", ran, n)
+	}
+	if r := run(ctx, t, c, "q", `{ products { edges { cursor } } }`, nil); len(r.data) > 0 || r.codes[0] != gqlhttp.CodeSubscriptionsOnly {
+		t.Fatalf("query over the socket: %+v", r)
+	}
+	if err := c.Subscribe(ctx, "s1", subscription, map[string]any{"id": rig.orderID}); err != nil {
+		t.Fatal(err)
+	}
+	if r := until(ctx, t, c, "s1", firstUpdate); !strings.Contains(string(r.data[0]), "PENDING_PAYMENT") {
+		t.Fatalf("subscription: %s", r.data[0])
+	}
+	if r := try(ctx, t, c, "s2", subscription, map[string]any{"id": rig.orderID}); len(r.data) > 0 || r.codes[0] != gqlhttp.CodeRateLimited {
+		t.Fatalf("a second subscription within the rate of one: %+v", r)
+	}
+	if r := rig.api.Do(t, rig.token, `mutation { createCart { id } }`, nil); r.Status != http.StatusTooManyRequests {
+		t.Fatalf("HTTP after the socket took the token: %d", r.Status)
+	}
+}
+
+// A socket authenticates once, at connection_init: it closes when its token stops being
+// valid (exp plus the verifier's leeway), with 4403, ending its subscriptions.
+func TestSocket_ClosedWhenItsTokenExpires(t *testing.T) {
+	t.Parallel()
+	rig := newSocketRig(t, testutil.APIOptions{})
+	// Expired 25 s ago: still accepted for the 5 s left of the 30 s leeway.
+	tok, err := auth.Sign(testutil.Secret, socketCustomer, nil, -25*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, until, err := auth.NewVerifier(testutil.Secret).VerifyUntil(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := rig.dial(ctx, t, tok)
+	if err := c.Subscribe(ctx, "s1", subscription, map[string]any{"id": rig.orderID}); err != nil {
+		t.Fatal(err)
+	}
+	var closeErr error
+	for closeErr == nil {
+		_, closeErr = c.Next(ctx)
+	}
+	if code := websocket.CloseStatus(closeErr); code != gqlhttp.CloseForbidden {
+		t.Fatalf("the socket ended with %v (close %d), want close %d", closeErr, code, gqlhttp.CloseForbidden)
+	}
+	if time.Now().Before(until) {
+		t.Fatalf("closed before the token's end (%v)", until)
+	}
+	// The token no longer opens a socket.
+	if _, code, err := testutil.DialWS(ctx, rig.url, tok); err == nil || code != gqlhttp.CloseForbidden {
+		t.Fatalf("a new socket with the expired token: close %d, %v", code, err)
+	}
+}
+
+// A socket that never sends connection_init is closed after the init timeout.
+func TestSocket_UnauthenticatedSocketClosedAfterInitTimeout(t *testing.T) {
+	t.Parallel()
+	rig := newSocketRig(t, testutil.APIOptions{Sockets: gqlhttp.SocketOptions{InitTimeout: 300 * time.Millisecond}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(rig.url, "http"), &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	_, _, err = conn.Read(ctx)
+	if code := websocket.CloseStatus(err); code != websocket.StatusProtocolError {
+		t.Fatalf("a silent socket: %v (close %d), want close %d", err, code, websocket.StatusProtocolError)
+	}
+}
+
+// A client that stops answering the server's pings is disconnected.
+func TestSocket_ClientThatStopsAnsweringPingsIsClosed(t *testing.T) {
+	t.Parallel()
+	rig := newSocketRig(t, testutil.APIOptions{Sockets: gqlhttp.SocketOptions{PingInterval: 200 * time.Millisecond}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(rig.url, "http"), &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	if err := wsjson.Write(ctx, conn, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + rig.token}}); err != nil {
+		t.Fatal(err)
+	}
+	pings := 0
+	for {
+		var m testutil.WSMessage
+		if err := wsjson.Read(ctx, conn, &m); err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("still open after %d unanswered pings", pings)
+			}
+			break
+		}
+		if m.Type == "ping" {
+			pings++
+		}
+	}
+	if pings == 0 {
+		t.Fatal("closed without a ping")
+	}
+}
+
+// Sockets and subscriptions are capped per client, with a clear answer, and a closed
+// socket or a completed subscription gives its place back. Until connection_init a socket
+// counts against its address, then against the identity it authenticated.
+func TestSocket_PerClientCaps(t *testing.T) {
+	t.Parallel()
+	rig := newSocketRig(t, testutil.APIOptions{Sockets: gqlhttp.SocketOptions{MaxPerClient: 2, MaxSubscriptionsPerClient: 2}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	raw := func() (*websocket.Conn, int, string) {
+		conn, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(rig.url, "http"), &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+		if err == nil {
+			return conn, http.StatusSwitchingProtocols, ""
+		}
+		if resp == nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Errors []struct {
+				Extensions map[string]any `json:"extensions"`
+			} `json:"errors"`
+		}
+		b, _ := io.ReadAll(resp.Body)
+		json.Unmarshal(b, &body)
+		code := ""
+		if len(body.Errors) > 0 {
+			code, _ = body.Errors[0].Extensions["code"].(string)
+		}
+		return nil, resp.StatusCode, code
+	}
+	// Two sockets waiting for connection_init from one address; a third is refused.
+	p1, _, _ := raw()
+	p2, _, _ := raw()
+	if _, status, code := raw(); status != http.StatusTooManyRequests || code != gqlhttp.CodeTooManySockets {
+		t.Fatalf("a third unauthenticated socket: %d %s", status, code)
+	}
+	p1.CloseNow()
+	p2.CloseNow()
+	// Two authenticated sockets of one customer; a third is closed at connection_init.
+	var a, b *testutil.WSClient
+	for a == nil || b == nil { // until the closed ones have given their places back
+		c, code, err := testutil.DialWS(ctx, rig.url, rig.token)
+		switch {
+		case err == nil && a == nil:
+			a = c
+		case err == nil:
+			b = c
+		case ctx.Err() != nil:
+			t.Fatalf("dial: %d %v", code, err)
+		}
+	}
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+	if _, code, err := testutil.DialWS(ctx, rig.url, rig.token); err == nil || code != gqlhttp.CloseTooManySockets {
+		t.Fatalf("a third socket of the customer: close %d, %v", code, err)
+	}
+
+	vars := map[string]any{"id": rig.orderID}
+	for _, id := range []string{"s1", "s2"} {
+		if err := a.Subscribe(ctx, id, subscription, vars); err != nil {
+			t.Fatal(err)
+		}
+		until(ctx, t, a, id, firstUpdate)
+	}
+	for name, c := range map[string]*testutil.WSClient{"same socket": a, "other socket": b} {
+		if r := try(ctx, t, c, "s3", subscription, vars); len(r.data) > 0 || len(r.codes) == 0 || r.codes[0] != gqlhttp.CodeTooManySubscriptions {
+			t.Fatalf("a third subscription (%s): %+v", name, r)
+		}
+	}
+	// Completing one gives its place back (once the server has ended it).
+	if err := wsjson.Write(ctx, a.Conn, map[string]any{"id": "s1", "type": "complete"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		r := try(ctx, t, b, fmt.Sprint("again", i), subscription, vars)
+		if len(r.data) > 0 {
+			break
+		}
+		if r.codes[0] != gqlhttp.CodeTooManySubscriptions {
+			t.Fatalf("retry: %+v", r)
+		}
+	}
+	// Closing a socket gives its place back.
+	a.Close()
+	for {
+		c, code, err := testutil.DialWS(ctx, rig.url, rig.token)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if code != gqlhttp.CloseTooManySockets {
+			t.Fatalf("retry: close %d, %v", code, err)
+		}
+	}
+}
+
+// The server's WriteTimeout bounds HTTP responses, not sockets: a subscription still
+// delivers after it has passed (a hijacked connection loses the server's deadlines).
+func TestSocket_OutlivesTheServersWriteTimeout(t *testing.T) {
+	t.Parallel()
+	const writeTimeout = 300 * time.Millisecond
+	rig := newSocketRigOn(t, testutil.APIOptions{}, writeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := rig.dial(ctx, t, rig.token)
+	first := try(ctx, t, c, "s1", subscription, map[string]any{"id": rig.orderID})
+	if len(first.data) == 0 {
+		t.Fatalf("subscription: %+v", first)
+	}
+	time.Sleep(3 * writeTimeout) // the condition under test: the timeout has passed
+	rig.feed.Publish(checkout.Order{ID: rig.orderID, Status: checkout.StatusPaid, Sequence: 2, UpdatedAt: time.Now()})
+	if r := until(ctx, t, c, "s1", func(r opResult) bool { return len(r.data) > 0 }); !strings.Contains(string(r.data[0]), "PAID") {
+		t.Fatalf("update after the write timeout: %+v", r)
 	}
 }

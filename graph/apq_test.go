@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,4 +192,75 @@ func TestAPQ_RedisDownDegradesGracefully(t *testing.T) {
 		t.Fatalf("lookup with Redis down: %d %s", r.Status, r.Body)
 	}
 	wantProducts(t, post(t, api.Handler, map[string]any{"query": productsQuery, "extensions": pqExt(hash)}, "Accept", mediaGR), mediaGR)
+}
+
+// redisPrefix is a key prefix of this test's own, removed at its end.
+func redisPrefix(t *testing.T, client *redis.Client) string {
+	prefix := "test:apq:" + testutil.RandomID(6) + ":"
+	t.Cleanup(func() {
+		keys, _ := client.Keys(context.Background(), prefix+"*").Result()
+		if len(keys) > 0 {
+			client.Del(context.Background(), keys...)
+		}
+	})
+	return prefix
+}
+
+// Whoever can write to Redis cannot make a known hash run another document: the text read
+// back is hashed again before it is trusted.
+func TestAPQ_TextReadFromRedisIsRehashed(t *testing.T) {
+	t.Parallel()
+	client := redisClient(t)
+	prefix := redisPrefix(t, client)
+	api := newTransportAPI(t, testutil.APIOptions{HTTP: gqlhttp.Options{Persisted: gqlhttp.PersistedOptions{
+		Cache: gqlhttp.NewRedisCache(client, prefix, time.Hour, nil)}}})
+	hash := sha256Hex(productsQuery)
+	// Another document with the same operation name, written straight into Redis.
+	if err := client.Set(context.Background(), prefix+hash, `query Products($first: Int) { products(first: $first) { pageInfo { hasNextPage } } }`, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r := byHash(t, api.Handler, hash, mediaGR); r.Status != http.StatusNotFound || r.Code() != gqlhttp.CodePersistedQueryNotFound || r.HasData {
+		t.Fatalf("a poisoned entry ran: %d %s", r.Status, r.Body)
+	}
+	// The client then sends the text, which replaces the entry and runs.
+	wantProducts(t, post(t, api.Handler, map[string]any{"query": productsQuery, "extensions": pqExt(hash)}, "Accept", mediaGR), mediaGR)
+	wantProducts(t, byHash(t, api.Handler, hash, mediaGR), mediaGR)
+}
+
+// In allow mode anyone may register texts: what they can store is bounded in size per
+// document and in count per TTL window.
+func TestAPQ_AllowMode_StoreIsBounded(t *testing.T) {
+	t.Parallel()
+	client := redisClient(t)
+	prefix := redisPrefix(t, client)
+	cache := gqlhttp.NewRedisCache(client, prefix, time.Hour, nil)
+	cache.MaxEntries = 2
+	api := newTransportAPI(t, testutil.APIOptions{HTTP: gqlhttp.Options{Persisted: gqlhttp.PersistedOptions{Cache: cache}}})
+	register := func(q string) {
+		t.Helper()
+		if r := post(t, api.Handler, map[string]any{"query": q, "extensions": pqExt(sha256Hex(q))}, "Accept", mediaGR); r.Status != http.StatusOK || len(r.Errors) > 0 {
+			t.Fatalf("register: %d %s", r.Status, r.Body)
+		}
+	}
+	stored := func(q string) bool {
+		t.Helper()
+		r := get(t, api.Handler, url.Values{"extensions": {pqExtJSON(sha256Hex(q))}}, "Accept", mediaGR)
+		return r.Status == http.StatusOK && len(r.Errors) == 0
+	}
+	// A text over the size bound (16 KiB by default) runs, but is not kept.
+	big := "# " + strings.Repeat("x", 20<<10) + "\n{ __typename }"
+	register(big)
+	if stored(big) {
+		t.Error("a 20 KiB text was stored")
+	}
+	qs := []string{`{ a: __typename }`, `{ b: __typename }`, `{ c: __typename }`}
+	for _, q := range qs {
+		register(q)
+	}
+	if !stored(qs[0]) || !stored(qs[1]) {
+		t.Fatal("the first two texts of the window were not stored")
+	}
+	if stored(qs[2]) {
+		t.Fatal("a third text was stored past MaxEntries = 2")
+	}
 }

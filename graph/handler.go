@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
-	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -40,12 +39,15 @@ type HandlerOptions struct {
 	// Overload, when set, sheds load after authentication (clients are known by their
 	// JWT subject) and before anything else.
 	Overload func(http.Handler) http.Handler
+	// Sockets configure the WebSocket connections of subscriptions (zero: defaults, no
+	// caps).
+	Sockets gqlhttp.SocketOptions
 }
 
 // NewServer builds the gqlgen server over the resolver. It panics on options that
 // cannot work (PERSISTED_QUERIES=require without a manifest); gqlhttp.FromConfig
-// reports those as errors first.
-func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
+// reports those as errors first. Its sockets are counted by sockets.Middleware.
+func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handler.Server {
 	logger := opt.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -60,33 +62,36 @@ func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 	if opt.Metrics != nil {
 		srv.Use(opt.Metrics.GraphQL())
 	}
-	srv.AddTransport(transport.Websocket{
-		KeepAlivePingInterval: 10 * time.Second,
-		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-			// graphql-transport-ws close codes: 4401 Unauthorized without a token,
-			// 4403 Forbidden with one that cannot be trusted.
-			tok, ok := auth.BearerToken(p.Authorization())
-			if !ok {
-				ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, 4401), "Unauthorized")
-				return ctx, nil, errors.New("unauthorized: connection_init needs Authorization: Bearer <token>")
-			}
-			a, err := opt.Verifier.Verify(tok)
-			if err != nil {
-				ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, 4403), "Forbidden")
-				return ctx, nil, errors.New("forbidden: invalid or expired token")
-			}
-			return auth.WithActor(ctx, a), nil, nil
-		},
-	})
+	srv.AddTransport(sockets.Transport(func(ctx context.Context, p transport.InitPayload) (context.Context, gqlhttp.SocketIdentity, error) {
+		// graphql-transport-ws close codes: 4401 Unauthorized without a token,
+		// 4403 Forbidden with one that cannot be trusted.
+		tok, ok := auth.BearerToken(p.Authorization())
+		if !ok {
+			ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, gqlhttp.CloseUnauthorized), "Unauthorized")
+			return ctx, gqlhttp.SocketIdentity{}, errors.New("unauthorized: connection_init needs Authorization: Bearer <token>")
+		}
+		a, until, err := opt.Verifier.VerifyUntil(tok)
+		if err != nil {
+			ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, gqlhttp.CloseForbidden), "Forbidden")
+			return ctx, gqlhttp.SocketIdentity{}, errors.New("forbidden: invalid or expired token")
+		}
+		return auth.WithActor(ctx, a), gqlhttp.SocketIdentity{Key: "sub:" + a.CustomerID, ValidUntil: until}, nil
+	}))
+	srv.Use(sockets.Extension())
 	srv.AddTransport(gqlhttp.Transport{MaxBodyBytes: limits.MaxBodyBytes})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(limits.MaxTokens)
 	if opt.Introspection {
 		srv.Use(extension.Introspection{})
+	} else {
+		srv.SetDisableSuggestion(true)
 	}
 	// In this order: a persisted query's hash becomes its document; the guard refuses a
 	// document over a limit before gqlgen validates it; the complexity limit needs the
 	// validated document; an automatic persisted query is stored only once it passed all.
-	srv.Use(persisted.Lookup)
+	for _, e := range persisted.Lookup {
+		srv.Use(e)
+	}
 	srv.Use(gqlhttp.NewGuard(limits, opt.Introspection))
 	srv.Use(gqlhttp.NewComplexityLimit(limits.MaxComplexity))
 	srv.Use(persisted.Register)
@@ -101,6 +106,11 @@ func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 	})
 	srv.SetErrorPresenter(func(ctx context.Context, err error) *gqlerror.Error {
 		var ge *gqlerror.Error
+		if errors.As(err, &ge) && ge.Err == nil && !opt.Introspection {
+			// Validation errors name the schema's fields, arguments and types in their
+			// hints: not when introspection is off.
+			ge = gqlhttp.WithoutSuggestions(ge)
+		}
 		if errors.As(err, &ge) && ge.Extensions != nil && ge.Extensions["code"] != nil {
 			if ge.Extensions["code"] == CodeInternal && ge.Extensions["correlationId"] == nil {
 				logger.ErrorContext(ctx, "graphql internal error", "error", ge.Message, "path", graphql.GetPath(ctx).String())
@@ -131,9 +141,10 @@ func NewServer(r *Resolver, opt HandlerOptions) *handler.Server {
 }
 
 // Handler wraps the server with CORS (outermost, so a preflight needs nothing else),
-// auth and dataloaders.
+// auth, load shedding, the count of sockets and dataloaders.
 func Handler(r *Resolver, opt HandlerOptions) http.Handler {
-	h := LoaderMiddleware(r.Catalog, NewServer(r, opt))
+	sockets := gqlhttp.NewSockets(opt.Sockets)
+	h := sockets.Middleware(LoaderMiddleware(r.Catalog, NewServer(r, opt, sockets)))
 	if opt.Overload != nil {
 		h = opt.Overload(h)
 	}

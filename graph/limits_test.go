@@ -213,20 +213,87 @@ func TestLimits_AdversarialDocumentsRefusedCheaply(t *testing.T) {
 		inline[i] = "... on Product { sku }"
 	}
 	node := func(sel string) string { return "{ products(first: 1) { edges { node { " + sel + " } } } }" }
-	for name, q := range map[string]string{
-		"4000 fragments":        node(strings.Join(spreads, " ")) + " " + strings.Join(defs, " "),
-		"one field 4000 times":  node(strings.Repeat("sku ", n)),
-		"4000 inline fragments": node(strings.Join(inline, " ")),
-		"__typename 4000 times": node(strings.Repeat("__typename ", n)),
+	// Past the token limit, a document is refused before it is even parsed; within it,
+	// the fragment and repetition limits refuse it before validation.
+	for name, tc := range map[string]struct{ query, code string }{
+		"4000 fragments":        {node(strings.Join(spreads, " ")) + " " + strings.Join(defs, " "), gqlhttp.CodeTooManyTokens},
+		"201 fragments":         {node(strings.Join(spreads[:201], " ")) + " " + strings.Join(defs[:201], " "), gqlhttp.CodeComplexityLimitExceeded},
+		"one field 4000 times":  {node(strings.Repeat("sku ", n)), gqlhttp.CodeComplexityLimitExceeded},
+		"4000 inline fragments": {node(strings.Join(inline, " ")), gqlhttp.CodeTooManyTokens},
+		"101 inline fragments":  {node(strings.Join(inline[:101], " ")), gqlhttp.CodeComplexityLimitExceeded},
+		"__typename 4000 times": {node(strings.Repeat("__typename ", n)), gqlhttp.CodeComplexityLimitExceeded},
 	} {
 		start := time.Now()
-		r := post(t, api.Handler, map[string]any{"query": q}, "Accept", mediaGR)
-		if r.Status != http.StatusBadRequest || r.Code() != gqlhttp.CodeComplexityLimitExceeded {
-			t.Errorf("%s: %d %.300s", name, r.Status, r.Body)
+		r := post(t, api.Handler, map[string]any{"query": tc.query}, "Accept", mediaGR)
+		if r.Status != http.StatusBadRequest || r.Code() != tc.code {
+			t.Errorf("%s: %d %.300s, want %s", name, r.Status, r.Body, tc.code)
 		}
 		if d := time.Since(start); d > 500*time.Millisecond {
 			t.Errorf("%s took %v to refuse", name, d)
 		}
 	}
 	wantProducts(t, post(t, api.Handler, map[string]any{"query": productsQuery}, "Accept", mediaGR), mediaGR)
+}
+
+// The limits hold the whole document to account, not only the operation that runs: every
+// operation and every fragment is measured before gqlgen validates any of it (validation
+// walks them all). Operation B also holds an unknown field, so a refusal that came after
+// validation would say GRAPHQL_VALIDATION_FAILED instead.
+func TestLimits_WholeDocumentMeasured_BeforeValidation(t *testing.T) {
+	t.Parallel()
+	api := newTransportAPI(t)
+	const n = 4000
+	many := strings.Repeat("__typename ", n)
+	for _, tc := range []struct {
+		name, query, code string
+	}{
+		{"unselected operation", "query A { __typename } query B { " + many + "}", gqlhttp.CodeComplexityLimitExceeded},
+		{"unselected invalid operation", "query A { __typename } query B { nope " + many + "}", gqlhttp.CodeComplexityLimitExceeded},
+		{"unused fragment", "query A { __typename } fragment F on Query { nope " + many + "}", gqlhttp.CodeComplexityLimitExceeded},
+		{"deep unselected operation", "query A { __typename } query B " + nested(50), gqlhttp.CodeQueryTooDeep},
+		{"aliases in an unselected operation", "query A { __typename } query B { " + repeatAliases(500) + "}", gqlhttp.CodeTooManyAliases},
+	} {
+		r := post(t, api.Handler, map[string]any{"query": tc.query, "operationName": "A"}, "Accept", mediaGR)
+		if r.Status != http.StatusBadRequest || r.Code() != tc.code || r.HasData {
+			t.Errorf("%s: %d %.300s, want 400 %s", tc.name, r.Status, r.Body, tc.code)
+		}
+	}
+	// A document of several small operations still runs the one named.
+	r := post(t, api.Handler, map[string]any{"query": "query A { __typename } query B { products(first: 1) { edges { cursor } } }", "operationName": "A"}, "Accept", mediaGR)
+	if r.Status != http.StatusOK || string(r.Data) != `{"__typename":"Query"}` {
+		t.Fatalf("two small operations: %d %s", r.Status, r.Body)
+	}
+}
+
+// A document is refused on its token count before it is parsed: this one is not even
+// valid GraphQL (it never closes), so a refusal after parsing would be a parse error.
+func TestLimits_TokenLimitBeforeParsing(t *testing.T) {
+	t.Parallel()
+	api := newTransportAPI(t)
+	// Just under the 1 MiB body limit: half a million tokens.
+	doc := "{ " + strings.Repeat("a ", (1<<20-200)/2)
+	r := post(t, api.Handler, map[string]any{"query": doc}, "Accept", mediaGR)
+	if r.Status != http.StatusBadRequest || r.Code() != gqlhttp.CodeTooManyTokens || r.Errors[0].Extensions["limit"] != float64(gqlhttp.DefaultMaxTokens) {
+		t.Fatalf("1 MiB of tokens: %d %.300s", r.Status, r.Body)
+	}
+	strict := newTransportAPI(t, testutil.APIOptions{HTTP: gqlhttp.Options{Limits: gqlhttp.Limits{MaxTokens: 20}}})
+	if r := post(t, strict.Handler, map[string]any{"query": productsQuery}, "Accept", mediaGR); r.Code() != gqlhttp.CodeTooManyTokens {
+		t.Fatalf("MaxTokens 20: %d %s", r.Status, r.Body)
+	}
+	wantProducts(t, post(t, api.Handler, map[string]any{"query": productsQuery}, "Accept", mediaGR), mediaGR)
+}
+
+// Introspection fields nest as deep as a client asks (__Type.ofType is a __Type): the depth
+// limit holds for them too, with room for the introspection query tools send.
+func TestLimits_DepthThroughIntrospection(t *testing.T) {
+	t.Parallel()
+	api := newTransportAPI(t) // introspection on, as in development
+	deep := "{ __schema { types { " + strings.Repeat("ofType { ", 48) + "name" + strings.Repeat(" }", 48) + " } } }"
+	r := post(t, api.Handler, map[string]any{"query": deep}, "Accept", mediaGR)
+	if r.Status != http.StatusBadRequest || r.Code() != gqlhttp.CodeQueryTooDeep || r.HasData {
+		t.Fatalf("50 levels of introspection: %d %.300s", r.Status, r.Body)
+	}
+	if r := post(t, api.Handler, map[string]any{"query": "{ __type(name: \"Product\") { " + strings.Repeat("ofType { ", 40) + "name" + strings.Repeat(" }", 40) + " } }"}, "Accept", mediaGR); r.Code() != gqlhttp.CodeQueryTooDeep {
+		t.Fatalf("40 levels under __type: %d %.300s", r.Status, r.Body)
+	}
 }

@@ -388,3 +388,32 @@ func TestTransport_Introspection(t *testing.T) {
 		t.Fatalf("__typename in production: %d %s", r.Status, r.Body)
 	}
 }
+
+// With introspection off, validation errors do not spell out the schema: no "Did you
+// mean" naming fields, arguments or types.
+func TestTransport_NoSuggestionsWithoutIntrospection(t *testing.T) {
+	t.Parallel()
+	queries := []string{
+		`{ productz(first: 1) { edges { cursor } } }`,
+		`{ products(frist: 1) { edges { cursor } } }`,
+		`{ products(first: 1) { edges { node { skux } } } }`,
+		`query($i: ProductInputt!) { __typename }`,
+	}
+	prod := newTransportAPI(t, testutil.APIOptions{NoIntrospection: true})
+	for _, q := range queries {
+		r := post(t, prod.Handler, map[string]any{"query": q}, "Accept", mediaGR)
+		if r.Status != http.StatusBadRequest || r.Code() != "GRAPHQL_VALIDATION_FAILED" {
+			t.Fatalf("%s: %d %s", q, r.Status, r.Body)
+		}
+		for _, leak := range []string{"Did you mean", `"products"`, `"first"`, `"sku"`, `"ProductInput"`} {
+			if strings.Contains(r.Body, leak) {
+				t.Errorf("%s: the answer names the schema (%s): %s", q, leak, r.Body)
+			}
+		}
+	}
+	// In development the suggestions stay: they help.
+	dev := newTransportAPI(t)
+	if r := post(t, dev.Handler, map[string]any{"query": queries[0]}, "Accept", mediaGR); !strings.Contains(r.Body, "Did you mean") {
+		t.Errorf("development lost its suggestions: %s", r.Body)
+	}
+}

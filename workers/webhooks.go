@@ -52,7 +52,9 @@ func WebhookDelays(base, maxAge time.Duration) []time.Duration {
 
 // WebhookOptions tune delivery.
 type WebhookOptions struct {
-	Policy      webhook.Policy
+	Policy webhook.Policy
+	// Sealer opens the endpoints' sealed secrets to sign (nil: secrets are plain text).
+	Sealer      *webhook.Sealer
 	Delivery    store.DeliveryPolicy
 	Timeout     time.Duration // per attempt (default 10s, the contract's)
 	PerEndpoint int           // concurrent deliveries to one endpoint (default 4)
@@ -185,7 +187,12 @@ func (w *Webhooks) post(ctx context.Context, t *store.Task) store.Attempt {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "checkout-webhooks/1")
 	req.Header.Set("Checkout-Event-Id", t.EventID)
-	req.Header.Set("Checkout-Signature", webhook.Sign(t.Secret, start, t.Body))
+	sig, err := w.opt.Sealer.Sign(t.WebhookID, t.Secret, start, t.Body)
+	if err != nil {
+		a.Err = "cannot open the endpoint's signing secret (WEBHOOK_SECRET_KEY)"
+		return a
+	}
+	req.Header.Set("Checkout-Signature", sig)
 	resp, err := w.client.Do(req)
 	a.Latency = w.opt.Now().Sub(start)
 	if err != nil {

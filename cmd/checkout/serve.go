@@ -89,6 +89,12 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	m.DBStats(db.DB, "background")
 	m.OutboxBacklog(func(ctx context.Context) (int, time.Duration, error) { return outbox.Backlog(ctx, db, now()) })
 	webhookPolicy := webhook.Policy{AllowPrivate: cfg.WebhookAllowPrivate}
+	// Webhook secrets are sealed at rest with WEBHOOK_SECRET_KEY: the API seals them,
+	// the delivery worker opens them to sign.
+	sealer, err := webhook.NewSealer(cfg.WebhookSecretKey)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	webhookStore := store.NewWebhooks(db, now)
 	// Publishing and consuming get their own connections, as RabbitMQ advises.
 	pubBroker := broker.New(cfg.AMQPURL, topo, logger)
@@ -154,7 +160,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer subBroker.Close()
 		opt := broker.ConsumeOptions{Prefetch: cfg.WorkerPrefetch, Concurrency: cfg.WorkerConcurrency, Observe: m.Consumer}
 		g.Go(func() error { return w.Run(ctx, subBroker, opt) })
-		hooks := workers.NewWebhooks(webhookStore, workers.WebhookOptions{Policy: webhookPolicy, Logger: logger, Now: now,
+		hooks := workers.NewWebhooks(webhookStore, workers.WebhookOptions{Policy: webhookPolicy, Sealer: sealer, Logger: logger, Now: now,
 			Delivery: store.DeliveryPolicy{MaxAge: cfg.WebhookMaxAge, DisableAfter: cfg.WebhookDisableAfter}})
 		g.Go(func() error {
 			return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Prefetch: 32, Concurrency: 32, Observe: m.Consumer})
@@ -169,7 +175,11 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
+	// Edge: /metrics on METRICS_ADDR when set, else on HTTP_ADDR (the contract).
+	metricsSrv := httpx.Metrics(mux, cfg.MetricsAddr, m.Handler())
+	if metricsSrv == nil && cfg.Production() {
+		logger.Warn("GET /metrics is served on HTTP_ADDR: set METRICS_ADDR to keep it off the public listener")
+	}
 	if os.Getenv("CHECKOUT_PPROF") == "1" && !cfg.Production() {
 		// Profiling for development (make bench): never in production.
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -210,13 +220,24 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		statusFeed := feed.New(feedBroker, orders, 16, logger)
 		g.Go(func() error { return statusFeed.Run(ctx) })
 		res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: catalog.NewService(store.NewCatalog(readDB, now)), Orders: apiOrders, Feed: statusFeed,
-			WebhookService: webhook.NewService(webhookStore, webhookPolicy, func() string { return uuid.Must(uuid.NewV7()).String() })}
+			WebhookService: webhook.NewService(webhookStore, webhookPolicy, func() string { return uuid.Must(uuid.NewV7()).String() }).WithSealer(sealer)}
 		gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, logger)
 		if err != nil {
 			return err
 		}
 		defer closeGQL()
+		// Edge: the client of a request is its JWT subject, else its address, read from
+		// CLIENT_IP_HEADER only when the peer is one of TRUSTED_PROXIES.
+		trusted, err := overload.ParsePrefixes(cfg.TrustedProxies)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		clients, err := overload.NewClients(trusted, cfg.ClientIPHeader)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
 		shed := overload.New(overload.Options{
+			ClientKey: clients.Key,
 			Limits: map[overload.Class]int{overload.Checkout: cfg.CheckoutConcurrency,
 				overload.Read: cfg.ReadConcurrency, overload.Other: cfg.OtherConcurrency},
 			MaxWait:  cfg.OverloadMaxWait,
@@ -234,33 +255,39 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		for _, c := range []overload.Class{overload.Checkout, overload.Read, overload.Other} {
 			m.InFlight(string(c), func() int { return shed.InFlight(c) })
 		}
+		sockets := gqlhttp.SocketOptionsFromConfig(cfg)
+		sockets.ClientKey, sockets.Allow = clients.Key, shed.AllowKey
 		mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: verifier, Introspection: gqlhttp.IntrospectionEnabled(cfg), HTTP: gqlOpt,
-			Metrics: m, Overload: shed.Middleware}))
+			Metrics: m, Overload: shed.Middleware, Sockets: sockets}))
 		if !cfg.Production() {
 			mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
 		}
 		mux.Handle("POST /webhooks/stripe", &stripegw.WebhookHandler{Payments: payments, Secret: cfg.StripeWebhookSecret, Tolerance: 5 * time.Minute, Logger: logger})
 	}
-	srv := &http.Server{
-		Addr:              cfg.HTTPAddr,
-		Handler:           telemetry.Handler(httpx.RequestID(httpx.Log(logger, mux))),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       120 * time.Second,
+	srv := httpx.NewServer(cfg.HTTPAddr, telemetry.Handler(httpx.RequestID(httpx.Log(logger, mux))), cfg.HTTPWriteTimeout)
+	servers := []*http.Server{srv}
+	if metricsSrv != nil {
+		servers = append(servers, metricsSrv)
 	}
-	g.Go(func() error {
-		logger.Info("serving", "mode", mode, "addr", cfg.HTTPAddr, "api", runAPI, "relay", runRelay, "workers", runWorkers)
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
-		}
-		return nil
-	})
+	for _, s := range servers {
+		g.Go(func() error {
+			logger.Info("serving", "mode", mode, "addr", s.Addr, "api", runAPI && s == srv, "relay", runRelay, "workers", runWorkers)
+			if err := s.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http %s: %w", s.Addr, err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-ctx.Done()
 		logger.Info("shutting down: draining requests and messages in hand")
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		var errs []error
+		for _, s := range servers {
+			errs = append(errs, s.Shutdown(sctx))
+		}
+		return errors.Join(errs...)
 	})
 	return g.Wait()
 }

@@ -68,6 +68,8 @@ type APIOptions struct {
 	Reserver store.Reserver
 	// OnCommit, when set, is told every committed order change (metrics).
 	OnCommit func(checkout.Order)
+	// Sockets configure the WebSocket connections (caps, timeouts); zero: defaults.
+	Sockets gqlhttp.SocketOptions
 }
 
 // RedisURL is the Redis server tests use: REDIS_URL, else redis://127.0.0.1:6379/0.
@@ -106,7 +108,7 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 	}
 	logger := clog.New(logTo, -4)
 	h := telemetry.Handler(httpx.RequestID(httpx.Log(logger, graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: auth.NewVerifier(Secret),
-		Introspection: !opt.NoIntrospection, HTTP: opt.HTTP, Overload: opt.Overload}))))
+		Introspection: !opt.NoIntrospection, HTTP: opt.HTTP, Overload: opt.Overload, Sockets: opt.Sockets}))))
 	return &API{DB: db, Handler: h, Resolver: res, Orders: orders, Catalog: cat, Service: svc}
 }
 

@@ -1,7 +1,7 @@
 // Package webhook is the domain of partner webhooks: endpoints, the signed delivery body
-// of the contract, and the outbound-address policy that keeps deliveries from reaching
+// of the contract, the outbound-address policy that keeps deliveries from reaching
 // internal services (server-side request forgery), checked at registration and again at
-// every connection.
+// every connection, and the sealing of signing secrets at rest.
 package webhook
 
 import (
@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"code.dny.dev/ssrf"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
@@ -77,25 +79,64 @@ type Policy struct {
 }
 
 var (
-	// Cloud metadata endpoints outside link-local ranges.
+	// Cloud metadata endpoints outside link-local ranges: refused even with AllowPrivate.
 	metadata = []netip.Addr{netip.MustParseAddr("100.100.100.200"), netip.MustParseAddr("192.0.0.192"), netip.MustParseAddr("fd00:ec2::254")}
-	cgnat    = netip.MustParsePrefix("100.64.0.0/10")
+	// private are what AllowPrivate admits: loopback, private-use, shared (CGNAT) and
+	// unique-local ranges.
+	private = []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
+		netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("100.64.0.0/10"),
+		netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("fc00::/7"),
+	}
+	// strict refuses every special-purpose range of the IANA registries (and any IPv6
+	// address outside global unicast: NAT64, IPv4-compatible, link-local...), any port.
+	strict = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())
+	// permissive is strict with the private ranges allowed.
+	permissive = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork(),
+		ssrf.WithAllowedV4Prefixes(v4(private)...), ssrf.WithAllowedV6Prefixes(v6(private)...))
 )
+
+func v4(ps []netip.Prefix) (out []netip.Prefix) {
+	for _, p := range ps {
+		if p.Addr().Is4() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func v6(ps []netip.Prefix) (out []netip.Prefix) {
+	for _, p := range ps {
+		if p.Addr().Is6() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // ErrForbiddenAddress is returned for an address deliveries may not reach.
 var ErrForbiddenAddress = errors.New("address not allowed for webhooks")
 
-// CheckAddr refuses link-local, metadata, unspecified and multicast addresses always,
-// and loopback and private ones unless AllowPrivate.
+// CheckAddr refuses every special-purpose address of the IANA IPv4 and IPv6 registries
+// (code.dny.dev/ssrf: link-local, metadata, unspecified, multicast, benchmarking,
+// reserved, documentation, NAT64, 6to4, IPv4-compatible...) always, and loopback and
+// private ones unless AllowPrivate. An IPv4-mapped IPv6 address is judged as its IPv4.
 func (p Policy) CheckAddr(a netip.Addr) error {
 	a = a.Unmap()
-	switch {
-	case a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() || slices.Contains(metadata, a):
-		return fmt.Errorf("%w: %s is link-local or a metadata address", ErrForbiddenAddress, a)
-	case a.IsUnspecified() || a.IsMulticast():
-		return fmt.Errorf("%w: %s", ErrForbiddenAddress, a)
-	case !p.AllowPrivate && (a.IsLoopback() || a.IsPrivate() || cgnat.Contains(a)):
-		return fmt.Errorf("%w: %s is loopback or private (set WEBHOOK_ALLOW_PRIVATE=true in development)", ErrForbiddenAddress, a)
+	if slices.Contains(metadata, a) {
+		return fmt.Errorf("%w: %s is a metadata address", ErrForbiddenAddress, a)
+	}
+	g := strict
+	if p.AllowPrivate {
+		g = permissive
+	}
+	if err := g.SafeAddr(a); err != nil {
+		for _, pr := range private {
+			if !p.AllowPrivate && pr.Contains(a) {
+				return fmt.Errorf("%w: %s is loopback or private (set WEBHOOK_ALLOW_PRIVATE=true in development)", ErrForbiddenAddress, a)
+			}
+		}
+		return fmt.Errorf("%w: %s is a special-purpose address", ErrForbiddenAddress, a)
 	}
 	return nil
 }
@@ -222,6 +263,14 @@ type Service struct {
 	store  Store
 	policy Policy
 	newID  func() string
+	sealer *Sealer
+}
+
+// WithSealer has the service seal each new signing secret with x before the store sees
+// it (WEBHOOK_SECRET_KEY); the delivery side opens it with the same Sealer.
+func (s *Service) WithSealer(x *Sealer) *Service {
+	s.sealer = x
+	return s
 }
 
 // NewService returns a Service.
@@ -237,8 +286,12 @@ func (s *Service) Register(ctx context.Context, rawURL string, events []string) 
 	if err := s.policy.ValidateURL(ctx, rawURL); err != nil {
 		return Webhook{}, "", err
 	}
-	secret := NewSecret()
-	w, err := s.store.Register(ctx, s.newID(), rawURL, slices.Compact(slices.Sorted(slices.Values(events))), secret)
+	secret, id := NewSecret(), s.newID()
+	stored, err := s.sealer.Seal(id, secret)
+	if err != nil {
+		return Webhook{}, "", err
+	}
+	w, err := s.store.Register(ctx, id, rawURL, slices.Compact(slices.Sorted(slices.Values(events))), stored)
 	return w, secret, err
 }
 

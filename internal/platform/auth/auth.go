@@ -30,15 +30,26 @@ func NewVerifier(secret string) *Verifier { return &Verifier{secret: []byte(secr
 // ErrInvalidToken means a token was given but cannot be trusted.
 var ErrInvalidToken = errors.New("invalid or expired token")
 
+// Leeway is how long after its exp a token is still accepted (clock skew).
+const Leeway = 30 * time.Second
+
 // Verify parses a token and returns the actor it names.
 func (v *Verifier) Verify(token string) (checkout.Actor, error) {
+	a, _, err := v.VerifyUntil(token)
+	return a, err
+}
+
+// VerifyUntil is Verify that also returns when the token stops being accepted (its exp
+// plus Leeway): a connection authenticated once, such as a WebSocket, ends then.
+func (v *Verifier) VerifyUntil(token string) (checkout.Actor, time.Time, error) {
 	var c Claims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.secret, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(30*time.Second))
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(Leeway))
 	if err != nil || c.Subject == "" {
-		return checkout.Actor{}, ErrInvalidToken
+		return checkout.Actor{}, time.Time{}, ErrInvalidToken
 	}
-	return checkout.Actor{CustomerID: c.Subject, Admin: slices.Contains(c.Roles, "admin"), Partner: slices.Contains(c.Roles, "partner")}, nil
+	a := checkout.Actor{CustomerID: c.Subject, Admin: slices.Contains(c.Roles, "admin"), Partner: slices.Contains(c.Roles, "partner")}
+	return a, c.ExpiresAt.Add(Leeway), nil
 }
 
 // Sign issues a token (for development and tests).

@@ -3,7 +3,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
@@ -90,10 +93,53 @@ type Config struct {
 
 	// GraphQLIntrospection unset: on in development, off in production.
 	GraphQLIntrospection *bool `env:"GRAPHQL_INTROSPECTION"`
+
+	// The edge (README "Security"): listeners, client addresses, sockets, persisted
+	// queries, webhook secrets, and what production refuses.
+	Edge
 }
 
-// Production reports whether APP_ENV is production.
-func (c Config) Production() bool { return c.Env == "production" }
+// Edge is the configuration of the service's edge.
+type Edge struct {
+	// MetricsAddr, when set, serves GET /metrics there and not on HTTP_ADDR.
+	MetricsAddr string `env:"METRICS_ADDR"`
+	// HTTPWriteTimeout bounds the writing of one HTTP response (sockets have their own).
+	HTTPWriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	// TrustedProxies are the reverse proxies (CIDR prefixes or addresses) whose
+	// ClientIPHeader names the client; from anyone else the header is ignored.
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
+	ClientIPHeader string   `env:"CLIENT_IP_HEADER" envDefault:"X-Forwarded-For"`
+	// GraphQLMaxTokens caps the lexical tokens of a document, counted before parsing.
+	GraphQLMaxTokens int `env:"GRAPHQL_MAX_TOKENS" envDefault:"10000"`
+	// Sockets: connection_init timeout, ping interval, write timeout, and per-client caps
+	// (0: no cap).
+	SocketInitTimeout      time.Duration `env:"SOCKET_INIT_TIMEOUT" envDefault:"5s"`
+	SocketPingInterval     time.Duration `env:"SOCKET_PING_INTERVAL" envDefault:"15s"`
+	SocketWriteTimeout     time.Duration `env:"SOCKET_WRITE_TIMEOUT" envDefault:"10s"`
+	SocketsPerClient       int           `env:"SOCKETS_PER_CLIENT" envDefault:"64"`
+	SubscriptionsPerClient int           `env:"SUBSCRIPTIONS_PER_CLIENT" envDefault:"100"`
+	// Automatic persisted queries (allow mode): the largest text stored, how many are
+	// stored per APQ_TTL window, and how long one is kept.
+	APQMaxQueryBytes int           `env:"APQ_MAX_QUERY_BYTES" envDefault:"16384"`
+	APQMaxEntries    int           `env:"APQ_MAX_ENTRIES" envDefault:"2000"`
+	APQTTL           time.Duration `env:"APQ_TTL" envDefault:"24h"`
+	// WebhookSecretKey seals webhook signing secrets at rest: "<id>:<base64 32 bytes>",
+	// comma separated, the first sealing (internal/webhook.NewSealer).
+	WebhookSecretKey string `env:"WEBHOOK_SECRET_KEY"`
+	// AllowInsecureDatabase lets production run with sslmode=disable (a database on
+	// the same host or behind an encrypting sidecar).
+	AllowInsecureDatabase bool `env:"ALLOW_INSECURE_DATABASE"`
+}
+
+// Production reports whether APP_ENV names production: "production" or "prod", in any
+// case.
+func (c Config) Production() bool {
+	switch strings.ToLower(strings.TrimSpace(c.Env)) {
+	case "production", "prod":
+		return true
+	}
+	return false
+}
 
 // Load reads and checks the configuration.
 func Load() (Config, error) {
@@ -130,5 +176,43 @@ func (c Config) Validate() error {
 	case c.CheckoutTimeout <= 0:
 		return fmt.Errorf("config: CHECKOUT_TIMEOUT must be positive")
 	}
+	if c.Production() {
+		return c.productionProblems()
+	}
 	return nil
+}
+
+// productionProblems lists, one line each, the settings production refuses.
+func (c Config) productionProblems() error {
+	var errs []error
+	refuse := func(format string, args ...any) { errs = append(errs, fmt.Errorf("config: "+format, args...)) }
+	if c.WebhookAllowPrivate {
+		refuse("WEBHOOK_ALLOW_PRIVATE=true lets partner webhooks reach loopback and private networks: not in production")
+	}
+	if c.GraphQLIntrospection != nil && *c.GraphQLIntrospection {
+		refuse("GRAPHQL_INTROSPECTION=true publishes the whole schema: not in production")
+	}
+	if u, err := url.Parse(c.StripeAPIBase); c.StripeAPIBase != "" && (err != nil || !strings.EqualFold(u.Scheme, "https")) {
+		refuse("STRIPE_API_BASE must be an https:// URL in production")
+	}
+	if sslModeDisabled(c.DatabaseURL) && !c.AllowInsecureDatabase {
+		refuse("DATABASE_URL has sslmode=disable, so the connection is not encrypted (ALLOW_INSECURE_DATABASE=true if it never leaves the host)")
+	}
+	if u, err := url.Parse(c.AMQPURL); err == nil && u.User != nil && u.User.Username() == "guest" {
+		refuse("AMQP_URL logs in as RabbitMQ's guest user: give the service a user of its own in production")
+	}
+	return errors.Join(errs...)
+}
+
+// sslModeDisabled reports sslmode=disable in a URL or in a key=value connection string.
+func sslModeDisabled(dsn string) bool {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		return strings.EqualFold(u.Query().Get("sslmode"), "disable")
+	}
+	for _, f := range strings.Fields(dsn) {
+		if k, v, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "sslmode") && strings.EqualFold(strings.Trim(v, `'`), "disable") {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package gqlhttp
 
 import (
 	"fmt"
+	"regexp"
 
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
@@ -18,6 +19,7 @@ const (
 	CodeQueryTooDeep               = "QUERY_TOO_DEEP"
 	CodeTooManyAliases             = "TOO_MANY_ALIASES"
 	CodeTooManyRootFields          = "TOO_MANY_ROOT_FIELDS"
+	CodeTooManyTokens              = "TOO_MANY_TOKENS"
 	CodeComplexityLimitExceeded    = "COMPLEXITY_LIMIT_EXCEEDED" // gqlgen's own code
 	CodeIntrospectionDisabled      = "INTROSPECTION_DISABLED"
 	CodePersistedQueryNotFound     = "PERSISTED_QUERY_NOT_FOUND"
@@ -46,4 +48,16 @@ func codeOf(e *gqlerror.Error) string {
 	}
 	c, _ := e.Extensions["code"].(string)
 	return c
+}
+
+// suggestion is what gqlparser's validation rules append to a message: field, argument,
+// type and enum value names of the schema.
+var suggestion = regexp.MustCompile(` ?Did you mean [^?]*\?`)
+
+// WithoutSuggestions drops the "Did you mean ...?" hints from a validation error, which
+// would spell the schema out to a client when introspection is off (gqlgen's
+// SetDisableSuggestion covers two of the rules that give them, not all).
+func WithoutSuggestions(e *gqlerror.Error) *gqlerror.Error {
+	e.Message = suggestion.ReplaceAllString(e.Message, "")
+	return e
 }

@@ -1,6 +1,7 @@
 package gqlhttp
 
 import (
+	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/parser"
 )
@@ -67,7 +70,7 @@ func TestMeasure(t *testing.T) {
 		{`{ __typename a }`, Shape{Depth: 1, RootFields: 1, Fields: 2, Repeated: 1}},
 		{`{ a a ... on Query { a b { c c } } ...F } fragment F on Query { a }`, Shape{Depth: 2, RootFields: 5, Fields: 7, Fragments: 1, Repeated: 3}},
 		{`{ ...F ... on Query { c } } fragment F on Query { a { b } }`, Shape{Depth: 2, RootFields: 2, Fields: 3, Fragments: 1, Repeated: 1}},
-		{`{ __schema { types { fields { type { ofType { ofType { name } } } } } } a }`, Shape{Depth: 1, RootFields: 2, Fields: 1, Schema: true, Repeated: 1}},
+		{`{ __schema { types { fields { type { ofType { ofType { name } } } } } } a }`, Shape{Depth: 1, RootFields: 2, Fields: 1, Schema: true, Repeated: 1, IntrospectionDepth: 7}},
 		// A cycle (refused later by validation) counts as nothing rather than looping.
 		{`{ ...A } fragment A on Query { a ...B } fragment B on Query { b ...A }`, Shape{Depth: 1, RootFields: 2, Fields: 2, Fragments: 2, Repeated: 1}},
 	} {
@@ -245,5 +248,33 @@ func TestParseMode(t *testing.T) {
 	}
 	if _, err := NewPersisted(PersistedOptions{Mode: ModeRequire}); err == nil {
 		t.Error("require without a manifest accepted")
+	}
+}
+
+// BenchmarkGuard_MiBOfTokens measures the refusal of a 1 MiB document of tokens (half a
+// million) by the token limit, before anything parses it.
+func BenchmarkGuard_MiBOfTokens(b *testing.B) {
+	g := NewGuard(Limits{}, false)
+	doc := "{ " + strings.Repeat("a ", (1<<20)/2)
+	b.SetBytes(int64(len(doc)))
+	for b.Loop() {
+		p := &graphql.RawParams{Query: doc}
+		if e := g.MutateOperationParameters(context.Background(), p); codeOf(e) != CodeTooManyTokens {
+			b.Fatalf("got %v", e)
+		}
+	}
+}
+
+// BenchmarkGuard_RepeatedFieldInUnselectedOperation measures the refusal of the
+// document that made validation quadratic: query A{__typename} query B{__typename x 4000}.
+func BenchmarkGuard_RepeatedFieldInUnselectedOperation(b *testing.B) {
+	g := NewGuard(Limits{}, false)
+	doc := "query A { __typename } query B { " + strings.Repeat("__typename ", 4000) + "}"
+	for b.Loop() {
+		g.shapes = lru.New[Shape](1000) // measure each time, as for a new document
+		p := &graphql.RawParams{Query: doc, OperationName: "A"}
+		if e := g.MutateOperationParameters(context.Background(), p); codeOf(e) != CodeComplexityLimitExceeded {
+			b.Fatalf("got %v", e)
+		}
 	}
 }

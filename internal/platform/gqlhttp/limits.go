@@ -10,6 +10,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/lexer"
 	"github.com/vektah/gqlparser/v2/parser"
 )
 
@@ -24,6 +25,13 @@ const (
 	// 170 KB document of 4,000 fragments costs seconds of CPU.
 	DefaultMaxFragments     = 200
 	DefaultMaxRepeatedField = 100
+	// DefaultMaxTokens bounds the lexical tokens of a document, counted before it is
+	// parsed: the largest query a storefront sends has a few hundred, the introspection
+	// query of GraphiQL under a thousand.
+	DefaultMaxTokens = 10000
+	// DefaultMaxIntrospectionDepth bounds the nesting under __schema and __type, with room
+	// for the introspection query of graphql-js (nine levels of ofType under a field's type).
+	DefaultMaxIntrospectionDepth = 16
 )
 
 // Limits bound what one request may ask for; a zero field takes its default.
@@ -31,8 +39,10 @@ type Limits struct {
 	// MaxComplexity caps the operation's cost as gqlgen computes it from the schema's
 	// complexity functions (lists count by their page size).
 	MaxComplexity int
-	// MaxDepth caps the nesting of fields (fragments expanded; introspection excluded).
+	// MaxDepth caps the nesting of fields (fragments expanded; introspection has its own).
 	MaxDepth int
+	// MaxIntrospectionDepth caps the nesting of fields under __schema and __type.
+	MaxIntrospectionDepth int
 	// MaxAliases caps the aliased fields (fragments expanded).
 	MaxAliases int
 	// MaxRootFields caps the fields of the operation's top selection (__typename aside).
@@ -44,6 +54,9 @@ type Limits struct {
 	// MaxRepeatedField caps how often one response name appears in one selection set
 	// (inline fragments included).
 	MaxRepeatedField int
+	// MaxTokens caps the lexical tokens of a document; it is counted before the document
+	// is parsed.
+	MaxTokens int
 }
 
 // WithDefaults fills the zero fields with the defaults.
@@ -59,21 +72,34 @@ func (l Limits) WithDefaults() Limits {
 	def(&l.MaxRootFields, DefaultMaxRootFields)
 	def(&l.MaxFragments, DefaultMaxFragments)
 	def(&l.MaxRepeatedField, DefaultMaxRepeatedField)
+	def(&l.MaxTokens, DefaultMaxTokens)
+	def(&l.MaxIntrospectionDepth, DefaultMaxIntrospectionDepth)
 	if l.MaxBodyBytes <= 0 {
 		l.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	return l
 }
 
-// Shape is what an operation asks for, its fragments expanded.
+// Shape is what an operation (or, from MeasureDocument, a whole document) asks for, its
+// fragments expanded.
 type Shape struct {
-	Depth      int  // deepest nesting of fields
+	Depth      int  // deepest nesting of fields outside introspection
 	Aliases    int  // fields under an alias other than their name
 	RootFields int  // fields of the top selection, __typename aside
-	Fields     int  // fields in all (a lower bound of gqlgen's complexity)
-	Schema     bool // selects __schema or __type (their subtrees are not counted)
+	Fields     int  // fields in all, introspection aside (a lower bound of gqlgen's complexity)
+	Schema     bool // selects __schema or __type
 	Fragments  int  // fragment definitions in the document
 	Repeated   int  // most appearances of one response name in one selection set
+	// IntrospectionDepth is the deepest nesting under __schema or __type, counted from
+	// the operation's root.
+	IntrospectionDepth int
+}
+
+// maxOf is the shape whose every measure is the larger of s and o.
+func (s Shape) maxOf(o Shape) Shape {
+	return Shape{Depth: max(s.Depth, o.Depth), Aliases: max(s.Aliases, o.Aliases), RootFields: max(s.RootFields, o.RootFields),
+		Fields: max(s.Fields, o.Fields), Schema: s.Schema || o.Schema, Fragments: max(s.Fragments, o.Fragments),
+		Repeated: max(s.Repeated, o.Repeated), IntrospectionDepth: max(s.IntrospectionDepth, o.IntrospectionDepth)}
 }
 
 // Check returns the error of the first limit s breaks, or nil. Introspection false
@@ -85,6 +111,8 @@ func (l Limits) Check(s Shape, introspection bool) *gqlerror.Error {
 		return newError(CodeIntrospectionDisabled, "introspection is disabled on this server: __schema and __type cannot be queried")
 	case s.Depth > l.MaxDepth:
 		return limitError(CodeQueryTooDeep, s.Depth, l.MaxDepth, "the operation nests fields %d deep, more than the limit of %d")
+	case s.IntrospectionDepth > l.MaxIntrospectionDepth:
+		return limitError(CodeQueryTooDeep, s.IntrospectionDepth, l.MaxIntrospectionDepth, "the operation nests introspection fields %d deep, more than the limit of %d")
 	case s.Aliases > l.MaxAliases:
 		return limitError(CodeTooManyAliases, s.Aliases, l.MaxAliases, "the operation uses %d aliases, more than the limit of %d")
 	case s.RootFields > l.MaxRootFields:
@@ -105,18 +133,41 @@ func (l Limits) Check(s Shape, introspection bool) *gqlerror.Error {
 // parsed: fragment spreads are looked up by name, cycles count as nothing.
 func Measure(doc *ast.QueryDocument, op *ast.OperationDefinition) Shape {
 	m := measurer{doc: doc, memo: map[string]*setShape{}}
-	s := m.set(op.SelectionSet)
-	return Shape{Depth: s.depth, Aliases: s.aliases, RootFields: s.top, Fields: s.fields, Schema: s.schema,
-		Fragments: len(doc.Fragments), Repeated: s.repeated}
+	return m.set(op.SelectionSet).shape(len(doc.Fragments))
+}
+
+// MeasureDocument computes the shape of a whole document: for each measure, the largest
+// of every operation and every fragment definition (measured on its own, as validation
+// walks it even when no operation selects it). Only one operation runs, but gqlgen
+// parses and validates all of the document, so all of it is held to the limits.
+func MeasureDocument(doc *ast.QueryDocument) Shape {
+	m := measurer{doc: doc, memo: map[string]*setShape{}}
+	var s Shape
+	for _, op := range doc.Operations {
+		s = s.maxOf(m.set(op.SelectionSet).shape(len(doc.Fragments)))
+	}
+	for _, f := range doc.Fragments {
+		fs := m.fragment(f.Name)
+		fs.top = 0 // a fragment's fields are root fields only where it is spread at the root
+		s = s.maxOf(fs.shape(len(doc.Fragments)))
+	}
+	s.Fragments = len(doc.Fragments)
+	return s
 }
 
 type setShape struct {
-	depth, aliases, fields, top, repeated int
-	schema                                bool
+	depth, aliases, fields, top, repeated, introDepth int
+	schema                                            bool
+}
+
+func (s setShape) shape(fragments int) Shape {
+	return Shape{Depth: s.depth, Aliases: s.aliases, RootFields: s.top, Fields: s.fields, Schema: s.schema,
+		Fragments: fragments, Repeated: s.repeated, IntrospectionDepth: s.introDepth}
 }
 
 func (s *setShape) merge(c setShape) {
 	s.depth = max(s.depth, c.depth)
+	s.introDepth = max(s.introDepth, c.introDepth)
 	s.aliases = satAdd(s.aliases, c.aliases)
 	s.fields = satAdd(s.fields, c.fields)
 	s.top = satAdd(s.top, c.top)
@@ -152,22 +203,27 @@ func (m *measurer) level(ss ast.SelectionSet, r *setShape, names map[string]int)
 				resp = s.Name
 			}
 			names[resp]++
-			if s.Name == "__schema" || s.Name == "__type" {
-				r.schema = true
-				r.top = satAdd(r.top, 1)
-				continue
-			}
 			c := m.set(s.SelectionSet)
-			r.depth = max(r.depth, c.depth+1)
-			r.fields = satAdd(satAdd(r.fields, 1), c.fields)
-			r.aliases = satAdd(r.aliases, c.aliases)
 			if s.Alias != "" && s.Alias != s.Name {
 				r.aliases = satAdd(r.aliases, 1)
 			}
+			r.aliases = satAdd(r.aliases, c.aliases)
+			r.repeated = max(r.repeated, c.repeated)
+			if s.Name == "__schema" || s.Name == "__type" {
+				// Everything under it is introspection: its own depth limit, no cost.
+				r.schema = true
+				r.top = satAdd(r.top, 1)
+				r.introDepth = max(r.introDepth, max(c.depth, c.introDepth)+1)
+				continue
+			}
+			if c.introDepth > 0 {
+				r.introDepth = max(r.introDepth, c.introDepth+1)
+			}
+			r.depth = max(r.depth, c.depth+1)
+			r.fields = satAdd(satAdd(r.fields, 1), c.fields)
 			if s.Name != "__typename" {
 				r.top = satAdd(r.top, 1)
 			}
-			r.repeated = max(r.repeated, c.repeated)
 			r.schema = r.schema || c.schema
 		case *ast.InlineFragment:
 			m.level(s.SelectionSet, r, names)
@@ -202,9 +258,11 @@ func satAdd(a, b int) int {
 }
 
 // Guard is a gqlgen extension enforcing Limits (complexity apart: see ComplexityLimit) and
-// the introspection switch. It runs before gqlgen parses and validates the document (it
-// parses the document itself, remembering the shapes of recent ones), so a huge or deeply
-// nested document is refused before validation spends time on it.
+// the introspection switch. It runs before gqlgen parses and validates the document: it
+// counts the document's tokens with gqlparser's lexer (nothing is parsed past the token
+// limit), then parses it and measures all of it (every operation and fragment, as
+// validation walks them all), remembering the shapes of recent documents. So a huge,
+// deep or repetitive document is refused before validation spends time on it.
 type Guard struct {
 	limits        Limits
 	introspection bool
@@ -227,37 +285,43 @@ func (g *Guard) ExtensionName() string { return "GraphQLLimits" }
 // Validate accepts any schema.
 func (g *Guard) Validate(graphql.ExecutableSchema) error { return nil }
 
-// MutateOperationParameters refuses an operation beyond a limit.
+// MutateOperationParameters refuses a document beyond a limit.
 func (g *Guard) MutateOperationParameters(ctx context.Context, p *graphql.RawParams) *gqlerror.Error {
 	if p.Query == "" {
 		return nil
 	}
 	sum := sha256.Sum256([]byte(p.Query))
-	key := string(sum[:]) + p.OperationName
+	key := string(sum[:])
 	shape, ok := g.shapes.Get(ctx, key)
 	if !ok {
+		if tooManyTokens(p.Query, g.limits.MaxTokens) {
+			e := newError(CodeTooManyTokens, "the document has more than %d tokens, the limit", g.limits.MaxTokens)
+			e.Extensions["limit"] = g.limits.MaxTokens
+			return e
+		}
 		doc, err := parser.ParseQuery(&ast.Source{Input: p.Query})
 		if err != nil {
 			return nil // gqlgen answers the parse error
 		}
-		op := selectOperation(doc, p.OperationName)
-		if op == nil {
-			return nil // and this one
-		}
-		shape = Measure(doc, op)
+		shape = MeasureDocument(doc)
 		g.shapes.Add(ctx, key, shape)
 	}
 	return g.limits.Check(shape, g.introspection)
 }
 
-func selectOperation(doc *ast.QueryDocument, name string) *ast.OperationDefinition {
-	if name == "" {
-		if len(doc.Operations) == 1 {
-			return doc.Operations[0]
+// tooManyTokens reads at most limit+1 tokens of doc. A lexical error stops the count:
+// the parser reports it.
+func tooManyTokens(doc string, limit int) bool {
+	l := lexer.New(&ast.Source{Input: doc})
+	for n := 0; ; n++ {
+		tok, err := l.ReadToken()
+		if err != nil || tok.Kind == lexer.EOF {
+			return false
 		}
-		return nil
+		if n >= limit {
+			return true
+		}
 	}
-	return doc.Operations.ForName(name)
 }
 
 // ComplexityLimit is gqlgen's extension.FixedComplexityLimit (whose code is

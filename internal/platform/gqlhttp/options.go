@@ -25,7 +25,8 @@ const APQKeyPrefix = "checkout:apq:"
 
 // FromConfig builds the options from the configuration: it loads the manifest of
 // PERSISTED_QUERIES_MANIFEST and, with REDIS_URL, stores automatic persisted queries in
-// Redis (shared by every instance). release closes the Redis client.
+// Redis (shared by every instance, bounded by APQ_MAX_ENTRIES and APQ_TTL). release
+// closes the Redis client.
 func FromConfig(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ Options, release func(), _ error) {
 	release = func() {}
 	mode, err := ParseMode(cfg.PersistedQueries)
@@ -53,7 +54,8 @@ func FromConfig(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ 
 	for name, v := range map[string]int64{
 		"GRAPHQL_MAX_COMPLEXITY": int64(cfg.GraphQLMaxComplexity), "GRAPHQL_MAX_DEPTH": int64(cfg.GraphQLMaxDepth),
 		"GRAPHQL_MAX_ALIASES": int64(cfg.GraphQLMaxAliases), "GRAPHQL_MAX_ROOT_FIELDS": int64(cfg.GraphQLMaxRootFields),
-		"GRAPHQL_MAX_BODY_BYTES": cfg.GraphQLMaxBodyBytes,
+		"GRAPHQL_MAX_BODY_BYTES": cfg.GraphQLMaxBodyBytes, "GRAPHQL_MAX_TOKENS": int64(cfg.GraphQLMaxTokens),
+		"APQ_MAX_QUERY_BYTES": int64(cfg.APQMaxQueryBytes), "APQ_MAX_ENTRIES": int64(cfg.APQMaxEntries), "APQ_TTL": int64(cfg.APQTTL),
 	} {
 		if v <= 0 {
 			return Options{}, release, fmt.Errorf("config: %s must be positive", name)
@@ -62,9 +64,9 @@ func FromConfig(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ 
 	opt := Options{
 		Limits: Limits{
 			MaxComplexity: cfg.GraphQLMaxComplexity, MaxDepth: cfg.GraphQLMaxDepth, MaxAliases: cfg.GraphQLMaxAliases,
-			MaxRootFields: cfg.GraphQLMaxRootFields, MaxBodyBytes: cfg.GraphQLMaxBodyBytes,
+			MaxRootFields: cfg.GraphQLMaxRootFields, MaxBodyBytes: cfg.GraphQLMaxBodyBytes, MaxTokens: cfg.GraphQLMaxTokens,
 		},
-		Persisted: PersistedOptions{Mode: mode, Manifest: manifest},
+		Persisted: PersistedOptions{Mode: mode, Manifest: manifest, MaxQueryBytes: cfg.APQMaxQueryBytes},
 		CORS:      CORS{AllowedOrigins: origins},
 	}
 	store := "memory"
@@ -84,13 +86,15 @@ func FromConfig(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ 
 			// Not fatal: lookups miss and clients resend their queries until Redis is back.
 			logger.Warn("persisted query store: Redis is not reachable yet", "error", err)
 		}
-		opt.Persisted.Cache = NewTiered(NewRedisCache(client, APQKeyPrefix, DefaultAPQTTL, logger), 1000)
+		shared := NewRedisCache(client, APQKeyPrefix, cfg.APQTTL, logger)
+		shared.MaxEntries = cfg.APQMaxEntries
+		opt.Persisted.Cache = NewTiered(shared, 1000)
 		store = "redis"
 	}
 	logger.Info("graphql transport", "persistedQueries", string(mode), "manifestOperations", manifest.Len(),
 		"apqStore", store, "corsOrigins", strings.Join(origins, ","), "maxComplexity", cfg.GraphQLMaxComplexity,
 		"maxDepth", cfg.GraphQLMaxDepth, "maxAliases", cfg.GraphQLMaxAliases, "maxRootFields", cfg.GraphQLMaxRootFields,
-		"maxBodyBytes", cfg.GraphQLMaxBodyBytes, "introspection", IntrospectionEnabled(cfg))
+		"maxBodyBytes", cfg.GraphQLMaxBodyBytes, "maxTokens", cfg.GraphQLMaxTokens, "introspection", IntrospectionEnabled(cfg))
 	return opt, release, nil
 }
 
@@ -100,4 +104,11 @@ func IntrospectionEnabled(cfg config.Config) bool {
 		return *cfg.GraphQLIntrospection
 	}
 	return !cfg.Production()
+}
+
+// SocketOptionsFromConfig are the WebSocket settings of the configuration; the caller
+// adds the client key and the rate (internal/platform/overload).
+func SocketOptionsFromConfig(cfg config.Config) SocketOptions {
+	return SocketOptions{InitTimeout: cfg.SocketInitTimeout, PingInterval: cfg.SocketPingInterval, WriteTimeout: cfg.SocketWriteTimeout,
+		MaxPerClient: cfg.SocketsPerClient, MaxSubscriptionsPerClient: cfg.SubscriptionsPerClient}
 }

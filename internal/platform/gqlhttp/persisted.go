@@ -19,6 +19,15 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
+// What this file adds to gqlgen's extension.AutomaticPersistedQuery, which looks a hash up
+// in a cache, answers PersistedQueryNotFound and stores a newly sent text: the modes (off
+// answers PERSISTED_QUERY_NOT_SUPPORTED, require runs only the documents of a manifest:
+// trusted documents), the manifests themselves (Apollo's and the {hash: document} map), a
+// strict reading of extensions.persistedQuery (400 with a code where gqlgen's errors have
+// none, a hash taken with its "sha256:" prefix or in upper case), the hash-mismatch
+// refusal with its code, and storing a text only once it has passed validation and every
+// limit (gqlgen stores it before validation), and at most MaxQueryBytes of it.
+
 // Mode says which documents the server runs.
 type Mode string
 
@@ -44,9 +53,10 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("PERSISTED_QUERIES must be off, allow or require, not %q", s)
 }
 
-// MaxStoredQueryBytes is the largest query text stored as an automatic persisted query
-// (a larger one still runs; its client just keeps sending the text).
-const MaxStoredQueryBytes = 64 << 10
+// DefaultMaxStoredQueryBytes is the largest query text stored as an automatic persisted
+// query when PersistedOptions.MaxQueryBytes is 0 (a larger one still runs; its client
+// just keeps sending the text).
+const DefaultMaxStoredQueryBytes = 16 << 10
 
 // PersistedOptions configure persisted queries.
 type PersistedOptions struct {
@@ -56,14 +66,17 @@ type PersistedOptions struct {
 	// Cache stores automatic persisted queries (hash -> text); nil is an in-process LRU.
 	// Use a RedisCache to share them between instances.
 	Cache graphql.Cache[string]
+	// MaxQueryBytes is the largest text stored (0: DefaultMaxStoredQueryBytes).
+	MaxQueryBytes int
 }
 
-// Persisted holds the two gqlgen extensions of persisted queries: Lookup turns a hash
-// into its document before anything else looks at the request; Register stores a newly
-// sent automatic persisted query once it has passed validation and every limit, so only
-// documents that run are kept.
+// Persisted holds the gqlgen extensions of persisted queries, to be installed in this
+// order around the limits: Lookup (this package's checks, the manifest, then gqlgen's
+// AutomaticPersistedQuery in allow mode) turns a hash into its document before anything
+// else looks at the request; Register stores a newly sent automatic persisted query once
+// it has passed validation and every limit, so only documents that run are kept.
 type Persisted struct {
-	Lookup   graphql.HandlerExtension
+	Lookup   []graphql.HandlerExtension
 	Register graphql.HandlerExtension
 }
 
@@ -83,17 +96,21 @@ func NewPersisted(o PersistedOptions) (Persisted, error) {
 	if cache == nil {
 		cache = lru.New[string](1000)
 	}
-	cache = capped{cache}
-	return Persisted{
-		Lookup:   &persistedLookup{mode: mode, manifest: o.Manifest, cache: cache},
-		Register: &persistedRegister{cache: cache},
-	}, nil
+	if o.MaxQueryBytes <= 0 {
+		o.MaxQueryBytes = DefaultMaxStoredQueryBytes
+	}
+	cache = capped{Cache: cache, max: o.MaxQueryBytes}
+	p := Persisted{Lookup: []graphql.HandlerExtension{&persistedLookup{mode: mode, manifest: o.Manifest}},
+		Register: persistedRegister{cache: cache}}
+	if mode == ModeAllow {
+		p.Lookup = append(p.Lookup, extension.AutomaticPersistedQuery{Cache: deferred{cache}})
+	}
+	return p, nil
 }
 
 type persistedLookup struct {
 	mode     Mode
 	manifest *Manifest
-	cache    graphql.Cache[string]
 }
 
 var _ interface {
@@ -106,6 +123,9 @@ func (p *persistedLookup) Validate(graphql.ExecutableSchema) error { return nil 
 
 const registerStats = "PersistedQueryRegister"
 
+// MutateOperationParameters answers from the manifest, refuses what the mode does not
+// run, and leaves the rest of an automatic persisted query to gqlgen's extension, with a
+// hash it can read.
 func (p *persistedLookup) MutateOperationParameters(ctx context.Context, raw *graphql.RawParams) *gqlerror.Error {
 	hash, present, gerr := persistedQueryOf(raw.Extensions)
 	if gerr != nil {
@@ -128,10 +148,10 @@ func (p *persistedLookup) MutateOperationParameters(ctx context.Context, raw *gr
 		if sent && raw.Query != doc && sha256Hex(raw.Query) != hash {
 			return hashMismatch()
 		}
-		if !sent {
-			raw.Query = doc
-		}
-		setStats(ctx, hash, sent, false)
+		raw.Query = doc
+		delete(raw.Extensions, "persistedQuery") // answered: nothing for gqlgen's extension to do
+		oc := graphql.GetOperationContext(ctx)
+		oc.Stats.SetExtension("APQ", &extension.ApqStats{Hash: hash, SentQuery: sent})
 		return nil
 	}
 	if p.mode == ModeRequire {
@@ -139,34 +159,16 @@ func (p *persistedLookup) MutateOperationParameters(ctx context.Context, raw *gr
 		case !sent:
 			return notFound()
 		case p.manifest.HasDocument(raw.Query):
-			return nil // a listed text under another id (e.g. a SHA-1 manifest)
+			delete(raw.Extensions, "persistedQuery") // a listed text under another id (e.g. a SHA-1 manifest)
+			return nil
 		}
 		return notInList()
 	}
-	if !sent {
-		q, ok := p.cache.Get(ctx, hash)
-		if !ok {
-			return notFound()
-		}
-		raw.Query = q
-		setStats(ctx, hash, false, false)
-		return nil
-	}
-	if sha256Hex(raw.Query) != hash {
+	if sent && sha256Hex(raw.Query) != hash {
 		return hashMismatch()
 	}
-	setStats(ctx, hash, true, true)
+	raw.Extensions["persistedQuery"] = map[string]any{"version": 1, "sha256Hash": hash}
 	return nil
-}
-
-// setStats records the hash as gqlgen's own APQ extension does (extension.GetApqStats
-// reads it), and whether the text is to be stored.
-func setStats(ctx context.Context, hash string, sent, register bool) {
-	oc := graphql.GetOperationContext(ctx)
-	oc.Stats.SetExtension("APQ", &extension.ApqStats{Hash: hash, SentQuery: sent})
-	if register {
-		oc.Stats.SetExtension(registerStats, hash)
-	}
 }
 
 func notFound() *gqlerror.Error {
@@ -193,21 +195,13 @@ func persistedQueryOf(ext map[string]any) (hash string, present bool, _ *gqlerro
 	if !ok {
 		return "", true, bad
 	}
-	switch ver := m["version"].(type) {
-	case json.Number:
-		if ver.String() != "1" {
-			return "", true, newError(CodeBadRequest, "unsupported persisted query version %s: only 1 is", ver)
-		}
-	case float64:
-		if ver != 1 {
-			return "", true, newError(CodeBadRequest, "unsupported persisted query version %v: only 1 is", ver)
-		}
-	case int:
-		if ver != 1 {
-			return "", true, newError(CodeBadRequest, "unsupported persisted query version %d: only 1 is", ver)
-		}
+	switch m["version"].(type) {
+	case json.Number, float64, int:
 	default:
 		return "", true, bad
+	}
+	if ver := fmt.Sprint(m["version"]); ver != "1" {
+		return "", true, newError(CodeBadRequest, "unsupported persisted query version %s: only 1 is", ver)
 	}
 	h, ok := m["sha256Hash"].(string)
 	if !ok || h == "" || len(h) > 256 {
@@ -216,28 +210,39 @@ func persistedQueryOf(ext map[string]any) (hash string, present bool, _ *gqlerro
 	return normalizeID(h), true, nil
 }
 
+// deferred is the cache gqlgen's AutomaticPersistedQuery sees: lookups reach the cache, a
+// store is only noted in the operation's stats for Register.
+type deferred struct{ graphql.Cache[string] }
+
+func (d deferred) Add(ctx context.Context, hash, query string) {
+	graphql.GetOperationContext(ctx).Stats.SetExtension(registerStats, [2]string{hash, query})
+}
+
 type persistedRegister struct{ cache graphql.Cache[string] }
 
 var _ interface {
 	graphql.HandlerExtension
 	graphql.OperationContextMutator
-} = (*persistedRegister)(nil)
+} = persistedRegister{}
 
-func (r *persistedRegister) ExtensionName() string                   { return "PersistedQueriesRegister" }
-func (r *persistedRegister) Validate(graphql.ExecutableSchema) error { return nil }
+func (r persistedRegister) ExtensionName() string                   { return "PersistedQueriesRegister" }
+func (r persistedRegister) Validate(graphql.ExecutableSchema) error { return nil }
 
-func (r *persistedRegister) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
-	if hash, ok := oc.Stats.GetExtension(registerStats).(string); ok {
-		r.cache.Add(ctx, hash, oc.RawQuery)
+func (r persistedRegister) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+	if v, ok := oc.Stats.GetExtension(registerStats).([2]string); ok {
+		r.cache.Add(ctx, v[0], v[1])
 	}
 	return nil
 }
 
 // capped keeps oversized texts out of a cache.
-type capped struct{ graphql.Cache[string] }
+type capped struct {
+	graphql.Cache[string]
+	max int
+}
 
 func (c capped) Add(ctx context.Context, key, value string) {
-	if len(value) <= MaxStoredQueryBytes {
+	if len(value) <= c.max {
 		c.Cache.Add(ctx, key, value)
 	}
 }

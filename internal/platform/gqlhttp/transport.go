@@ -1,10 +1,23 @@
 // Package gqlhttp serves GraphQL over HTTP as the GraphQL-over-HTTP specification says, and
-// guards it: request limits, persisted queries (automatic and trusted documents) and CORS.
-// It knows no schema: graph/ plugs these pieces into gqlgen's handler.
+// guards it: request limits, persisted queries (automatic and trusted documents), CORS and
+// the WebSocket connections of subscriptions. It knows no schema: graph/ plugs these
+// pieces into gqlgen's handler.
 package gqlhttp
+
+// What this file adds to gqlgen's own transport.GET and transport.POST, which decode the
+// request, run it and write the answer: the GraphQL-over-HTTP specification's edges that
+// gqlgen leaves out. Accept is negotiated with q-values (406 when nothing fits); a POST
+// body must be application/json in utf-8 (415), at most MaxBodyBytes (413), one JSON
+// object whose members have the right types (400, never echoing the body, where gqlgen
+// echoes it); a request error (parse, validation, limits, persisted queries) is answered
+// without a "data" entry, 200 for application/json and a 4xx for
+// application/graphql-response+json (gqlgen answers 422 and data: null); a mutation over
+// GET is 405 with "Allow: POST" (gqlgen: 406), a subscription over HTTP 400; OPTIONS is 204
+// with Allow; and the persisted-documents "documentId" parameter is taken.
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,6 +28,7 @@ import (
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
@@ -30,22 +44,9 @@ const DefaultMaxBodyBytes = 1 << 20
 
 const allowedMethods = "GET, POST, OPTIONS"
 
-// Transport is a gqlgen transport for GET and POST that follows the GraphQL-over-HTTP
-// specification (the 2025 draft, which has application/json and
-// application/graphql-response+json responses), in place of gqlgen's transport.GET, POST
-// and Options. It differs from those where they deviate from the specification:
-//
-//   - the response media type is negotiated from Accept, with q-values; none acceptable: 406;
-//   - a POST body must be application/json (else 415), at most MaxBodyBytes (else 413),
-//     one JSON object (a batch array or malformed JSON: 400, and the body is never echoed);
-//   - a missing query, or a parameter of the wrong type: 400;
-//   - parse, validation and other request errors (limits, persisted queries): 200 with
-//     application/json, 4xx with application/graphql-response+json, and no "data" entry;
-//   - a mutation over GET: 405 with "Allow: POST"; a subscription: 400 (WebSocket only);
-//   - other methods: 405 with Allow; OPTIONS: 204 (CORS preflights are answered before).
-//
-// Besides the specification's parameters it takes the persisted-documents "documentId"
-// (also as "sha256:<hex>"), handed on as extensions.persistedQuery.
+// Transport is the gqlgen transport of GET and POST: it checks a request against the
+// specification, then hands it to gqlgen's transport.GET or transport.POST, and sets the
+// status and shape of request errors on the way out.
 type Transport struct {
 	// MaxBodyBytes caps a POST body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -77,54 +78,93 @@ func (t Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Graph
 		return
 	}
 	w.Header().Add("Vary", "Accept")
-
-	start := graphql.Now()
-	var params *graphql.RawParams
+	r = r.Clone(r.Context())
+	r.Header.Set("Accept", media) // gqlgen's transports then answer with the same type
 	status, gerr := http.StatusBadRequest, (*gqlerror.Error)(nil)
 	if r.Method == http.MethodGet {
-		params, gerr = readGET(r)
+		gerr = checkGET(r)
 	} else {
-		params, status, gerr = t.readPOST(w, r)
+		status, gerr = t.checkPOST(w, r)
 	}
 	if gerr != nil {
 		writeErrors(w, media, status, gerr)
 		return
 	}
-	params.Headers = r.Header
-	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	ex := &executor{GraphExecutor: exec, method: r.Method}
+	sw := &specWriter{ResponseWriter: w, media: media, exec: ex}
+	if r.Method == http.MethodGet {
+		transport.GET{}.Do(sw, r, ex)
+	} else {
+		transport.POST{}.Do(sw, r, ex)
+	}
+}
 
-	ctx := r.Context()
-	opCtx, errs := exec.CreateOperationContext(ctx, params)
-	if errs != nil {
-		resp := exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs)
-		writeErrorResponse(w, media, requestErrorStatus(media, errs), resp)
-		return
-	}
-	switch opCtx.Operation.Operation {
-	case ast.Mutation:
-		if r.Method == http.MethodGet {
-			w.Header().Set("Allow", http.MethodPost)
-			writeErrors(w, media, http.StatusMethodNotAllowed,
-				newError(CodeMethodNotAllowed, "mutations are not allowed over GET: use POST"))
-			return
+// executor remembers the request errors of an operation, and refuses the operations the
+// method does not carry, before they run.
+type executor struct {
+	graphql.GraphExecutor
+	method string
+	errs   gqlerror.List
+}
+
+func (e *executor) CreateOperationContext(ctx context.Context, p *graphql.RawParams) (*graphql.OperationContext, gqlerror.List) {
+	oc, errs := e.GraphExecutor.CreateOperationContext(ctx, p)
+	if errs == nil {
+		switch op := oc.Operation.Operation; {
+		case op == ast.Mutation && e.method == http.MethodGet:
+			errs = gqlerror.List{newError(CodeMethodNotAllowed, "mutations are not allowed over GET: use POST")}
+		case op == ast.Subscription:
+			errs = gqlerror.List{newError(CodeBadRequest,
+				"subscriptions are served over WebSocket at this URL (subprotocol graphql-transport-ws), not over %s", e.method)}
 		}
-	case ast.Subscription:
-		writeErrors(w, media, http.StatusBadRequest, newError(CodeBadRequest,
-			"subscriptions are served over WebSocket at this URL (subprotocol graphql-transport-ws), not over %s", r.Method))
-		return
 	}
-	responses, ctx := exec.DispatchOperation(ctx, opCtx)
-	resp := responses(ctx)
-	if resp == nil { // the client went away
-		return
+	e.errs = errs
+	return oc, errs
+}
+
+// specWriter sets the status, media type and body shape of the answer gqlgen writes.
+type specWriter struct {
+	http.ResponseWriter
+	media       string
+	exec        *executor
+	wroteHeader bool
+}
+
+// WriteHeader ignores gqlgen's status: Write decides.
+func (w *specWriter) WriteHeader(int) {}
+
+func (w *specWriter) Write(b []byte) (int, error) {
+	if w.wroteHeader {
+		return w.ResponseWriter.Write(b)
 	}
-	writeJSON(w, media, http.StatusOK, resp)
+	w.wroteHeader = true
+	if w.exec.errs == nil {
+		setContentType(w.Header(), w.media, http.StatusOK)
+		w.ResponseWriter.WriteHeader(http.StatusOK)
+		return w.ResponseWriter.Write(b)
+	}
+	// A request error: the specification's status, and no "data" entry.
+	var resp errorResponse
+	if err := json.Unmarshal(b, &resp); err != nil {
+		resp.Errors = w.exec.errs
+	}
+	status := requestErrorStatus(w.media, resp.Errors)
+	if status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", http.MethodPost)
+	}
+	writeJSON(w.ResponseWriter, w.media, status, resp)
+	return len(b), nil
 }
 
 // requestErrorStatus is the status of a response to a request that failed before
-// execution (parse, validation, limits, persisted queries): 200 for legacy
-// application/json clients, a 4xx with application/graphql-response+json.
+// execution: 200 for legacy application/json clients (405 for a mutation over GET, as
+// for any client), a 4xx with application/graphql-response+json.
 func requestErrorStatus(media string, errs gqlerror.List) int {
+	for _, e := range errs {
+		if codeOf(e) == CodeMethodNotAllowed {
+			return http.StatusMethodNotAllowed
+		}
+	}
 	if media != MediaGraphQLResponse {
 		return http.StatusOK
 	}
@@ -139,41 +179,45 @@ func requestErrorStatus(media string, errs gqlerror.List) int {
 	return http.StatusBadRequest
 }
 
-func (t Transport) readPOST(w http.ResponseWriter, r *http.Request) (*graphql.RawParams, int, *gqlerror.Error) {
+// checkPOST checks the media type, size and shape of a POST body and puts it back for
+// gqlgen to read.
+func (t Transport) checkPOST(w http.ResponseWriter, r *http.Request) (int, *gqlerror.Error) {
 	ct := r.Header.Get("Content-Type")
 	mt, mtParams, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil || mt != MediaJSON {
-		return nil, http.StatusUnsupportedMediaType, newError(CodeUnsupportedMediaType,
+		return http.StatusUnsupportedMediaType, newError(CodeUnsupportedMediaType,
 			"a POST body must be %s (Content-Type: %s)", MediaJSON, MediaJSON)
 	}
 	if cs, ok := mtParams["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return nil, http.StatusUnsupportedMediaType, newError(CodeUnsupportedMediaType, "a POST body must be encoded in utf-8")
+		return http.StatusUnsupportedMediaType, newError(CodeUnsupportedMediaType, "a POST body must be encoded in utf-8")
 	}
-	max := t.MaxBodyBytes
-	if max <= 0 {
-		max = DefaultMaxBodyBytes
+	limit := t.MaxBodyBytes
+	if limit <= 0 {
+		limit = DefaultMaxBodyBytes
 	}
-	tooLarge := func() (*graphql.RawParams, int, *gqlerror.Error) {
-		e := newError(CodeRequestTooLarge, "the request body is larger than the limit of %d bytes", max)
-		e.Extensions["limit"] = max
-		return nil, http.StatusRequestEntityTooLarge, e
+	tooLarge := func() (int, *gqlerror.Error) {
+		e := newError(CodeRequestTooLarge, "the request body is larger than the limit of %d bytes", limit)
+		e.Extensions["limit"] = limit
+		return http.StatusRequestEntityTooLarge, e
 	}
-	if r.ContentLength > max {
+	if r.ContentLength > limit {
 		return tooLarge()
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return tooLarge()
 		}
-		return nil, http.StatusBadRequest, newError(CodeBadRequest, "the request body could not be read")
+		return http.StatusBadRequest, newError(CodeBadRequest, "the request body could not be read")
 	}
-	p, gerr := decodeBody(body)
-	return p, http.StatusBadRequest, gerr
+	body, gerr := checkBody(body)
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	return http.StatusBadRequest, gerr
 }
 
-// decodeBody reads the JSON encoding of a GraphQL-over-HTTP request.
-func decodeBody(body []byte) (*graphql.RawParams, *gqlerror.Error) {
+// checkBody checks the JSON encoding of a GraphQL-over-HTTP request, and returns it with
+// a documentId turned into extensions.persistedQuery.
+func checkBody(body []byte) ([]byte, *gqlerror.Error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	switch {
 	case len(trimmed) == 0:
@@ -183,109 +227,107 @@ func decodeBody(body []byte) (*graphql.RawParams, *gqlerror.Error) {
 	case trimmed[0] != '{':
 		return nil, newError(CodeBadRequest, `the request body must be a JSON object: {"query": "...", "variables": {...}}`)
 	}
-	var raw struct {
-		Query         json.RawMessage `json:"query"`
-		OperationName json.RawMessage `json:"operationName"`
-		Variables     json.RawMessage `json:"variables"`
-		Extensions    json.RawMessage `json:"extensions"`
-		DocumentID    json.RawMessage `json:"documentId"`
-	}
+	var members map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	if err := dec.Decode(&raw); err != nil {
+	if err := dec.Decode(&members); err != nil {
 		return nil, newError(CodeBadRequest, "the request body is not valid JSON: %s", jsonProblem(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, newError(CodeBadRequest, "the request body is not valid JSON: data after the object")
 	}
-	p := &graphql.RawParams{}
-	var docID string
-	for _, f := range []struct {
-		name string
-		raw  json.RawMessage
-		str  *string
-		obj  *map[string]any
-	}{
-		{"query", raw.Query, &p.Query, nil},
-		{"operationName", raw.OperationName, &p.OperationName, nil},
-		{"documentId", raw.DocumentID, &docID, nil},
-		{"variables", raw.Variables, nil, &p.Variables},
-		{"extensions", raw.Extensions, nil, &p.Extensions},
-	} {
-		if len(f.raw) == 0 || string(f.raw) == "null" {
-			continue
+	get := func(name string) json.RawMessage {
+		if v := members[name]; string(v) != "null" {
+			return v
 		}
-		if f.str != nil {
-			if f.raw[0] != '"' || json.Unmarshal(f.raw, f.str) != nil {
-				return nil, newError(CodeBadRequest, "%s must be a string", f.name)
-			}
-			continue
-		}
-		m, ok := decodeObject(f.raw)
-		if !ok {
-			return nil, newError(CodeBadRequest, "%s must be a JSON object", f.name)
-		}
-		*f.obj = m
+		return nil
 	}
-	return finish(p, docID)
+	for _, name := range []string{"query", "operationName", "documentId"} {
+		if v := get(name); v != nil && v[0] != '"' {
+			return nil, newError(CodeBadRequest, "%s must be a string", name)
+		}
+	}
+	for _, name := range []string{"variables", "extensions"} {
+		if v := get(name); v != nil && v[0] != '{' {
+			return nil, newError(CodeBadRequest, "%s must be a JSON object", name)
+		}
+	}
+	var docID string
+	if v := get("documentId"); v != nil {
+		json.Unmarshal(v, &docID)
+	}
+	ext, err := withDocumentID(get("extensions"), docID)
+	if err != nil {
+		return nil, newError(CodeBadRequest, "extensions must be a JSON object")
+	}
+	if v := get("query"); (v == nil || string(v) == `""`) && !hasPersistedQuery(ext) {
+		return nil, missingQuery()
+	}
+	if docID == "" {
+		return body, nil
+	}
+	members["extensions"] = ext
+	delete(members, "documentId")
+	body, _ = json.Marshal(members)
+	return body, nil
 }
 
-func readGET(r *http.Request) (*graphql.RawParams, *gqlerror.Error) {
+// checkGET checks the URL parameters of a GET, turning a documentId into
+// extensions.persistedQuery.
+func checkGET(r *http.Request) *gqlerror.Error {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, newError(CodeBadRequest, "the URL query could not be decoded")
+		return newError(CodeBadRequest, "the URL query could not be decoded")
 	}
-	p := &graphql.RawParams{Query: q.Get("query"), OperationName: q.Get("operationName")}
-	for _, f := range []struct {
-		name string
-		obj  *map[string]any
-	}{{"variables", &p.Variables}, {"extensions", &p.Extensions}} {
-		v := q.Get(f.name)
-		if v == "" {
-			continue
+	for _, name := range []string{"variables", "extensions"} {
+		if v := strings.TrimSpace(q.Get(name)); v != "" && (v[0] != '{' || !json.Valid([]byte(v))) {
+			return newError(CodeBadRequest, "%s must be a JSON object (URL-encoded)", name)
 		}
-		m, ok := decodeObject([]byte(v))
-		if !ok {
-			return nil, newError(CodeBadRequest, "%s must be a JSON object (URL-encoded)", f.name)
-		}
-		*f.obj = m
 	}
-	return finish(p, q.Get("documentId"))
+	var ext json.RawMessage
+	if v := q.Get("extensions"); v != "" {
+		ext = json.RawMessage(v)
+	}
+	ext, err = withDocumentID(ext, q.Get("documentId"))
+	if err != nil {
+		return newError(CodeBadRequest, "extensions must be a JSON object (URL-encoded)")
+	}
+	if q.Get("query") == "" && !hasPersistedQuery(ext) {
+		return missingQuery()
+	}
+	if q.Has("documentId") {
+		q.Set("extensions", string(ext))
+		q.Del("documentId")
+		r.URL.RawQuery = q.Encode()
+	}
+	return nil
 }
 
-// finish hands a documentId on as extensions.persistedQuery and refuses a request with
-// neither a query nor a persisted query.
-func finish(p *graphql.RawParams, docID string) (*graphql.RawParams, *gqlerror.Error) {
-	if docID != "" {
-		if p.Extensions == nil {
-			p.Extensions = map[string]any{}
-		}
-		if p.Extensions["persistedQuery"] == nil {
-			p.Extensions["persistedQuery"] = map[string]any{"version": 1, "sha256Hash": stripHashPrefix(docID)}
+// withDocumentID hands a persisted document id ("<hash>" or "sha256:<hash>") on as
+// extensions.persistedQuery, unless that is already there.
+func withDocumentID(ext json.RawMessage, docID string) (json.RawMessage, error) {
+	if docID == "" {
+		return ext, nil
+	}
+	m := map[string]json.RawMessage{}
+	if ext != nil {
+		if err := json.Unmarshal(ext, &m); err != nil {
+			return nil, err
 		}
 	}
-	if p.Query == "" && p.Extensions["persistedQuery"] == nil {
-		return nil, newError(CodeBadRequest,
-			`missing query: send {"query": "..."} (or, for a persisted query, extensions.persistedQuery {"version": 1, "sha256Hash": "..."})`)
+	if pq := m["persistedQuery"]; pq == nil || string(pq) == "null" {
+		m["persistedQuery"], _ = json.Marshal(map[string]any{"version": 1, "sha256Hash": stripHashPrefix(docID)})
 	}
-	return p, nil
+	return json.Marshal(m)
 }
 
-// decodeObject decodes a JSON object, numbers kept as json.Number (as gqlgen expects).
-func decodeObject(b []byte) (map[string]any, bool) {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || b[0] != '{' {
-		return nil, false
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, false
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, false
-	}
-	return m, true
+func hasPersistedQuery(ext json.RawMessage) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(ext, &m) == nil && m["persistedQuery"] != nil && string(m["persistedQuery"]) != "null"
+}
+
+func missingQuery() *gqlerror.Error {
+	return newError(CodeBadRequest,
+		`missing query: send {"query": "..."} (or, for a persisted query, extensions.persistedQuery {"version": 1, "sha256Hash": "..."})`)
 }
 
 // jsonProblem describes a JSON syntax error without quoting the body.
@@ -313,18 +355,14 @@ func Negotiate(accept []string) (media string, ok bool) {
 	seen := false
 	for _, h := range accept {
 		for part := range strings.SplitSeq(h, ",") {
-			part = strings.TrimSpace(part)
-			if part == "" {
-				continue
-			}
-			mt, params, err := mime.ParseMediaType(part)
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 			if err != nil {
 				continue
 			}
 			seen = true
 			q := 1.0
 			if v, ok := params["q"]; ok {
-				if q, err = parseQ(v); err != nil {
+				if q, err = strconv.ParseFloat(v, 64); err != nil || q < 0 || q > 1 {
 					continue
 				}
 			}
@@ -332,49 +370,26 @@ func Negotiate(accept []string) (media string, ok bool) {
 				s    *score
 				name string
 			}{{&gr, MediaGraphQLResponse}, {&js, MediaJSON}} {
-				spec := 0
-				switch mt {
-				case c.name:
-					spec = 3
-				case "application/*":
-					spec = 2
-				case "*/*":
-					spec = 1
-				}
+				spec := map[string]int{c.name: 3, "application/*": 2, "*/*": 1}[mt]
 				if spec > c.s.spec {
 					*c.s = score{q: q, spec: spec}
 				}
 			}
 		}
 	}
-	if !seen {
-		return MediaJSON, true
-	}
 	switch {
+	case !seen:
+		return MediaJSON, true
 	case gr.q <= 0 && js.q <= 0:
 		return "", false
 	case gr.q != js.q:
-		if gr.q > js.q {
-			return MediaGraphQLResponse, true
-		}
-		return MediaJSON, true
+		return map[bool]string{true: MediaGraphQLResponse, false: MediaJSON}[gr.q > js.q], true
 	case gr.spec != js.spec:
-		if gr.spec > js.spec {
-			return MediaGraphQLResponse, true
-		}
-		return MediaJSON, true
+		return map[bool]string{true: MediaGraphQLResponse, false: MediaJSON}[gr.spec > js.spec], true
 	case gr.spec == 3:
 		return MediaGraphQLResponse, true
 	}
 	return MediaJSON, true
-}
-
-func parseQ(v string) (float64, error) {
-	q, err := strconv.ParseFloat(v, 64)
-	if err != nil || q < 0 || q > 1 {
-		return 0, errors.New("bad q")
-	}
-	return q, nil
 }
 
 // errorResponse is a response to a request error: no "data" entry, as the specification
@@ -388,20 +403,19 @@ func writeErrors(w http.ResponseWriter, media string, status int, errs ...*gqler
 	writeJSON(w, media, status, errorResponse{Errors: errs})
 }
 
-func writeErrorResponse(w http.ResponseWriter, media string, status int, resp *graphql.Response) {
-	writeJSON(w, media, status, errorResponse{Errors: resp.Errors, Extensions: resp.Extensions})
-}
-
 func writeJSON(w http.ResponseWriter, media string, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		b, status = []byte(`{"errors":[{"message":"internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}`), http.StatusInternalServerError
 	}
-	h := w.Header()
+	setContentType(w.Header(), media, status)
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func setContentType(h http.Header, media string, status int) {
 	h.Set("Content-Type", media+"; charset=utf-8")
 	if status >= 300 {
 		h.Set("Cache-Control", "no-store")
 	}
-	w.WriteHeader(status)
-	w.Write(b)
 }

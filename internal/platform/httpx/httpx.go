@@ -124,3 +124,37 @@ func Health(mux *http.ServeMux, checks ...Check) {
 		json.NewEncoder(w).Encode(res)
 	})
 }
+
+// DefaultWriteTimeout bounds the writing of one response when ServerTimeouts leaves it 0.
+const DefaultWriteTimeout = 30 * time.Second
+
+// NewServer is the API's http.Server: its timeouts bound how long a client may take to
+// send a request and to read the response (WriteTimeout). WebSocket connections are
+// hijacked, which clears the server's deadlines: they have their own (internal/platform/
+// gqlhttp.SocketOptions).
+func NewServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Server {
+	if writeTimeout <= 0 {
+		writeTimeout = DefaultWriteTimeout
+	}
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       120 * time.Second,
+	}
+}
+
+// Metrics serves GET /metrics: on mux (the API's listener) when addr is empty, as the
+// contract has it; otherwise on a server of its own at addr (METRICS_ADDR), returned for
+// the caller to run, and not on mux, so the API's listener does not expose it.
+func Metrics(mux *http.ServeMux, addr string, metrics http.Handler) *http.Server {
+	if addr == "" {
+		mux.Handle("GET /metrics", metrics)
+		return nil
+	}
+	own := http.NewServeMux()
+	own.Handle("GET /metrics", metrics)
+	return NewServer(addr, own, 0)
+}

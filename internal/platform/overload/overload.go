@@ -2,23 +2,23 @@
 // (checkout, read, other, stream), each with its own bound on requests served at once (a
 // bulkhead), so a checkout rush cannot starve reads and the other way round. Past its
 // bound a request waits a short time for a slot, then is answered 503 with Retry-After.
-// A client over its own rate (a token bucket per JWT subject or remote IP) is answered
-// 429 with Retry-After. Both answers carry a GraphQL-shaped JSON error.
+// A client over its own rate (a token bucket per JWT subject, else per client address:
+// see Clients) is answered 429 with Retry-After. Both answers carry a GraphQL-shaped JSON
+// error. WebSocket upgrades take a token of their client's rate but no bulkhead slot (a
+// socket is long-lived; its subscriptions take tokens through AllowKey).
 package overload
 
 import (
 	"encoding/json"
 	"math"
-	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
-
-	"github.com/checkout-backend/checkout/internal/platform/auth"
 )
 
 // Class names a bulkhead.
@@ -29,7 +29,7 @@ const (
 	Checkout Class = "checkout" // the checkout mutation
 	Read     Class = "read"     // queries
 	Other    Class = "other"    // other mutations, and what cannot be told
-	Stream   Class = "stream"   // subscriptions (long-lived WebSocket connections)
+	Stream   Class = "stream"   // subscriptions (WebSocket upgrades, and POSTs refused by the transport)
 )
 
 // Defaults of Options.
@@ -65,7 +65,8 @@ type Options struct {
 	MaxClients int
 	// Classify sorts a request (default GraphQL(nil)).
 	Classify func(*http.Request) Class
-	// ClientKey names the client a request counts against (default ClientKey).
+	// ClientKey names the client a request counts against (default ClientKey: the JWT
+	// subject, else the peer address; Clients.Key believes trusted proxies).
 	ClientKey func(*http.Request) string
 	// OnReject, when set, is told each refusal (metrics): status is 503 or 429.
 	OnReject func(class Class, status int)
@@ -128,18 +129,12 @@ func (s *Shedder) InFlight(class Class) int {
 func (s *Shedder) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		class := s.opt.Classify(r)
-		// A subscription is one long-lived connection, not a stream of requests: a
-		// partner following many orders from one address is not over a request rate.
-		if class == Stream {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if wait, ok := s.allow(r); !ok {
+		if wait, ok := s.AllowKey(s.opt.ClientKey(r)); !ok {
 			s.reject(w, class, http.StatusTooManyRequests, CodeRateLimited, "too many requests from this client; retry later", wait)
 			return
 		}
 		b := s.bulkheads[class]
-		if b == nil {
+		if b == nil || isUpgrade(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -152,12 +147,14 @@ func (s *Shedder) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// allow takes a token from the client's bucket, or says how long until one is there.
-func (s *Shedder) allow(r *http.Request) (time.Duration, bool) {
+func isUpgrade(r *http.Request) bool { return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") }
+
+// AllowKey takes a token from the bucket of the client named key (as ClientKey names
+// it), or says how long until one is there.
+func (s *Shedder) AllowKey(key string) (time.Duration, bool) {
 	if s.clients == nil {
 		return 0, true
 	}
-	key := s.opt.ClientKey(r)
 	lim, ok := s.clients.Get(key)
 	if !ok {
 		lim = rate.NewLimiter(s.opt.Rate, s.opt.Burst)
@@ -219,14 +216,5 @@ func (s *Shedder) reject(w http.ResponseWriter, class Class, status int, code, m
 }
 
 // ClientKey names the caller by its verified JWT subject when auth ran before, else by
-// its remote IP (put a proxy's header rewriting in front when behind one).
-func ClientKey(r *http.Request) string {
-	if a, err := auth.FromContext(r.Context()); err == nil && a.CustomerID != "" {
-		return "sub:" + a.CustomerID
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	return "ip:" + host
-}
+// its peer address (no proxy is trusted: see Clients).
+func ClientKey(r *http.Request) string { return (&Clients{}).Key(r) }

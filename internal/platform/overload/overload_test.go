@@ -312,3 +312,104 @@ func TestGraphQLClassifier(t *testing.T) {
 		})
 	}
 }
+
+// A POST whose operation is a subscription is parsed and validated before the transport
+// refuses it: it takes a token like any request, and a WebSocket upgrade takes one too.
+func TestRate_SubscriptionOverPOSTAndUpgradesAreRateLimited(t *testing.T) {
+	t.Parallel()
+	s := overload.New(overload.Options{Rate: 0.001, Burst: 1})
+	var served atomic.Int32
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+	sub := func() *http.Request {
+		r := post(`{"query":"subscription { orderStatusChanged(orderId: \"1\") { id } }"}`)
+		r.RemoteAddr = "10.0.0.7:1"
+		return r
+	}
+	if w := serve(h, sub()); w.Code != http.StatusOK {
+		t.Fatalf("first: %d", w.Code)
+	}
+	checkRefusal(t, serve(h, sub()), http.StatusTooManyRequests, overload.CodeRateLimited)
+	upgrade := func() *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/graphql", nil)
+		r.Header.Set("Upgrade", "websocket")
+		r.RemoteAddr = "10.0.0.8:1"
+		return r
+	}
+	if w := serve(h, upgrade()); w.Code != http.StatusOK {
+		t.Fatalf("first upgrade: %d", w.Code)
+	}
+	checkRefusal(t, serve(h, upgrade()), http.StatusTooManyRequests, overload.CodeRateLimited)
+	if n := served.Load(); n != 2 {
+		t.Fatalf("%d requests reached the handler, want 2", n)
+	}
+}
+
+// Behind a reverse proxy every shopper comes from the proxy's address: the client is the
+// rightmost address of X-Forwarded-For that is not a trusted proxy, and the header is
+// believed only from a trusted proxy.
+func TestClients_TrustedProxies(t *testing.T) {
+	t.Parallel()
+	trusted, err := overload.ParsePrefixes([]string{"10.0.0.0/8", " 192.0.2.1 "})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients, err := overload.NewClients(trusted, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(peer string, headers ...string) *http.Request {
+		r := post(readBody)
+		r.RemoteAddr = peer
+		for i := 0; i+1 < len(headers); i += 2 {
+			r.Header.Add(headers[i], headers[i+1])
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name string
+		r    *http.Request
+		want string
+	}{
+		{"no proxy", req("198.51.100.9:5000"), "ip:198.51.100.9"},
+		{"spoofed header from an untrusted peer", req("198.51.100.9:5000", "X-Forwarded-For", "203.0.113.50"), "ip:198.51.100.9"},
+		{"through the proxy", req("10.1.2.3:5000", "X-Forwarded-For", "203.0.113.7"), "ip:203.0.113.7"},
+		{"a client's own entry comes first", req("10.1.2.3:5000", "X-Forwarded-For", "1.2.3.4, 203.0.113.7"), "ip:203.0.113.7"},
+		{"two trusted hops", req("192.0.2.1:5000", "X-Forwarded-For", "203.0.113.8, 10.9.9.9"), "ip:203.0.113.8"},
+		{"header repeated", req("10.1.2.3:5000", "X-Forwarded-For", "1.2.3.4", "X-Forwarded-For", "203.0.113.9"), "ip:203.0.113.9"},
+		{"Forwarded is not the configured header", req("10.1.2.3:5000", "Forwarded", "for=203.0.113.10"), "ip:10.1.2.3"},
+		{"IPv6 peer", req("[2001:db8::1]:5000", "X-Forwarded-For", "203.0.113.11"), "ip:2001:db8::1"},
+	} {
+		if got := clients.Key(tc.r); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	fwd, err := overload.NewClients(trusted, "Forwarded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fwd.Key(req("10.1.2.3:5000", "Forwarded", `for="[2001:db8:cafe::17]:4711";proto=https`)); got != "ip:2001:db8:cafe::17" {
+		t.Errorf("Forwarded: %s", got)
+	}
+	if _, err := overload.NewClients(nil, "X-Real-IP"); err == nil {
+		t.Error("an unsupported header accepted")
+	}
+	if _, err := overload.ParsePrefixes([]string{"10.0.0.0/33"}); err == nil {
+		t.Error("a bad prefix accepted")
+	}
+
+	// The rate limit then tells two shoppers behind the proxy apart, and a spoofed header
+	// from outside buys no fresh bucket.
+	s := overload.New(overload.Options{Rate: 0.001, Burst: 1, ClientKey: clients.Key})
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for _, shopper := range []string{"203.0.113.20", "203.0.113.21"} {
+		if w := serve(h, req("10.1.2.3:5000", "X-Forwarded-For", shopper)); w.Code != http.StatusOK {
+			t.Errorf("shopper %s behind the proxy: %d", shopper, w.Code)
+		}
+	}
+	if w := serve(h, req("198.51.100.30:1")); w.Code != http.StatusOK {
+		t.Fatalf("outsider: %d", w.Code)
+	}
+	if w := serve(h, req("198.51.100.30:1", "X-Forwarded-For", "203.0.113.99")); w.Code != http.StatusTooManyRequests {
+		t.Errorf("a spoofed X-Forwarded-For got a fresh bucket: %d", w.Code)
+	}
+}

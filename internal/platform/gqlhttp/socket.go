@@ -1,0 +1,350 @@
+package gqlhttp
+
+// What this file adds to gqlgen's transport.Websocket, which speaks graphql-transport-ws
+// and graphql-ws, runs connection_init, pings and closes: a connection_init timeout and
+// ping/pong read deadline turned on by default; a write deadline on the hijacked
+// connection (the http.Server's deadlines end at the hijack); caps per client on open
+// sockets and on subscriptions; the close of a socket when the token of its
+// connection_init expires; and the refusal of queries and mutations over a socket (they
+// go over HTTP, through the rate limits and bulkheads), with each subscription taking a
+// token of its client's rate.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// Defaults of SocketOptions.
+const (
+	DefaultSocketInitTimeout  = 5 * time.Second
+	DefaultSocketPingInterval = 15 * time.Second
+	DefaultSocketWriteTimeout = 10 * time.Second
+)
+
+// Close codes of a socket (graphql-transport-ws): 4401 when connection_init carries no
+// token, 4403 when the token cannot be trusted or has expired, 4429 when its client
+// already has MaxPerClient sockets.
+const (
+	CloseUnauthorized   = 4401
+	CloseForbidden      = 4403
+	CloseTooManySockets = 4429
+)
+
+// Error codes of operations refused over a socket.
+const (
+	CodeSubscriptionsOnly    = "SUBSCRIPTIONS_ONLY"
+	CodeTooManySockets       = "TOO_MANY_SOCKETS"
+	CodeTooManySubscriptions = "TOO_MANY_SUBSCRIPTIONS"
+	CodeRateLimited          = "RATE_LIMITED"
+	CodeUnauthenticated      = "UNAUTHENTICATED"
+)
+
+// SocketOptions configure the WebSocket connections of subscriptions. Zero timeouts take
+// their defaults; zero caps mean no cap.
+type SocketOptions struct {
+	// InitTimeout closes a socket whose connection_init has not come in time.
+	InitTimeout time.Duration
+	// PingInterval is how often the server pings (graphql-transport-ws); a socket that
+	// has not answered within twice the interval is closed.
+	PingInterval time.Duration
+	// WriteTimeout closes a socket a write to which blocks longer (a client that stopped
+	// reading).
+	WriteTimeout time.Duration
+	// MaxPerClient caps the open sockets of one client: by ClientKey until
+	// connection_init (sockets waiting for it, per address), then by the identity it
+	// authenticated.
+	MaxPerClient int
+	// MaxSubscriptionsPerClient caps the running subscriptions of one client (the
+	// identity connection_init authenticated), over all its sockets.
+	MaxSubscriptionsPerClient int
+	// ClientKey names the client of an upgrade request (default: its peer address).
+	ClientKey func(*http.Request) string
+	// Allow, when set, takes a token of a client's rate for each subscription, or says
+	// how long until one is there (overload.Shedder.AllowKey).
+	Allow func(key string) (time.Duration, bool)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// SocketIdentity is what connection_init authenticated: the client key its subscriptions
+// count against, and when its token stops being valid (zero: never).
+type SocketIdentity struct {
+	Key        string
+	ValidUntil time.Time
+}
+
+// SocketAuthFunc authenticates a connection_init payload. An error refuses the socket,
+// with the close code and reason set on the returned context
+// (transport.WithWebsocketCloseCode, transport.AppendCloseReason).
+type SocketAuthFunc func(ctx context.Context, p transport.InitPayload) (context.Context, SocketIdentity, error)
+
+// Sockets holds the state of the open sockets; safe for concurrent use.
+type Sockets struct {
+	opt     SocketOptions
+	mu      sync.Mutex
+	sockets map[string]int
+	subs    map[string]int
+}
+
+// NewSockets returns a Sockets for o.
+func NewSockets(o SocketOptions) *Sockets {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.InitTimeout, DefaultSocketInitTimeout)
+	def(&o.PingInterval, DefaultSocketPingInterval)
+	def(&o.WriteTimeout, DefaultSocketWriteTimeout)
+	if o.ClientKey == nil {
+		o.ClientKey = func(r *http.Request) string {
+			host, _, err := net.SplitHostPort(r.RemoteAddr)
+			if err != nil {
+				host = r.RemoteAddr
+			}
+			return "ip:" + host
+		}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Sockets{opt: o, sockets: map[string]int{}, subs: map[string]int{}}
+}
+
+// socket is the state of one socket, in its request's context.
+type socket struct {
+	key  string // the client it counts against
+	conn *conn
+	id   SocketIdentity
+}
+
+type socketKey struct{}
+
+// Open returns the sockets open for a client key (metrics and tests).
+func (s *Sockets) Open(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sockets[key]
+}
+
+// Subscriptions returns the running subscriptions of a client key.
+func (s *Sockets) Subscriptions(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subs[key]
+}
+
+// take counts one more in m[key] unless that would pass limit (0: no limit).
+func (s *Sockets) take(m map[string]int, key string, limit int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if limit > 0 && m[key] >= limit {
+		return false
+	}
+	m[key]++
+	return true
+}
+
+func (s *Sockets) give(m map[string]int, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m[key]--; m[key] <= 0 {
+		delete(m, key)
+	}
+}
+
+// Middleware counts the sockets of each client: an upgrade past MaxPerClient is answered
+// 429 before it becomes a socket (connection_init moves the count to the identity it
+// authenticates, and closes the socket with 4429 past MaxPerClient). Other requests pass.
+func (s *Sockets) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		key := s.opt.ClientKey(r)
+		if !s.take(s.sockets, key, s.opt.MaxPerClient) {
+			w.Header().Set("Retry-After", "5")
+			writeErrors(w, MediaJSON, http.StatusTooManyRequests, newError(CodeTooManySockets,
+				"this client has %d sockets open, the limit: close one, or follow several orders over one socket", s.opt.MaxPerClient))
+			return
+		}
+		sock := &socket{key: key}
+		defer func() { s.give(s.sockets, sock.key) }()
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), socketKey{}, sock)))
+	})
+}
+
+// Transport is gqlgen's WebSocket transport with these options; auth authenticates
+// connection_init. The socket closes (4403) when the identity's ValidUntil passes.
+func (s *Sockets) Transport(auth SocketAuthFunc) transport.Websocket {
+	return transport.Websocket{
+		Implementation:        implementation{timeout: s.opt.WriteTimeout},
+		InitTimeout:           s.opt.InitTimeout,
+		PingPongInterval:      s.opt.PingInterval,
+		KeepAlivePingInterval: s.opt.PingInterval, // the legacy graphql-ws protocol's keep-alive
+		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+			ctx, id, err := auth(ctx, p)
+			if err != nil {
+				return ctx, nil, err
+			}
+			sock, _ := ctx.Value(socketKey{}).(*socket)
+			if sock == nil {
+				return ctx, nil, nil
+			}
+			if id.Key != "" && id.Key != sock.key {
+				if !s.take(s.sockets, id.Key, s.opt.MaxPerClient) {
+					ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, CloseTooManySockets), "Too many sockets")
+					return ctx, nil, fmt.Errorf("%s: this client has %d sockets open, the limit", CodeTooManySockets, s.opt.MaxPerClient)
+				}
+				s.give(s.sockets, sock.key)
+				sock.key = id.Key
+			}
+			sock.id = id
+			if id.ValidUntil.IsZero() {
+				return ctx, nil, nil
+			}
+			ctx, cancel := context.WithCancel(ctx)
+			expire := time.AfterFunc(id.ValidUntil.Sub(s.opt.Now()), func() {
+				if sock.conn != nil {
+					sock.conn.WriteClose(CloseForbidden, "Forbidden: the token has expired")
+				}
+				cancel()
+			})
+			context.AfterFunc(ctx, func() { expire.Stop() })
+			return ctx, nil, nil
+		},
+	}
+}
+
+// Extension is the gqlgen extension that holds operations over a socket to these rules;
+// it lets HTTP requests pass.
+func (s *Sockets) Extension() graphql.HandlerExtension { return socketGuard{s} }
+
+type socketGuard struct{ s *Sockets }
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationInterceptor
+} = socketGuard{}
+
+func (g socketGuard) ExtensionName() string                   { return "SocketGuard" }
+func (g socketGuard) Validate(graphql.ExecutableSchema) error { return nil }
+
+// InterceptOperation refuses what a socket does not carry, and counts the subscription
+// against its client until it ends.
+func (g socketGuard) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	sock, _ := ctx.Value(socketKey{}).(*socket)
+	if sock == nil {
+		return next(ctx)
+	}
+	refuse := func(e *gqlerror.Error) graphql.ResponseHandler {
+		return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{e}})
+	}
+	o := g.s.opt
+	if !sock.id.ValidUntil.IsZero() && !o.Now().Before(sock.id.ValidUntil) {
+		return refuse(newError(CodeUnauthenticated, "the token of this connection has expired: connect again with a new one"))
+	}
+	if op := graphql.GetOperationContext(ctx).Operation; op == nil || op.Operation != ast.Subscription {
+		return refuse(newError(CodeSubscriptionsOnly,
+			"only subscriptions are served over WebSocket: send queries and mutations over HTTP (POST /graphql)"))
+	}
+	if o.Allow != nil {
+		if wait, ok := o.Allow(sock.id.Key); !ok {
+			e := newError(CodeRateLimited, "too many requests from this client; retry later")
+			e.Extensions["retryAfter"] = max(1, int(math.Ceil(wait.Seconds())))
+			return refuse(e)
+		}
+	}
+	if !g.s.take(g.s.subs, sock.id.Key, o.MaxSubscriptionsPerClient) {
+		return refuse(newError(CodeTooManySubscriptions,
+			"this client has %d subscriptions running, the limit: complete one first", o.MaxSubscriptionsPerClient))
+	}
+	context.AfterFunc(ctx, func() { g.s.give(g.s.subs, sock.id.Key) })
+	return next(ctx)
+}
+
+// implementation is gqlgen's coder/websocket adapter, with a write deadline on the
+// hijacked connection.
+type implementation struct{ timeout time.Duration }
+
+func (i implementation) Accept(w http.ResponseWriter, r *http.Request, o transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
+	hw := &hijackWriter{ResponseWriter: w}
+	wc, err := transport.CoderWebsocketImplementation{}.Accept(hw, r, o)
+	if err != nil {
+		return nil, err
+	}
+	if hw.raw == nil {
+		return nil, errors.New("websocket: the connection was not hijacked")
+	}
+	c := &conn{WebsocketConn: wc, raw: hw.raw, timeout: i.timeout}
+	if sock, _ := r.Context().Value(socketKey{}).(*socket); sock != nil {
+		sock.conn = c
+	}
+	return c, nil
+}
+
+// hijackWriter keeps the connection it hands over.
+type hijackWriter struct {
+	http.ResponseWriter
+	raw net.Conn
+}
+
+func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	w.raw = c
+	return c, brw, err
+}
+
+// conn bounds each write by a deadline on the raw connection.
+type conn struct {
+	transport.WebsocketConn
+	raw     net.Conn
+	timeout time.Duration
+	mu      sync.Mutex // WriteJSON and WriteClose come from several goroutines
+}
+
+func (c *conn) write(f func() error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.raw.SetWriteDeadline(time.Now().Add(c.timeout))
+	defer c.raw.SetWriteDeadline(time.Time{})
+	return f()
+}
+
+func (c *conn) WriteJSON(v any) error {
+	return c.write(func() error { return c.WebsocketConn.WriteJSON(v) })
+}
+
+func (c *conn) WriteClose(code int, reason string) error {
+	return c.write(func() error { return c.WebsocketConn.WriteClose(code, reason) })
+}
+
+// SetReadLimit and SetReadDeadline reach gqlgen's adapter (the payload limit, and the
+// ping/pong deadline).
+func (c *conn) SetReadLimit(n int64) {
+	if l, ok := c.WebsocketConn.(transport.WebsocketReadLimiter); ok {
+		l.SetReadLimit(n)
+	}
+}
+
+func (c *conn) SetReadDeadline(t time.Time) error {
+	if d, ok := c.WebsocketConn.(transport.WebsocketReadDeadliner); ok {
+		return d.SetReadDeadline(t)
+	}
+	return nil
+}
