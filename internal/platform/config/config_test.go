@@ -13,6 +13,7 @@ func safeProduction(env string) config.Config {
 		Env: env, JWTSecret: strings.Repeat("s", 40), KeyRetention: 48 * 3600e9, ReservationTTL: 600e9,
 		PaymentProvider: "stripe", StripeSecretKey: "sk_live_x", StripeAPIBase: "https://api.stripe.com",
 		DatabaseURL: "postgres://checkout@db:5432/checkout?sslmode=verify-full", AMQPURL: "amqps://checkout:pw@mq:5671/",
+		ReservationStrategy: "batch", BatchMaxSize: 64, BatchMaxWait: 1e6, BatchWorkers: 4, CheckoutQueue: 4096, CheckoutTimeout: 10e9,
 	}
 }
 
