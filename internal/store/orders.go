@@ -195,7 +195,7 @@ func (s *Orders) PlaceOrder(ctx context.Context, p checkout.PlaceOrder) (checkou
 				return fmt.Errorf("close cart: %w", err)
 			}
 		}
-		if err := writeOrderEvent(ctx, tx, o, false); err != nil {
+		if err := writeOrderEvent(ctx, tx, o, false, p.CartID); err != nil { // analytics (issue 14): the cart
 			return err
 		}
 		out = o
@@ -207,14 +207,23 @@ func (s *Orders) PlaceOrder(ctx context.Context, p checkout.PlaceOrder) (checkou
 	return out, replay, nil
 }
 
-func writeOrderEvent(ctx context.Context, tx bun.IDB, o checkout.Order, refund bool) error {
+func writeOrderEvent(ctx context.Context, tx bun.IDB, o checkout.Order, refund bool, cartID string) error {
 	typ := event.TypeForStatus(string(o.Status))
-	env, err := event.New(typ, o.ID, o.UpdatedAt, event.OrderPayload{
+	p := event.OrderPayload{
 		Order: event.OrderData{ID: o.ID, Status: string(o.Status), Sequence: o.Sequence, TotalCents: o.TotalCents,
 			Currency: o.Currency, UpdatedAt: o.UpdatedAt, TrackingNumber: o.TrackingNumber, PaymentFailureReason: o.PaymentFailureReason},
 		CustomerID: o.CustomerID,
 		Refund:     refund,
-	})
+	}
+	// --- analytics (issue 14): order.placed carries its lines and its cart ---
+	if typ == event.OrderPlaced {
+		p.CartID = cartID
+		for _, it := range o.Items {
+			p.Order.Items = append(p.Order.Items, event.OrderItemData{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents})
+		}
+	}
+	// --- end analytics ---
+	env, err := event.New(typ, o.ID, o.UpdatedAt, p)
 	if err != nil {
 		return err
 	}
@@ -372,7 +381,7 @@ func (s *Orders) Transition(ctx context.Context, id string, decide func(o *check
 			WHERE id = ?`, o.Status, o.UpdatedAt, o.Sequence, o.TrackingNumber, o.PaymentFailureReason, o.Status, o.ID); err != nil {
 			return fmt.Errorf("update order: %w", err)
 		}
-		if err := writeOrderEvent(ctx, tx, *o, ch.Refund); err != nil {
+		if err := writeOrderEvent(ctx, tx, *o, ch.Refund, ""); err != nil {
 			return err
 		}
 		if ch.Refund {
