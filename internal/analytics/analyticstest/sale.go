@@ -77,7 +77,7 @@ func Run(t testing.TB) *Sale {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub := broker.New(testutil.AMQPURL(), s.Topology, nil)
+	sub := broker.New(testutil.AMQPURL(), s.Topology, clog.New(io.Discard, 8))
 	t.Cleanup(func() { sub.Close() })
 	s.Go(func(ctx context.Context) error { return a.Run(ctx, sub, broker.ConsumeOptions{}) })
 
