@@ -165,6 +165,8 @@ func TestReport_GeneratedSale_MatchesDatabase(t *testing.T) {
 		}
 	}
 	t.Logf("\n%s", out.String())
+
+	t.Run("HTML_InHeadlessChromium", func(t *testing.T) { checkPageInChromium(t, r) })
 }
 
 // TestReport_Window_PrunesPartitionsAndRows: --since and --until bound the rows read,
