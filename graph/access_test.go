@@ -271,7 +271,8 @@ func TestCheckout_BadInput_ClearErrorNothingWritten(t *testing.T) {
 			}
 		})
 	}
-	if n := api.Count(t, "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM outbox) + (SELECT count(*) FROM reservations) + (SELECT count(*) FROM idempotency_keys)"); n != 0 {
+	// The carts the cases use were made on purpose: their cart.created events are not bad input's.
+	if n := api.Count(t, "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM outbox WHERE type <> 'cart.created') + (SELECT count(*) FROM reservations) + (SELECT count(*) FROM idempotency_keys)"); n != 0 {
 		t.Fatalf("bad input wrote %d rows", n)
 	}
 	if _, reserved := api.Stock(t, "OK"); reserved != 0 {

@@ -17,6 +17,12 @@
 #        (pg_ctlcluster / service, rabbitmq-server -detached, redis-server);
 #   3. else, as root (or with password-less sudo) on Debian/Ubuntu:
 #        apt-get update (once) && apt-get install -y <package>, then 2.
+# With --need-tools it also installs, with apt when missing, the tools tests run:
+#   promtool/prometheus (Debian package prometheus) and, for the analytics report's
+#   headless-browser test, chromium (Debian package chromium). Grafana Loki is not
+#   packaged by Debian (its 'loki' package is an unrelated genetics program), so it
+#   is not installed: the log shipping test builds VictoriaLogs, which takes Loki's
+#   push protocol, from tools/victorialogs instead, and this script says so once.
 # Then it waits for the service to accept connections, checks that PostgreSQL
 # lets the URL's user in (fixing a fresh install's password-only TCP login when
 # it can) and creates the URL's database when missing.
@@ -572,6 +578,22 @@ ensure_promtool() {
 	say "installed promtool and prometheus (Debian package prometheus)"
 }
 
+# --- analytics and logs (issue 14) ---
+ensure_chromium() {
+	have chromium || have chromium-browser || have google-chrome && return 0
+	apt_install --no-install-recommends chromium ||
+		die "chromium not on PATH and not installable here; install Debian's 'chromium' package (the report's browser test needs it)"
+	have chromium || die "the chromium package is installed but chromium is not on PATH"
+	say "installed chromium (Debian package chromium)"
+}
+
+note_loki() {
+	# Grafana Loki answers `loki -version` with "loki, version ..."; Debian's loki does not.
+	if have loki && loki -version 2>&1 | grep -q '^loki, version'; then return 0; fi
+	say "Grafana Loki cannot be installed here: Debian has no package of it (Debian's 'loki' is a genetics program); the log shipping test runs VictoriaLogs from tools/victorialogs instead"
+}
+# --- end analytics and logs ---
+
 # ---------------------------------------------------------------- main
 
 ensure_postgres
@@ -581,6 +603,8 @@ if [[ $need_redis -eq 1 || -n ${REDIS_URL:-} ]]; then
 fi
 if [[ $need_tools -eq 1 ]]; then
 	ensure_promtool
+	ensure_chromium # analytics (issue 14)
+	note_loki       # analytics (issue 14)
 fi
 # keep the logs of failed attempts (die exits before this), drop the rest
 if [[ -n $LOGDIR ]]; then rm -rf "$LOGDIR"; fi

@@ -33,6 +33,7 @@ commands:
   seed      load the demo catalog with stock
   token     print a signed JWT for development: token --sub ID [--roles admin,partner] [--ttl 24h]
   persisted list or verify a persisted query manifest: persisted list|verify [MANIFEST]
+  report    analytics report over the Parquet files: report [--dir DIR] [--html FILE] [--since 24h] [--until T]
 `
 
 func main() {
@@ -57,6 +58,8 @@ func main() {
 		err = runToken(args)
 	case "persisted":
 		err = runPersisted(args, os.Stdout)
+	case "report":
+		err = runReport(args, os.Stdout, time.Now)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

@@ -78,6 +78,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		}
 	}
 	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers(cfg.WebhookBackoffBase, cfg.WebhookMaxAge)...)
+	consumers = append(consumers, analyticsConsumers(cfg)...) // analytics (issue 14)
 	topo := broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays}
 	consumerNames := make([]string, len(consumers))
 	for i, c := range consumers {
@@ -86,6 +87,13 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	// The one clock every part reads.
 	now := time.Now
 	m := metrics.New(metrics.Options{Breakers: []string{"payment-" + gatewayName(cfg)}, Consumers: consumerNames})
+	// --- analytics and log shipping (issue 14): logs teed to Loki when LOKI_URL is set ---
+	logger, stopLogs, err := shipLogs(cfg, logger, m)
+	if err != nil {
+		return err
+	}
+	defer stopLogs()
+	// --- end analytics and log shipping ---
 	m.DBStats(db.DB, "background")
 	m.OutboxBacklog(func(ctx context.Context) (int, time.Duration, error) { return outbox.Backlog(ctx, db, now()) })
 	webhookPolicy := webhook.Policy{AllowPrivate: cfg.WebhookAllowPrivate}
@@ -165,6 +173,11 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		g.Go(func() error {
 			return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Prefetch: 32, Concurrency: 32, Observe: m.Consumer})
 		})
+		// --- analytics (issue 14): its own queue and connection, never in the saga's way ---
+		if cfg.AnalyticsSink != "off" {
+			g.Go(func() error { return runAnalytics(ctx, cfg, db, topo, logger, m) })
+		}
+		// --- end analytics ---
 		sweepOpt := workers.SweeperOptions{Interval: cfg.SweepInterval,
 			KeyRetention: cfg.KeyRetention, OutboxRetention: cfg.OutboxRetention, Logger: logger, Now: now, OnFailure: m.SweepFailed}
 		if strategy == store.StrategyRedis {

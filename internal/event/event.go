@@ -22,7 +22,19 @@ const (
 	// PaymentRefundRequested asks the refund worker to give an order's payment back
 	// (a paid order cancelled, or a payment that arrived after its order expired).
 	PaymentRefundRequested = "payment.refund_requested"
+
+	// CartCreated announces a new cart, for the carts-to-orders conversion of
+	// analytics. It is not an order event: partner webhooks and the status feed bind
+	// OrderTypes only, so they never see it.
+	CartCreated = "cart.created"
 )
+
+// CartPayload is the payload of cart.created.
+type CartPayload struct {
+	CartID     string    `json:"cartId"`
+	CustomerID string    `json:"customerId"`
+	CreatedAt  time.Time `json:"createdAt"`
+}
 
 // WebhookDeliver queues one partner webhook delivery task (internal).
 const WebhookDeliver = "webhook.deliver"
@@ -72,6 +84,16 @@ type OrderPayload struct {
 	Order OrderData `json:"order"`
 	// CustomerID lets consumers authorize subscribers; it is not part of partner webhooks.
 	CustomerID string `json:"customerId"`
+	// CartID is the cart an order.placed came from ("" for a checkout of items); for
+	// analytics, not part of partner webhooks.
+	CartID string `json:"cartId,omitempty"`
+}
+
+// OrderItemData is one line of an order as order.placed announces it.
+type OrderItemData struct {
+	SKU            string `json:"sku"`
+	Quantity       int    `json:"quantity"`
+	UnitPriceCents int64  `json:"unitPriceCents"`
 }
 
 // OrderData is the order as an event announces it (the partner webhook's data.order).
@@ -84,6 +106,9 @@ type OrderData struct {
 	UpdatedAt            time.Time `json:"updatedAt"`
 	TrackingNumber       *string   `json:"trackingNumber,omitempty"`
 	PaymentFailureReason *string   `json:"paymentFailureReason,omitempty"`
+	// Items are the order's lines, in order.placed only (for analytics); partner
+	// webhook bodies list their own fields (webhook.Body) and leave them out.
+	Items []OrderItemData `json:"items,omitempty"`
 }
 
 // TypeForStatus is the event type announcing an order's move to status.

@@ -10,6 +10,8 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/outbox"
 )
 
 // Carts implements checkout.CartStore.
@@ -43,10 +45,22 @@ type cartItemRow struct {
 	Currency   string `bun:"currency"`
 }
 
-// CreateCart inserts an empty cart.
+// CreateCart inserts an empty cart, and its cart.created event in the same transaction.
 func (c *Carts) CreateCart(ctx context.Context, id, customerID string, now time.Time) (checkout.Cart, error) {
-	if _, err := c.db.ExecContext(ctx, "INSERT INTO carts (id, customer_id, created_at, updated_at) VALUES (?, ?, ?, ?)", id, customerID, now, now); err != nil {
-		return checkout.Cart{}, mapErr(fmt.Errorf("create cart: %w", err))
+	err := InTx(ctx, c.db, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO carts (id, customer_id, created_at, updated_at) VALUES (?, ?, ?, ?)", id, customerID, now, now); err != nil {
+			return fmt.Errorf("create cart: %w", err)
+		}
+		// --- analytics (issue 14): carts-to-orders conversion needs a cart signal ---
+		env, err := event.New(event.CartCreated, id, now, event.CartPayload{CartID: id, CustomerID: customerID, CreatedAt: now.UTC()})
+		if err != nil {
+			return err
+		}
+		return outbox.Insert(ctx, tx, env)
+		// --- end analytics ---
+	})
+	if err != nil {
+		return checkout.Cart{}, mapErr(err)
 	}
 	return checkout.Cart{ID: id, CustomerID: customerID, CreatedAt: now, UpdatedAt: now, Items: []checkout.CartItem{}}, nil
 }

@@ -204,7 +204,7 @@ func (s *Orders) place(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder, r 
 			return checkout.Order{}, false, fmt.Errorf("close cart: %w", err)
 		}
 	}
-	if err := writeOrderEvents(ctx, tx, []checkout.Order{o}); err != nil {
+	if err := writeOrderEvents(ctx, tx, []checkout.Order{o}, p.CartID); err != nil {
 		return checkout.Order{}, false, err
 	}
 	return o, false, nil
@@ -334,20 +334,35 @@ func insertOrders(ctx context.Context, tx bun.IDB, orders []checkout.Order, toke
 	return nil
 }
 
-// orderEvent is the event announcing o's current status.
-func orderEvent(o checkout.Order) (event.Envelope, error) {
-	return event.New(event.TypeForStatus(string(o.Status)), o.ID, o.UpdatedAt, event.OrderPayload{
+// orderEvent is the event announcing o's current status; order.placed also carries
+// the lines and the cart it came from (cartID, "" for a checkout of items), for
+// analytics. Partner webhook bodies keep only the contract's fields (webhook.Body).
+func orderEvent(o checkout.Order, cartID string) (event.Envelope, error) {
+	typ := event.TypeForStatus(string(o.Status))
+	p := event.OrderPayload{
 		Order: event.OrderData{ID: o.ID, Status: string(o.Status), Sequence: o.Sequence, TotalCents: o.TotalCents,
 			Currency: o.Currency, UpdatedAt: o.UpdatedAt, TrackingNumber: o.TrackingNumber, PaymentFailureReason: o.PaymentFailureReason},
 		CustomerID: o.CustomerID,
-	})
+	}
+	if typ == event.OrderPlaced {
+		p.CartID = cartID
+		for _, it := range o.Items {
+			p.Order.Items = append(p.Order.Items, event.OrderItemData{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents})
+		}
+	}
+	return event.New(typ, o.ID, o.UpdatedAt, p)
 }
 
-// writeOrderEvents writes the event of each order's current status, in one statement.
-func writeOrderEvents(ctx context.Context, tx bun.IDB, orders []checkout.Order) error {
+// writeOrderEvents writes the event of each order's current status, in one statement;
+// cartIDs, when given, are the carts the orders came from.
+func writeOrderEvents(ctx context.Context, tx bun.IDB, orders []checkout.Order, cartIDs ...string) error {
 	envs := make([]event.Envelope, len(orders))
 	for i, o := range orders {
-		env, err := orderEvent(o)
+		cart := ""
+		if i < len(cartIDs) {
+			cart = cartIDs[i]
+		}
+		env, err := orderEvent(o, cart)
 		if err != nil {
 			return err
 		}

@@ -97,6 +97,25 @@ type Config struct {
 	// The edge (README "Security"): listeners, client addresses, sockets, persisted
 	// queries, webhook secrets, and what production refuses.
 	Edge
+	// --- analytics and log shipping (issue 14; README "Analytics and logs") ---
+	// AnalyticsSink is parquet (files under ANALYTICS_DIR), elasticsearch, bigquery
+	// (Parquet files under ANALYTICS_DIR, each loaded by a load job) or off.
+	AnalyticsSink          string        `env:"ANALYTICS_SINK" envDefault:"parquet"`
+	AnalyticsDir           string        `env:"ANALYTICS_DIR" envDefault:"analytics-data"`
+	AnalyticsBatch         int           `env:"ANALYTICS_BATCH" envDefault:"500"`
+	AnalyticsFlushInterval time.Duration `env:"ANALYTICS_FLUSH_INTERVAL" envDefault:"5s"`
+	ElasticsearchURLs      []string      `env:"ELASTICSEARCH_URLS" envSeparator:","`
+	ElasticsearchAPIKey    string        `env:"ELASTICSEARCH_API_KEY"`
+	ElasticsearchIndex     string        `env:"ELASTICSEARCH_INDEX_PREFIX" envDefault:"checkout"`
+	BigQueryProject        string        `env:"BIGQUERY_PROJECT"`
+	BigQueryDataset        string        `env:"BIGQUERY_DATASET" envDefault:"checkout"`
+	// BigQueryEndpoint overrides the API endpoint (an emulator); credentials come from
+	// Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS).
+	BigQueryEndpoint string `env:"BIGQUERY_ENDPOINT"`
+	// LokiURL turns log shipping on (http://loki:3100); LokiTenant is X-Scope-OrgID.
+	LokiURL    string `env:"LOKI_URL"`
+	LokiTenant string `env:"LOKI_TENANT"`
+	// --- end analytics and log shipping ---
 }
 
 // Edge is the configuration of the service's edge.
