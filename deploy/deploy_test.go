@@ -26,6 +26,7 @@ import (
 	"github.com/sony/gobreaker"
 
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
+	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
 const installHint = "install it with `apt-get install -y prometheus` (Debian/Ubuntu; the package ships promtool and prometheus) or from https://prometheus.io/download/"
@@ -251,7 +252,6 @@ func TestPrometheus_ScrapesTheMetricsHandler(t *testing.T) {
 	defer svc.Close()
 	api := startPrometheus(t, strings.TrimPrefix(svc.URL, "http://"))
 
-	deadline := time.Now().Add(45 * time.Second)
 	var (
 		res []struct {
 			Metric map[string]string
@@ -259,13 +259,10 @@ func TestPrometheus_ScrapesTheMetricsHandler(t *testing.T) {
 		}
 		err error
 	)
-	for time.Now().Before(deadline) {
+	testutil.Within(45*time.Second, func() bool {
 		res, err = query(api, "checkout_outbox_backlog")
-		if err == nil && len(res) == 1 {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return err == nil && len(res) == 1
+	})
 	if err != nil || len(res) != 1 {
 		t.Fatalf("Prometheus never had checkout_outbox_backlog: %v %v", res, err)
 	}
