@@ -50,11 +50,13 @@ func run(t *testing.T, name string, args ...string) {
 
 func TestAlertRules_PromtoolUnitTests(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	run(t, "promtool", "test", "rules", "prometheus/alerts_test.yml")
 }
 
 func TestPrometheusConfig_IsValid(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	run(t, "promtool", "check", "config", "prometheus/prometheus.yml")
 }
 
@@ -248,6 +250,7 @@ func query(apiURL, q string) ([]struct {
 
 func TestPrometheus_ScrapesTheMetricsHandler(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	svc := httptest.NewServer(fullMetrics(t).Handler())
 	defer svc.Close()
 	api := startPrometheus(t, strings.TrimPrefix(svc.URL, "http://"))

@@ -79,6 +79,7 @@ func dig(v any, path ...string) any {
 // dependencies as they are cut and restored, and a log with no secret in it.
 func TestRunningService(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	db := testutil.NewDB(t)
 	pgProxy := testutil.NewProxy(t, testutil.PostgresHostPort(t))
 	mqProxy := testutil.NewProxy(t, testutil.AMQPHostPort(t))

@@ -88,6 +88,7 @@ func (e *subErr) Error() string { return e.msg }
 
 func TestSubscription_OtherInstance_SeesEveryChange(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	gw := &gatedGateway{Gateway: sandbox.New(), gate: make(chan struct{})}
 	s := testutil.NewStack(t, testutil.StackOptions{Gateway: gw})
 	s.Product(t, "SUB", 100, map[string]int{"w": 10})
@@ -235,6 +236,7 @@ func readUpdates(ctx context.Context, c *testutil.WSClient, onUpdate func(string
 // behind by more than one, the stalled one falls one further behind each round.
 func TestSubscription_200Subscribers_OneStalled(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	s := testutil.NewStack(t, testutil.StackOptions{NoWorkers: true})
 	// Twenty lines: every update is a frame of about a kilobyte.
 	var lines []checkout.Line

@@ -62,6 +62,7 @@ func consistent(t *testing.T, db *testutil.DB, api *testutil.API, initial int) {
 
 func TestPostgres_Latency_And_ResetMidCheckout(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	direct := testutil.NewDB(t)
 	seed := testutil.NewAPI(t, direct)
 	seed.Product(t, "F", 100, map[string]int{"w": 1000})
@@ -144,6 +145,7 @@ func TestPostgres_Latency_And_ResetMidCheckout(t *testing.T) {
 
 func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	toxi := testutil.NewToxiproxy(t)
 	mq := toxi.Proxy(t, "amqp", testutil.AMQPHostPort(t))
 	s := testutil.NewStack(t, testutil.StackOptions{AMQPURL: "amqp://guest:guest@" + mq.Listen + "/"})
@@ -217,6 +219,7 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 
 func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	for _, mode := range []string{"5xx", "hang"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
@@ -284,6 +287,7 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 
 func TestRabbitMQ_DownAtStart_ServiceHealsWhenItComes(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	proxy := testutil.NewProxy(t, testutil.AMQPHostPort(t))
 	proxy.Cut()
 	db := testutil.NewDB(t)
