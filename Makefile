@@ -63,14 +63,14 @@ token: ## print a dev JWT with the admin role
 
 # The tests create their own schema/database under TEST_DATABASE_URL and
 # start stripe-mock and toxiproxy themselves (go.mod tool directives).
-# run_tests runs $(PKGS) with the extra go test flags $(1): gotestsum prints one line per
-# package with its time and a summary, then the tests slower than $(SLOW_TEST) are
-# listed, and cmd/logscan checks the log of the whole run for card numbers, tokens and
-# secrets. The exit status is the tests' (or logscan's).
+# run_tests runs $(PKGS) with the extra go test flags $(1) and gotestsum flags $(2):
+# gotestsum prints one line per package with its time and a summary, then the tests
+# slower than $(SLOW_TEST) are listed, and cmd/logscan checks the log of the whole run
+# for card numbers, tokens and secrets. The exit status is the tests' (or logscan's).
 define run_tests
 	@log=$$(mktemp -t checkout-test-log.XXXXXX); json=$$(mktemp -t checkout-test-json.XXXXXX); rc=0; \
 	echo "$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(1) $(TESTFLAGS) $(PKGS)"; \
-	CHECKOUT_TEST_LOG=$$log $(GOTESTSUM) --format pkgname --format-icons text --jsonfile $$json -- \
+	CHECKOUT_TEST_LOG=$$log $(GOTESTSUM) --format pkgname --format-icons text --format-hide-empty-pkg $(2) --jsonfile $$json -- \
 		-count=1 -timeout $(TEST_TIMEOUT) $(1) $(TESTFLAGS) $(PKGS) || rc=$$?; \
 	echo "Tests slower than $(SLOW_TEST):"; \
 	$(GOTESTSUM) tool slowest --jsonfile $$json --threshold $(SLOW_TEST) || true; \
@@ -90,7 +90,7 @@ test-fast: export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgr
 test-fast: export REDIS_URL ?= $(DEFAULT_REDIS_URL)
 test-fast: ## the fast tests only: go test -short, slow tests skip themselves (testutil.Slow)
 	@$(SERVICES) --need-redis
-	$(call run_tests,-short)
+	$(call run_tests,-short,--hide-summary=skipped)
 
 .PHONY: bench
 bench: ## run the load benchmark (cmd/bench)
