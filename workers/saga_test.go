@@ -131,6 +131,10 @@ func TestSaga_BrokerDown_CheckoutsContinue_EverythingDeliveredAfter(t *testing.T
 	// Warm up: the broker path works.
 	first := s.Checkout(t, "c", "warm", "tok_visa", line("BD", 1))
 	s.WaitStatus(t, first, checkout.StatusPaid, 10*time.Second)
+	testutil.Eventually(t, 10*time.Second, "the warm-up's events published", func() bool {
+		n, _, _ := outbox.Backlog(context.Background(), s.DB, time.Now())
+		return n == 0
+	})
 
 	proxy.Cut()
 	var ids []string
