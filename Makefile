@@ -2,6 +2,7 @@
 #
 #   make run       start PostgreSQL/RabbitMQ if needed, migrate, seed, serve
 #   make test      the whole test suite (the one command CI runs)
+#   make test-fast the fast tests only (go test -short), for the edit-test loop
 #
 # Every setting below can be overridden from the environment or the command
 # line, e.g. `make run HTTP_ADDR=:9090`.
@@ -28,6 +29,10 @@ DEFAULT_REDIS_URL        := redis://127.0.0.1:6379/0
 TEST_TIMEOUT ?= 25m
 TESTFLAGS    ?=
 PKGS         ?= ./...
+# gotestsum (pinned in go.mod) runs go test -json and prints each package with its
+# time; tests slower than SLOW_TEST are listed after the run.
+GOTESTSUM    ?= $(GO) tool gotestsum
+SLOW_TEST    ?= 5s
 
 # http://localhost:8080/ for HTTP_ADDR=:8080, http://HOST:PORT/ otherwise
 PLAYGROUND_URL = http://$(if $(filter :%,$(HTTP_ADDR)),localhost$(HTTP_ADDR),$(HTTP_ADDR))/
@@ -58,16 +63,34 @@ token: ## print a dev JWT with the admin role
 
 # The tests create their own schema/database under TEST_DATABASE_URL and
 # start stripe-mock and toxiproxy themselves (go.mod tool directives).
+# run_tests runs $(PKGS) with the extra go test flags $(1) and gotestsum flags $(2):
+# gotestsum prints one line per package with its time and a summary, then the tests
+# slower than $(SLOW_TEST) are listed, and cmd/logscan checks the log of the whole run
+# for card numbers, tokens and secrets. The exit status is the tests' (or logscan's).
+define run_tests
+	@log=$$(mktemp -t checkout-test-log.XXXXXX); json=$$(mktemp -t checkout-test-json.XXXXXX); rc=0; \
+	echo "$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(1) $(TESTFLAGS) $(PKGS)"; \
+	CHECKOUT_TEST_LOG=$$log $(GOTESTSUM) --format pkgname --format-icons text --format-hide-empty-pkg $(2) --jsonfile $$json -- \
+		-count=1 -timeout $(TEST_TIMEOUT) $(1) $(TESTFLAGS) $(PKGS) || rc=$$?; \
+	echo "Tests slower than $(SLOW_TEST):"; \
+	$(GOTESTSUM) tool slowest --jsonfile $$json --threshold $(SLOW_TEST) || true; \
+	$(GO) run ./cmd/logscan $$log || rc=1; \
+	rm -f $$log $$json; exit $$rc
+endef
+
 .PHONY: test
 test: export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 test: export REDIS_URL ?= $(DEFAULT_REDIS_URL)
 test: ## run every test (starts PostgreSQL, RabbitMQ and Redis if needed)
 	@$(SERVICES) --need-redis --need-tools
-	@log=$$(mktemp -t checkout-test-log.XXXXXX); rc=0; \
-	echo "$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)"; \
-	CHECKOUT_TEST_LOG=$$log $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS) || rc=$$?; \
-	$(GO) run ./cmd/logscan $$log || rc=1; \
-	rm -f $$log; exit $$rc
+	$(call run_tests,)
+
+.PHONY: test-fast
+test-fast: export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+test-fast: export REDIS_URL ?= $(DEFAULT_REDIS_URL)
+test-fast: ## the fast tests only: go test -short, slow tests skip themselves (testutil.Slow)
+	@$(SERVICES) --need-redis
+	$(call run_tests,-short,--hide-summary=skipped)
 
 .PHONY: bench
 bench: ## run the load benchmark (cmd/bench)

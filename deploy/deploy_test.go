@@ -26,6 +26,7 @@ import (
 	"github.com/sony/gobreaker"
 
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
+	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
 const installHint = "install it with `apt-get install -y prometheus` (Debian/Ubuntu; the package ships promtool and prometheus) or from https://prometheus.io/download/"
@@ -49,11 +50,13 @@ func run(t *testing.T, name string, args ...string) {
 
 func TestAlertRules_PromtoolUnitTests(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	run(t, "promtool", "test", "rules", "prometheus/alerts_test.yml")
 }
 
 func TestPrometheusConfig_IsValid(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	run(t, "promtool", "check", "config", "prometheus/prometheus.yml")
 }
 
@@ -247,11 +250,11 @@ func query(apiURL, q string) ([]struct {
 
 func TestPrometheus_ScrapesTheMetricsHandler(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	svc := httptest.NewServer(fullMetrics(t).Handler())
 	defer svc.Close()
 	api := startPrometheus(t, strings.TrimPrefix(svc.URL, "http://"))
 
-	deadline := time.Now().Add(45 * time.Second)
 	var (
 		res []struct {
 			Metric map[string]string
@@ -259,13 +262,10 @@ func TestPrometheus_ScrapesTheMetricsHandler(t *testing.T) {
 		}
 		err error
 	)
-	for time.Now().Before(deadline) {
+	testutil.Within(45*time.Second, func() bool {
 		res, err = query(api, "checkout_outbox_backlog")
-		if err == nil && len(res) == 1 {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return err == nil && len(res) == 1
+	})
 	if err != nil || len(res) != 1 {
 		t.Fatalf("Prometheus never had checkout_outbox_backlog: %v %v", res, err)
 	}

@@ -79,6 +79,7 @@ func dig(v any, path ...string) any {
 // dependencies as they are cut and restored, and a log with no secret in it.
 func TestRunningService(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	db := testutil.NewDB(t)
 	pgProxy := testutil.NewProxy(t, testutil.PostgresHostPort(t))
 	mqProxy := testutil.NewProxy(t, testutil.AMQPHostPort(t))
@@ -194,7 +195,7 @@ func TestRunningService(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, "the order placed without a broker PAID", func() bool { return status(during) == "PAID" })
 
 	// Partner deliveries are signed with the secret shown at registration.
-	if !waitUntil(20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(delivered) >= 4 }) {
+	if !testutil.Within(20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(delivered) >= 4 }) {
 		b, _ := os.ReadFile(logPath)
 		for _, l := range strings.Split(string(b), "\n") {
 			if strings.Contains(l, "webhook") || strings.Contains(l, "WARN") || strings.Contains(l, "ERROR") {
@@ -273,15 +274,4 @@ func TestRunningService(t *testing.T) {
 		testutil.RunLog(b) // and into the log of the whole run, which make test scans
 	}
 	t.Logf("%d log lines checked", lines)
-}
-
-func waitUntil(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
 }

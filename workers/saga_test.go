@@ -82,10 +82,7 @@ func TestSaga_CancelPaidOrder_RefundsAndRestocks(t *testing.T) {
 	if _, err := s.Service.CancelOrder(context.Background(), checkout.Actor{CustomerID: "alice"}, id); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Sandbox.RefundCount() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the refund of the cancelled order", func() bool { return s.Sandbox.RefundCount() > 0 })
 	if s.Sandbox.RefundCount() != 1 {
 		t.Fatalf("%d refunds, want 1", s.Sandbox.RefundCount())
 	}
@@ -114,21 +111,16 @@ func TestSaga_ShipPaidOrder(t *testing.T) {
 	}
 }
 
+// waitPayment waits until the order's payment has status.
 func waitPayment(t *testing.T, s *testutil.Stack, orderID, status string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testutil.Eventually(t, 10*time.Second, "the payment of "+orderID+" to be "+status, func() bool {
 		p, err := s.Payments.Payment(context.Background(), orderID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p != nil && p.Status == status {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	p, _ := s.Payments.Payment(context.Background(), orderID)
-	t.Fatalf("payment of %s: %+v, want %s", orderID, p, status)
+		return p != nil && p.Status == status
+	})
 }
 
 func TestSaga_BrokerDown_CheckoutsContinue_EverythingDeliveredAfter(t *testing.T) {
@@ -149,7 +141,10 @@ func TestSaga_BrokerDown_CheckoutsContinue_EverythingDeliveredAfter(t *testing.T
 	for i := 0; i < 20; i++ {
 		ids = append(ids, s.Checkout(t, fmt.Sprint("c", i), "k", "tok_visa", line("BD", 1)))
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The relay tried every one of them and failed: they wait in the outbox, none lost.
+	testutil.Eventually(t, 30*time.Second, "the relay to fail to publish all 20 while the broker is cut", func() bool {
+		return s.Count(t, "SELECT count(*) FROM outbox WHERE published_at IS NULL AND last_error IS NOT NULL") == 20
+	})
 	if n, _, err := outbox.Backlog(context.Background(), s.DB, time.Now()); err != nil || n != 20 {
 		t.Fatalf("outbox backlog %d (%v) while the broker is cut, want 20", n, err)
 	}
@@ -166,57 +161,135 @@ func TestSaga_BrokerDown_CheckoutsContinue_EverythingDeliveredAfter(t *testing.T
 	})
 }
 
+// rendezvousGateway holds each charge until want charges are in the provider call at
+// once: copies of one event are then certainly handled side by side, past every check the
+// worker makes before charging, so only the inbox can tell them apart.
+type rendezvousGateway struct {
+	payment.Gateway
+	want    int
+	mu      sync.Mutex
+	keys    []string
+	arrived chan struct{} // closed when want charges are in
+	stop    chan struct{} // closed at cleanup: a failing test never leaves a charge hanging
+}
+
+func (g *rendezvousGateway) Charge(ctx context.Context, r payment.ChargeRequest) (payment.Charge, error) {
+	g.mu.Lock()
+	g.keys = append(g.keys, r.IdempotencyKey)
+	if len(g.keys) == g.want {
+		close(g.arrived)
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.arrived:
+	case <-g.stop:
+	case <-ctx.Done():
+		return payment.Charge{}, ctx.Err()
+	}
+	return g.Gateway.Charge(ctx, r)
+}
+
+func (g *rendezvousGateway) chargeKeys() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.keys...)
+}
+
+// settleCounter counts, per event id, the Settle calls that applied a report and those
+// the inbox turned away (processed false).
+type settleCounter struct {
+	checkout.PaymentStore
+	mu       sync.Mutex
+	applied  map[string]int
+	absorbed map[string]int
+}
+
+func (c *settleCounter) Settle(ctx context.Context, consumer, eventID string, rep checkout.PaymentReport) (checkout.Order, bool, error) {
+	o, processed, err := c.PaymentStore.Settle(ctx, consumer, eventID, rep)
+	if err == nil {
+		c.mu.Lock()
+		if processed {
+			c.applied[eventID]++
+		} else {
+			c.absorbed[eventID]++
+		}
+		c.mu.Unlock()
+	}
+	return o, processed, err
+}
+
 func TestSaga_RelayCrashAfterConfirm_DuplicatesAbsorbed(t *testing.T) {
 	t.Parallel()
-	var crashes atomic.Int32
-	audit := broker.Consumer{Name: "audit", Types: []string{event.OrderPlaced}}
-	s := testutil.NewStack(t, testutil.StackOptions{Extra: []broker.Consumer{audit}, Relay: outbox.RelayOptions{AfterConfirm: func() error {
-		// The first two batches reach the broker but are never marked published.
-		if crashes.Add(1) <= 2 {
+	var batches atomic.Int32
+	s := testutil.NewStack(t, testutil.StackOptions{NoWorkers: true, Relay: outbox.RelayOptions{AfterConfirm: func() error {
+		// The first two batches reach the broker but are never marked published: the
+		// relay publishes order.placed three times.
+		if batches.Add(1) <= 2 {
 			return fmt.Errorf("relay killed after confirm")
 		}
 		return nil
 	}}})
 	s.Product(t, "RC", 100, map[string]int{"w": 10})
-	// The audit queue sees what the payment queue sees: every copy the broker delivers.
+	sb := sandbox.New()
+	gw := &rendezvousGateway{Gateway: sb, want: 2, arrived: make(chan struct{}), stop: make(chan struct{})}
+	t.Cleanup(func() { close(gw.stop) })
+	payments := &settleCounter{PaymentStore: s.Payments, applied: map[string]int{}, absorbed: map[string]int{}}
+	w, err := workers.NewPaymentWorker(payments, gw, testLogger(), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The payment consumer, counting the copies of each event it is handed.
 	var mu sync.Mutex
-	copies := map[string]int{}
-	auditor := broker.New(testutil.AMQPURL(), s.Topology, nil)
-	defer auditor.Close()
+	delivered := map[string]int{}
+	var inFlight atomic.Int32
+	sub := broker.New(testutil.AMQPURL(), s.Topology, nil)
 	s.Go(func(ctx context.Context) error {
-		return auditor.Consume(ctx, "audit", broker.ConsumeOptions{}, func(ctx context.Context, env event.Envelope) error {
+		defer sub.Close()
+		return sub.Consume(ctx, workers.PaymentConsumer, broker.ConsumeOptions{Prefetch: 16, Concurrency: 8}, func(ctx context.Context, env event.Envelope) error {
+			inFlight.Add(1)
+			defer inFlight.Add(-1)
 			mu.Lock()
-			copies[env.ID]++
+			delivered[env.ID]++
 			mu.Unlock()
-			return nil
+			return w.HandleOrderPlaced(ctx, env)
 		})
 	})
+
 	id := s.Checkout(t, "c", "k", "tok_visa", line("RC", 1))
-	s.WaitStatus(t, id, checkout.StatusPaid, 10*time.Second)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if n, _, _ := outbox.Backlog(context.Background(), s.DB, time.Now()); n == 0 {
-			break
+	s.WaitStatus(t, id, checkout.StatusPaid, 20*time.Second)
+	var placed string
+	if err := s.DB.NewRaw("SELECT event_id::text FROM outbox WHERE type = 'order.placed' AND aggregate_id = ?", id).Scan(context.Background(), &placed); err != nil {
+		t.Fatal(err)
+	}
+	// All three copies handed to the payment consumer and handled.
+	testutil.Eventually(t, 20*time.Second, "three copies of order.placed handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return delivered[placed] == 3 && inFlight.Load() == 0
+	})
+
+	// The duplicates reached the charge: two copies were in the provider call together,
+	// with the one idempotency key, and the provider charged once.
+	keys := gw.chargeKeys()
+	if len(keys) < 2 {
+		t.Fatalf("%d charge calls: the duplicates never reached the provider", len(keys))
+	}
+	for _, k := range keys {
+		if k != workers.ChargeKey(id) {
+			t.Fatalf("charge keys %v, want every one %s", keys, workers.ChargeKey(id))
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond) // let every duplicate arrive
-	if crashes.Load() < 3 {
-		t.Fatalf("relay ran %d batches, want the crashes and a success", crashes.Load())
-	}
-	mu.Lock()
-	n := 0
-	for _, c := range copies {
-		n = max(n, c)
-	}
-	mu.Unlock()
-	if n < 2 {
-		t.Fatalf("order.placed reached the consumers %d time(s): the crash made no duplicate to absorb", n)
-	}
-	if got := s.Sandbox.ChargeCount(); got != 1 {
+	if got := sb.ChargeCount(); got != 1 {
 		t.Fatalf("%d charges for one order, want 1", got)
 	}
-	if n := s.Count(t, "SELECT count(*) FROM inbox WHERE consumer = 'payment'"); n != 1 {
+	// And the inbox absorbed them: one report applied, every other copy turned away.
+	payments.mu.Lock()
+	applied, absorbed := payments.applied[placed], payments.absorbed[placed]
+	payments.mu.Unlock()
+	if applied != 1 || absorbed != len(keys)-1 {
+		t.Fatalf("event %s: %d reports applied, %d absorbed by the inbox; want 1 applied and %d absorbed", placed, applied, absorbed, len(keys)-1)
+	}
+	if n := s.Count(t, "SELECT count(*) FROM inbox WHERE consumer = 'payment' AND event_id = ?", placed); n != 1 {
 		t.Fatalf("inbox rows %d, want 1", n)
 	}
 	if n := s.Count(t, "SELECT count(*) FROM outbox WHERE type = 'order.paid'"); n != 1 {
@@ -224,37 +297,51 @@ func TestSaga_RelayCrashAfterConfirm_DuplicatesAbsorbed(t *testing.T) {
 	}
 }
 
-// blockingGateway holds the first charge until released: the worker that took it is
-// "killed" meanwhile.
-type blockingGateway struct {
+// holdFirstGateway holds the first charge until released, and tells when that charge
+// has reached the provider; it records every call's idempotency key.
+type holdFirstGateway struct {
 	payment.Gateway
-	once    sync.Once
-	started chan struct{}
-	release chan struct{}
+	once      sync.Once
+	started   chan struct{} // the first charge is in the call
+	release   chan struct{}
+	firstDone chan struct{} // the first charge reached the provider and returned
+	mu        sync.Mutex
+	keys      []string
 }
 
-func (g *blockingGateway) Charge(ctx context.Context, r payment.ChargeRequest) (payment.Charge, error) {
+func (g *holdFirstGateway) Charge(ctx context.Context, r payment.ChargeRequest) (payment.Charge, error) {
+	g.mu.Lock()
+	g.keys = append(g.keys, r.IdempotencyKey)
+	g.mu.Unlock()
 	first := false
 	g.once.Do(func() { first = true; close(g.started) })
-	if first {
-		<-g.release
+	if !first {
+		return g.Gateway.Charge(ctx, r)
 	}
+	<-g.release
+	defer close(g.firstDone)
 	return g.Gateway.Charge(ctx, r)
 }
 
 func TestSaga_WorkerKilledMidCharge_OneCharge(t *testing.T) {
 	t.Parallel()
 	sb := sandbox.New()
-	gw := &blockingGateway{Gateway: sb, started: make(chan struct{}), release: make(chan struct{})}
+	gw := &holdFirstGateway{Gateway: sb, started: make(chan struct{}), release: make(chan struct{}), firstDone: make(chan struct{})}
 	s := testutil.NewStack(t, testutil.StackOptions{NoWorkers: true})
 	s.Product(t, "WK", 100, map[string]int{"w": 10})
 
 	// Worker A takes the message and hangs in the charge; then its connection dies.
-	wA, _ := workers.NewPaymentWorker(s.Payments, gw, nil, time.Now)
+	wA, _ := workers.NewPaymentWorker(s.Payments, gw, testLogger(), time.Now)
 	brokerA := broker.New(testutil.AMQPURL(), s.Topology, nil)
 	ctxA, cancelA := context.WithCancel(context.Background())
-	defer cancelA()
-	go wA.Run(ctxA, brokerA, broker.ConsumeOptions{Prefetch: 1, Concurrency: 1})
+	doneA := make(chan struct{})
+	go func() {
+		defer close(doneA)
+		wA.Run(ctxA, brokerA, broker.ConsumeOptions{Prefetch: 1, Concurrency: 1})
+	}()
+	var once sync.Once
+	releaseA := func() { once.Do(func() { close(gw.release) }) }
+	t.Cleanup(func() { cancelA(); releaseA(); <-doneA })
 
 	id := s.Checkout(t, "c", "k", "tok_visa", line("WK", 1))
 	select {
@@ -265,20 +352,34 @@ func TestSaga_WorkerKilledMidCharge_OneCharge(t *testing.T) {
 	cancelA()
 	brokerA.Close() // killed: its unacked message goes back to the queue
 
-	wB, _ := workers.NewPaymentWorker(s.Payments, gw, nil, time.Now)
+	// Worker B gets the message again and pays the order.
+	wB, _ := workers.NewPaymentWorker(s.Payments, gw, testLogger(), time.Now)
 	brokerB := broker.New(testutil.AMQPURL(), s.Topology, nil)
-	defer brokerB.Close()
 	s.Go(func(ctx context.Context) error {
+		defer brokerB.Close()
 		return wB.Run(ctx, brokerB, broker.ConsumeOptions{Prefetch: 1, Concurrency: 1})
 	})
 	s.WaitStatus(t, id, checkout.StatusPaid, 10*time.Second)
-	close(gw.release) // A's charge finally reaches the provider, with the same key
-	time.Sleep(300 * time.Millisecond)
+
+	// Only now does A's charge reach the provider; wait for it and for A to finish.
+	releaseA()
+	<-gw.firstDone
+	<-doneA
+	gw.mu.Lock()
+	keys := append([]string(nil), gw.keys...)
+	gw.mu.Unlock()
+	if len(keys) != 2 || keys[0] != keys[1] {
+		t.Fatalf("charge calls with keys %v, want two with one key (A's and B's attempt are the same charge)", keys)
+	}
 	if got := sb.ChargeCount(); got != 1 {
 		t.Fatalf("%d charges, want 1", got)
 	}
-	if o, _ := s.Orders.Order(context.Background(), id); o.Status != checkout.StatusPaid {
-		t.Fatalf("order %s", o.Status)
+	o, err := s.Orders.Order(context.Background(), id)
+	if err != nil || o.Status != checkout.StatusPaid {
+		t.Fatalf("order %+v %v, want PAID", o, err)
+	}
+	if p, err := s.Payments.Payment(context.Background(), id); err != nil || p == nil || p.Status != checkout.PaymentSucceeded {
+		t.Fatalf("payment %+v %v, want succeeded", p, err)
 	}
 }
 
@@ -296,17 +397,21 @@ func TestSaga_ConcurrentRelays_AllDeliveredInOrderPerOrder(t *testing.T) {
 	}
 	var mu sync.Mutex
 	seqs := map[string][]int{}
-	total := 0
+	total, markerSeen := 0, false
 	consumer := broker.New(testutil.AMQPURL(), s.Topology, nil)
-	defer consumer.Close()
 	s.Go(func(ctx context.Context) error {
+		defer consumer.Close()
 		return consumer.Consume(ctx, "audit", broker.ConsumeOptions{Prefetch: 1, Concurrency: 1}, func(ctx context.Context, env event.Envelope) error {
 			var p event.OrderPayload
 			json.Unmarshal(env.Payload, &p)
 			mu.Lock()
+			defer mu.Unlock()
+			if env.AggregateID == "marker" {
+				markerSeen = true
+				return nil
+			}
 			seqs[p.Order.ID] = append(seqs[p.Order.ID], p.Order.Sequence)
 			total++
-			mu.Unlock()
 			return nil
 		})
 	})
@@ -324,17 +429,24 @@ func TestSaga_ConcurrentRelays_AllDeliveredInOrderPerOrder(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		n := total
-		mu.Unlock()
-		if n >= 80 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	// Once the outbox is drained every copy the relays sent is in the audit queue; a
+	// marker published after them arrives behind them all (one consumer, in order).
+	testutil.Eventually(t, 20*time.Second, "the outbox drained", func() bool {
+		n, _, _ := outbox.Backlog(context.Background(), s.DB, time.Now())
+		return n == 0
+	})
+	marker, err := event.New(event.OrderPlaced, "marker", time.Now(), event.OrderPayload{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	if err := s.Broker.Publish(context.Background(), []event.Envelope{marker}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, "the marker behind every event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return markerSeen
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if total != 80 || len(seqs) != 40 {
@@ -380,58 +492,145 @@ func TestSaga_Expiry_ReleasesStock(t *testing.T) {
 	}
 }
 
+// parkingGateway parks every charge until the test lets that order's charge through.
+type parkingGateway struct {
+	payment.Gateway
+	entered chan string // order ids, as their charge enters the provider call
+	mu      sync.Mutex
+	gates   map[string]chan struct{}
+	stop    chan struct{} // closed at cleanup: a failing test never leaves a charge hanging
+}
+
+func (g *parkingGateway) gate(orderID string) chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.gates[orderID] == nil {
+		g.gates[orderID] = make(chan struct{})
+	}
+	return g.gates[orderID]
+}
+
+// let lets orderID's charge reach the provider.
+func (g *parkingGateway) let(orderID string) { close(g.gate(orderID)) }
+
+func (g *parkingGateway) Charge(ctx context.Context, r payment.ChargeRequest) (payment.Charge, error) {
+	select {
+	case g.entered <- r.OrderID:
+	case <-g.stop:
+	}
+	select {
+	case <-g.gate(r.OrderID):
+	case <-g.stop:
+	case <-ctx.Done():
+		return payment.Charge{}, ctx.Err()
+	}
+	return g.Gateway.Charge(ctx, r)
+}
+
+// hookedOrders runs before(id) ahead of each Transition: the sweeper has listed the
+// order as expired and is about to take its row lock.
+type hookedOrders struct {
+	checkout.OrderStore
+	before func(id string)
+	after  func(id string)
+}
+
+func (h hookedOrders) Transition(ctx context.Context, id string, decide func(o *checkout.Order) (checkout.Change, error)) (checkout.Order, error) {
+	h.before(id)
+	o, err := h.OrderStore.Transition(ctx, id, decide)
+	h.after(id)
+	return o, err
+}
+
+// Every order's charge is in flight when the sweeper finds its reservation run out. For
+// half of them the payment lands between the sweeper's listing and its row lock (the
+// payment wins); for the other half the sweeper expires the order first and the charge
+// succeeds after (the expiry wins, and the money must go back). Both happen, every run.
 func TestSaga_ExpiryPaymentRace_NoPaidOrderWithoutStock(t *testing.T) {
 	t.Parallel()
-	// Charges take 0-400 ms while reservations last 300 ms: some payments win, some
-	// expiries win, and the losers must be refunded.
+	const n = 6 // within the stack's 8 concurrent charges: all are in flight together
 	sb := sandbox.New()
-	gw := &slowGateway{Gateway: sb}
-	s := testutil.NewStack(t, testutil.StackOptions{TTL: 300 * time.Millisecond, Gateway: gw, SweepInterval: 20 * time.Millisecond})
-	s.Product(t, "RACE", 100, map[string]int{"w": 1000})
+	gw := &parkingGateway{Gateway: sb, entered: make(chan string, n), gates: map[string]chan struct{}{}, stop: make(chan struct{})}
+	s := testutil.NewStack(t, testutil.StackOptions{Gateway: gw, NoSweeper: true})
+	t.Cleanup(func() { close(gw.stop) })
+	s.Product(t, "RACE", 100, map[string]int{"w": 100})
+	payWins := map[string]bool{}
 	var ids []string
-	for i := 0; i < 30; i++ {
-		ids = append(ids, s.Checkout(t, fmt.Sprint("c", i), "k", "tok_visa", line("RACE", 1)))
+	for i := 0; i < n; i++ {
+		id := s.Checkout(t, fmt.Sprint("c", i), "k", "tok_visa", line("RACE", 1))
+		ids = append(ids, id)
+		payWins[id] = i%2 == 0
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if s.Count(t, "SELECT count(*) FROM orders WHERE status = 'PENDING_PAYMENT'") == 0 &&
-			s.Count(t, "SELECT count(*) FROM payments WHERE status = 'refund_pending'") == 0 {
-			break
+	for range ids {
+		select {
+		case <-gw.entered:
+		case <-time.After(20 * time.Second):
+			t.Fatal("not every charge reached the provider")
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
+
+	// The sweeper's clock is past every reservation; the charges are all in flight.
+	orders := hookedOrders{OrderStore: s.Orders,
+		before: func(id string) {
+			if payWins[id] {
+				gw.let(id)
+				s.WaitStatus(t, id, checkout.StatusPaid, 20*time.Second)
+			}
+		},
+		after: func(id string) {
+			if !payWins[id] {
+				gw.let(id)
+			}
+		}}
+	sweeper := workers.NewSweeper(orders, nil, workers.SweeperOptions{Logger: testLogger(),
+		Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	expiredBySweep, err := sweeper.SweepOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if expiredBySweep != n/2 {
+		t.Fatalf("the sweep expired %d orders, want %d (the ones whose payment had not landed)", expiredBySweep, n/2)
+	}
+
+	// Let every outcome settle: the late payments are refunded.
+	for _, id := range ids {
+		if payWins[id] {
+			s.WaitStatus(t, id, checkout.StatusPaid, 20*time.Second)
+			continue
+		}
+		testutil.Eventually(t, 20*time.Second, "the late charge of "+id+" settled", func() bool {
+			p, err := s.Payments.Payment(context.Background(), id)
+			return err == nil && p != nil && p.Status != checkout.PaymentAttempted
+		})
+		o, err := s.Orders.Order(context.Background(), id)
+		if err != nil || o.Status != checkout.StatusExpired {
+			t.Fatalf("order %s, expired and its stock back on sale, then paid late: %+v %v; want it EXPIRED", id, o, err)
+		}
+		waitPayment(t, s, id, checkout.PaymentRefunded)
+		if o, _ := s.Orders.Order(context.Background(), id); o.PaymentFailureReason == nil {
+			t.Fatalf("expired order %s paid late says nothing of the refund: %+v", id, o)
+		}
+	}
 	paid := s.Count(t, "SELECT count(*) FROM orders WHERE status = 'PAID'")
 	expired := s.Count(t, "SELECT count(*) FROM orders WHERE status = 'EXPIRED'")
-	if paid+expired != 30 {
-		t.Fatalf("paid %d + expired %d != 30", paid, expired)
+	if paid != n/2 || expired != n/2 {
+		t.Fatalf("paid %d, expired %d; want %d of each", paid, expired, n/2)
 	}
 	// Every paid order's stock is sold; no paid order has released stock.
-	if n := s.Count(t, "SELECT count(*) FROM reservations r JOIN orders o ON o.id = r.order_id WHERE o.status = 'PAID' AND r.status <> 'SOLD'"); n != 0 {
-		t.Fatalf("%d reservations of paid orders not sold", n)
+	if c := s.Count(t, "SELECT count(*) FROM reservations r JOIN orders o ON o.id = r.order_id WHERE o.status = 'PAID' AND r.status <> 'SOLD'"); c != 0 {
+		t.Fatalf("%d reservations of paid orders not sold", c)
 	}
 	// Every charge that stands belongs to a paid order: the others were refunded.
-	if n := s.Count(t, "SELECT count(*) FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.status = 'succeeded' AND o.status <> 'PAID'"); n != 0 {
-		t.Fatalf("%d charges stand for unpaid orders", n)
+	if c := s.Count(t, "SELECT count(*) FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.status = 'succeeded' AND o.status <> 'PAID'"); c != 0 {
+		t.Fatalf("%d charges stand for unpaid orders", c)
 	}
-	if got, want := sb.ChargeCount()-sb.RefundCount(), paid; got != want {
-		t.Fatalf("charges %d - refunds %d = %d, want %d paid", sb.ChargeCount(), sb.RefundCount(), got, want)
+	if sb.ChargeCount() != n || sb.RefundCount() != n/2 {
+		t.Fatalf("%d charges, %d refunds; want %d and %d", sb.ChargeCount(), sb.RefundCount(), n, n/2)
 	}
 	onHand, reserved := s.Stock(t, "RACE")
-	if reserved != 0 || onHand != 1000-paid {
-		t.Fatalf("stock on hand %d reserved %d, want %d/0", onHand, reserved, 1000-paid)
+	if reserved != 0 || onHand != 100-paid {
+		t.Fatalf("stock on hand %d reserved %d, want %d/0", onHand, reserved, 100-paid)
 	}
-	t.Logf("paid %d, expired %d, charges %d, refunds %d", paid, expired, sb.ChargeCount(), sb.RefundCount())
-}
-
-type slowGateway struct {
-	payment.Gateway
-	n atomic.Int64
-}
-
-func (g *slowGateway) Charge(ctx context.Context, r payment.ChargeRequest) (payment.Charge, error) {
-	time.Sleep(time.Duration(g.n.Add(1)%9) * 50 * time.Millisecond)
-	return g.Gateway.Charge(ctx, r)
 }
 
 func TestSweeper_PrunesOldKeysAndInbox_KeepsRecentOnes(t *testing.T) {
@@ -460,14 +659,4 @@ func TestSweeper_PrunesOldKeysAndInbox_KeepsRecentOnes(t *testing.T) {
 	if _, err := m.PruneKeys(context.Background(), time.Hour); err == nil {
 		t.Fatal("pruned keys younger than 24 hours")
 	}
-}
-
-func TestRelay_WakesOnNotify_NotOnlyByPolling(t *testing.T) {
-	t.Parallel()
-	// Polling once an hour: only NOTIFY (the outbox trigger) can wake the relay in time.
-	s := testutil.NewStack(t, testutil.StackOptions{Relay: outbox.RelayOptions{Poll: time.Hour}})
-	s.Product(t, "NT", 100, map[string]int{"w": 10})
-	time.Sleep(300 * time.Millisecond) // the first drain and LISTEN are done
-	id := s.Checkout(t, "c", "k", "tok_visa", line("NT", 1))
-	s.WaitStatus(t, id, checkout.StatusPaid, 10*time.Second)
 }

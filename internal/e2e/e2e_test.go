@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"golang.org/x/time/rate"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
@@ -37,25 +38,7 @@ func TestTrace_OneCheckoutOneTrace(t *testing.T) {
 	}
 	json.Unmarshal(resp.Data, &r)
 	s.WaitStatus(t, r.Checkout.Order.ID, checkout.StatusPaid, 10*time.Second)
-	time.Sleep(300 * time.Millisecond) // the last spans end after the commit
 
-	spans := exp.GetSpans()
-	var traceID string
-	for _, sp := range spans {
-		if strings.Contains(sp.Name, "checkout") && strings.HasPrefix(sp.Name, "Mutation") {
-			traceID = sp.SpanContext.TraceID().String()
-		}
-	}
-	if traceID == "" {
-		t.Fatalf("no resolver span among %d spans", len(spans))
-	}
-	var names []string
-	for _, sp := range spans {
-		if sp.SpanContext.TraceID().String() == traceID {
-			names = append(names, sp.Name)
-		}
-	}
-	sort.Strings(names)
 	want := map[string]func(string) bool{
 		"HTTP request":        func(n string) bool { return strings.Contains(n, "POST") || strings.Contains(n, "/graphql") },
 		"resolver":            func(n string) bool { return n == "Mutation.checkout" },
@@ -65,10 +48,38 @@ func TestTrace_OneCheckoutOneTrace(t *testing.T) {
 		"payment call":        func(n string) bool { return strings.HasPrefix(n, "payment.charge") },
 		"the outcome's event": func(n string) bool { return strings.HasPrefix(n, "publish order.paid") },
 	}
-	for what, match := range want {
-		if !slices.ContainsFunc(names, match) {
-			t.Errorf("the checkout's trace has no %s span; it has %v", what, names)
+	// The last spans (the outcome's event) end after the order is PAID: wait for them.
+	var spans tracetest.SpanStubs
+	var names []string
+	complete := func() bool {
+		spans = exp.GetSpans()
+		var traceID string
+		for _, sp := range spans {
+			if strings.Contains(sp.Name, "checkout") && strings.HasPrefix(sp.Name, "Mutation") {
+				traceID = sp.SpanContext.TraceID().String()
+			}
 		}
+		names = names[:0]
+		for _, sp := range spans {
+			if traceID != "" && sp.SpanContext.TraceID().String() == traceID {
+				names = append(names, sp.Name)
+			}
+		}
+		for _, match := range want {
+			if !slices.ContainsFunc(names, match) {
+				return false
+			}
+		}
+		return true
+	}
+	if !testutil.Within(10*time.Second, complete) {
+		sort.Strings(names)
+		for what, match := range want {
+			if !slices.ContainsFunc(names, match) {
+				t.Errorf("the checkout's trace has no %s span; it has %v", what, names)
+			}
+		}
+		t.FailNow()
 	}
 	// The token never reaches a span.
 	for _, sp := range spans {
@@ -134,7 +145,7 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(100 * time.Millisecond): // the steady client's pace
 			}
 			start := time.Now()
 			resp, err := post(t, url, tok, `query { products(first: 5) { edges { node { sku available } } } }`, nil)
@@ -146,10 +157,13 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 				steadyBad = append(steadyBad, code)
 				continue
 			}
+			mu.Lock()
 			steady = append(steady, time.Since(start))
+			mu.Unlock()
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	steadyReads := func() int { mu.Lock(); defer mu.Unlock(); return len(steady) }
+	testutil.Eventually(t, 10*time.Second, "the steady client served before the burst", func() bool { return steadyReads() >= 3 })
 
 	// The burst: 400 shoppers check out at once, and one client floods reads.
 	var wg sync.WaitGroup
@@ -170,7 +184,9 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	time.Sleep(500 * time.Millisecond)
+	// The steady client goes on being served after the burst.
+	after := steadyReads()
+	testutil.Eventually(t, 10*time.Second, "the steady client served after the burst", func() bool { return steadyReads() >= after+3 })
 	close(stop)
 	swg.Wait()
 

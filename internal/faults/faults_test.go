@@ -62,6 +62,7 @@ func consistent(t *testing.T, db *testutil.DB, api *testutil.API, initial int) {
 
 func TestPostgres_Latency_And_ResetMidCheckout(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	direct := testutil.NewDB(t)
 	seed := testutil.NewAPI(t, direct)
 	seed.Product(t, "F", 100, map[string]int{"w": 1000})
@@ -115,13 +116,14 @@ func TestPostgres_Latency_And_ResetMidCheckout(t *testing.T) {
 			}
 		}(i)
 	}
-	time.Sleep(300 * time.Millisecond)
+	testutil.Eventually(t, 30*time.Second, "checkouts placed before the reset", func() bool { return placed.Load() >= 8 })
 	if _, err := pg.AddToxic("reset", "reset_peer", "upstream", 1, toxiclient.Attributes{"timeout": 0}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	testutil.Eventually(t, 30*time.Second, "a checkout caught by the reset", func() bool { return failed.Load() > 0 })
 	pg.RemoveToxic("reset")
-	time.Sleep(500 * time.Millisecond)
+	recovered := placed.Load()
+	testutil.Eventually(t, 30*time.Second, "checkouts placed again after the reset", func() bool { return placed.Load() >= recovered+8 })
 	close(stop)
 	wg.Wait()
 	codes.Range(func(k, v any) bool {
@@ -143,6 +145,7 @@ func TestPostgres_Latency_And_ResetMidCheckout(t *testing.T) {
 
 func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	toxi := testutil.NewToxiproxy(t)
 	mq := toxi.Proxy(t, "amqp", testutil.AMQPHostPort(t))
 	s := testutil.NewStack(t, testutil.StackOptions{AMQPURL: "amqp://guest:guest@" + mq.Listen + "/"})
@@ -159,7 +162,7 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(50 * time.Millisecond): // the load: a checkout every 50 ms
 			}
 			id := s.Checkout(t, fmt.Sprint("c", n%50), fmt.Sprint(n), "tok_visa", checkout.Line{SKU: "F", Quantity: 1})
 			mu.Lock()
@@ -170,16 +173,29 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(time.Second)
+	// The path works under load before the broker goes.
+	testutil.Eventually(t, 30*time.Second, "orders paid under load", func() bool { return s.Sandbox.ChargeCount() >= 5 })
 	if err := mq.Disable(); err != nil {
 		t.Fatal(err)
 	}
 	down := time.Now()
-	time.Sleep(30 * time.Second)
+	time.Sleep(30 * time.Second) // the behaviour under test: RabbitMQ away for 30 s while checkouts go on
 	if err := mq.Enable(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	// The load goes on after the broker is back, until an order placed since is paid.
+	mu.Lock()
+	before := len(ids)
+	mu.Unlock()
+	testutil.Eventually(t, 60*time.Second, "an order placed after the broker came back paid", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(ids) <= before {
+			return false
+		}
+		o, err := s.Orders.Order(context.Background(), ids[before])
+		return err == nil && o != nil && o.Status == checkout.StatusPaid
+	})
 	close(stop)
 	<-done
 	mu.Lock()
@@ -203,6 +219,7 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 
 func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	for _, mode := range []string{"5xx", "hang"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
@@ -212,6 +229,7 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 				t.Fatal(err)
 			}
 			var opened atomic.Bool
+			var opens atomic.Int32
 			m := metrics.New(metrics.Options{Breakers: []string{"payment-stripe"}})
 			res := payment.NewResilient(gw, payment.ResilientOptions{FailureThreshold: 3, OpenTimeout: 500 * time.Millisecond,
 				InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond, MaxTries: 2,
@@ -219,6 +237,7 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 					m.BreakerState(name, to) // as serve wires it
 					if to == gobreaker.StateOpen {
 						opened.Store(true)
+						opens.Add(1)
 					}
 				}})
 			breaker := func() string {
@@ -245,7 +264,9 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 			if got := breaker(); got != "2" && got != "1" {
 				t.Fatalf("breaker metric %s while the provider is down, want 2 (open) or 1 (half-open, probing)", got)
 			}
-			time.Sleep(500 * time.Millisecond)
+			// The outage outlasts a probe: the breaker lets one through, it fails, and
+			// the breaker opens again; the orders wait meanwhile.
+			testutil.Eventually(t, 20*time.Second, "the breaker open again after a failed probe", func() bool { return opens.Load() >= 2 })
 			for _, id := range ids {
 				if o, _ := s.Orders.Order(context.Background(), id); o.Status != checkout.StatusPendingPayment {
 					t.Fatalf("order %s while the provider is down", o.Status)
@@ -266,6 +287,7 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 
 func TestRabbitMQ_DownAtStart_ServiceHealsWhenItComes(t *testing.T) {
 	t.Parallel()
+	testutil.Slow(t)
 	proxy := testutil.NewProxy(t, testutil.AMQPHostPort(t))
 	proxy.Cut()
 	db := testutil.NewDB(t)
@@ -299,7 +321,9 @@ func TestRabbitMQ_DownAtStart_ServiceHealsWhenItComes(t *testing.T) {
 	if id == "" {
 		t.Fatalf("checkout without a broker: %s %+v", resp.Data, resp.Errors)
 	}
-	time.Sleep(500 * time.Millisecond)
+	testutil.Eventually(t, 20*time.Second, "the relay to fail to publish without a broker", func() bool {
+		return api.Count(t, "SELECT count(*) FROM outbox WHERE last_error IS NOT NULL") > 0
+	})
 	proxy.Restore() // the broker arrives: no queue, no exchange declared yet
 	testutil.Eventually(t, 20*time.Second, "the order paid", func() bool {
 		o, _ := api.Orders.Order(context.Background(), id)

@@ -43,18 +43,13 @@ func NewToxiproxy(t testing.TB) *Toxiproxy {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	Eventually(t, 10*time.Second, "toxiproxy to answer at "+endpoint, func() bool {
 		resp, err := http.Get(endpoint + "/version")
 		if err == nil {
 			resp.Body.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("toxiproxy did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	})
 	return &Toxiproxy{Client: toxiclient.NewClient(endpoint)}
 }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,7 +34,24 @@ type WSClient struct {
 // DialWS connects to url (http://.../graphql) and completes connection_init with token
 // ("" sends no Authorization). It returns the close status when the server refuses.
 func DialWS(ctx context.Context, url, token string) (*WSClient, websocket.StatusCode, error) {
-	conn, _, err := websocket.Dial(ctx, strings.Replace(url, "http", "ws", 1), &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	return DialWSWith(ctx, url, token, WSOptions{})
+}
+
+// WSOptions tune DialWSWith.
+type WSOptions struct {
+	// ReceiveBuffer, when set, is the socket's SO_RCVBUF: a client that stops reading
+	// then pushes back on the server after a few kilobytes rather than megabytes.
+	ReceiveBuffer int
+}
+
+// DialWSWith is DialWS with options.
+func DialWSWith(ctx context.Context, url, token string, opt WSOptions) (*WSClient, websocket.StatusCode, error) {
+	dopt := &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}}
+	if opt.ReceiveBuffer > 0 {
+		d := &net.Dialer{Control: sockopt(syscall.SO_RCVBUF, opt.ReceiveBuffer)}
+		dopt.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	conn, _, err := websocket.Dial(ctx, strings.Replace(url, "http", "ws", 1), dopt)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -87,25 +106,53 @@ type Instance struct {
 	Feed *feed.Feed
 }
 
+// InstanceOptions tune NewInstance.
+type InstanceOptions struct {
+	// SendBuffer, when set, is the SO_SNDBUF of every connection the instance accepts,
+	// so that a client that stops reading blocks the server's writes after kilobytes.
+	SendBuffer int
+}
+
 // NewInstance starts an API instance (its own feed queue) on an httptest server.
-func (s *Stack) NewInstance(t testing.TB) *Instance {
+func (s *Stack) NewInstance(t testing.TB, opts ...InstanceOptions) *Instance {
 	t.Helper()
+	var opt InstanceOptions
+	if len(opts) > 0 {
+		opt = opts[0]
+	}
 	logger := clog.New(testWriter{t}, 0)
 	fb := NewBroker(t, AMQPURL(), s.Topology)
 	f := feed.New(fb, s.Orders, 16, logger)
 	s.Go(f.Run)
 	api := NewAPI(t, s.DB, APIOptions{TTL: s.ttl, Feed: f})
-	srv := httptest.NewServer(api.Handler)
+	srv := httptest.NewUnstartedServer(api.Handler)
+	if opt.SendBuffer > 0 {
+		// Accepted connections inherit the listening socket's buffer size.
+		lc := net.ListenConfig{Control: sockopt(syscall.SO_SNDBUF, opt.SendBuffer)}
+		l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Listener.Close()
+		srv.Listener = l
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	// Wait until the feed's queue is bound, so no event is missed by a test.
-	deadline := time.Now().Add(10 * time.Second)
-	for !f.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("feed never connected")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	Eventually(t, 10*time.Second, "the status feed connected", f.Ready)
 	return &Instance{URL: srv.URL + "/graphql", Feed: f}
+}
+
+// sockopt sets the socket option opt (SOL_SOCKET) to n before the socket connects or
+// listens.
+func sockopt(opt, n int) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		var err error
+		if cerr := c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, n) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}
 }
 
 // Post sends a GraphQL request over real HTTP.

@@ -15,12 +15,13 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/payment"
 	"github.com/checkout-backend/checkout/internal/payment/stripe"
+	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
 // startStripeMock builds stripe-mock (the module's `go tool stripe-mock`)
 // and runs it on a loopback port the system picks, until the test ends. It
 // returns the API base URL. The test is skipped only if the binary cannot
-// be built.
+// be built, and never under CI (testutil.Required): there it fails.
 func startStripeMock(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
@@ -37,11 +38,11 @@ func startStripeMock(t *testing.T) string {
 	build.Stderr = &stderr
 	out, err := build.Output()
 	if err != nil {
-		t.Skipf("skipping: stripe-mock cannot be built with `go tool -n stripe-mock`: %v\n%s", err, stderr.String())
+		testutil.Required(t, "stripe-mock cannot be built with `go tool -n stripe-mock`: %v\n%s", err, stderr.String())
 	}
 	lines := strings.Fields(strings.TrimSpace(string(out)))
 	if len(lines) == 0 {
-		t.Skipf("skipping: `go tool -n stripe-mock` printed no binary path")
+		testutil.Required(t, "`go tool -n stripe-mock` printed no binary path")
 	}
 	bin := lines[len(lines)-1]
 
@@ -75,18 +76,13 @@ func startStripeMock(t *testing.T) string {
 	case <-time.After(30 * time.Second):
 		t.Fatal("stripe-mock did not report its HTTP address within 30s")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, "stripe-mock to accept connections at "+addr, func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stripe-mock at %s does not accept connections: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
 	return "http://" + addr
 }
 

@@ -126,7 +126,7 @@ func TestBulkhead_ShortQueueWaitsForASlot(t *testing.T) {
 	t.Parallel()
 	s := overload.New(overload.Options{Limits: map[overload.Class]int{overload.Read: 1}, MaxWait: 2 * time.Second})
 	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the behaviour under test: a request holds its slot a while
 	}))
 	var wg sync.WaitGroup
 	for range 2 {
@@ -196,13 +196,13 @@ func TestSteadyClientWithinBudget_KeepsSucceeding(t *testing.T) {
 		MaxWait: 100 * time.Millisecond,
 	})
 	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond) // the behaviour under test: each request takes a little work
 	}))
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	// 25 requests a second: half the client's budget, for a second and a half.
 	for i := range 40 {
-		time.Sleep(40 * time.Millisecond)
+		time.Sleep(40 * time.Millisecond) // the behaviour under test: a steady client's pace
 		body := readBody
 		if i%3 == 0 {
 			body = checkoutBody
