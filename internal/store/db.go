@@ -69,6 +69,10 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
+	// bun writes the arguments into the SQL text, so every statement is new to pgx: with
+	// its default statement cache each would cost a Parse round trip and a cache
+	// eviction. The simple protocol sends it in one.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	for k, v := range map[string]string{
 		"statement_timeout":                   sessionParam(opt.StatementTimeout, DefaultStatementTimeout),
 		"lock_timeout":                        sessionParam(opt.LockTimeout, DefaultLockTimeout),
