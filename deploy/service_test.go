@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/checkout-backend/checkout/internal/analytics"
 	"github.com/checkout-backend/checkout/internal/broker"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 	"github.com/checkout-backend/checkout/internal/testutil"
@@ -87,7 +88,8 @@ func TestRunningService(t *testing.T) {
 	dbURL.Host = pgProxy.Addr()
 	prefix := "t" + testutil.RandomID(4) + "."
 	t.Cleanup(func() {
-		consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers(100*time.Millisecond, 24*time.Hour)...)
+		consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
+		consumers = append(consumers, analytics.Consumer)
 		b := broker.New(testutil.AMQPURL(), broker.Topology{Prefix: prefix, Consumers: consumers, RetryDelays: []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}}, nil)
 		b.Delete(context.Background())
 		b.Close()

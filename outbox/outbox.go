@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -36,12 +37,49 @@ type Row struct {
 	Payload     json.RawMessage   `bun:"payload,type:jsonb"`
 	Headers     map[string]string `bun:"headers,type:jsonb"`
 	CreatedAt   time.Time         `bun:"created_at"`
+	Destination *string           `bun:"destination"`
 }
 
 // Envelope turns the row back into the event it holds.
 func (r Row) Envelope() event.Envelope {
-	return event.Envelope{ID: r.EventID, Type: r.Type, AggregateID: r.AggregateID,
+	env := event.Envelope{ID: r.EventID, Type: r.Type, AggregateID: r.AggregateID,
 		OccurredAt: r.CreatedAt, Payload: r.Payload, Headers: r.Headers}
+	if r.Destination != nil {
+		env.Destination = *r.Destination
+	}
+	if id := r.Headers[RetryOfHeader]; id != "" {
+		env.ID = id
+	}
+	return env
+}
+
+// RetryOfHeader holds, in a retry's row, the id of the event it retries (the row has an
+// id of its own: event ids are unique in the outbox).
+const RetryOfHeader = "x-retry-of"
+
+// ScheduleRetry writes, on db (no transaction needed: it stands alone), a retry of env
+// for one consumer, due at due: the relay publishes it then, straight to that
+// consumer's queue, with the attempt number in its headers. Its row has an aggregate of
+// its own, so a waiting retry never holds back the later events of its order.
+func ScheduleRetry(ctx context.Context, db bun.IDB, consumer string, env event.Envelope, attempt int, due time.Time) error {
+	headers := make(map[string]string, len(env.Headers)+1)
+	for k, v := range env.Headers {
+		headers[k] = v
+	}
+	headers[event.AttemptHeader] = strconv.Itoa(attempt)
+	headers[RetryOfHeader] = env.ID
+	hb, err := json.Marshal(headers)
+	if err != nil {
+		return err
+	}
+	// A retry keeps the event's id (consumers deduplicate by it); the row's unique
+	// event_id is the event's id for this consumer and attempt.
+	if _, err := db.ExecContext(ctx, `INSERT INTO outbox (event_id, type, aggregate_id, payload, headers, created_at, available_at, destination)
+		VALUES (gen_random_uuid(), ?, ?, ?::jsonb, ?::jsonb, ?, ?, ?)`,
+		env.Type, "retry:"+consumer+":"+env.ID, string(env.Payload), string(hb), env.OccurredAt, due, consumer); err != nil {
+		return fmt.Errorf("schedule retry of %s for %s: %w", env.ID, consumer, err)
+	}
+	return nil
 }
 
 // HeaderInjector adds headers (trace context) to an event from ctx before it is stored.
@@ -108,12 +146,13 @@ func Claim(ctx context.Context, db bun.IDB, token string, now time.Time, lease t
 	err := db.NewRaw(`UPDATE outbox o SET claimed_until = ?, claim_token = ?
 		FROM (SELECT id FROM outbox c
 		      WHERE c.published_at IS NULL AND (c.claimed_until IS NULL OR c.claimed_until < ?)
+		        AND (c.available_at IS NULL OR c.available_at <= ?)
 		        AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_id = c.aggregate_id
 		                        AND p.published_at IS NULL AND p.id < c.id)
 		      ORDER BY c.id LIMIT ? FOR UPDATE SKIP LOCKED) c
 		WHERE o.id = c.id
-		RETURNING o.id, o.event_id, o.type, o.aggregate_id, o.payload, o.headers, o.created_at`,
-		now.Add(lease), token, now, n).Scan(ctx, &rows)
+		RETURNING o.id, o.event_id, o.type, o.aggregate_id, o.payload, o.headers, o.created_at, o.destination`,
+		now.Add(lease), token, now, now, n).Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("outbox claim: %w", err)
 	}
@@ -156,17 +195,26 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// Backlog returns the number of unpublished rows and the age of the oldest at now.
+// Backlog returns the number of unpublished rows that are due (a retry scheduled for
+// later is not late) and how long the oldest has been due, at now.
 func Backlog(ctx context.Context, db bun.IDB, now time.Time) (int, time.Duration, error) {
 	var res struct {
 		N      int        `bun:"n"`
 		Oldest *time.Time `bun:"oldest"`
 	}
-	if err := db.NewRaw("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE published_at IS NULL").Scan(ctx, &res); err != nil {
+	if err := db.NewRaw(`SELECT count(*) AS n, min(COALESCE(available_at, created_at)) AS oldest FROM outbox
+		WHERE published_at IS NULL AND (available_at IS NULL OR available_at <= ?)`, now).Scan(ctx, &res); err != nil {
 		return 0, 0, err
 	}
 	if res.Oldest == nil {
 		return res.N, 0, nil
 	}
 	return res.N, max(now.Sub(*res.Oldest), 0), nil
+}
+
+// Scheduler returns ScheduleRetry over db, in the shape of broker.RetryScheduler.
+func Scheduler(db bun.IDB) func(ctx context.Context, consumer string, env event.Envelope, attempt int, due time.Time) error {
+	return func(ctx context.Context, consumer string, env event.Envelope, attempt int, due time.Time) error {
+		return ScheduleRetry(ctx, db, consumer, env, attempt, due)
+	}
 }

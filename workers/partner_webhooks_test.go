@@ -169,7 +169,7 @@ func TestPartnerWebhooks_FailThreeTimesThenSucceed_OnceAndInOrder(t *testing.T) 
 
 func TestPartnerWebhooks_FailingEndpointDisabled_EnableReplays(t *testing.T) {
 	t.Parallel()
-	s := testutil.NewStack(t, testutil.StackOptions{Webhooks: true, WebhookDelivery: store.DeliveryPolicy{DisableAfter: 3, MaxAge: time.Minute}})
+	s := testutil.NewStack(t, testutil.StackOptions{Webhooks: true, WebhookDelivery: store.DeliveryPolicy{DisableAfter: 3, Retry: webhook.Retry{MaxAge: time.Minute}}})
 	s.Product(t, "PD", 100, map[string]int{"w": 10})
 	rcv := &receiver{failures: 1 << 30}
 	srv := httptest.NewServer(rcv)

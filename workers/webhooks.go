@@ -18,36 +18,16 @@ import (
 	"github.com/checkout-backend/checkout/internal/webhook"
 )
 
-// Partner webhook consumers.
-const (
-	WebhookFanOutConsumer  = "webhook-fanout"
-	WebhookDeliverConsumer = "webhook-deliver"
-)
+// WebhookFanOutConsumer is the partner webhooks' consumer: it turns order events into
+// delivery tasks. Deliveries themselves are not messages: the store schedules each
+// attempt and the delivery loop (Webhooks.Run) claims what is due.
+const WebhookFanOutConsumer = "webhook-fanout"
 
 // WebhookConsumers are the partner webhooks' part of the topology: the fan-out takes
-// order events one at a time (single active consumer, so tasks are made in event
-// order); deliveries retry from base, doubling with jitter, past maxAge.
-func WebhookConsumers(base, maxAge time.Duration) []broker.Consumer {
-	return []broker.Consumer{
-		{Name: WebhookFanOutConsumer, Types: event.OrderTypes, SingleActive: true},
-		{Name: WebhookDeliverConsumer, Types: []string{event.WebhookDeliver}, RetryDelays: WebhookDelays(base, maxAge), Jitter: true},
-	}
-}
-
-// WebhookDelays doubles from base, each wait capped at 6 hours, until the waits add up
-// to more than maxAge.
-func WebhookDelays(base, maxAge time.Duration) []time.Duration {
-	if base <= 0 {
-		base = 10 * time.Second
-	}
-	var out []time.Duration
-	var total time.Duration
-	for d := base; total <= maxAge+base; d *= 2 {
-		d = min(d, 6*time.Hour)
-		out = append(out, d)
-		total += d
-	}
-	return out
+// order events one at a time (single active consumer, retried in place), so tasks are
+// made in event order even through failures.
+func WebhookConsumers() []broker.Consumer {
+	return []broker.Consumer{{Name: WebhookFanOutConsumer, Types: event.OrderTypes, SingleActive: true, InPlace: true}}
 }
 
 // WebhookOptions tune delivery.
@@ -58,8 +38,12 @@ type WebhookOptions struct {
 	Delivery    store.DeliveryPolicy
 	Timeout     time.Duration // per attempt (default 10s, the contract's)
 	PerEndpoint int           // concurrent deliveries to one endpoint (default 4)
-	Logger      *slog.Logger
-	Now         func() time.Time
+	Concurrency int           // deliveries in flight in this process (default 32)
+	// Poll is how often due deliveries are looked for (default 250ms; a new task wakes
+	// this process's loop at once).
+	Poll   time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Webhooks delivers order events to partner endpoints.
@@ -70,6 +54,7 @@ type Webhooks struct {
 
 	mu    sync.Mutex
 	slots map[string]chan struct{}
+	wake  chan struct{}
 }
 
 // NewWebhooks returns the webhook consumers' handlers.
@@ -86,8 +71,14 @@ func NewWebhooks(s *store.Webhooks, opt WebhookOptions) *Webhooks {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	if opt.Delivery.MaxAge == 0 {
-		opt.Delivery.MaxAge = 24 * time.Hour
+	if opt.Delivery.Retry.MaxAge == 0 {
+		opt.Delivery.Retry.MaxAge = 24 * time.Hour
+	}
+	if opt.Concurrency == 0 {
+		opt.Concurrency = 32
+	}
+	if opt.Poll == 0 {
+		opt.Poll = 250 * time.Millisecond
 	}
 	tr := &http.Transport{
 		Proxy:               nil, // never through a proxy that could reach what the policy refuses
@@ -98,7 +89,7 @@ func NewWebhooks(s *store.Webhooks, opt WebhookOptions) *Webhooks {
 	}
 	client := &http.Client{Transport: tr, Timeout: opt.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &Webhooks{store: s, client: client, opt: opt, slots: map[string]chan struct{}{}}
+	return &Webhooks{store: s, client: client, opt: opt, slots: map[string]chan struct{}{}, wake: make(chan struct{}, 1)}
 }
 
 // HandleOrderEvent makes the delivery tasks of an order event.
@@ -107,14 +98,28 @@ func (w *Webhooks) HandleOrderEvent(ctx context.Context, env event.Envelope) err
 	if err := json.Unmarshal(env.Payload, &p); err != nil {
 		return broker.Permanent(err)
 	}
+	// An event no endpoint wants changes nothing: one read, no transaction.
+	wanted, err := w.store.Wanted(ctx, env.Type)
+	if err != nil || !wanted {
+		return err
+	}
 	body, err := webhook.Body(env)
 	if err != nil {
 		return broker.Permanent(err)
 	}
-	return w.store.FanOut(ctx, WebhookFanOutConsumer, env, body, p.Order.ID, p.Order.Sequence)
+	if err := w.store.FanOut(ctx, WebhookFanOutConsumer, env, body, p.Order.ID, p.Order.Sequence); err != nil {
+		return err
+	}
+	w.poke()
+	return nil
 }
 
-var errEndpointBusy = errors.New("endpoint has its maximum of deliveries in flight")
+func (w *Webhooks) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
 
 func (w *Webhooks) slot(id string) chan struct{} {
 	w.mu.Lock()
@@ -127,44 +132,63 @@ func (w *Webhooks) slot(id string) chan struct{} {
 	return s
 }
 
-// HandleDeliver makes one delivery attempt of a task.
-func (w *Webhooks) HandleDeliver(ctx context.Context, env event.Envelope) error {
-	var p event.DeliverPayload
-	if err := json.Unmarshal(env.Payload, &p); err != nil {
-		return broker.Permanent(err)
+// deliverDue claims the deliveries due now and sends each, at most Concurrency at once
+// and PerEndpoint per endpoint; a task whose endpoint is busy goes back untried (no
+// attempt spent). It returns how many it sent.
+func (w *Webhooks) deliverDue(ctx context.Context, inFlight chan struct{}, wg *sync.WaitGroup) (int, error) {
+	free := cap(inFlight) - len(inFlight)
+	if free == 0 {
+		return 0, nil
 	}
-	t, err := w.store.Task(ctx, p.TaskID)
+	tasks, err := w.store.ClaimDue(ctx, w.opt.Now(), free, 2*w.opt.Timeout+5*time.Second)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if t == nil || t.Status != "PENDING" {
-		return nil
+	sent := 0
+	for i := range tasks {
+		t := &tasks[i]
+		slot := w.slot(t.WebhookID)
+		select {
+		case slot <- struct{}{}:
+		default:
+			w.store.Release(ctx, t.ID)
+			continue
+		}
+		sent++
+		inFlight <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slot; <-inFlight; wg.Done() }()
+			if err := w.Deliver(context.WithoutCancel(ctx), t); err != nil {
+				w.opt.Logger.Warn("webhook delivery not recorded; the lease expires and it is tried again", "webhookId", t.WebhookID, "error", err)
+			}
+		}()
 	}
+	return sent, nil
+}
+
+// Deliver makes one attempt of a claimed task and records it.
+func (w *Webhooks) Deliver(ctx context.Context, t *store.Task) error {
 	if t.DeletedAt != nil {
 		return w.store.Settle(ctx, t.ID, "CANCELLED")
 	}
 	if !t.Enabled {
 		return w.store.Settle(ctx, t.ID, "PAUSED")
 	}
-	// A slow endpoint holds at most PerEndpoint workers; the others serve other partners.
-	slot := w.slot(t.WebhookID)
-	select {
-	case slot <- struct{}{}:
-		defer func() { <-slot }()
-	case <-time.After(time.Second):
-		return errEndpointBusy
-	}
 	a := w.post(ctx, t)
-	out, err := w.store.RecordAttempt(ctx, t, a, w.opt.Delivery)
+	out, next, err := w.store.RecordAttempt(ctx, t, a, w.opt.Delivery)
 	if err != nil {
 		return err
 	}
 	switch out {
+	case store.Delivered:
+		w.poke() // the next of its chain is due
 	case store.RetryLater:
-		return fmt.Errorf("webhook %s: %s", t.WebhookID, a.Err)
+		w.opt.Logger.InfoContext(ctx, "webhook delivery failed; retry scheduled", "webhookId", t.WebhookID, "eventId", t.EventID,
+			"error", a.Err, "nextAttemptAt", next.UTC().Format(time.RFC3339))
 	case store.Dead:
-		w.opt.Logger.WarnContext(ctx, "webhook delivery given up", "webhookId", t.WebhookID, "eventId", t.EventID)
-		return broker.Permanent(fmt.Errorf("webhook %s: event %s undeliverable for %s", t.WebhookID, t.EventID, w.opt.Delivery.MaxAge))
+		w.opt.Logger.WarnContext(ctx, "webhook delivery given up", "webhookId", t.WebhookID, "eventId", t.EventID, "maxAge", w.opt.Delivery.Retry.MaxAge.String())
+		w.poke()
 	case store.Paused:
 		w.opt.Logger.WarnContext(ctx, "webhook endpoint disabled", "webhookId", t.WebhookID)
 	}
@@ -211,12 +235,41 @@ func (w *Webhooks) post(ctx context.Context, t *store.Task) store.Attempt {
 	return a
 }
 
-// Run consumes the webhook queues until ctx ends.
+// Run consumes the fan-out queue and delivers what is due until ctx ends. Several
+// processes may run it: they share the due deliveries (SKIP LOCKED) and the fan-out
+// queue (one active consumer). Chains whose head went missing are repaired every
+// minute.
 func (w *Webhooks) Run(ctx context.Context, b *broker.Broker, opt broker.ConsumeOptions) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 1)
 	go func() {
 		errc <- b.Consume(ctx, WebhookFanOutConsumer, broker.ConsumeOptions{Prefetch: 1, Concurrency: 1, Observe: opt.Observe}, w.HandleOrderEvent)
 	}()
-	go func() { errc <- b.Consume(ctx, WebhookDeliverConsumer, opt, w.HandleDeliver) }()
-	return errors.Join(<-errc, <-errc)
+	inFlight := make(chan struct{}, w.opt.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	poll := time.NewTicker(w.opt.Poll)
+	defer poll.Stop()
+	repair := time.NewTicker(time.Minute)
+	defer repair.Stop()
+	for {
+		n, err := w.deliverDue(ctx, inFlight, &wg)
+		if err != nil && ctx.Err() == nil {
+			w.opt.Logger.Warn("claiming webhook deliveries failed", "error", err)
+		}
+		if n > 0 && err == nil {
+			continue // more may be due
+		}
+		select {
+		case <-ctx.Done():
+			return <-errc
+		case <-w.wake:
+		case <-poll.C:
+		case <-repair.C:
+			if n, err := w.store.RepairChains(ctx, w.opt.Now()); err != nil && ctx.Err() == nil {
+				w.opt.Logger.Warn("repairing webhook chains failed", "error", err)
+			} else if n > 0 {
+				w.opt.Logger.Warn("webhook chains without a head repaired", "chains", n)
+			}
+		}
+	}
 }

@@ -33,7 +33,7 @@ func resetBroker(ctx context.Context, childEnv []string) error {
 	if cfg.AMQPPrefix == "" {
 		return fmt.Errorf("refusing to delete the unprefixed topology")
 	}
-	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers(cfg.WebhookBackoffBase, cfg.WebhookMaxAge)...)
+	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
 	b := broker.New(cfg.AMQPURL, broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer b.Close()

@@ -77,7 +77,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			return err
 		}
 	}
-	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers(cfg.WebhookBackoffBase, cfg.WebhookMaxAge)...)
+	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
 	consumers = append(consumers, analyticsConsumers(cfg)...) // analytics (issue 14)
 	topo := broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays}
 	consumerNames := make([]string, len(consumers))
@@ -166,12 +166,16 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		}
 		subBroker := broker.New(cfg.AMQPURL, topo, logger)
 		defer subBroker.Close()
-		opt := broker.ConsumeOptions{Prefetch: cfg.WorkerPrefetch, Concurrency: cfg.WorkerConcurrency, Observe: m.Consumer}
+		// A failed message's next attempt is scheduled in PostgreSQL (the outbox), not in
+		// a broker delay queue.
+		opt := broker.ConsumeOptions{Prefetch: cfg.WorkerPrefetch, Concurrency: cfg.WorkerConcurrency, Observe: m.Consumer,
+			Retry: outbox.Scheduler(db), Now: now}
 		g.Go(func() error { return w.Run(ctx, subBroker, opt) })
 		hooks := workers.NewWebhooks(webhookStore, workers.WebhookOptions{Policy: webhookPolicy, Sealer: sealer, Logger: logger, Now: now,
-			Delivery: store.DeliveryPolicy{MaxAge: cfg.WebhookMaxAge, DisableAfter: cfg.WebhookDisableAfter}})
+			Delivery: store.DeliveryPolicy{Retry: webhook.Retry{Base: cfg.WebhookBackoffBase, MaxAge: cfg.WebhookMaxAge,
+				MaxAttempts: cfg.WebhookMaxAttempts}, DisableAfter: cfg.WebhookDisableAfter}})
 		g.Go(func() error {
-			return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Prefetch: 32, Concurrency: 32, Observe: m.Consumer})
+			return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Observe: m.Consumer})
 		})
 		// --- analytics (issue 14): its own queue and connection, never in the saga's way ---
 		if cfg.AnalyticsSink != "off" {

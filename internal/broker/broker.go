@@ -1,7 +1,11 @@
-// Package broker is the RabbitMQ adapter (amqp091-go): it declares the topology (a topic
-// exchange for domain events, a quorum queue per consumer, delay queues that dead-letter
-// back for retries, and a dead-letter queue), publishes with publisher confirms, and
-// runs consumers with manual acks, bounded prefetch and reconnection.
+// Package broker is the RabbitMQ adapter (amqp091-go). Its topology is static and
+// small: a topic exchange for domain events, one quorum queue per consumer and one
+// dead-letter queue per consumer, with arguments that never depend on configuration
+// (a restart with other retry settings re-declares exactly what is there). Retries and
+// delays are not queues: they are scheduled in PostgreSQL (ConsumeOptions.Retry) and
+// published when due. It publishes with publisher confirms, pauses publishing while
+// the broker blocks the connection (a resource alarm), and runs consumers with manual
+// acks, bounded prefetch and reconnection.
 package broker
 
 import (
@@ -11,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -26,15 +31,28 @@ type Consumer struct {
 	// SingleActive lets one consumer at a time take the queue (RabbitMQ's single active
 	// consumer), so its messages are handled in order across instances.
 	SingleActive bool
-	// RetryDelays override the topology's retry delays for this consumer.
-	RetryDelays []time.Duration
-	// Jitter draws each retry's wait at random between half and all of its delay.
-	Jitter bool
+	// InPlace retries a failed message in the handler's hands (with backoff) instead of
+	// scheduling a retry: the next message waits, so an ordered consumer keeps its
+	// order through transient failures.
+	InPlace bool
 	// RetryForever keeps retrying at the last delay instead of dead-lettering: for
 	// handlers that end on their own (the payment worker stops once a reservation has
 	// expired). Permanent errors are still dead-lettered.
 	RetryForever bool
 }
+
+// Topology names the exchange and queues; Prefix isolates deployments and tests.
+type Topology struct {
+	Prefix    string
+	Consumers []Consumer
+	// RetryDelays are the waits before each retry; after the last the message goes to
+	// the dead-letter queue (unless RetryForever). They are not queue arguments: they
+	// may change between restarts.
+	RetryDelays []time.Duration
+}
+
+// DefaultRetryDelays grow from 1s to about 4 minutes over 8 attempts.
+var DefaultRetryDelays = []time.Duration{time.Second, 4 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 4 * time.Minute}
 
 // consumer returns the named consumer of the topology (a zero Consumer with that name
 // when it is not listed).
@@ -47,39 +65,23 @@ func (t Topology) consumer(name string) Consumer {
 	return Consumer{Name: name}
 }
 
-// delays are the retry delays of a consumer: its own, else the topology's.
-func (t Topology) delays(consumer string) []time.Duration {
-	if d := t.consumer(consumer).RetryDelays; d != nil {
-		return d
-	}
-	return t.RetryDelays
-}
-
-// Topology names the exchange and queues; Prefix isolates tests.
-type Topology struct {
-	Prefix    string
-	Consumers []Consumer
-	// RetryDelays are the waits before each retry; after the last the message goes to
-	// the dead-letter queue.
-	RetryDelays []time.Duration
-}
-
-// DefaultRetryDelays grow from 1s to about 4 minutes over 8 attempts.
-var DefaultRetryDelays = []time.Duration{time.Second, 4 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 4 * time.Minute}
-
 // Exchange is the topic exchange of domain events.
 func (t Topology) Exchange() string { return t.Prefix + "checkout.events" }
 
 // Queue is the work queue of a consumer.
 func (t Topology) Queue(consumer string) string { return t.Prefix + "checkout." + consumer }
 
-// RetryQueue is the delay queue of a consumer's n-th retry (0-based).
-func (t Topology) RetryQueue(consumer string, n int) string {
-	return fmt.Sprintf("%s.retry.%d", t.Queue(consumer), n)
-}
-
 // DeadLetterQueue is where a consumer's messages go after the last attempt.
 func (t Topology) DeadLetterQueue(consumer string) string { return t.Queue(consumer) + ".dlq" }
+
+// Queues lists every queue the topology declares (two per consumer).
+func (t Topology) Queues() []string {
+	var out []string
+	for _, c := range t.Consumers {
+		out = append(out, t.Queue(c.Name), t.DeadLetterQueue(c.Name))
+	}
+	return out
+}
 
 // Broker holds one AMQP connection, redialled when it drops.
 type Broker struct {
@@ -92,6 +94,11 @@ type Broker struct {
 	// pubMu serializes publishers on the one confirm-mode channel pub.
 	pubMu sync.Mutex
 	pub   *amqp.Channel
+	// blocked is set while the broker blocks the connection (connection.blocked: a
+	// memory or disk alarm): publishing pauses instead of hanging.
+	blocked atomic.Bool
+	// OnBlocked, when set before first use, is told each change (metrics).
+	OnBlocked func(blocked bool)
 }
 
 // New returns a Broker; nothing is dialled until first use (or Declare).
@@ -116,8 +123,7 @@ func (b *Broker) connection() (*amqp.Connection, error) {
 	if b.conn != nil && !b.conn.IsClosed() {
 		return b.conn, nil
 	}
-	conn, err := amqp.DialConfig(b.url, amqp.Config{Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(5 * time.Second),
-		Properties: amqp.Table{"connection_name": "checkout"}})
+	conn, err := dial(b.url)
 	if err != nil {
 		return nil, fmt.Errorf("dial RabbitMQ: %w", err)
 	}
@@ -127,9 +133,44 @@ func (b *Broker) connection() (*amqp.Connection, error) {
 		conn.Close()
 		return nil, fmt.Errorf("declare topology: %w", err)
 	}
+	b.watchBlocked(conn)
 	b.conn = conn
 	return conn, nil
 }
+
+// dial opens a connection to url with a dial timeout and a heartbeat.
+func dial(url string) (*amqp.Connection, error) {
+	return amqp.DialConfig(url, amqp.Config{Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(5 * time.Second),
+		Properties: amqp.Table{"connection_name": "checkout"}})
+}
+
+// watchBlocked follows connection.blocked/unblocked of conn.
+func (b *Broker) watchBlocked(conn *amqp.Connection) {
+	ch := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	b.setBlocked(false)
+	go func() {
+		for bl := range ch {
+			if bl.Active {
+				b.logger.Warn("RabbitMQ blocked the connection (resource alarm): publishing paused", "reason", bl.Reason)
+			} else {
+				b.logger.Info("RabbitMQ unblocked the connection: publishing resumes")
+			}
+			b.setBlocked(bl.Active)
+		}
+	}()
+}
+
+func (b *Broker) setBlocked(v bool) {
+	if b.blocked.Swap(v) != v && b.OnBlocked != nil {
+		b.OnBlocked(v)
+	}
+}
+
+// Blocked reports whether the broker blocks this process's publishing right now.
+func (b *Broker) Blocked() bool { return b.blocked.Load() }
+
+// ErrBlocked means the broker blocks publishing (a resource alarm): retry later.
+var ErrBlocked = errors.New("RabbitMQ blocks publishing (resource alarm)")
 
 // channel opens a channel on the (re)dialled connection with a prefetch bound.
 func (b *Broker) channel(prefetch int) (*amqp.Channel, error) {
@@ -148,13 +189,17 @@ func (b *Broker) channel(prefetch int) (*amqp.Channel, error) {
 	return ch, nil
 }
 
-// Ping reports whether the broker is reachable, for readiness: an open connection
-// answers at once; without one it dials, but answers ctx's end if that comes first.
+// Ping reports whether the broker is reachable and accepts publishing, for readiness:
+// an open connection answers at once; without one it dials, but answers ctx's end if
+// that comes first.
 func (b *Broker) Ping(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { _, err := b.connection(); done <- err }()
 	select {
 	case err := <-done:
+		if err == nil && b.Blocked() {
+			return ErrBlocked
+		}
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("broker ping: %w", ctx.Err())
@@ -177,6 +222,21 @@ func (b *Broker) Declare(ctx context.Context) error {
 	return err
 }
 
+// queueArgs are a work queue's arguments: fixed, whatever the configuration.
+func (t Topology) queueArgs(c Consumer) amqp.Table {
+	args := amqp.Table{
+		"x-queue-type": "quorum",
+		// A message redelivered too often (a consumer crashing on it) is dead-lettered.
+		"x-delivery-limit":          int32(20),
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": t.DeadLetterQueue(c.Name),
+	}
+	if c.SingleActive {
+		args["x-single-active-consumer"] = true
+	}
+	return args
+}
+
 func (b *Broker) declareOn(conn *amqp.Connection) error {
 	ch, err := conn.Channel()
 	if err != nil {
@@ -187,28 +247,12 @@ func (b *Broker) declareOn(conn *amqp.Connection) error {
 	if err := ch.ExchangeDeclare(t.Exchange(), "topic", true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange: %w", err)
 	}
-	quorum := func(extra amqp.Table) amqp.Table {
-		args := amqp.Table{"x-queue-type": "quorum"}
-		for k, v := range extra {
-			args[k] = v
-		}
-		return args
-	}
 	for _, c := range t.Consumers {
-		q := t.Queue(c.Name)
-		if _, err := ch.QueueDeclare(t.DeadLetterQueue(c.Name), true, false, false, false, quorum(nil)); err != nil {
+		if _, err := ch.QueueDeclare(t.DeadLetterQueue(c.Name), true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
 			return fmt.Errorf("declare %s: %w", t.DeadLetterQueue(c.Name), err)
 		}
-		// A message redelivered too often (a consumer crashing on it) is dead-lettered.
-		args := amqp.Table{
-			"x-delivery-limit":          int32(20),
-			"x-dead-letter-exchange":    "",
-			"x-dead-letter-routing-key": t.DeadLetterQueue(c.Name),
-		}
-		if c.SingleActive {
-			args["x-single-active-consumer"] = true
-		}
-		if _, err := ch.QueueDeclare(q, true, false, false, false, quorum(args)); err != nil {
+		q := t.Queue(c.Name)
+		if _, err := ch.QueueDeclare(q, true, false, false, false, t.queueArgs(c)); err != nil {
 			return fmt.Errorf("declare %s: %w", q, err)
 		}
 		for _, typ := range c.Types {
@@ -216,18 +260,68 @@ func (b *Broker) declareOn(conn *amqp.Connection) error {
 				return fmt.Errorf("bind %s: %w", q, err)
 			}
 		}
-		// Delay queues: a message waits its TTL, then dead-letters back to the work queue.
-		for i, d := range t.delays(c.Name) {
-			if _, err := ch.QueueDeclare(t.RetryQueue(c.Name, i), true, false, false, false, quorum(amqp.Table{
-				"x-message-ttl":             int64(d / time.Millisecond),
-				"x-dead-letter-exchange":    "",
-				"x-dead-letter-routing-key": q,
-			})); err != nil {
-				return fmt.Errorf("declare retry queue: %w", err)
+	}
+	if err := b.retireDelayQueues(conn); err != nil {
+		b.logger.Warn("old delay queues not retired yet; the next connection tries again", "error", err)
+	}
+	return nil
+}
+
+// legacyRetryQueues bounds the delay queues an earlier release may have declared per
+// consumer (<queue>.retry.<n>; a 24 h webhook ladder needed 21).
+const legacyRetryQueues = 64
+
+// retireDelayQueues moves the messages of the delay queues earlier releases declared
+// back to their work queues, then deletes those queues: a deployment that upgrades
+// loses no message in flight. They were numbered from 0 without gaps, so the first
+// missing one ends the search: one passive declare per consumer once they are gone.
+func (b *Broker) retireDelayQueues(conn *amqp.Connection) error {
+	for _, c := range b.topo.Consumers {
+		for n := 0; n < legacyRetryQueues; n++ {
+			name := fmt.Sprintf("%s.retry.%d", b.topo.Queue(c.Name), n)
+			ch, err := conn.Channel()
+			if err != nil {
+				return err
 			}
+			if _, err := ch.QueueDeclarePassive(name, true, false, false, false, nil); err != nil {
+				ch.Close() // missing (the passive declare closed the channel)
+				break
+			}
+			err = b.drainInto(ch, name, b.topo.Queue(c.Name))
+			if err == nil {
+				_, err = ch.QueueDelete(name, false, false, false)
+			}
+			ch.Close()
+			if err != nil {
+				return fmt.Errorf("retire %s: %w", name, err)
+			}
+			b.logger.Info("retired an old delay queue into its work queue", "queue", name)
 		}
 	}
 	return nil
+}
+
+// drainInto moves every message of queue from into queue to, confirmed, one at a time.
+func (b *Broker) drainInto(ch *amqp.Channel, from, to string) error {
+	if err := ch.Confirm(false); err != nil {
+		return err
+	}
+	for {
+		d, ok, err := ch.Get(from, false)
+		if err != nil || !ok {
+			return err
+		}
+		m := amqp.Publishing{MessageId: d.MessageId, Type: d.Type, ContentType: d.ContentType,
+			DeliveryMode: amqp.Persistent, Timestamp: d.Timestamp, Headers: d.Headers, Body: d.Body}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = publishToQueue(ctx, ch, to, m)
+		cancel()
+		if err != nil {
+			d.Nack(false, true)
+			return err
+		}
+		d.Ack(false)
+	}
 }
 
 // Delete removes the topology (tests).
@@ -241,20 +335,15 @@ func (b *Broker) Delete(ctx context.Context) error {
 		return err
 	}
 	defer ch.Close()
-	t := b.topo
-	for _, c := range t.Consumers {
-		for i := range t.delays(c.Name) {
-			ch.QueueDelete(t.RetryQueue(c.Name, i), false, false, false)
-		}
-		ch.QueueDelete(t.Queue(c.Name), false, false, false)
-		ch.QueueDelete(t.DeadLetterQueue(c.Name), false, false, false)
+	for _, q := range b.topo.Queues() {
+		ch.QueueDelete(q, false, false, false)
 	}
-	return ch.ExchangeDelete(t.Exchange(), false, false)
+	return ch.ExchangeDelete(b.topo.Exchange(), false, false)
 }
 
 // message turns an envelope into a persistent AMQP message: its JSON as the body, its
 // id as message-id, its type as type and routing key, and its headers (trace context,
-// correlation id) as message headers.
+// correlation id, attempt) as message headers.
 func message(env event.Envelope) (amqp.Publishing, error) {
 	body, err := json.Marshal(env)
 	if err != nil {
@@ -278,10 +367,15 @@ func message(env event.Envelope) (amqp.Publishing, error) {
 // ErrNacked means the broker refused a message.
 var ErrNacked = errors.New("broker nacked a message")
 
-// Publish sends events to the events exchange (routing key = type) and returns once the
-// broker confirmed every one, or an error; they go in order on one channel. It
-// implements outbox.Publisher.
+// Publish sends events and returns once the broker confirmed every one, or an error;
+// they go in order on one channel. An event goes to the events exchange (routing key =
+// type), or, when it has a Destination (a scheduled retry), straight to that
+// consumer's queue. While the broker blocks publishing it fails at once with
+// ErrBlocked. It implements outbox.Publisher.
 func (b *Broker) Publish(ctx context.Context, events []event.Envelope) error {
+	if b.Blocked() {
+		return ErrBlocked
+	}
 	msgs := make([]amqp.Publishing, len(events))
 	for i, env := range events {
 		m, err := message(env)
@@ -308,8 +402,12 @@ func (b *Broker) Publish(ctx context.Context, events []event.Envelope) error {
 		b.pub = ch
 	}
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
-	for _, m := range msgs {
-		dc, err := b.pub.PublishWithDeferredConfirmWithContext(ctx, b.topo.Exchange(), m.Type, false, false, m)
+	for i, m := range msgs {
+		exchange, key := b.topo.Exchange(), m.Type
+		if d := events[i].Destination; d != "" {
+			exchange, key = "", b.topo.Queue(d)
+		}
+		dc, err := b.pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, m)
 		if err != nil {
 			b.pub.Close()
 			b.pub = nil
@@ -331,9 +429,9 @@ func (b *Broker) Publish(ctx context.Context, events []event.Envelope) error {
 	return nil
 }
 
-// publishToQueue sends one message straight to a queue (retries and dead letters) on a
+// publishToQueue sends one message straight to a queue (dead letters) on a
 // confirm-mode channel and waits for its confirm.
-func (b *Broker) publishToQueue(ctx context.Context, ch *amqp.Channel, queue string, m amqp.Publishing) error {
+func publishToQueue(ctx context.Context, ch *amqp.Channel, queue string, m amqp.Publishing) error {
 	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, m)
 	if err != nil {
 		return err
@@ -376,14 +474,12 @@ func (b *Broker) QueueStats(ctx context.Context) ([]QueueStat, error) {
 	}
 	defer ch.Close()
 	var out []QueueStat
-	for _, c := range b.topo.Consumers {
-		for _, name := range []string{b.topo.Queue(c.Name), b.topo.DeadLetterQueue(c.Name)} {
-			q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
-			if err != nil {
-				return nil, fmt.Errorf("inspect %s: %w", name, err)
-			}
-			out = append(out, QueueStat{Queue: name, Messages: q.Messages, Consumers: q.Consumers})
+	for _, name := range b.topo.Queues() {
+		q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+		if err != nil {
+			return nil, fmt.Errorf("inspect %s: %w", name, err)
 		}
+		out = append(out, QueueStat{Queue: name, Messages: q.Messages, Consumers: q.Consumers})
 	}
 	return out, nil
 }

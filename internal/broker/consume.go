@@ -17,8 +17,8 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 )
 
-// Handler processes one event. nil acks it; an error retries it later through the
-// delay queues; a Permanent error sends it to the dead-letter queue at once.
+// Handler processes one event. nil acks it; an error retries it later; a Permanent
+// error sends it to the dead-letter queue at once.
 type Handler func(ctx context.Context, env event.Envelope) error
 
 type permanentError struct{ err error }
@@ -32,6 +32,10 @@ func Permanent(err error) error { return permanentError{err} }
 // IsPermanent reports whether err was marked Permanent.
 func IsPermanent(err error) bool { var p permanentError; return errors.As(err, &p) }
 
+// RetryScheduler schedules attempt number attempt of env for consumer at due (in
+// PostgreSQL: outbox.ScheduleRetry), so the relay publishes it then.
+type RetryScheduler func(ctx context.Context, consumer string, env event.Envelope, attempt int, due time.Time) error
+
 // ConsumeOptions bound a consumer.
 type ConsumeOptions struct {
 	// Prefetch is the number of unacked messages the broker sends ahead (default 16).
@@ -40,8 +44,13 @@ type ConsumeOptions struct {
 	Concurrency int
 	// HandlerTimeout bounds one handling (default 60s).
 	HandlerTimeout time.Duration
-	// Observe, when set, is told each outcome: "ack", "retry", "dead_letter", and
-	// whether the delivery was a redelivery.
+	// Retry schedules a failed message's next attempt; without it a failure is
+	// retried in place (as for an InPlace consumer).
+	Retry RetryScheduler
+	// Now is the clock of retry due times (default time.Now).
+	Now func() time.Time
+	// Observe, when set, is told each outcome: "ack", "retry", "dead_letter",
+	// "requeue", and whether the delivery was a redelivery.
 	Observe func(consumer, outcome string, redelivered bool, took time.Duration)
 }
 
@@ -56,6 +65,9 @@ func (b *Broker) Consume(ctx context.Context, consumer string, opt ConsumeOption
 	}
 	if opt.HandlerTimeout == 0 {
 		opt.HandlerTimeout = 60 * time.Second
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
 	}
 	bo := reconnectBackOff()
 	for {
@@ -111,6 +123,35 @@ func (b *Broker) consumeOnce(ctx context.Context, consumer string, opt ConsumeOp
 	}
 }
 
+// attemptOf is a delivery's attempt number (1 for the first delivery).
+func attemptOf(headers amqp.Table) int {
+	switch v := headers[event.AttemptHeader].(type) {
+	case string:
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			return n
+		}
+	case []byte:
+		if n, err := strconv.Atoi(string(v)); err == nil && n > 0 {
+			return n
+		}
+	case int32: // earlier releases
+		return int(v) + 1
+	case int64:
+		return int(v) + 1
+	}
+	return 1
+}
+
+// delay is the wait before attempt next (2 for the first retry), drawn at random
+// between half and all of its step of the ladder (the last step for attempts past it).
+func (t Topology) delay(next int) time.Duration {
+	if len(t.RetryDelays) == 0 {
+		return time.Second
+	}
+	d := t.RetryDelays[min(next-2, len(t.RetryDelays)-1)]
+	return d/2 + rand.N(d/2+1)
+}
+
 func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, opt ConsumeOptions, h Handler, d amqp.Delivery) {
 	start := time.Now()
 	observe := func(outcome string) {
@@ -125,56 +166,81 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 		observe("dead_letter")
 		return
 	}
+	c := b.topo.consumer(consumer)
+	attempt := attemptOf(d.Headers)
 	// Handling goes on through shutdown, so a message in hand is finished, not lost.
-	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opt.HandlerTimeout)
-	defer cancel()
-	if cid, ok := d.Headers["x-correlation-id"].(string); ok {
-		hctx = clog.WithCorrelationID(hctx, cid)
+	run := func() error {
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opt.HandlerTimeout)
+		defer cancel()
+		if cid, ok := d.Headers["x-correlation-id"].(string); ok {
+			hctx = clog.WithCorrelationID(hctx, cid)
+		}
+		hctx, span := telemetry.StartConsume(hctx, consumer, d)
+		err := h(hctx, env)
+		telemetry.End(span, err)
+		return err
 	}
-	hctx, span := telemetry.StartConsume(hctx, consumer, d)
-	err := h(hctx, env)
-	telemetry.End(span, err)
+	err := run()
+	if err != nil && !IsPermanent(err) && (c.InPlace || opt.Retry == nil) {
+		// An ordered consumer keeps the message in hand: the next waits behind it.
+		bo := reconnectBackOff()
+		bo.MaxInterval = 10 * time.Second
+		for err != nil && !IsPermanent(err) {
+			wait := bo.NextBackOff()
+			b.logger.Warn("event handling failed; retrying in place", "consumer", consumer, "eventId", env.ID, "type", env.Type, "retryIn", wait.String(), "error", err)
+			select {
+			case <-ctx.Done():
+				d.Nack(false, true) // shutting down: back to the queue, in its place
+				observe("requeue")
+				return
+			case <-time.After(wait):
+			}
+			err = run()
+		}
+	}
 	if err == nil {
 		d.Ack(false)
 		observe("ack")
 		return
 	}
-	attempt := 0
-	switch v := d.Headers["x-attempt"].(type) {
-	case int32:
-		attempt = int(v)
-	case int64:
-		attempt = int(v)
-	}
-	m := amqp.Publishing{MessageId: d.MessageId, Type: d.Type, ContentType: d.ContentType,
-		DeliveryMode: amqp.Persistent, Timestamp: d.Timestamp, Headers: amqp.Table{}, Body: d.Body}
-	for k, v := range d.Headers {
-		m.Headers[k] = v
-	}
-	m.Headers["x-last-error"] = clog.Redact(err.Error())
-	target, outcome := "", ""
-	delays := b.topo.delays(consumer)
-	if b.topo.consumer(consumer).RetryForever && attempt >= len(delays) && len(delays) > 0 {
-		attempt = len(delays) - 1 // the last delay, again
-	}
-	if IsPermanent(err) || attempt >= len(delays) {
-		target, outcome = b.topo.DeadLetterQueue(consumer), "dead_letter"
-		b.logger.ErrorContext(hctx, "event dead-lettered", "consumer", consumer, "eventId", env.ID, "type", env.Type, "attempt", attempt, "error", err)
-	} else {
-		m.Headers["x-attempt"] = int32(attempt + 1)
-		target, outcome = b.topo.RetryQueue(consumer, attempt), "retry"
-		if b.topo.consumer(consumer).Jitter {
-			d := delays[attempt]
-			m.Expiration = strconv.FormatInt(int64(d/2+rand.N(d/2+1))/int64(time.Millisecond), 10)
+	if IsPermanent(err) || attempt > len(b.topo.RetryDelays) && !c.RetryForever {
+		b.logger.Error("event dead-lettered", "consumer", consumer, "eventId", env.ID, "type", env.Type, "attempt", attempt, "error", err)
+		m := amqp.Publishing{MessageId: d.MessageId, Type: d.Type, ContentType: d.ContentType,
+			DeliveryMode: amqp.Persistent, Timestamp: d.Timestamp, Headers: amqp.Table{}, Body: d.Body}
+		for k, v := range d.Headers {
+			m.Headers[k] = v
 		}
-		b.logger.WarnContext(hctx, "event handling failed; retrying later", "consumer", consumer, "eventId", env.ID, "type", env.Type, "attempt", attempt+1, "error", err)
+		m.Headers["x-last-error"] = clog.Redact(err.Error())
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		perr := publishToQueue(pctx, ch, b.topo.DeadLetterQueue(consumer), m)
+		cancel()
+		if perr != nil {
+			d.Nack(false, true) // could not park it: back to the queue; the inbox absorbs a duplicate
+			observe("requeue")
+			return
+		}
+		d.Ack(false)
+		observe("dead_letter")
+		return
 	}
-	if perr := b.publishToQueue(hctx, ch, target, m); perr != nil {
-		// Could not park it: give it back to the queue; the inbox absorbs a duplicate.
+	due := opt.Now().Add(b.topo.delay(attempt + 1))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	serr := opt.Retry(sctx, consumer, env, attempt+1, due)
+	cancel()
+	if serr != nil {
+		// The retry could not be scheduled (the database is away): the broker keeps the
+		// message; a short pause first, so a dead database is not hammered.
+		b.logger.Warn("retry not scheduled; the message goes back to the queue", "consumer", consumer, "eventId", env.ID, "error", serr)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
 		d.Nack(false, true)
 		observe("requeue")
 		return
 	}
+	b.logger.WarnContext(ctx, "event handling failed; retry scheduled", "consumer", consumer, "eventId", env.ID, "type", env.Type,
+		"attempt", attempt, "nextAttemptAt", due.UTC().Format(time.RFC3339Nano), "error", err)
 	d.Ack(false)
-	observe(outcome)
+	observe("retry")
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/checkout-backend/checkout/internal/event"
 )
 
@@ -37,7 +39,9 @@ func (b *Broker) followOnce(ctx context.Context, types []string, onConnect func(
 		return err
 	}
 	defer ch.Close()
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	// Bounded in the broker too: an instance that cannot keep up loses its oldest
+	// updates (subscribers catch up on the current state when they resubscribe).
+	q, err := ch.QueueDeclare("", false, true, true, false, amqp.Table{"x-max-length": int32(100_000), "x-overflow": "drop-head"})
 	if err != nil {
 		return err
 	}
@@ -46,7 +50,8 @@ func (b *Broker) followOnce(ctx context.Context, types []string, onConnect func(
 			return err
 		}
 	}
-	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	// Manual acks: the prefetch bounds what this instance holds in memory.
+	deliveries, err := ch.Consume(q.Name, "", false, true, false, false, nil)
 	if err != nil {
 		return err
 	}
@@ -65,6 +70,7 @@ func (b *Broker) followOnce(ctx context.Context, types []string, onConnect func(
 			if json.Unmarshal(d.Body, &env) == nil {
 				h(env)
 			}
+			d.Ack(false)
 		}
 	}
 }

@@ -36,14 +36,6 @@ type CartPayload struct {
 	CreatedAt  time.Time `json:"createdAt"`
 }
 
-// WebhookDeliver queues one partner webhook delivery task (internal).
-const WebhookDeliver = "webhook.deliver"
-
-// DeliverPayload is the payload of webhook.deliver.
-type DeliverPayload struct {
-	TaskID string `json:"taskId"`
-}
-
 // RefundPayload is the payload of payment.refund_requested.
 type RefundPayload struct {
 	OrderID string `json:"orderId"`
@@ -61,7 +53,14 @@ type Envelope struct {
 	OccurredAt  time.Time         `json:"occurredAt"`
 	Payload     json.RawMessage   `json:"payload"`
 	Headers     map[string]string `json:"headers,omitempty"`
+	// Destination, when set, is the one consumer the envelope goes to (a scheduled
+	// retry), instead of every consumer of its type. It travels in the outbox row, not
+	// in the body.
+	Destination string `json:"-"`
 }
+
+// AttemptHeader counts a consumer's attempts at an event (1 for the first delivery).
+const AttemptHeader = "x-attempt"
 
 // New makes an envelope with a fresh id for the given payload.
 func New(typ, aggregateID string, occurredAt time.Time, payload any) (Envelope, error) {

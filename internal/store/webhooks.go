@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,7 +16,6 @@ import (
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
 	"github.com/checkout-backend/checkout/internal/webhook"
-	"github.com/checkout-backend/checkout/outbox"
 )
 
 // Webhooks implements webhook.Store and the delivery bookkeeping of the workers.
@@ -214,36 +214,41 @@ func lockChain(ctx context.Context, tx bun.IDB, webhookID, orderID string) error
 	return err
 }
 
-// promote makes the next queued task of a chain pending and queues its delivery.
+// promote makes the next queued task of a chain the pending head, due at once.
 func promote(ctx context.Context, tx bun.IDB, webhookID, orderID string, now time.Time) error {
-	var ids []string
-	if err := tx.NewRaw(`UPDATE webhook_tasks SET status = 'PENDING', updated_at = ? WHERE id = (
+	if _, err := tx.ExecContext(ctx, `UPDATE webhook_tasks SET status = 'PENDING', next_attempt_at = ?, lease_until = NULL, updated_at = ? WHERE id = (
 			SELECT id FROM webhook_tasks WHERE webhook_id = ? AND order_id = ? AND status = 'QUEUED'
-			ORDER BY sequence LIMIT 1) RETURNING id`, now, webhookID, orderID).Scan(ctx, &ids); err != nil {
+			ORDER BY sequence LIMIT 1)`, now, now, webhookID, orderID); err != nil {
 		return fmt.Errorf("promote: %w", err)
-	}
-	for _, id := range ids {
-		if err := queueDelivery(ctx, tx, id, now); err != nil {
-			return err
-		}
 	}
 	return nil
 }
 
-func queueDelivery(ctx context.Context, tx bun.IDB, taskID string, now time.Time) error {
-	env, err := event.New(event.WebhookDeliver, taskID, now, event.DeliverPayload{TaskID: taskID})
-	if err != nil {
-		return err
+// Wanted reports whether any endpoint that is not deleted takes events of type typ: the
+// fan-out of an event nobody wants writes nothing (one read, no transaction).
+func (s *Webhooks) Wanted(ctx context.Context, typ string) (bool, error) {
+	var rows []struct {
+		Events []string `bun:"events,array"`
 	}
-	return outbox.Insert(ctx, tx, env)
+	if err := s.db.NewRaw("SELECT events FROM webhooks WHERE deleted_at IS NULL").Scan(ctx, &rows); err != nil {
+		return false, mapErr(fmt.Errorf("webhooks: %w", err))
+	}
+	for _, r := range rows {
+		if (webhook.Webhook{Events: r.Events}).Wants(typ) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // FanOut turns an order event into one delivery task per endpoint that wants it, in one
 // transaction with the consumer's inbox row. A task joins its order's chain behind any
-// open task; a disabled endpoint's task waits PAUSED for enableWebhook.
+// open task (QUEUED), or heads it, due at once (PENDING); a disabled endpoint's task
+// waits PAUSED for enableWebhook.
 func (s *Webhooks) FanOut(ctx context.Context, consumer string, env event.Envelope, body []byte, orderID string, sequence int) error {
 	return InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-		if first, err := MarkProcessed(ctx, tx, consumer, env.ID, s.now()); err != nil || !first {
+		now := s.now()
+		if first, err := MarkProcessed(ctx, tx, consumer, env.ID, now); err != nil || !first {
 			return err
 		}
 		var hooks []webhookRow
@@ -270,16 +275,15 @@ func (s *Webhooks) FanOut(ctx context.Context, consumer string, env event.Envelo
 					status = "QUEUED"
 				}
 			}
-			id := uuid.Must(uuid.NewV7()).String()
-			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_tasks (id, webhook_id, event_id, event_type, order_id, sequence, body, status)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id, event_id) DO NOTHING`,
-				id, h.ID, env.ID, env.Type, orderID, sequence, json.RawMessage(body), status); err != nil {
-				return fmt.Errorf("insert task: %w", err)
-			}
+			var due *time.Time
 			if status == "PENDING" {
-				if err := queueDelivery(ctx, tx, id, s.now()); err != nil {
-					return err
-				}
+				due = &now
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_tasks (id, webhook_id, event_id, event_type, order_id, sequence, body, status,
+				next_attempt_at, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id, event_id) DO NOTHING`,
+				uuid.Must(uuid.NewV7()).String(), h.ID, env.ID, env.Type, orderID, sequence, json.RawMessage(body), status, due, env.OccurredAt, now); err != nil {
+				return fmt.Errorf("insert task: %w", err)
 			}
 		}
 		return nil
@@ -305,12 +309,14 @@ type Task struct {
 	DeletedAt *time.Time `bun:"deleted_at"`
 }
 
+const taskSelect = `SELECT t.id, t.webhook_id, t.event_id, t.event_type, t.order_id, t.sequence, t.body, t.status,
+	t.attempts, t.created_at, w.url, w.secret, w.enabled, w.deleted_at
+	FROM webhook_tasks t JOIN webhooks w ON w.id = t.webhook_id`
+
 // Task loads a task and its endpoint, or nil.
 func (s *Webhooks) Task(ctx context.Context, id string) (*Task, error) {
 	var t Task
-	err := s.db.NewRaw(`SELECT t.id, t.webhook_id, t.event_id, t.event_type, t.order_id, t.sequence, t.body, t.status,
-		t.attempts, t.created_at, w.url, w.secret, w.enabled, w.deleted_at
-		FROM webhook_tasks t JOIN webhooks w ON w.id = t.webhook_id WHERE t.id = ?`, id).Scan(ctx, &t)
+	err := s.db.NewRaw(taskSelect+" WHERE t.id = ?", id).Scan(ctx, &t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -318,6 +324,48 @@ func (s *Webhooks) Task(ctx context.Context, id string) (*Task, error) {
 		return nil, fmt.Errorf("task: %w", err)
 	}
 	return &t, nil
+}
+
+// ClaimDue leases up to n heads of chains whose next attempt is due at now, for lease
+// (FOR UPDATE SKIP LOCKED: several workers share them), oldest due first.
+func (s *Webhooks) ClaimDue(ctx context.Context, now time.Time, n int, lease time.Duration) ([]Task, error) {
+	var ids []string
+	if err := s.db.NewRaw(`UPDATE webhook_tasks t SET lease_until = ? FROM (
+			SELECT id FROM webhook_tasks WHERE status = 'PENDING' AND next_attempt_at <= ?
+			  AND (lease_until IS NULL OR lease_until < ?)
+			ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) c
+		WHERE t.id = c.id RETURNING t.id`, now.Add(lease), now, now, n).Scan(ctx, &ids); err != nil {
+		return nil, mapErr(fmt.Errorf("claim deliveries: %w", err))
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var tasks []Task
+	if err := s.db.NewRaw(taskSelect+" WHERE t.id IN (?) ORDER BY t.created_at", bun.In(ids)).Scan(ctx, &tasks); err != nil {
+		return nil, mapErr(fmt.Errorf("claimed deliveries: %w", err))
+	}
+	return tasks, nil
+}
+
+// Release gives a claimed task back without an attempt (its endpoint was busy).
+func (s *Webhooks) Release(ctx context.Context, taskID string) error {
+	_, err := s.db.ExecContext(ctx, "UPDATE webhook_tasks SET lease_until = NULL WHERE id = ? AND status = 'PENDING'", taskID)
+	return mapErr(err)
+}
+
+// RepairChains makes the next task of any chain whose head went missing (QUEUED tasks,
+// no PENDING or PAUSED one) its head, due at now, so no chain stalls. It returns how
+// many it repaired.
+func (s *Webhooks) RepairChains(ctx context.Context, now time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE webhook_tasks SET status = 'PENDING', next_attempt_at = ?, lease_until = NULL, updated_at = ?
+		WHERE id IN (SELECT DISTINCT ON (webhook_id, order_id) id FROM webhook_tasks q WHERE status = 'QUEUED'
+			AND NOT EXISTS (SELECT 1 FROM webhook_tasks p WHERE p.webhook_id = q.webhook_id AND p.order_id = q.order_id
+			                AND p.status IN ('PENDING', 'PAUSED'))
+			ORDER BY webhook_id, order_id, sequence)`, now, now)
+	if err != nil {
+		return 0, mapErr(fmt.Errorf("repair chains: %w", err))
+	}
+	return res.RowsAffected()
 }
 
 // Attempt is the result of one delivery attempt.
@@ -336,21 +384,27 @@ type Outcome int
 
 // Outcomes of RecordAttempt.
 const (
-	Delivered  Outcome = iota // done; the next of its chain is queued
-	RetryLater                // failed; try again after a delay
+	Delivered  Outcome = iota // done; the next of its chain is due
+	RetryLater                // failed; tried again when the schedule says
 	Dead                      // failed for too long: given up, the chain goes on
 	Paused                    // the endpoint was disabled: waits for enableWebhook
 )
 
-// DeliveryPolicy decides when to give up and when to disable an endpoint.
+// DeliveryPolicy decides when to try again, when to give up and when to disable an
+// endpoint.
 type DeliveryPolicy struct {
-	MaxAge       time.Duration // a task failing longer than this is dead (>= 24h)
-	DisableAfter int           // consecutive failed attempts that disable an endpoint
+	Retry        webhook.Retry
+	DisableAfter int // consecutive failed attempts that disable an endpoint
+	// Jitter draws the retry waits' jitter in [0, 1] (default math/rand).
+	Jitter func() float64
 }
 
-// RecordAttempt writes the attempt and moves the task and its endpoint accordingly.
-func (s *Webhooks) RecordAttempt(ctx context.Context, t *Task, a Attempt, p DeliveryPolicy) (Outcome, error) {
+// RecordAttempt writes the attempt and moves the task and its endpoint as the policy
+// says: delivered (the next of the chain is due at once), retried at the schedule's
+// time, dead (the chain goes on), or paused with its endpoint disabled.
+func (s *Webhooks) RecordAttempt(ctx context.Context, t *Task, a Attempt, p DeliveryPolicy) (Outcome, time.Time, error) {
 	var out Outcome
+	var next time.Time
 	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
 		h, err := getWebhook(ctx, tx, t.WebhookID, true)
 		if err != nil || h == nil {
@@ -364,30 +418,29 @@ func (s *Webhooks) RecordAttempt(ctx context.Context, t *Task, a Attempt, p Deli
 			return err
 		}
 		if status != "PENDING" {
-			out = Delivered // settled meanwhile (a duplicate delivery message)
+			out = Delivered // settled meanwhile
 			return nil
 		}
-		var code, latency *int
+		var code *int
 		if a.StatusCode != 0 {
 			code = &a.StatusCode
 		}
 		ms := int(a.Latency.Milliseconds())
-		latency = &ms
 		var errText *string
 		if a.Err != "" {
 			errText = &a.Err
 		}
+		now := s.now()
 		var attempt int
-		if err := tx.NewRaw("UPDATE webhook_tasks SET attempts = attempts + 1, updated_at = ? WHERE id = ? RETURNING attempts", s.now(), t.ID).Scan(ctx, &attempt); err != nil {
+		if err := tx.NewRaw("UPDATE webhook_tasks SET attempts = attempts + 1, lease_until = NULL, updated_at = ? WHERE id = ? RETURNING attempts", now, t.ID).Scan(ctx, &attempt); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (id, webhook_id, task_id, event_id, event_type, attempt, status_code, latency_ms, error, delivered_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, uuid.Must(uuid.NewV7()).String(), t.WebhookID, t.ID, t.EventID, t.EventType,
-			attempt, code, latency, errText, a.At); err != nil {
+			attempt, code, ms, errText, a.At); err != nil {
 			return err
 		}
-		switch {
-		case a.Success():
+		if a.Success() {
 			out = Delivered
 			if _, err := tx.ExecContext(ctx, "UPDATE webhook_tasks SET status = 'DELIVERED' WHERE id = ?", t.ID); err != nil {
 				return err
@@ -395,35 +448,42 @@ func (s *Webhooks) RecordAttempt(ctx context.Context, t *Task, a Attempt, p Deli
 			if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = 0 WHERE id = ?", t.WebhookID); err != nil {
 				return err
 			}
-			return promote(ctx, tx, t.WebhookID, t.OrderID, s.now())
-		case p.DisableAfter > 0 && h.Failures+1 >= p.DisableAfter:
+			return promote(ctx, tx, t.WebhookID, t.OrderID, now)
+		}
+		if p.DisableAfter > 0 && h.Failures+1 >= p.DisableAfter {
 			out = Paused
 			reason := fmt.Sprintf("disabled after %d consecutive failed deliveries; last: %s", h.Failures+1, a.Err)
-			if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET enabled = false, disabled_reason = ?, consecutive_failures = consecutive_failures + 1, updated_at = ? WHERE id = ?", reason, s.now(), t.WebhookID); err != nil {
+			if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET enabled = false, disabled_reason = ?, consecutive_failures = consecutive_failures + 1, updated_at = ? WHERE id = ?", reason, now, t.WebhookID); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, "UPDATE webhook_tasks SET status = 'PAUSED' WHERE webhook_id = ? AND status IN ('PENDING', 'QUEUED')", t.WebhookID)
+			_, err := tx.ExecContext(ctx, "UPDATE webhook_tasks SET status = 'PAUSED', lease_until = NULL WHERE webhook_id = ? AND status IN ('PENDING', 'QUEUED')", t.WebhookID)
 			return err
-		case a.At.Sub(t.CreatedAt) >= p.MaxAge:
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", t.WebhookID); err != nil {
+			return err
+		}
+		jitter := p.Jitter
+		if jitter == nil {
+			jitter = rand.Float64
+		}
+		var dead bool
+		next, dead = p.Retry.Next(attempt, t.CreatedAt, a.At, jitter())
+		if dead {
 			out = Dead
 			if _, err := tx.ExecContext(ctx, "UPDATE webhook_tasks SET status = 'DEAD' WHERE id = ?", t.ID); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", t.WebhookID); err != nil {
-				return err
-			}
-			return promote(ctx, tx, t.WebhookID, t.OrderID, s.now())
-		default:
-			out = RetryLater
-			_, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", t.WebhookID)
-			return err
+			return promote(ctx, tx, t.WebhookID, t.OrderID, now)
 		}
+		out = RetryLater
+		_, err = tx.ExecContext(ctx, "UPDATE webhook_tasks SET next_attempt_at = ? WHERE id = ?", next, t.ID)
+		return err
 	})
-	return out, err
+	return out, next, err
 }
 
 // Settle moves a pending task that will not be sent (endpoint deleted or disabled).
 func (s *Webhooks) Settle(ctx context.Context, taskID, status string) error {
-	_, err := s.db.ExecContext(ctx, "UPDATE webhook_tasks SET status = ?, updated_at = ? WHERE id = ? AND status = 'PENDING'", status, s.now(), taskID)
+	_, err := s.db.ExecContext(ctx, "UPDATE webhook_tasks SET status = ?, lease_until = NULL, updated_at = ? WHERE id = ? AND status = 'PENDING'", status, s.now(), taskID)
 	return err
 }

@@ -82,6 +82,8 @@ type StackOptions struct {
 	// Webhooks runs the partner webhook consumers (retries from 50ms).
 	Webhooks        bool
 	WebhookDelivery store.DeliveryPolicy
+	// Now is the webhook delivery loop's clock (default time.Now).
+	Now func() time.Time
 }
 
 // Stack is the whole service in one test: API, relay, saga workers and sweeper, over a
@@ -118,10 +120,13 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	db := NewDB(t, dbOpt)
 	extra := opt.Extra
 	if opt.Webhooks {
-		if opt.WebhookDelivery.MaxAge == 0 {
-			opt.WebhookDelivery.MaxAge = time.Minute
+		if opt.WebhookDelivery.Retry.MaxAge == 0 {
+			opt.WebhookDelivery.Retry.MaxAge = time.Minute
 		}
-		extra = append(extra, workers.WebhookConsumers(50*time.Millisecond, opt.WebhookDelivery.MaxAge)...)
+		if opt.WebhookDelivery.Retry.Base == 0 {
+			opt.WebhookDelivery.Retry.Base = 50 * time.Millisecond
+		}
+		extra = append(extra, workers.WebhookConsumers()...)
 	}
 	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL}), Topology: NewTopology(extra...), ttl: opt.TTL}
 	s.WebhookStore = store.NewWebhooks(db.DB, time.Now)
@@ -166,12 +171,12 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		sub := broker.New(opt.AMQPURL, s.Topology, logger)
 		t.Cleanup(func() { sub.Close() })
 		s.Go(func(ctx context.Context) error {
-			return s.Workers.Run(ctx, sub, broker.ConsumeOptions{Prefetch: 16, Concurrency: 8})
+			return s.Workers.Run(ctx, sub, broker.ConsumeOptions{Prefetch: 16, Concurrency: 8, Retry: outbox.Scheduler(db.DB)})
 		})
 	}
 	if opt.Webhooks {
 		wh := workers.NewWebhooks(s.WebhookStore, workers.WebhookOptions{Policy: webhook.Policy{AllowPrivate: true},
-			Delivery: opt.WebhookDelivery, Timeout: 2 * time.Second, Logger: logger})
+			Delivery: opt.WebhookDelivery, Timeout: 2 * time.Second, Poll: 20 * time.Millisecond, Logger: logger, Now: opt.Now})
 		sub := broker.New(opt.AMQPURL, s.Topology, logger)
 		t.Cleanup(func() { sub.Close() })
 		s.Go(func(ctx context.Context) error {

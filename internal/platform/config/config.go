@@ -51,6 +51,8 @@ type Config struct {
 	WebhookBackoffBase  time.Duration `env:"WEBHOOK_BACKOFF_BASE" envDefault:"10s"`
 	// WebhookMaxAge is how long a delivery is retried before it is dead-lettered.
 	WebhookMaxAge time.Duration `env:"WEBHOOK_MAX_AGE" envDefault:"24h"`
+	// WebhookMaxAttempts, when positive, also ends a delivery after that many attempts.
+	WebhookMaxAttempts int `env:"WEBHOOK_MAX_ATTEMPTS" envDefault:"0"`
 	// WebhookDisableAfter consecutive failed attempts disable an endpoint.
 	WebhookDisableAfter int `env:"WEBHOOK_DISABLE_AFTER" envDefault:"50"`
 
