@@ -46,9 +46,21 @@ type WebhookOptions struct {
 	Now    func() time.Time
 }
 
+// DeliveryStore is what delivering partner webhooks needs of the store
+// (store.Webhooks).
+type DeliveryStore interface {
+	Wanted(ctx context.Context, typ string) (bool, error)
+	FanOut(ctx context.Context, consumer string, env event.Envelope, body []byte, orderID string, sequence int) error
+	ClaimDue(ctx context.Context, now time.Time, n int, lease time.Duration) ([]store.Task, error)
+	Release(ctx context.Context, taskID string) error
+	RepairChains(ctx context.Context, now time.Time) (int64, error)
+	RecordAttempt(ctx context.Context, t *store.Task, a store.Attempt, p store.DeliveryPolicy) (store.Outcome, time.Time, error)
+	Settle(ctx context.Context, taskID, status string) error
+}
+
 // Webhooks delivers order events to partner endpoints.
 type Webhooks struct {
-	store  *store.Webhooks
+	store  DeliveryStore
 	client *http.Client
 	opt    WebhookOptions
 
@@ -58,7 +70,7 @@ type Webhooks struct {
 }
 
 // NewWebhooks returns the webhook consumers' handlers.
-func NewWebhooks(s *store.Webhooks, opt WebhookOptions) *Webhooks {
+func NewWebhooks(s DeliveryStore, opt WebhookOptions) *Webhooks {
 	if opt.Timeout == 0 {
 		opt.Timeout = 10 * time.Second
 	}

@@ -106,6 +106,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	webhookStore := store.NewWebhooks(db, now)
 	// Publishing and consuming get their own connections, as RabbitMQ advises.
 	pubBroker := broker.New(cfg.AMQPURL, topo, logger)
+	pubBroker.OnBlocked = m.BrokerBlocked
 	defer pubBroker.Close()
 	if err := pubBroker.Declare(ctx); err != nil {
 		// The API still takes orders (the outbox holds them); the relay retries.

@@ -409,8 +409,7 @@ func (b *Broker) Publish(ctx context.Context, events []event.Envelope) error {
 		}
 		dc, err := b.pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, m)
 		if err != nil {
-			b.pub.Close()
-			b.pub = nil
+			b.dropPublisher()
 			return fmt.Errorf("publish: %w", err)
 		}
 		confirms = append(confirms, dc)
@@ -418,8 +417,7 @@ func (b *Broker) Publish(ctx context.Context, events []event.Envelope) error {
 	for _, dc := range confirms {
 		ok, err := dc.WaitContext(ctx)
 		if err != nil {
-			b.pub.Close()
-			b.pub = nil
+			b.dropPublisher()
 			return fmt.Errorf("confirm: %w", err)
 		}
 		if !ok {
@@ -427,6 +425,14 @@ func (b *Broker) Publish(ctx context.Context, events []event.Envelope) error {
 		}
 	}
 	return nil
+}
+
+// dropPublisher abandons the publishing channel after a failed publish or confirm. It is
+// closed in the background: closing waits for the broker's close-ok, which a blocked or
+// stalled broker never sends, and a publisher must not wait on it.
+func (b *Broker) dropPublisher() {
+	go b.pub.Close()
+	b.pub = nil
 }
 
 // publishToQueue sends one message straight to a queue (dead letters) on a

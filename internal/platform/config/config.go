@@ -186,6 +186,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: PAYMENT_PROVIDER must be sandbox or stripe")
 	case c.PaymentProvider == "stripe" && c.StripeSecretKey == "":
 		return fmt.Errorf("config: STRIPE_SECRET_KEY is required with PAYMENT_PROVIDER=stripe")
+	case c.Production() && c.PaymentProvider == "stripe" && c.StripeWebhookSecret == "":
+		// A charge whose answer was lost after its order expired is only reconciled by
+		// the webhook.
+		return fmt.Errorf("config: STRIPE_WEBHOOK_SECRET is required with PAYMENT_PROVIDER=stripe in production")
 	case c.Production() && c.PaymentProvider == "sandbox":
 		return fmt.Errorf("config: the sandbox payment provider cannot run in production")
 	case c.ReservationStrategy != "batch" && c.ReservationStrategy != "lock" && c.ReservationStrategy != "optimistic" && c.ReservationStrategy != "redis":

@@ -11,7 +11,7 @@ import (
 func safeProduction(env string) config.Config {
 	return config.Config{
 		Env: env, JWTSecret: strings.Repeat("s", 40), KeyRetention: 48 * 3600e9, ReservationTTL: 600e9,
-		PaymentProvider: "stripe", StripeSecretKey: "sk_live_x", StripeAPIBase: "https://api.stripe.com",
+		PaymentProvider: "stripe", StripeSecretKey: "sk_live_x", StripeAPIBase: "https://api.stripe.com", StripeWebhookSecret: "whsec_x",
 		DatabaseURL: "postgres://checkout@db:5432/checkout?sslmode=verify-full", AMQPURL: "amqps://checkout:pw@mq:5671/",
 		ReservationStrategy: "batch", BatchMaxSize: 64, BatchMaxWait: 1e6, BatchWorkers: 4, CheckoutQueue: 4096, CheckoutTimeout: 10e9,
 	}
@@ -51,6 +51,7 @@ func TestProduction_RefusesUnsafeSettings(t *testing.T) {
 		{"unencrypted database", func(c *config.Config) { c.DatabaseURL = "postgres://u@db/checkout?sslmode=disable" }, "sslmode=disable"},
 		{"unencrypted database DSN", func(c *config.Config) { c.DatabaseURL = "host=db user=u sslmode=disable" }, "sslmode=disable"},
 		{"guest AMQP", func(c *config.Config) { c.AMQPURL = "amqp://guest:guest@mq:5672/" }, "guest"},
+		{"Stripe without its webhook secret", func(c *config.Config) { c.StripeWebhookSecret = "" }, "STRIPE_WEBHOOK_SECRET"},
 	} {
 		for _, env := range []string{"production", "Prod"} {
 			c := safeProduction(env)

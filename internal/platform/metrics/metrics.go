@@ -74,6 +74,7 @@ type Metrics struct {
 	resRetries    prometheus.Counter
 	batchSize     prometheus.Histogram
 	redisFallback prometheus.Counter
+	brokerBlocked prometheus.Gauge
 	collectErrors *prometheus.CounterVec
 
 	scrapeTimeout time.Duration
@@ -161,6 +162,10 @@ func New(opt Options) *Metrics {
 			Name: "checkout_reservation_redis_fallbacks_total",
 			Help: "Checkouts of the redis strategy placed with row locks because Redis did not answer.",
 		}),
+		brokerBlocked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "checkout_broker_blocked",
+			Help: "1 while RabbitMQ blocks this process's publishing connection (a resource alarm), else 0.",
+		}),
 		collectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "checkout_metrics_collect_errors_total",
 			Help: "Failed reads behind scrape-time gauges (the last values are reported meanwhile).",
@@ -170,7 +175,7 @@ func New(opt Options) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.graphql, m.orders, m.checkouts, m.revenue, m.published, m.confirm, m.publishLag,
-		m.consumerTime, m.consumerMsgs, m.redeliveries, m.breaker, m.shed, m.sweepFailures, m.resRetries, m.batchSize, m.redisFallback, m.collectErrors,
+		m.consumerTime, m.consumerMsgs, m.redeliveries, m.breaker, m.shed, m.sweepFailures, m.resRetries, m.batchSize, m.redisFallback, m.brokerBlocked, m.collectErrors,
 	)
 	if opt.Operations == nil {
 		opt.Operations = []string{"checkout"}
@@ -245,6 +250,16 @@ func (m *Metrics) ReservationRetry() { m.resRetries.Inc() }
 
 // ReservationBatch records the size of a batch of checkouts placed together.
 func (m *Metrics) ReservationBatch(n int) { m.batchSize.Observe(float64(n)) }
+
+// BrokerBlocked records whether RabbitMQ blocks publishing; it has the shape of
+// broker.Broker.OnBlocked.
+func (m *Metrics) BrokerBlocked(blocked bool) {
+	if blocked {
+		m.brokerBlocked.Set(1)
+	} else {
+		m.brokerBlocked.Set(0)
+	}
+}
 
 // RedisFallback counts a checkout placed with row locks because Redis did not answer.
 func (m *Metrics) RedisFallback(error) { m.redisFallback.Inc() }
