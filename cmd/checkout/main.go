@@ -33,6 +33,7 @@ commands:
   seed      load the demo catalog with stock
   token     print a signed JWT for development: token --sub ID [--roles admin,partner] [--ttl 24h]
   persisted list or verify a persisted query manifest: persisted list|verify [MANIFEST]
+  certs     make a development CA, server and client certificates: certs dev [--dir DIR]
 `
 
 func main() {
@@ -57,6 +58,8 @@ func main() {
 		err = runToken(args)
 	case "persisted":
 		err = runPersisted(args, os.Stdout)
+	case "certs":
+		err = runCerts(args, os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
