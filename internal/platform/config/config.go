@@ -269,7 +269,7 @@ func (c Config) tlsProblems() error {
 		return fmt.Errorf("config: TLS_CERT_FILE and TLS_KEY_FILE go together")
 	case c.ClientCAFile != "" && c.CertFile == "":
 		return fmt.Errorf("config: TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE (client certificates are asked for in a TLS handshake)")
-	case c.ClientAuth != "require" && c.ClientAuth != "optional":
+	case c.ClientAuth != "" && c.ClientAuth != "require" && c.ClientAuth != "optional":
 		return fmt.Errorf("config: TLS_CLIENT_AUTH must be require or optional")
 	case len(c.PartnerClients) > 0 && c.ClientCAFile == "":
 		return fmt.Errorf("config: TLS_PARTNER_CLIENTS needs TLS_CLIENT_CA_FILE, the CA that verifies partner certificates")

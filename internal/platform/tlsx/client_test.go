@@ -2,12 +2,8 @@ package tlsx_test
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net/url"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/checkout-backend/checkout/internal/platform/tlsx"
-	"github.com/checkout-backend/checkout/internal/testutil/nodeproc"
+	"github.com/checkout-backend/checkout/internal/testutil/redisnode"
 )
 
 func TestAMQPURL_AddsTheFilesToEveryAMQPSURL(t *testing.T) {
@@ -72,51 +68,14 @@ func (p *pki) issuedKey(name string) string {
 	return key
 }
 
-// redisTLSNode runs a private redis-server with only a TLS port, requiring client
-// certificates of the pki's CA, until the test ends (stopped by its process id). It
-// skips the test (fails it under CI) when redis-server is missing.
-func redisTLSNode(t *testing.T, p *pki) int {
-	t.Helper()
-	bin, err := nodeproc.LookBinary("redis-server", "/usr/bin", "/usr/local/bin")
-	if err != nil {
-		nodeproc.Unavailable(t, "redis-server is not installed: %v", err)
-	}
-	cert, key := p.server("redis")
-	port, err := nodeproc.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", p.CA, "--tls-auth-clients", "yes",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
-	proc, err := nodeproc.Start(cmd)
-	if err != nil {
-		nodeproc.Unavailable(t, "redis-server cannot start: %v", err)
-	}
-	t.Cleanup(proc.Kill)
-	// Ready once it completes a TLS handshake with a client certificate.
-	probe := presenting(p.roots(), p.clientPair("probe", "probe"))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), probe)
-		if err == nil {
-			conn.Close()
-			return port
-		}
-		if !proc.Alive() || time.Now().After(deadline) {
-			nodeproc.Unavailable(t, "redis-server with TLS does not answer on %d: %v; log: %s", port, err, nodeproc.LogTail(filepath.Join(dir, "redis.log"), 3))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestRedisOptions_MutualTLS_VerifiedBothWays(t *testing.T) {
 	t.Parallel()
 	p, stranger := newPKI(t, "redis ca"), newPKI(t, "another ca")
-	port := redisTLSNode(t, p)
+	srvCert, srvKey := p.server("redis")
+	probeCert, probeKey := p.client("probe", "probe")
+	n := redisnode.StartTLS(t, redisnode.TLS{CertFile: srvCert, KeyFile: srvKey, CAFile: p.CA, ProbeCert: probeCert, ProbeKey: probeKey})
 	cert, key := p.client("service", "checkout")
-	url := fmt.Sprintf("rediss://127.0.0.1:%d/0", port)
+	url := n.URL()
 	ping := func(f tlsx.Files, rawURL string) error {
 		opt, err := tlsx.RedisOptions(rawURL, f, quiet())
 		if err != nil {
@@ -140,7 +99,7 @@ func TestRedisOptions_MutualTLS_VerifiedBothWays(t *testing.T) {
 		"server not trusted (another CA)":   {tlsx.Files{CA: stranger.CA, Cert: cert, Key: key}, url},
 		"server not trusted (system roots)": {tlsx.Files{Cert: cert, Key: key}, url},
 		"skip_verify in the URL":            {tlsx.Files{Cert: cert, Key: key}, url + "?skip_verify=true"},
-		"files with redis://":               {tlsx.Files{CA: p.CA}, fmt.Sprintf("redis://127.0.0.1:%d/0", port)},
+		"files with redis://":               {tlsx.Files{CA: p.CA}, fmt.Sprintf("redis://127.0.0.1:%d/0", n.Port)},
 	} {
 		if err := ping(tc.f, tc.url); err == nil {
 			t.Errorf("%s: PING answered, want refused", name)

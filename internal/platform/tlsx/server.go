@@ -86,7 +86,7 @@ func Server(opt ServerOptions) (*tls.Config, error) {
 		},
 		onLoad: func(c *tls.Config) {
 			leaf := c.Certificates[0].Leaf
-			logger.Info("tls: server certificate loaded", "subject", leaf.Subject.String(), "serial", leaf.SerialNumber.String(),
+			logger.Info("tls: server certificate loaded", "subject", leaf.Subject.String(), "serial", leaf.SerialNumber.Text(16),
 				"notAfter", leaf.NotAfter, "clientCertificates", clientAuthName(c))
 		},
 		onFail: func(err error) {
