@@ -2,7 +2,6 @@ package tlsx
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -107,16 +106,4 @@ func RedisOptions(raw string, f Files, logger *slog.Logger) (*redis.Options, err
 	}
 	opt.TLSConfig = c
 	return opt, nil
-}
-
-// PeerIdentity is how logs name a verified peer certificate: its first URI SAN, else
-// its first DNS SAN, else its subject.
-func PeerIdentity(c *x509.Certificate) string {
-	switch {
-	case len(c.URIs) > 0:
-		return c.URIs[0].String()
-	case len(c.DNSNames) > 0:
-		return c.DNSNames[0]
-	}
-	return c.Subject.String()
 }

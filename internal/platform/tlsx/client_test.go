@@ -98,7 +98,7 @@ func TestRedisOptions_MutualTLS_VerifiedBothWays(t *testing.T) {
 		"no client certificate":             {tlsx.Files{CA: p.CA}, url},
 		"server not trusted (another CA)":   {tlsx.Files{CA: stranger.CA, Cert: cert, Key: key}, url},
 		"server not trusted (system roots)": {tlsx.Files{Cert: cert, Key: key}, url},
-		"skip_verify in the URL":            {tlsx.Files{Cert: cert, Key: key}, url + "?skip_verify=true"},
+		"skip_verify in the URL":            {tlsx.Files{CA: p.CA, Cert: cert, Key: key}, url + "?skip_verify=true"},
 		"files with redis://":               {tlsx.Files{CA: p.CA}, fmt.Sprintf("redis://127.0.0.1:%d/0", n.Port)},
 	} {
 		if err := ping(tc.f, tc.url); err == nil {
