@@ -1,8 +1,9 @@
 // Package tlsx builds the service's TLS configurations from PEM files: the HTTPS
 // listener's (its certificate, and the CA client certificates must chain to, both reloaded
 // on the next handshake after their files change) and the clients' to RabbitMQ and Redis
-// (a CA that verifies the server, a client certificate reloaded the same way). Nothing
-// here ever skips verification.
+// (a CA that verifies the server, a client certificate reloaded the same way), and a
+// small CA for development and tests (checkout certs dev). Nothing here ever skips
+// verification.
 package tlsx
 
 import (
