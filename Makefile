@@ -1,6 +1,7 @@
 # Checkout backend — developer entry points (GNU make).
 #
 #   make run       start PostgreSQL/RabbitMQ if needed, migrate, seed, serve
+#                  (make run TLS=1: the same over HTTPS with development certificates)
 #   make test      the whole test suite (the one command CI runs)
 #   make test-fast the fast tests only (go test -short), for the edit-test loop
 #
@@ -37,6 +38,21 @@ SLOW_TEST    ?= 5s
 # http://localhost:8080/ for HTTP_ADDR=:8080, http://HOST:PORT/ otherwise
 PLAYGROUND_URL = http://$(if $(filter :%,$(HTTP_ADDR)),localhost$(HTTP_ADDR),$(HTTP_ADDR))/
 
+# ---- TLS (issue 12, part 2) ----
+# `make run TLS=1` serves HTTPS (HTTP/2, wss) with the development CA and
+# certificates of `checkout certs dev`, made once in TLS_DIR and kept: client
+# certificates are asked for and verified when given (TLS_CLIENT_AUTH=optional,
+# so a browser still opens the playground), and the partner certificate
+# authenticates the development partner. PostgreSQL, RabbitMQ and Redis stay
+# plain (README "TLS" tells how to point the service at TLS servers).
+TLS     ?=
+TLS_DIR ?= .dev/tls
+ifeq ($(TLS),1)
+PLAYGROUND_URL = https://$(if $(filter :%,$(HTTP_ADDR)),localhost$(HTTP_ADDR),$(HTTP_ADDR))/
+TLS_ENV        = eval "$$($(CHECKOUT) certs dev --dir $(TLS_DIR))" &&
+endif
+# ---- end TLS ----
+
 .PHONY: help
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -54,8 +70,9 @@ run: ## start services, migrate, seed, then serve the API
 	@echo "  GraphQL playground: $(PLAYGROUND_URL)   (API: $(PLAYGROUND_URL)graphql)"
 	@echo "  dev admin token:    make token   (or: $(CHECKOUT) token --sub dev-admin --roles admin)"
 	@echo "                      send it as   Authorization: Bearer <token>"
+	@$(if $(TLS_ENV),echo "  a partner by its certificate: curl --cacert $(TLS_DIR)/ca.crt --cert $(TLS_DIR)/partner.crt --key $(TLS_DIR)/partner.key $(PLAYGROUND_URL)graphql -H 'content-type: application/json' -d '{\"query\":\"{ __typename }\"}'",true)
 	@echo
-	$(CHECKOUT) serve
+	$(TLS_ENV) $(CHECKOUT) serve
 
 .PHONY: token
 token: ## print a dev JWT with the admin role

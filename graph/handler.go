@@ -66,6 +66,11 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 		// graphql-transport-ws close codes: 4401 Unauthorized without a token,
 		// 4403 Forbidden with one that cannot be trusted.
 		tok, ok := auth.BearerToken(p.Authorization())
+		if a, until, cert := auth.CertificateActor(ctx); !ok && p.Authorization() == "" && cert {
+			// A partner authenticated by its TLS client certificate needs no token: the
+			// socket is that partner's until the certificate expires.
+			return auth.WithActor(ctx, a), gqlhttp.SocketIdentity{Key: "sub:" + a.CustomerID, ValidUntil: until}, nil
+		}
 		if !ok {
 			ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, gqlhttp.CloseUnauthorized), "Unauthorized")
 			return ctx, gqlhttp.SocketIdentity{}, errors.New("unauthorized: connection_init needs Authorization: Bearer <token>")

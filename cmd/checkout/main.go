@@ -34,6 +34,7 @@ commands:
   token     print a signed JWT for development: token --sub ID [--roles admin,partner] [--ttl 24h]
   persisted list or verify a persisted query manifest: persisted list|verify [MANIFEST]
   report    analytics report over the Parquet files: report [--dir DIR] [--html FILE] [--since 24h] [--until T]
+  certs     make a development CA, server and client certificates: certs dev [--dir DIR]
 `
 
 func main() {
@@ -60,6 +61,8 @@ func main() {
 		err = runPersisted(args, os.Stdout)
 	case "report":
 		err = runReport(args, os.Stdout, time.Now)
+	case "certs":
+		err = runCerts(args, os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +34,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
 	"github.com/checkout-backend/checkout/internal/platform/overload"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"
+	"github.com/checkout-backend/checkout/internal/platform/tlsx"
 	"github.com/checkout-backend/checkout/internal/redishold"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/webhook"
@@ -53,6 +55,12 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	runAPI, runRelay, runWorkers := mode == "serve", mode == "relay" || (mode == "serve" && !*noRelay), mode == "worker" || (mode == "serve" && !*noWorkers)
 
 	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	// TLS: the listeners' configuration (nil: plain HTTP), the partners' certificates,
+	// and AMQP_URL with the AMQP_TLS_* files amqp091-go reads on each dial.
+	serverTLS, partnerCerts, err := tlsSettings(&cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -128,7 +136,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		return err
 	}
 	if strategy == store.StrategyRedis {
-		rdb, err := redisClient(cfg.RedisURL)
+		rdb, err := redisClient(cfg, logger)
 		if err != nil {
 			return err
 		}
@@ -282,15 +290,17 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		}
 		mux.Handle("POST /webhooks/stripe", &stripegw.WebhookHandler{Payments: payments, Secret: cfg.StripeWebhookSecret, Tolerance: 5 * time.Minute, Logger: logger})
 	}
-	srv := httpx.NewServer(cfg.HTTPAddr, telemetry.Handler(httpx.RequestID(httpx.Log(logger, mux))), cfg.HTTPWriteTimeout)
+	srv := httpx.NewServer(cfg.HTTPAddr, telemetry.Handler(httpx.RequestID(httpx.Log(logger, partnerCerts.Middleware(mux)))), cfg.HTTPWriteTimeout)
 	servers := []*http.Server{srv}
 	if metricsSrv != nil {
 		servers = append(servers, metricsSrv)
 	}
 	for _, s := range servers {
+		// TLS: every listener serves HTTPS when TLS_CERT_FILE is set.
+		s.TLSConfig = serverTLS
 		g.Go(func() error {
-			logger.Info("serving", "mode", mode, "addr", s.Addr, "api", runAPI && s == srv, "relay", runRelay, "workers", runWorkers)
-			if err := s.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Info("serving", "mode", mode, "addr", s.Addr, "https", s.TLSConfig != nil, "api", runAPI && s == srv, "relay", runRelay, "workers", runWorkers)
+			if err := listen(s); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("http %s: %w", s.Addr, err)
 			}
 			return nil
@@ -342,12 +352,51 @@ func gatewayName(cfg config.Config) string {
 	return "sandbox"
 }
 
-// redisClient connects to REDIS_URL.
-func redisClient(url string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
+// redisClient connects to REDIS_URL (rediss:// verified with REDIS_TLS_CA_FILE, and
+// REDIS_TLS_CERT_FILE presented).
+func redisClient(cfg config.Config, logger *slog.Logger) (*redis.Client, error) {
+	opt, err := tlsx.RedisOptions(cfg.RedisURL, redisTLSFiles(cfg), logger)
 	if err != nil {
-		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 2*time.Second, time.Second, time.Second
 	return redis.NewClient(opt), nil
+}
+
+// ---- TLS (issue 12, part 2) ----
+
+// tlsSettings builds the listeners' TLS configuration (nil without TLS_CERT_FILE), the
+// partner certificates of TLS_PARTNER_CLIENTS, and rewrites cfg.AMQPURL with the
+// AMQP_TLS_* files; any file that cannot be loaded stops the start here.
+func tlsSettings(cfg *config.Config, logger *slog.Logger) (*tls.Config, *auth.PartnerCerts, error) {
+	partners, err := auth.NewPartnerCerts(cfg.PartnerClients)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	if cfg.AMQPURL, err = tlsx.AMQPURL(cfg.AMQPURL, tlsx.Files{CA: cfg.AMQPCAFile, Cert: cfg.AMQPCertFile, Key: cfg.AMQPKeyFile}); err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	if cfg.CertFile == "" {
+		return nil, partners, nil
+	}
+	c, err := tlsx.Server(tlsx.ServerOptions{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, ClientCAFile: cfg.ClientCAFile,
+		ClientAuth: tlsx.ClientAuth(cfg.ClientAuth), Logger: logger})
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	logger.Info("tls: partners authenticated by certificate", "identities", partners.Len())
+	return c, partners, nil
+}
+
+// listen serves s over HTTPS when it has a TLS configuration, else plain HTTP.
+func listen(s *http.Server) error {
+	if s.TLSConfig != nil {
+		return s.ListenAndServeTLS("", "")
+	}
+	return s.ListenAndServe()
+}
+
+// redisTLSFiles are the REDIS_TLS_* files.
+func redisTLSFiles(cfg config.Config) tlsx.Files {
+	return tlsx.Files{CA: cfg.RedisCAFile, Cert: cfg.RedisCertFile, Key: cfg.RedisKeyFile}
 }

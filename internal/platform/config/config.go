@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,6 +120,10 @@ type Config struct {
 	LokiURL    string `env:"LOKI_URL"`
 	LokiTenant string `env:"LOKI_TENANT"`
 	// --- end analytics and log shipping ---
+
+	// TLS (README "Security", "TLS"): the HTTPS listener, client certificates, the
+	// connections to RabbitMQ and Redis, and the plain-text connections production allows.
+	TLS
 }
 
 // Edge is the configuration of the service's edge.
@@ -147,8 +153,7 @@ type Edge struct {
 	// WebhookSecretKey seals webhook signing secrets at rest: "<id>:<base64 32 bytes>",
 	// comma separated, the first sealing (internal/webhook.NewSealer).
 	WebhookSecretKey string `env:"WEBHOOK_SECRET_KEY"`
-	// AllowInsecureDatabase lets production run with sslmode=disable (a database on
-	// the same host or behind an encrypting sidecar).
+	// AllowInsecureDatabase is the older spelling of ALLOW_PLAINTEXT=database.
 	AllowInsecureDatabase bool `env:"ALLOW_INSECURE_DATABASE"`
 }
 
@@ -201,6 +206,9 @@ func (c Config) Validate() error {
 	case c.CheckoutTimeout <= 0:
 		return fmt.Errorf("config: CHECKOUT_TIMEOUT must be positive")
 	}
+	if err := c.tlsProblems(); err != nil {
+		return err
+	}
 	if c.Production() {
 		return c.productionProblems()
 	}
@@ -220,24 +228,157 @@ func (c Config) productionProblems() error {
 	if u, err := url.Parse(c.StripeAPIBase); c.StripeAPIBase != "" && (err != nil || !strings.EqualFold(u.Scheme, "https")) {
 		refuse("STRIPE_API_BASE must be an https:// URL in production")
 	}
-	if sslModeDisabled(c.DatabaseURL) && !c.AllowInsecureDatabase {
-		refuse("DATABASE_URL has sslmode=disable, so the connection is not encrypted (ALLOW_INSECURE_DATABASE=true if it never leaves the host)")
-	}
+	c.plaintextProblems(refuse)
 	if u, err := url.Parse(c.AMQPURL); err == nil && u.User != nil && u.User.Username() == "guest" {
 		refuse("AMQP_URL logs in as RabbitMQ's guest user: give the service a user of its own in production")
 	}
 	return errors.Join(errs...)
 }
 
-// sslModeDisabled reports sslmode=disable in a URL or in a key=value connection string.
-func sslModeDisabled(dsn string) bool {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
-		return strings.EqualFold(u.Query().Get("sslmode"), "disable")
+// ---- TLS (issue 12, part 2): settings and production's plain-text refusals ----
+
+// TLS is the configuration of TLS in and out of the service.
+type TLS struct {
+	// CertFile and KeyFile turn HTTPS on (every listener: HTTP_ADDR and METRICS_ADDR);
+	// they are loaded again on the next handshake after they change.
+	CertFile string `env:"TLS_CERT_FILE"`
+	KeyFile  string `env:"TLS_KEY_FILE"`
+	// ClientCAFile, when set, makes the listeners ask for client certificates chaining
+	// to it: ClientAuth "require" (no certificate, no handshake) or "optional" (verified
+	// when given).
+	ClientCAFile string `env:"TLS_CLIENT_CA_FILE"`
+	ClientAuth   string `env:"TLS_CLIENT_AUTH" envDefault:"require"`
+	// PartnerClients are the client certificate identities that authenticate partners
+	// (auth.PartnerCerts: a URI SAN, dns:NAME or cn:NAME).
+	PartnerClients []string `env:"TLS_PARTNER_CLIENTS" envSeparator:","`
+	// AMQP* and Redis* verify the amqps:// and rediss:// servers (CA) and are the
+	// client certificate presented to them.
+	AMQPCAFile    string `env:"AMQP_TLS_CA_FILE"`
+	AMQPCertFile  string `env:"AMQP_TLS_CERT_FILE"`
+	AMQPKeyFile   string `env:"AMQP_TLS_KEY_FILE"`
+	RedisCAFile   string `env:"REDIS_TLS_CA_FILE"`
+	RedisCertFile string `env:"REDIS_TLS_CERT_FILE"`
+	RedisKeyFile  string `env:"REDIS_TLS_KEY_FILE"`
+	// AllowPlaintext lists the connections production may leave unencrypted or
+	// unverified: http (a proxy terminates TLS), database, amqp, redis.
+	AllowPlaintext []string `env:"ALLOW_PLAINTEXT" envSeparator:","`
+}
+
+// plaintextKinds are the words ALLOW_PLAINTEXT takes.
+var plaintextKinds = []string{"http", "database", "amqp", "redis"}
+
+// allowsPlaintext reports whether ALLOW_PLAINTEXT names kind (ALLOW_INSECURE_DATABASE
+// is the older spelling of "database").
+func (c Config) allowsPlaintext(kind string) bool {
+	if kind == "database" && c.AllowInsecureDatabase {
+		return true
 	}
-	for _, f := range strings.Fields(dsn) {
-		if k, v, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "sslmode") && strings.EqualFold(strings.Trim(v, `'`), "disable") {
+	for _, k := range c.AllowPlaintext {
+		if strings.EqualFold(strings.TrimSpace(k), kind) {
 			return true
 		}
 	}
 	return false
+}
+
+// tlsProblems checks the TLS settings in any environment: pairs given together, the
+// client policy, and files for a connection that would ignore them.
+func (c Config) tlsProblems() error {
+	for _, k := range c.AllowPlaintext {
+		if !slices.Contains(plaintextKinds, strings.ToLower(strings.TrimSpace(k))) {
+			return fmt.Errorf("config: ALLOW_PLAINTEXT takes %s, not %q", strings.Join(plaintextKinds, ", "), k)
+		}
+	}
+	switch {
+	case (c.CertFile == "") != (c.KeyFile == ""):
+		return fmt.Errorf("config: TLS_CERT_FILE and TLS_KEY_FILE go together")
+	case c.ClientCAFile != "" && c.CertFile == "":
+		return fmt.Errorf("config: TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE (client certificates are asked for in a TLS handshake)")
+	case c.ClientAuth != "" && c.ClientAuth != "require" && c.ClientAuth != "optional":
+		return fmt.Errorf("config: TLS_CLIENT_AUTH must be require or optional")
+	case len(c.PartnerClients) > 0 && c.ClientCAFile == "":
+		return fmt.Errorf("config: TLS_PARTNER_CLIENTS needs TLS_CLIENT_CA_FILE, the CA that verifies partner certificates")
+	case (c.AMQPCertFile == "") != (c.AMQPKeyFile == ""):
+		return fmt.Errorf("config: AMQP_TLS_CERT_FILE and AMQP_TLS_KEY_FILE go together")
+	case (c.RedisCertFile == "") != (c.RedisKeyFile == ""):
+		return fmt.Errorf("config: REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together")
+	case c.AMQPCAFile+c.AMQPCertFile != "" && !allSchemes(c.AMQPURL, "amqps"):
+		return fmt.Errorf("config: AMQP_TLS_* files are set but AMQP_URL is not amqps://")
+	case c.RedisCAFile+c.RedisCertFile != "" && !allSchemes(c.RedisURL, "rediss"):
+		return fmt.Errorf("config: REDIS_TLS_* files are set but REDIS_URL is not rediss://")
+	}
+	return nil
+}
+
+// allSchemes reports whether every URL of a comma-separated list has scheme.
+func allSchemes(urls, scheme string) bool {
+	if strings.TrimSpace(urls) == "" {
+		return false
+	}
+	for _, s := range strings.Split(urls, ",") {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err != nil || !strings.EqualFold(u.Scheme, scheme) {
+			return false
+		}
+	}
+	return true
+}
+
+// plaintextProblems are production's refusals of connections that are not encrypted or
+// whose server is not verified, one line each, each with the ALLOW_PLAINTEXT word that
+// accepts it.
+func (c Config) plaintextProblems(refuse func(format string, args ...any)) {
+	if c.CertFile == "" && !c.allowsPlaintext("http") {
+		refuse("HTTP_ADDR serves plain HTTP: set TLS_CERT_FILE and TLS_KEY_FILE (ALLOW_PLAINTEXT=http behind a proxy that terminates TLS)")
+	}
+	if mode, local := databaseSSLMode(c.DatabaseURL); !local && mode != "verify-full" && mode != "verify-ca" && !c.allowsPlaintext("database") {
+		refuse("DATABASE_URL has sslmode=%s, so the server is not verified: use sslmode=verify-full with sslrootcert (ALLOW_PLAINTEXT=database if it never leaves the host)", mode)
+	}
+	if !allSchemes(c.AMQPURL, "amqps") && !c.allowsPlaintext("amqp") {
+		refuse("AMQP_URL is not amqps://, so RabbitMQ traffic is not encrypted (ALLOW_PLAINTEXT=amqp if it never leaves the host)")
+	}
+	if c.RedisURL != "" && !allSchemes(c.RedisURL, "rediss") && !c.allowsPlaintext("redis") {
+		refuse("REDIS_URL is not rediss://, so Redis traffic is not encrypted (ALLOW_PLAINTEXT=redis if it never leaves the host)")
+	}
+}
+
+// databaseSSLMode is the sslmode pgx would use for dsn (a URL or key=value pairs; else
+// PGSSLMODE; else pgx's default, prefer), and whether every host is a Unix socket
+// (traffic that never leaves the host).
+func databaseSSLMode(dsn string) (mode string, local bool) {
+	var hosts []string
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		mode = u.Query().Get("sslmode")
+		if h := u.Query().Get("host"); h != "" {
+			hosts = append(hosts, h)
+		} else if u.Host != "" {
+			hosts = append(hosts, u.Host)
+		}
+	} else {
+		for _, f := range strings.Fields(dsn) {
+			k, v, ok := strings.Cut(f, "=")
+			switch v = strings.Trim(v, "'"); {
+			case !ok:
+			case strings.EqualFold(k, "sslmode"):
+				mode = v
+			case strings.EqualFold(k, "host"):
+				hosts = append(hosts, v)
+			}
+		}
+	}
+	if mode == "" {
+		mode = os.Getenv("PGSSLMODE")
+	}
+	if mode == "" {
+		mode = "prefer"
+	}
+	local = len(hosts) > 0
+	for _, h := range hosts {
+		for _, one := range strings.Split(h, ",") {
+			if !strings.HasPrefix(one, "/") {
+				local = false
+			}
+		}
+	}
+	return strings.ToLower(mode), local
 }

@@ -14,6 +14,7 @@ func safeProduction(env string) config.Config {
 		PaymentProvider: "stripe", StripeSecretKey: "sk_live_x", StripeAPIBase: "https://api.stripe.com", StripeWebhookSecret: "whsec_x",
 		DatabaseURL: "postgres://checkout@db:5432/checkout?sslmode=verify-full", AMQPURL: "amqps://checkout:pw@mq:5671/",
 		ReservationStrategy: "batch", BatchMaxSize: 64, BatchMaxWait: 1e6, BatchWorkers: 4, CheckoutQueue: 4096, CheckoutTimeout: 10e9,
+		TLS: config.TLS{CertFile: "/etc/tls/tls.crt", KeyFile: "/etc/tls/tls.key", ClientAuth: "require"},
 	}
 }
 
@@ -50,7 +51,7 @@ func TestProduction_RefusesUnsafeSettings(t *testing.T) {
 		{"plain Stripe", func(c *config.Config) { c.StripeAPIBase = "http://stripe-mock:12111" }, "STRIPE_API_BASE"},
 		{"unencrypted database", func(c *config.Config) { c.DatabaseURL = "postgres://u@db/checkout?sslmode=disable" }, "sslmode=disable"},
 		{"unencrypted database DSN", func(c *config.Config) { c.DatabaseURL = "host=db user=u sslmode=disable" }, "sslmode=disable"},
-		{"guest AMQP", func(c *config.Config) { c.AMQPURL = "amqp://guest:guest@mq:5672/" }, "guest"},
+		{"guest AMQP", func(c *config.Config) { c.AMQPURL = "amqps://guest:guest@mq:5671/" }, "guest"},
 		{"Stripe without its webhook secret", func(c *config.Config) { c.StripeWebhookSecret = "" }, "STRIPE_WEBHOOK_SECRET"},
 	} {
 		for _, env := range []string{"production", "Prod"} {
@@ -68,7 +69,7 @@ func TestProduction_RefusesUnsafeSettings(t *testing.T) {
 	}
 	// All at once: one line each.
 	c := safeProduction("production")
-	c.WebhookAllowPrivate, c.GraphQLIntrospection, c.AMQPURL = true, &yes, "amqp://guest:guest@mq/"
+	c.WebhookAllowPrivate, c.GraphQLIntrospection, c.AMQPURL = true, &yes, "amqps://guest:guest@mq/"
 	if err := c.Validate(); err == nil || len(strings.Split(err.Error(), "\n")) != 3 {
 		t.Fatalf("three problems: %v", err)
 	}
@@ -91,5 +92,106 @@ func TestLoad_EdgeSettings(t *testing.T) {
 	if c.MetricsAddr != "127.0.0.1:9464" || len(c.TrustedProxies) != 2 || c.SocketsPerClient != 3 ||
 		c.SocketInitTimeout != 5e9 || c.GraphQLMaxTokens != 10000 || c.APQMaxEntries != 2000 || c.HTTPWriteTimeout != 30e9 {
 		t.Fatalf("%+v", c.Edge)
+	}
+}
+
+// Production refuses every connection that is not encrypted and verified, one line each
+// naming the ALLOW_PLAINTEXT word that accepts it; development accepts them all.
+func TestProduction_RefusesPlainTextConnections(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		change func(*config.Config)
+		want   string // in the refusal
+		allow  string // the ALLOW_PLAINTEXT word that accepts it
+	}{
+		{"plain HTTP listener", func(c *config.Config) { c.CertFile, c.KeyFile = "", "" }, "TLS_CERT_FILE", "http"},
+		{"database without sslmode (pgx: prefer)", func(c *config.Config) { c.DatabaseURL = "postgres://u@db/checkout" }, "sslmode=prefer", "database"},
+		{"database sslmode=require (not verified)", func(c *config.Config) { c.DatabaseURL = "postgres://u@db/checkout?sslmode=require" }, "sslmode=require", "database"},
+		{"database DSN sslmode=disable", func(c *config.Config) { c.DatabaseURL = "host=db user=u sslmode=disable" }, "sslmode=disable", "database"},
+		{"amqp://", func(c *config.Config) { c.AMQPURL = "amqp://checkout:pw@mq:5672/" }, "AMQP_URL is not amqps://", "amqp"},
+		{"one amqp:// in a cluster list", func(c *config.Config) { c.AMQPURL = "amqps://c:pw@mq1/,amqp://c:pw@mq2/" }, "AMQP_URL is not amqps://", "amqp"},
+		{"redis://", func(c *config.Config) { c.RedisURL = "redis://cache:6379/0" }, "REDIS_URL is not rediss://", "redis"},
+	} {
+		c := safeProduction("production")
+		tc.change(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "ALLOW_PLAINTEXT="+tc.allow) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line naming %s and ALLOW_PLAINTEXT=%s", tc.name, err, tc.want, tc.allow)
+		}
+		c.AllowPlaintext = []string{"redis", tc.allow}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s with ALLOW_PLAINTEXT=redis,%s: %v", tc.name, tc.allow, err)
+		}
+		c.AllowPlaintext = []string{"redis"}
+		if tc.allow != "redis" && c.Validate() == nil {
+			t.Errorf("%s: ALLOW_PLAINTEXT=redis accepted it", tc.name)
+		}
+		c = safeProduction("development")
+		tc.change(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s in development: %v", tc.name, err)
+		}
+	}
+	for name, dsn := range map[string]string{
+		"verify-full":             "postgres://u@db/checkout?sslmode=verify-full&sslrootcert=/etc/db-ca.pem",
+		"verify-ca in a DSN":      "host=db user=u sslmode='verify-ca'",
+		"a Unix socket":           "postgres:///checkout?host=/var/run/postgresql",
+		"a Unix socket in a DSN":  "host=/var/run/postgresql dbname=checkout",
+		"the older ALLOW flag, ✓": "postgres://u@localhost/checkout?sslmode=disable",
+	} {
+		c := safeProduction("production")
+		c.DatabaseURL = dsn
+		c.AllowInsecureDatabase = strings.HasSuffix(name, "✓")
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	c := safeProduction("production")
+	c.AllowPlaintext = []string{"smtp"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "ALLOW_PLAINTEXT") {
+		t.Errorf("ALLOW_PLAINTEXT=smtp: %v", err)
+	}
+}
+
+// The TLS settings that cannot work are refused in any environment.
+func TestValidate_TLSSettingsThatCannotWork(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		change func(*config.Config)
+		want   string
+	}{
+		{"certificate without key", func(c *config.Config) { c.KeyFile = "" }, "TLS_KEY_FILE"},
+		{"client CA without a server certificate", func(c *config.Config) { c.CertFile, c.KeyFile, c.ClientCAFile = "", "", "/ca.pem" }, "TLS_CLIENT_CA_FILE"},
+		{"unknown client policy", func(c *config.Config) { c.ClientCAFile, c.ClientAuth = "/ca.pem", "sometimes" }, "TLS_CLIENT_AUTH"},
+		{"partners without a client CA", func(c *config.Config) { c.PartnerClients = []string{"cn:acme"} }, "TLS_PARTNER_CLIENTS"},
+		{"AMQP files with amqp://", func(c *config.Config) { c.AMQPURL, c.AMQPCAFile = "amqp://u:p@mq/", "/ca.pem" }, "AMQP_TLS_"},
+		{"AMQP certificate without key", func(c *config.Config) { c.AMQPCertFile = "/c.pem" }, "AMQP_TLS_KEY_FILE"},
+		{"Redis files with redis://", func(c *config.Config) { c.RedisURL, c.RedisCAFile = "redis://cache/0", "/ca.pem" }, "REDIS_TLS_"},
+		{"Redis files without REDIS_URL", func(c *config.Config) { c.RedisCAFile = "/ca.pem" }, "REDIS_TLS_"},
+	} {
+		for _, env := range []string{"development", "production"} {
+			c := safeProduction(env)
+			tc.change(&c)
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s (%s): %v, want an error naming %s", tc.name, env, err, tc.want)
+			}
+		}
+	}
+}
+
+func TestLoad_TLSSettings(t *testing.T) {
+	t.Setenv("TLS_CERT_FILE", "/tls/s.crt")
+	t.Setenv("TLS_KEY_FILE", "/tls/s.key")
+	t.Setenv("TLS_CLIENT_CA_FILE", "/tls/ca.crt")
+	t.Setenv("TLS_PARTNER_CLIENTS", "spiffe://p.example/acme,cn:initech")
+	t.Setenv("ALLOW_PLAINTEXT", "database,amqp")
+	c, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CertFile != "/tls/s.crt" || c.ClientAuth != "require" || len(c.PartnerClients) != 2 || len(c.AllowPlaintext) != 2 {
+		t.Fatalf("%+v", c.TLS)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/checkout-backend/checkout/internal/platform/config"
+	"github.com/checkout-backend/checkout/internal/platform/tlsx"
 )
 
 // Options configure the GraphQL endpoint's transport; the zero value is the defaults
@@ -71,9 +72,10 @@ func FromConfig(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ 
 	}
 	store := "memory"
 	if mode == ModeAllow && cfg.RedisURL != "" {
-		ro, err := redis.ParseURL(cfg.RedisURL)
+		// TLS: rediss:// verified with REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE presented.
+		ro, err := tlsx.RedisOptions(cfg.RedisURL, tlsx.Files{CA: cfg.RedisCAFile, Cert: cfg.RedisCertFile, Key: cfg.RedisKeyFile}, logger)
 		if err != nil {
-			return Options{}, release, fmt.Errorf("config: REDIS_URL: %w", err)
+			return Options{}, release, fmt.Errorf("config: %w", err)
 		}
 		if ro.DialTimeout == 0 {
 			ro.DialTimeout = time.Second
