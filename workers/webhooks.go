@@ -254,7 +254,8 @@ func (w *Webhooks) post(ctx context.Context, t *store.Task) store.Attempt {
 func (w *Webhooks) Run(ctx context.Context, b *broker.Broker, opt broker.ConsumeOptions) error {
 	errc := make(chan error, 1)
 	go func() {
-		errc <- b.Consume(ctx, WebhookFanOutConsumer, broker.ConsumeOptions{Prefetch: 1, Concurrency: 1, Observe: opt.Observe}, w.HandleOrderEvent)
+		errc <- b.Consume(ctx, WebhookFanOutConsumer, broker.ConsumeOptions{Prefetch: 1, Concurrency: 1, Observe: opt.Observe,
+			Retry: opt.Retry, Now: opt.Now}, w.HandleOrderEvent)
 	}()
 	inFlight := make(chan struct{}, w.opt.Concurrency)
 	var wg sync.WaitGroup

@@ -184,7 +184,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			Delivery: store.DeliveryPolicy{Retry: webhook.Retry{Base: cfg.WebhookBackoffBase, MaxAge: cfg.WebhookMaxAge,
 				MaxAttempts: cfg.WebhookMaxAttempts}, DisableAfter: cfg.WebhookDisableAfter}})
 		g.Go(func() error {
-			return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Observe: m.Consumer})
+			return hooks.Run(ctx, subBroker, broker.ConsumeOptions{Observe: m.Consumer, Retry: outbox.Scheduler(db), Now: now})
 		})
 		// --- analytics (issue 14): its own queue and connection, never in the saga's way ---
 		if cfg.AnalyticsSink != "off" {

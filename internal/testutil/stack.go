@@ -84,6 +84,8 @@ type StackOptions struct {
 	WebhookDelivery store.DeliveryPolicy
 	// Now is the webhook delivery loop's clock (default time.Now).
 	Now func() time.Time
+	// OnCommit, when set, is told every committed order change (metrics).
+	OnCommit func(checkout.Order)
 }
 
 // Stack is the whole service in one test: API, relay, saga workers and sweeper, over a
@@ -128,8 +130,8 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		}
 		extra = append(extra, workers.WebhookConsumers()...)
 	}
-	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL}), Topology: NewTopology(extra...), ttl: opt.TTL}
-	s.WebhookStore = store.NewWebhooks(db.DB, time.Now)
+	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL, OnCommit: opt.OnCommit}), Topology: NewTopology(extra...), ttl: opt.TTL}
+	s.WebhookStore = store.NewWebhooks(db.DB, opt.Now)
 	s.Broker = NewBroker(t, opt.AMQPURL, s.Topology)
 	s.Gateway = opt.Gateway
 	if s.Gateway == nil {
