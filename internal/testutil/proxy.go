@@ -37,3 +37,24 @@ func (p *Proxy) Restore() {
 		p.t.Fatalf("proxy restore: %v", err)
 	}
 }
+
+// Stall keeps the connections open but lets no byte through either way (toxiproxy's
+// timeout toxic with no timeout): the dependency hangs rather than goes away.
+func (p *Proxy) Stall() {
+	p.t.Helper()
+	for _, dir := range []string{"upstream", "downstream"} {
+		if _, err := p.p.AddToxic("stall-"+dir, "timeout", dir, 1, toxiclient.Attributes{"timeout": 0}); err != nil {
+			p.t.Fatalf("proxy stall: %v", err)
+		}
+	}
+}
+
+// Unstall lets the bytes through again.
+func (p *Proxy) Unstall() {
+	p.t.Helper()
+	for _, dir := range []string{"upstream", "downstream"} {
+		if err := p.p.RemoveToxic("stall-" + dir); err != nil {
+			p.t.Fatalf("proxy unstall: %v", err)
+		}
+	}
+}
