@@ -95,8 +95,8 @@ func SetHeaderInjector(f HeaderInjector) { injector = f }
 const CorrelationHeader = "x-correlation-id"
 
 // Insert writes env in the caller's transaction (db is that bun.Tx), so the event
-// commits or rolls back with the change it announces. A trigger sends
-// NOTIFY "outbox.<schema>" at commit.
+// commits or rolls back with the change it announces. Once it committed, the caller
+// wakes the relays (Notifier.Notify).
 func Insert(ctx context.Context, db bun.IDB, env event.Envelope) error {
 	return InsertMany(ctx, db, []event.Envelope{env})
 }

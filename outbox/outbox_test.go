@@ -261,14 +261,21 @@ func TestRelay_StalledBrokerReleasesTheBatchAtTheDeadline(t *testing.T) {
 	}
 }
 
-func TestRelay_WakesOnItsOwnNotify(t *testing.T) {
+func TestRelay_WokenAfterCommit_InProcessAndByNotify(t *testing.T) {
 	t.Parallel()
-	// Polling once an hour: once idle, only the outbox trigger's NOTIFY on this schema's
-	// channel can wake the relay.
+	// Polling once an hour: once idle, only a Notifier can wake the relay in time:
+	// this process's (in memory), or another process's (its NOTIFY on this schema's
+	// channel).
 	db := testutil.NewDB(t)
+	other := db.Via(t, testutil.PostgresHostPort(t), storeOptions(2)) // another process's pool, same schema
+	// The local notifier's own NOTIFY cannot go out (its pool is closed): only its
+	// in-memory wake-up can reach the relay.
+	closed := db.Via(t, testutil.PostgresHostPort(t), storeOptions(1))
+	closed.Close()
+	local, remote := outbox.NewNotifier(closed.DB), outbox.NewNotifier(other.DB)
 	insert(t, db, "first", 1)
 	pub := &publisher{}
-	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Poll: time.Hour})
+	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Poll: time.Hour, Notifier: local})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,9 +287,16 @@ func TestRelay_WakesOnItsOwnNotify(t *testing.T) {
 		return testutil.Count(t, db, "SELECT count(*) FROM pg_stat_activity WHERE query = ?", `LISTEN "`+outbox.Channel(db.Schema)+`"`) == 1
 	})
 	second := insert(t, db, "second", 1)
-	testutil.Eventually(t, 10*time.Second, "the second event published on NOTIFY", func() bool {
+	local.Notify()
+	testutil.Eventually(t, 10*time.Second, "the second event published on the in-process wake-up", func() bool {
 		got := pub.published()
 		return len(got) == 2 && got[1].ID == second[0]
+	})
+	third := insert(t, other, "third", 1)
+	remote.Notify()
+	testutil.Eventually(t, 10*time.Second, "the third event published on another process's NOTIFY", func() bool {
+		got := pub.published()
+		return len(got) == 3 && got[2].ID == third[0]
 	})
 }
 

@@ -34,6 +34,8 @@ type RelayOptions struct {
 	AfterConfirm func() error
 	// Observe, when set, is told each published batch (metrics).
 	Observe func(n int, confirmLatency time.Duration, lags []time.Duration)
+	// Notifier, when set, wakes this relay at once when this process commits events.
+	Notifier *Notifier
 }
 
 // Relay publishes the outbox through a Publisher. Several relays may run at once; see
@@ -73,10 +75,14 @@ func NewRelay(db *bun.DB, pub Publisher, opt RelayOptions) (*Relay, error) {
 	return &Relay{db: db, pub: pub, opt: opt}, nil
 }
 
-// Run relays until ctx ends. It wakes on NOTIFY "outbox.<schema>" and polls as a
+// Run relays until ctx ends. It wakes when this process's Notifier says events were
+// committed, on NOTIFY "outbox.<schema>" (another process's Notifier), and polls as a
 // fallback; after a failure it waits with exponential backoff and jitter.
 func (r *Relay) Run(ctx context.Context) error {
 	wake := make(chan struct{}, 1)
+	if r.opt.Notifier != nil {
+		r.opt.Notifier.subscribe(wake)
+	}
 	go r.listen(ctx, wake)
 	poll := time.NewTicker(r.opt.Poll)
 	defer poll.Stop()

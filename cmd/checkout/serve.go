@@ -130,7 +130,10 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	})
 	// Business metrics are counted when the change commits: once, whichever process
 	// made it, and never for one that rolled back.
-	ordersOpt := store.OrdersOptions{Now: now, OnCommit: m.OrderCommitted, OnRedisFallback: m.RedisFallback}
+	// Relays are woken after each commit that wrote events: at once in this process, by a
+	// coalesced NOTIFY in the others.
+	notifier := outbox.NewNotifier(db)
+	ordersOpt := store.OrdersOptions{Now: now, OnCommit: m.OrderCommitted, OnRedisFallback: m.RedisFallback, Notify: notifier.Notify}
 	strategy, err := store.ParseStrategy(cfg.ReservationStrategy)
 	if err != nil {
 		return err
@@ -154,7 +157,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 
 	if runRelay {
 		relay, err := outbox.NewRelay(db, telemetry.TracePublisher(pubBroker), outbox.RelayOptions{Batch: cfg.OutboxBatch,
-			Poll: cfg.OutboxPoll, Logger: logger, Now: now, Observe: m.RelayBatch})
+			Poll: cfg.OutboxPoll, Logger: logger, Now: now, Observe: m.RelayBatch, Notifier: notifier})
 		if err != nil {
 			return err
 		}

@@ -37,6 +37,9 @@ type OrdersOptions struct {
 	// OnRedisFallback, when set, is told each time Redis could not answer and a
 	// checkout went on as the lock strategy.
 	OnRedisFallback func(error)
+	// Notify, when set, is called after a commit that wrote events (outbox.Notifier):
+	// it wakes the relays without a NOTIFY inside the transaction.
+	Notify func()
 }
 
 // Orders implements checkout.OrderStore: the checkout transaction and every status
@@ -51,6 +54,7 @@ type Orders struct {
 	onCommit func(checkout.Order)
 	// onRedisFallback is OrdersOptions.OnRedisFallback.
 	onRedisFallback func(error)
+	notify          func()
 	// soldOut remembers SKUs seen sold out, so checkouts of them are answered from a
 	// lock-free read instead of queueing on the row lock (see precheck).
 	soldOut sync.Map
@@ -65,7 +69,7 @@ func NewOrders(db *bun.DB, opt OrdersOptions) *Orders {
 		opt.Now = time.Now
 	}
 	s := &Orders{db: db, strategy: opt.Strategy, reserver: opt.Reserver, redis: opt.Redis, now: opt.Now, onCommit: opt.OnCommit,
-		onRedisFallback: opt.OnRedisFallback}
+		onRedisFallback: opt.OnRedisFallback, notify: opt.Notify}
 	if s.reserver == nil {
 		s.reserver = LockingReserver{}
 		if opt.Strategy == StrategyOptimistic {
@@ -90,9 +94,18 @@ func (s *Orders) Strategy() Strategy { return s.strategy }
 
 var _ checkout.OrderStore = (*Orders)(nil)
 
+// committed runs after a transaction that changed o committed: metrics, and a wake-up
+// for the relays (its event is in the outbox).
 func (s *Orders) committed(o checkout.Order) {
 	if s.onCommit != nil {
 		s.onCommit(o)
+	}
+	s.wakeRelays()
+}
+
+func (s *Orders) wakeRelays() {
+	if s.notify != nil {
+		s.notify()
 	}
 }
 

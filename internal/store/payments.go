@@ -164,6 +164,8 @@ func (p *Payments) Settle(ctx context.Context, consumer, eventID string, rep che
 	}
 	if changed {
 		p.orders.afterCommit(out, eff)
+	} else if first {
+		p.orders.wakeRelays() // a refund request may have been written
 	}
 	return out, first, nil
 }

@@ -130,7 +130,8 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		}
 		extra = append(extra, workers.WebhookConsumers()...)
 	}
-	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL, OnCommit: opt.OnCommit}), Topology: NewTopology(extra...), ttl: opt.TTL}
+	notifier := outbox.NewNotifier(db.DB)
+	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL, OnCommit: opt.OnCommit, Notify: notifier.Notify}), Topology: NewTopology(extra...), ttl: opt.TTL}
 	s.WebhookStore = store.NewWebhooks(db.DB, opt.Now)
 	s.Broker = NewBroker(t, opt.AMQPURL, s.Topology)
 	s.Gateway = opt.Gateway
@@ -162,6 +163,9 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		}
 		if opt.Relay.PublishTimeout == 0 {
 			opt.Relay.PublishTimeout = 5 * time.Second
+		}
+		if opt.Relay.Notifier == nil {
+			opt.Relay.Notifier = notifier
 		}
 		relay, err := outbox.NewRelay(db.DB, pub, opt.Relay)
 		if err != nil {
