@@ -106,6 +106,19 @@ func InsertMany(ctx context.Context, db bun.IDB, envs []event.Envelope) error {
 	if len(envs) == 0 {
 		return nil
 	}
+	q, args, err := InsertStatement(ctx, envs)
+	if err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("outbox insert %d events (%s...): %w", len(envs), envs[0].Type, err)
+	}
+	return nil
+}
+
+// InsertStatement is the statement InsertMany runs (bun placeholders and their
+// arguments), for a caller that sends it with other statements in one round trip.
+func InsertStatement(ctx context.Context, envs []event.Envelope) (string, []any, error) {
 	n := len(envs)
 	id, typ, agg, payload, headers := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	at := make([]time.Time, n)
@@ -123,16 +136,13 @@ func InsertMany(ctx context.Context, db bun.IDB, envs []event.Envelope) error {
 		}
 		hb, err := json.Marshal(h)
 		if err != nil {
-			return err
+			return "", nil, err
 		}
 		id[i], typ[i], agg[i], payload[i], headers[i], at[i] = env.ID, env.Type, env.AggregateID, string(env.Payload), string(hb), env.OccurredAt
 	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO outbox (event_id, type, aggregate_id, payload, headers, created_at)
+	return `INSERT INTO outbox (event_id, type, aggregate_id, payload, headers, created_at)
 		SELECT * FROM unnest(?::uuid[], ?::text[], ?::text[], ?::jsonb[], ?::jsonb[], ?::timestamptz[])`,
-		pgdialect.Array(id), pgdialect.Array(typ), pgdialect.Array(agg), pgdialect.Array(payload), pgdialect.Array(headers), pgdialect.Array(at)); err != nil {
-		return fmt.Errorf("outbox insert %d events (%s...): %w", n, envs[0].Type, err)
-	}
-	return nil
+		[]any{pgdialect.Array(id), pgdialect.Array(typ), pgdialect.Array(agg), pgdialect.Array(payload), pgdialect.Array(headers), pgdialect.Array(at)}, nil
 }
 
 // Claim leases up to n publishable rows to token until now+lease and returns them in

@@ -10,6 +10,8 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/outbox"
 )
 
 // BatchOptions tune the batch strategy (group commit).
@@ -354,38 +356,43 @@ func (s *Orders) placeBatch(ctx context.Context, tx bun.Tx, ps []checkout.PlaceO
 		}
 	}
 
-	// 4. What was refused leaves nothing behind.
+	// 4. In one round trip: what was refused leaves nothing behind; the holds, their
+	// reservations and the events are written.
+	var sc script
 	if len(dropKeys) > 0 {
 		dc, dk := make([]string, len(dropKeys)), make([]string, len(dropKeys))
 		for j, i := range dropKeys {
 			dc[j], dk[j] = ps[i].CustomerID, ps[i].IdempotencyKey
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE (customer_id, key) IN (SELECT * FROM unnest(?::text[], ?::text[]))`,
-			pgArray(dc), pgArray(dk)); err != nil {
-			return nil, fmt.Errorf("drop refused keys: %w", err)
-		}
+		sc.add(`DELETE FROM idempotency_keys WHERE (customer_id, key) IN (SELECT * FROM unnest(?::text[], ?::text[]))`, pgArray(dc), pgArray(dk))
 	}
 	if len(dropOrders) > 0 {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM orders WHERE id IN (?)", bun.In(dropOrders)); err != nil {
-			return nil, fmt.Errorf("drop refused orders: %w", err)
+		sc.add("DELETE FROM orders WHERE id IN (?)", bun.In(dropOrders))
+	}
+	if len(placed) > 0 {
+		now := s.now()
+		sc.add(`UPDATE inventory i SET reserved = i.reserved + v.q, version = i.version + 1, updated_at = ?
+			FROM (SELECT sku, wh, sum(q)::int AS q FROM unnest(?::text[], ?::text[], ?::int[]) AS u(sku, wh, q) GROUP BY sku, wh) AS v
+			WHERE i.sku = v.sku AND i.warehouse = v.wh`, now, pgArray(total.sku), pgArray(total.warehouse), pgArray(total.qty))
+		sc.add(`INSERT INTO reservations (order_id, sku, warehouse, quantity, expires_at, created_at, updated_at)
+			SELECT o, sku, wh, q, e, a, a FROM unnest(?::uuid[], ?::text[], ?::text[], ?::int[], ?::timestamptz[], ?::timestamptz[]) AS v(o, sku, wh, q, e, a)`,
+			pgArray(rOrder), pgArray(rSKU), pgArray(rWH), pgArray(rQty), pgArray(rExp), pgArray(rAt))
+		envs := make([]event.Envelope, len(placed))
+		for i, o := range placed {
+			env, err := orderEvent(o, "")
+			if err != nil {
+				return nil, err
+			}
+			envs[i] = env
 		}
+		q, args, err := outbox.InsertStatement(ctx, envs)
+		if err != nil {
+			return nil, err
+		}
+		sc.add(q, args...)
 	}
-
-	// 5. The holds, their reservations and the events.
-	if len(placed) == 0 {
-		return res, nil
-	}
-	now := s.now()
-	if err := addReserved(ctx, tx, total, now); err != nil {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO reservations (order_id, sku, warehouse, quantity, expires_at, created_at, updated_at)
-		SELECT o, sku, wh, q, e, a, a FROM unnest(?::uuid[], ?::text[], ?::text[], ?::int[], ?::timestamptz[], ?::timestamptz[]) AS v(o, sku, wh, q, e, a)`,
-		pgArray(rOrder), pgArray(rSKU), pgArray(rWH), pgArray(rQty), pgArray(rExp), pgArray(rAt)); err != nil {
-		return nil, fmt.Errorf("insert reservations: %w", err)
-	}
-	if err := writeOrderEvents(ctx, tx, placed); err != nil {
-		return nil, err
+	if err := sc.exec(ctx, tx); err != nil {
+		return nil, fmt.Errorf("place batch: %w", err)
 	}
 	return res, nil
 }

@@ -314,9 +314,19 @@ func (s *Orders) linesOf(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder) 
 	return lines, field, prices, nil
 }
 
-// insertOrders writes orders and their items, two statements whatever their number;
+// insertOrders writes orders and their items in one round trip, whatever their number;
 // tokens[i] is orders[i]'s payment token.
 func insertOrders(ctx context.Context, tx bun.IDB, orders []checkout.Order, tokens []string) error {
+	var sc script
+	addOrders(&sc, orders, tokens)
+	if err := sc.exec(ctx, tx); err != nil {
+		return fmt.Errorf("insert orders: %w", err)
+	}
+	return nil
+}
+
+// addOrders adds the statements writing orders and their items to sc.
+func addOrders(sc *script, orders []checkout.Order, tokens []string) {
 	n := len(orders)
 	id, cust, cur, tok := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	total := make([]int64, n)
@@ -332,19 +342,14 @@ func insertOrders(ctx context.Context, tx bun.IDB, orders []checkout.Order, toke
 			iLine, iQty, iUnit = append(iLine, j+1), append(iQty, it.Quantity), append(iUnit, it.UnitPriceCents)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, customer_id, status, total_cents, currency,
+	sc.add(`INSERT INTO orders (id, customer_id, status, total_cents, currency,
 		payment_token, reservation_expires_at, event_seq, created_at, updated_at)
 		SELECT v.id, v.cust, 'PENDING_PAYMENT', v.total, v.cur, v.tok, v.exp, 1, v.at, v.at
 		FROM unnest(?::uuid[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[]) AS v(id, cust, total, cur, tok, exp, at)`,
-		pgArray(id), pgArray(cust), pgArray(total), pgArray(cur), pgArray(tok), pgArray(expires), pgArray(created)); err != nil {
-		return fmt.Errorf("insert orders: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents)
+		pgArray(id), pgArray(cust), pgArray(total), pgArray(cur), pgArray(tok), pgArray(expires), pgArray(created))
+	sc.add(`INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents)
 		SELECT * FROM unnest(?::uuid[], ?::int[], ?::text[], ?::int[], ?::bigint[])`,
-		pgArray(iOrder), pgArray(iLine), pgArray(iSKU), pgArray(iQty), pgArray(iUnit)); err != nil {
-		return fmt.Errorf("insert order items: %w", err)
-	}
-	return nil
+		pgArray(iOrder), pgArray(iLine), pgArray(iSKU), pgArray(iQty), pgArray(iUnit))
 }
 
 // orderEvent is the event announcing o's current status; order.placed also carries
