@@ -533,32 +533,46 @@ func (s *Orders) Transition(ctx context.Context, id string, decide func(o *check
 	return out, nil
 }
 
-// apply makes the change ch to o (loaded under its row lock in tx) and its effects;
-// changed is false when ch changes nothing.
-func (s *Orders) apply(ctx context.Context, tx bun.Tx, o *checkout.Order, ch checkout.Change) (eff checkout.Effects, changed bool, err error) {
+// apply makes the change ch to o (loaded under its row lock in tx) and its effects,
+// in one round trip; changed is false when ch changes nothing. more, when set, adds
+// statements to that round trip (the payment record of a settlement).
+func (s *Orders) apply(ctx context.Context, tx bun.Tx, o *checkout.Order, ch checkout.Change, more ...func(*script) error) (eff checkout.Effects, changed bool, err error) {
 	from := o.Status
 	eff, err = o.Apply(ch, s.now().UTC().Truncate(time.Microsecond))
-	if err != nil || ch.To == "" {
+	if err != nil {
 		return eff, false, err
 	}
-	if err := moveStock(ctx, tx, o.ID, eff.Stock, o.UpdatedAt); err != nil {
-		return eff, false, err
+	var sc script
+	if ch.To != "" {
+		addStockMove(&sc, o.ID, eff.Stock, o.UpdatedAt)
+		// The token is kept only while the order may still be charged.
+		sc.add(`UPDATE orders SET status = ?, updated_at = ?, event_seq = ?,
+			tracking_number = ?, payment_failure_reason = ?,
+			payment_token = CASE WHEN ? = 'PENDING_PAYMENT' THEN payment_token END
+			WHERE id = ? AND status = ?`, o.Status, o.UpdatedAt, o.Sequence, o.TrackingNumber, o.PaymentFailureReason,
+			o.Status, o.ID, from)
+		env, err := orderEvent(*o, "")
+		if err != nil {
+			return eff, false, err
+		}
+		q, args, err := outbox.InsertStatement(ctx, []event.Envelope{env})
+		if err != nil {
+			return eff, false, err
+		}
+		sc.add(q, args...)
+		if eff.RefundReason != "" {
+			if err := addRefundRequest(ctx, &sc, o.ID, eff.RefundReason, o.UpdatedAt); err != nil {
+				return eff, false, err
+			}
+		}
 	}
-	// The token is kept only while the order may still be charged.
-	if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ?, event_seq = ?,
-		tracking_number = ?, payment_failure_reason = ?,
-		payment_token = CASE WHEN ? = 'PENDING_PAYMENT' THEN payment_token END
-		WHERE id = ? AND status = ?`, o.Status, o.UpdatedAt, o.Sequence, o.TrackingNumber, o.PaymentFailureReason,
-		o.Status, o.ID, from); err != nil {
-		return eff, false, fmt.Errorf("update order: %w", err)
-	}
-	if err := writeOrderEvents(ctx, tx, []checkout.Order{*o}); err != nil {
-		return eff, false, err
-	}
-	if eff.RefundReason != "" {
-		if err := requestRefund(ctx, tx, o.ID, eff.RefundReason, o.UpdatedAt); err != nil {
+	for _, f := range more {
+		if err := f(&sc); err != nil {
 			return eff, false, err
 		}
 	}
-	return eff, true, nil
+	if err := sc.exec(ctx, tx); err != nil {
+		return eff, false, fmt.Errorf("apply %s to order %s: %w", ch.To, o.ID, err)
+	}
+	return eff, ch.To != "", nil
 }

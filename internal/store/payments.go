@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -115,49 +116,73 @@ func getPayment(ctx context.Context, db bun.IDB, where string, lock bool, args .
 	return &pay, nil
 }
 
-// Settle implements checkout.PaymentStore.
+// settleRow is what a settlement reads in its first round trip: whether the event is
+// new for the consumer (the inbox row it wrote), the order under its row lock with its
+// items, and the recorded payment.
+type settleRow struct {
+	First bool `bun:"first"`
+	orderRow
+	Items     []byte  `bun:"items"`
+	PayStatus *string `bun:"pay_status"`
+}
+
+// Settle implements checkout.PaymentStore, in two round trips: the inbox row, the order
+// under its lock, its items and the recorded payment; then the order's change, its stock
+// move and event, the payment record and any refund request.
 func (p *Payments) Settle(ctx context.Context, consumer, eventID string, rep checkout.PaymentReport) (checkout.Order, bool, error) {
 	var out checkout.Order
 	var first, changed bool
 	var eff checkout.Effects
 	err := InTx(ctx, p.db, func(ctx context.Context, tx bun.Tx) error {
 		now := p.now().UTC().Truncate(time.Microsecond)
-		var err error
-		if first, err = MarkProcessed(ctx, tx, consumer, eventID, now); err != nil || !first {
-			if err == nil {
-				o, lerr := loadOrder(ctx, tx, rep.OrderID, false)
-				if o != nil {
-					out = *o
-				}
-				return lerr
-			}
-			return err
-		}
-		o, err := loadOrder(ctx, tx, rep.OrderID, true)
-		if err != nil {
-			return err
-		}
-		if o == nil {
+		var r settleRow
+		err := tx.NewRaw(`WITH ins AS (INSERT INTO inbox (consumer, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1)
+			SELECT EXISTS (SELECT 1 FROM ins) AS first, o.id, o.customer_id, o.status, o.total_cents, o.currency, o.reservation_expires_at,
+				o.tracking_number, o.payment_failure_reason, o.event_seq, o.created_at, o.updated_at,
+				(SELECT json_agg(json_build_object('sku', i.sku, 'quantity', i.quantity, 'unitPriceCents', i.unit_price_cents) ORDER BY i.line_no)
+				 FROM order_items i WHERE i.order_id = o.id) AS items,
+				(SELECT pay.status FROM payments pay WHERE pay.order_id = o.id) AS pay_status
+			FROM orders o WHERE o.id = ? FOR UPDATE OF o`, consumer, eventID, now, rep.OrderID).Scan(ctx, &r)
+		if errors.Is(err, sql.ErrNoRows) {
 			return checkout.Errorf(checkout.NotFound, []string{"orderId"}, "order %s not found", rep.OrderID)
 		}
-		d := checkout.DecidePayment(o, rep.Result)
-		if eff, changed, err = p.orders.apply(ctx, tx, o, d.Change); err != nil {
-			return err
+		if err != nil {
+			return fmt.Errorf("settle %s: %w", rep.OrderID, err)
 		}
-		if err := recordPayment(ctx, tx, rep, now); err != nil {
-			return err
+		o := r.order()
+		if len(r.Items) > 0 {
+			var items []itemRow
+			if err := json.Unmarshal(r.Items, &items); err != nil {
+				return fmt.Errorf("settle %s: items: %w", rep.OrderID, err)
+			}
+			for _, it := range items {
+				o.Items = append(o.Items, checkout.OrderItem{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents})
+			}
 		}
+		out, first = o, r.First
+		if !first {
+			return nil // processed before: nothing changes
+		}
+		var prev *checkout.Payment
+		if r.PayStatus != nil {
+			prev = &checkout.Payment{Status: *r.PayStatus}
+		}
+		d := checkout.DecidePayment(&o, rep.Result)
+		eff, changed, err = p.orders.apply(ctx, tx, &o, d.Change, func(sc *script) error {
+			if prev.Accepts(rep.Result) {
+				addPaymentRecord(sc, rep, now)
+			}
+			if d.Refund {
+				sc.add("UPDATE orders SET payment_failure_reason = ?, updated_at = ? WHERE id = ?", d.Note, now, o.ID)
+				return addRefundRequest(ctx, sc, o.ID, d.Note, now)
+			}
+			return nil
+		})
 		if d.Refund {
-			if _, err := tx.ExecContext(ctx, "UPDATE orders SET payment_failure_reason = ?, updated_at = ? WHERE id = ?", d.Note, now, o.ID); err != nil {
-				return fmt.Errorf("note refund: %w", err)
-			}
 			o.PaymentFailureReason = &d.Note
-			if err := requestRefund(ctx, tx, o.ID, d.Note, now); err != nil {
-				return err
-			}
 		}
-		out = *o
-		return nil
+		out = o
+		return err
 	})
 	if err != nil {
 		return checkout.Order{}, false, err
@@ -170,16 +195,8 @@ func (p *Payments) Settle(ctx context.Context, consumer, eventID string, rep che
 	return out, first, nil
 }
 
-// recordPayment writes what the provider reported, unless the recorded payment no
-// longer accepts reports (checkout.Payment.Accepts).
-func recordPayment(ctx context.Context, tx bun.IDB, rep checkout.PaymentReport, now time.Time) error {
-	prev, err := getPayment(ctx, tx, "order_id = ?", true, rep.OrderID)
-	if err != nil {
-		return err
-	}
-	if !prev.Accepts(rep.Result) {
-		return nil
-	}
+// addPaymentRecord adds the statement writing what the provider reported.
+func addPaymentRecord(sc *script, rep checkout.PaymentReport, now time.Time) {
 	var providerID, reason *string
 	if rep.ProviderPaymentID != "" {
 		providerID = &rep.ProviderPaymentID
@@ -187,34 +204,29 @@ func recordPayment(ctx context.Context, tx bun.IDB, rep checkout.PaymentReport, 
 	if rep.Result.Status == checkout.PaymentDeclined {
 		reason = &rep.Result.Reason
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO payments (order_id, provider, provider_payment_id, amount_cents, currency, status, failure_reason, created_at, updated_at)
+	sc.add(`INSERT INTO payments (order_id, provider, provider_payment_id, amount_cents, currency, status, failure_reason, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (order_id) DO UPDATE SET provider_payment_id = COALESCE(EXCLUDED.provider_payment_id, payments.provider_payment_id),
 		amount_cents = EXCLUDED.amount_cents, currency = EXCLUDED.currency,
 		status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason, updated_at = EXCLUDED.updated_at`,
-		rep.OrderID, rep.Provider, providerID, rep.AmountCents, rep.Currency, rep.Result.Status, reason, now, now); err != nil {
-		return fmt.Errorf("record payment: %w", err)
-	}
-	return nil
+		rep.OrderID, rep.Provider, providerID, rep.AmountCents, rep.Currency, rep.Result.Status, reason, now, now)
 }
 
-// requestRefund marks an order's successful payment refund_pending and writes the
-// payment.refund_requested event for the refund worker, in the caller's transaction.
-// Without a successful payment there is nothing to refund.
-func requestRefund(ctx context.Context, tx bun.IDB, orderID, reason string, now time.Time) error {
-	res, err := tx.ExecContext(ctx, "UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?",
-		checkout.PaymentRefundPending, now, orderID, checkout.PaymentSucceeded)
-	if err != nil {
-		return fmt.Errorf("refund pending: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return nil
-	}
+// addRefundRequest adds the statement that marks an order's successful payment
+// refund_pending and writes the payment.refund_requested event for the refund worker,
+// both only when there is a successful payment to refund.
+func addRefundRequest(ctx context.Context, sc *script, orderID, reason string, now time.Time) error {
 	env, err := event.New(event.PaymentRefundRequested, orderID, now, event.RefundPayload{OrderID: orderID, Reason: reason})
 	if err != nil {
 		return err
 	}
-	return outbox.Insert(ctx, tx, env)
+	q, args, err := outbox.InsertStatement(ctx, []event.Envelope{env})
+	if err != nil {
+		return err
+	}
+	sc.add(`WITH r AS (UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ? AND status = ? RETURNING 1) `+q+` WHERE EXISTS (SELECT 1 FROM r)`,
+		append([]any{checkout.PaymentRefundPending, now, orderID, checkout.PaymentSucceeded}, args...)...)
+	return nil
 }
 
 // MarkRefunded records a completed refund with the consumer's inbox row.
