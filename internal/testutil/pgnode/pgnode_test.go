@@ -1,0 +1,165 @@
+package pgnode_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/checkout-backend/checkout/internal/testutil/nodeproc"
+	"github.com/checkout-backend/checkout/internal/testutil/pgnode"
+	"github.com/checkout-backend/checkout/internal/testutil/testcert"
+)
+
+func connect(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// serverProcesses lists the node's postmaster and every process under it (backends,
+// walsenders, background workers).
+func serverProcesses(n *pgnode.Node) []int {
+	return append([]int{n.Pid()}, nodeproc.Tree(n.Pid())...)
+}
+
+// running lists the pids that still run.
+func running(pids []int) []int {
+	var out []int
+	for _, p := range pids {
+		if nodeproc.Running(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func TestNode_StartConnectStop_LeavesNoProcess(t *testing.T) {
+	t.Parallel()
+	n := pgnode.Start(t, pgnode.Options{})
+	c := connect(t, n.URL())
+	var one int
+	if err := c.QueryRow(context.Background(), "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("SELECT 1 = %d, %v", one, err)
+	}
+	if n.Status() != "ready" {
+		t.Fatalf("status %q, want ready", n.Status())
+	}
+	procs := serverProcesses(n)
+	if len(procs) < 3 {
+		t.Fatalf("expected a postmaster and its backends, found %v", procs)
+	}
+	n.Stop()
+	if n.Alive() {
+		t.Fatal("node still alive after Stop")
+	}
+	if left := running(procs); len(left) > 0 {
+		t.Fatalf("processes left after Stop: %v", left)
+	}
+}
+
+func TestNode_SynchronousStandby_ReplicatesAndTakesOverWhenPrimaryKilled(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	primary := pgnode.Start(t, pgnode.Options{Name: "primary", SynchronousStandbys: "standby"})
+	standby := pgnode.Start(t, pgnode.Options{Name: "standby", StandbyOf: primary})
+	if standby.Status() != "standby" {
+		t.Fatalf("standby status %q", standby.Status())
+	}
+	p := connect(t, primary.URL())
+	// The primary lists the standby as its synchronous one.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		var state string
+		err := p.QueryRow(wctx, "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby'").Scan(&state)
+		if err == nil && state == "sync" {
+			break
+		}
+		if wctx.Err() != nil {
+			t.Fatalf("standby never became synchronous (last: %q, %v)", state, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := p.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'acknowledged')"); err != nil {
+		t.Fatal(err)
+	}
+	s := connect(t, standby.URL())
+	var v string
+	for {
+		err := s.QueryRow(wctx, "SELECT v FROM t WHERE id = 1").Scan(&v)
+		if err == nil {
+			break
+		}
+		if wctx.Err() != nil {
+			t.Fatalf("row never reached the standby: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := s.Exec(ctx, "INSERT INTO t VALUES (2, 'x')"); err == nil {
+		t.Fatal("a hot standby accepted a write")
+	}
+
+	procs := serverProcesses(primary)
+	primary.Kill()
+	if primary.Alive() {
+		t.Fatal("primary alive after Kill")
+	}
+	if left := running(procs); len(left) > 0 {
+		t.Fatalf("processes of the killed primary left: %v", left)
+	}
+	if err := standby.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := connect(t, standby.URL())
+	if _, err := n.Exec(ctx, "INSERT INTO t VALUES (2, 'after promotion')"); err != nil {
+		t.Fatalf("promoted standby refuses a write: %v", err)
+	}
+	var rows int
+	if err := n.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&rows); err != nil || rows != 2 {
+		t.Fatalf("promoted node has %d rows (%v), want 2", rows, err)
+	}
+	// A multi-host DSN finds the promoted node as the writable one.
+	m := connect(t, pgnode.MultiHostURL("postgres", primary, standby))
+	var readOnly string
+	if err := m.QueryRow(ctx, "SHOW transaction_read_only").Scan(&readOnly); err != nil || readOnly != "off" {
+		t.Fatalf("multi-host DSN: transaction_read_only=%q (%v)", readOnly, err)
+	}
+}
+
+func TestNode_TLS_RequiresAClientCertificateFromTheCA(t *testing.T) {
+	t.Parallel()
+	pki := testcert.New(t, "postgres")
+	ca, srvCert, srvKey, cliCert, cliKey := pki.CA, pki.ServerCert, pki.ServerKey, pki.ClientCert, pki.ClientKey
+	stranger := testcert.New(t, "postgres")
+	strangerCert, strangerKey := stranger.ClientCert, stranger.ClientKey
+	n := pgnode.Start(t, pgnode.Options{TLS: &pgnode.TLS{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: ca, ClientCert: "verify-full"}})
+	ctx := context.Background()
+	good := n.URL() + "&sslmode=verify-full&sslrootcert=" + ca + "&sslcert=" + cliCert + "&sslkey=" + cliKey
+	c := connect(t, strings.Replace(good, "sslmode=require&", "", 1))
+	var ssl bool
+	if err := c.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
+		t.Fatalf("connection not over TLS: %v %v", ssl, err)
+	}
+	for name, url := range map[string]string{
+		"plaintext":                 strings.Replace(n.URL(), "sslmode=require", "sslmode=disable", 1),
+		"no client cert":            n.URL() + "&sslrootcert=" + ca,
+		"client cert of another CA": n.URL() + "&sslcert=" + strangerCert + "&sslkey=" + strangerKey,
+	} {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		c, err := pgx.Connect(cctx, url)
+		cancel()
+		if err == nil {
+			c.Close(ctx)
+			t.Errorf("%s: connected, want refused", name)
+		}
+	}
+}

@@ -1,0 +1,464 @@
+// Package rabbitnode starts private RabbitMQ nodes for tests and scripts, as separate OS
+// processes with a node name, AMQP port, distribution port and data directories of their
+// own (no management plugin), alone or as a cluster joined with rabbitmqctl, optionally
+// with an amqps listener that verifies client certificates. It never touches the shared
+// broker (rabbit@localhost). Nodes are stopped by their own process id.
+//
+// Tests call Start or StartCluster, which stop the nodes at cleanup and skip the test
+// (fail it when CI is set) where RabbitMQ cannot run; scripts call Launch or
+// LaunchCluster with a directory and Detached, and later Open a node's directory.
+package rabbitnode
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/checkout-backend/checkout/internal/testutil/nodeproc"
+)
+
+// ScriptsDir holds the RabbitMQ scripts that run the server itself (rabbitmq-server,
+// rabbitmqctl) rather than Debian's wrappers in /usr/sbin, which switch to the
+// rabbitmq user and the machine's node.
+var ScriptsDir = "/usr/lib/rabbitmq/bin"
+
+// MachineCookie is the Erlang cookie of the machine's RabbitMQ, shared by the private
+// nodes when it is readable (a random one otherwise).
+var MachineCookie = "/var/lib/rabbitmq/.erlang.cookie"
+
+// TLS adds an amqps listener.
+type TLS struct {
+	// CertFile and KeyFile are the server's certificate and key; CAFile the CA that
+	// client certificates must chain to (verify_peer, fail_if_no_peer_cert).
+	CertFile, KeyFile, CAFile string
+	// Only drops the plain AMQP listener.
+	Only bool
+}
+
+// Options choose the node Launch or Start makes.
+type Options struct {
+	// Dir holds the node (mnesia/, log/, home/ with the cookie, rabbitmq.conf, node.json).
+	// Start defaults it to a t.TempDir(); Launch requires it. LaunchCluster makes one
+	// directory per node under it.
+	Dir string
+	// Name is the node name before @localhost; default "t" + random hex.
+	Name string
+	// Port, TLSPort and DistPort; 0 picks free loopback ports.
+	Port, TLSPort, DistPort int
+	// TLS adds an amqps listener on TLSPort.
+	TLS *TLS
+	// Cookie is the Erlang cookie; default MachineCookie's content, else random. Nodes of
+	// a cluster share it.
+	Cookie string
+	// Config is more rabbitmq.conf text.
+	Config string
+	// Detached leaves the node running when the calling process exits (scripts); Start
+	// ignores it.
+	Detached bool
+}
+
+// Node is a RabbitMQ node.
+type Node struct {
+	// Name is the full node name, e.g. t1a2b3c@localhost.
+	Name string
+	// Port is the AMQP port (0 when TLS.Only), TLSPort the amqps one (0 without TLS),
+	// DistPort the Erlang distribution port.
+	Port, TLSPort, DistPort int
+	// Dir is the node's directory.
+	Dir  string
+	proc *nodeproc.Process
+	opt  Options
+}
+
+type state struct {
+	Options
+	Pid int `json:"pid"`
+}
+
+// Start launches a node for t under t.TempDir() (unless opt.Dir is set) and kills it at
+// cleanup, on every path. When RabbitMQ is missing or the node cannot start, the test is
+// skipped with one line saying why (failed when CI is set).
+func Start(t testing.TB, opt Options) *Node {
+	t.Helper()
+	if opt.Dir == "" {
+		opt.Dir = t.TempDir()
+	}
+	opt.Detached = false
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n, err := Launch(ctx, opt)
+	if n != nil {
+		t.Cleanup(n.Kill)
+	}
+	if err != nil {
+		nodeproc.Unavailable(t, "rabbitnode: RabbitMQ node cannot start here: %v", err)
+	}
+	return n
+}
+
+// Launch starts a node and waits until it answers AMQP. On an error after the server
+// started, the returned node is non-nil so it can be killed.
+func Launch(ctx context.Context, opt Options) (*Node, error) {
+	if opt.Dir == "" {
+		return nil, errors.New("rabbitnode: Options.Dir is required")
+	}
+	server := filepath.Join(ScriptsDir, "rabbitmq-server")
+	if _, err := os.Stat(server); err != nil {
+		return nil, fmt.Errorf("no %s (install rabbitmq-server): %w", server, nodeproc.ErrNoBinary)
+	}
+	if _, err := exec.LookPath("erl"); err != nil {
+		return nil, fmt.Errorf("no erl on PATH (Erlang): %w", nodeproc.ErrNoBinary)
+	}
+	var err error
+	if opt.Dir, err = filepath.Abs(opt.Dir); err != nil {
+		return nil, err
+	}
+	if opt.Name == "" {
+		opt.Name = "t" + randomHex(4)
+	}
+	if opt.Cookie == "" {
+		opt.Cookie = defaultCookie()
+	}
+	for _, p := range []*int{&opt.Port, &opt.DistPort} {
+		if *p == 0 {
+			if *p, err = nodeproc.FreePort(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if opt.TLS != nil && opt.TLSPort == 0 {
+		if opt.TLSPort, err = nodeproc.FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	n := &Node{Name: opt.Name + "@localhost", Port: opt.Port, TLSPort: opt.TLSPort, DistPort: opt.DistPort, Dir: opt.Dir, opt: opt}
+	if opt.TLS != nil && opt.TLS.Only {
+		n.Port = 0
+	}
+	if err := n.writeFiles(); err != nil {
+		return nil, err
+	}
+	return n, n.start(ctx)
+}
+
+// Open returns the node another command launched in dir (from its node.json).
+func Open(dir string) (*Node, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "node.json"))
+	if err != nil {
+		return nil, err
+	}
+	var s state
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, err
+	}
+	n := &Node{Name: s.Name + "@localhost", Port: s.Port, TLSPort: s.TLSPort, DistPort: s.DistPort, Dir: dir, opt: s.Options}
+	if s.TLS != nil && s.TLS.Only {
+		n.Port = 0
+	}
+	n.proc, err = nodeproc.Attach(s.Pid, n.Name)
+	return n, err
+}
+
+func (n *Node) writeFiles() error {
+	home := filepath.Join(n.Dir, "home")
+	for _, d := range []string{home, filepath.Join(n.Dir, "mnesia"), filepath.Join(n.Dir, "log")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	cookie := filepath.Join(home, ".erlang.cookie")
+	os.Remove(cookie)
+	if err := os.WriteFile(cookie, []byte(n.opt.Cookie), 0o400); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(n.Dir, "enabled_plugins"), []byte("[].\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(n.Dir, "rabbitmq-env.conf"), []byte("# rabbitmqnode: the environment comes from the process\n"), 0o644); err != nil {
+		return err
+	}
+	var conf strings.Builder
+	fmt.Fprintf(&conf, "# rabbitnode %s\n", n.Name)
+	if n.Port != 0 {
+		fmt.Fprintf(&conf, "listeners.tcp.1 = 127.0.0.1:%d\n", n.Port)
+	} else {
+		conf.WriteString("listeners.tcp = none\n")
+	}
+	if t := n.opt.TLS; t != nil {
+		fmt.Fprintf(&conf, "listeners.ssl.1 = 127.0.0.1:%d\nssl_options.certfile = %s\nssl_options.keyfile = %s\nssl_options.cacertfile = %s\nssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n",
+			n.TLSPort, t.CertFile, t.KeyFile, t.CAFile)
+	}
+	conf.WriteString("log.console = false\nlog.file.level = info\n")
+	conf.WriteString(n.opt.Config)
+	return os.WriteFile(filepath.Join(n.Dir, "rabbitmq.conf"), []byte(conf.String()), 0o644)
+}
+
+// env is the environment of the server and of rabbitmqctl for this node: its own
+// configuration files and directories instead of /etc/rabbitmq and /var/lib/rabbitmq.
+func (n *Node) env() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RABBITMQ_") && !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "ERL_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env,
+		"HOME="+filepath.Join(n.Dir, "home"),
+		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(n.Dir, "rabbitmq-env.conf"),
+		"RABBITMQ_CONFIG_FILE="+filepath.Join(n.Dir, "rabbitmq.conf"),
+		"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(n.Dir, "advanced.config"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(n.Dir, "enabled_plugins"),
+		"RABBITMQ_MNESIA_BASE="+filepath.Join(n.Dir, "mnesia"),
+		"RABBITMQ_LOG_BASE="+filepath.Join(n.Dir, "log"),
+		"RABBITMQ_PID_FILE="+filepath.Join(n.Dir, "rabbitmq.pid"),
+		"RABBITMQ_NODENAME="+n.Name,
+		fmt.Sprintf("RABBITMQ_NODE_PORT=%d", n.opt.Port),
+		fmt.Sprintf("RABBITMQ_DIST_PORT=%d", n.DistPort),
+		"ERL_EPMD_ADDRESS=127.0.0.1",
+	)
+}
+
+func (n *Node) start(ctx context.Context) error {
+	logf, err := os.OpenFile(filepath.Join(n.Dir, "stdout.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(ScriptsDir, "rabbitmq-server"))
+	cmd.Dir = n.Dir
+	// RABBITMQ_ALLOW_INPUT makes the script exec the VM, so the process started here is
+	// the node itself (its pid is the one to stop); -noinput keeps the Erlang shell off.
+	cmd.Env = append(n.env(), "RABBITMQ_ALLOW_INPUT=1",
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-noinput -kernel inet_dist_use_interface {127,0,0,1}")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if n.opt.Detached {
+		pid, err := nodeproc.StartDetached(cmd)
+		if err != nil {
+			return fmt.Errorf("start rabbitmq-server: %w", err)
+		}
+		n.proc = &nodeproc.Process{Pid: pid}
+	} else if n.proc, err = nodeproc.Start(cmd); err != nil {
+		return fmt.Errorf("start rabbitmq-server: %w", err)
+	}
+	b, _ := json.Marshal(state{Options: n.opt, Pid: n.proc.Pid})
+	if err := os.WriteFile(filepath.Join(n.Dir, "node.json"), b, 0o644); err != nil {
+		return err
+	}
+	return n.Wait(ctx)
+}
+
+// Wait waits until the node answers AMQP (a TLS-only node: accepts on its amqps port).
+func (n *Node) Wait(ctx context.Context) error {
+	for {
+		if !n.Alive() {
+			return fmt.Errorf("rabbitmq node %s exited: %s", n.Name, n.logTail())
+		}
+		if n.answers() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("rabbitmq node %s does not answer: %w; log: %s", n.Name, ctx.Err(), n.logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) answers() bool {
+	if n.Port == 0 {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.TLSPort), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	c, err := amqp.DialConfig(n.URL(), amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func (n *Node) logTail() string {
+	if s := nodeproc.LogTail(filepath.Join(n.Dir, "log", n.Name+".log"), 3); s != "" {
+		return s
+	}
+	return nodeproc.LogTail(filepath.Join(n.Dir, "stdout.log"), 3)
+}
+
+// URL is the node's AMQP URL (guest, which RabbitMQ allows from loopback).
+func (n *Node) URL() string { return fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", n.Port) }
+
+// TLSURL is the node's amqps URL.
+func (n *Node) TLSURL() string { return fmt.Sprintf("amqps://guest:guest@127.0.0.1:%d/", n.TLSPort) }
+
+// HostPort is the AMQP listener's address.
+func (n *Node) HostPort() string { return fmt.Sprintf("127.0.0.1:%d", n.Port) }
+
+// Pid is the node's (Erlang VM's) process id.
+func (n *Node) Pid() int { return n.proc.Pid }
+
+// Alive reports whether the node's process runs.
+func (n *Node) Alive() bool { return n.proc != nil && n.proc.Alive() }
+
+// Kill crashes the node: SIGKILL to the VM and everything it started (erl_child_setup,
+// inet_gethost), returning once all of it is gone. Safe to call twice.
+func (n *Node) Kill() {
+	if n.proc != nil {
+		n.proc.Kill()
+	}
+}
+
+// Stop stops the node cleanly (SIGTERM), killing it if it has not stopped within 60s.
+func (n *Node) Stop() {
+	if n.proc != nil {
+		n.proc.Stop(syscall.SIGTERM, 60*time.Second)
+	}
+}
+
+// Restart starts a stopped or killed node again with the same name, ports and data (a
+// cluster member rejoins its cluster) and waits until it answers.
+func (n *Node) Restart(ctx context.Context) error {
+	if n.Alive() {
+		return fmt.Errorf("rabbitmq node %s is running", n.Name)
+	}
+	return n.start(ctx)
+}
+
+// Ctl runs rabbitmqctl against this node.
+func (n *Node) Ctl(ctx context.Context, args ...string) ([]byte, error) {
+	port, err := nodeproc.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(ScriptsDir, "rabbitmqctl"), append([]string{"-n", n.Name}, args...)...)
+	cmd.Dir = n.Dir
+	// The CLI is an Erlang node too: give it its own distribution ports, not the
+	// machine-wide default range every concurrent rabbitmqctl would compete for.
+	cmd.Env = append(n.env(), fmt.Sprintf("RABBITMQ_CTL_DIST_PORT_MIN=%d", port), fmt.Sprintf("RABBITMQ_CTL_DIST_PORT_MAX=%d", port+10))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("rabbitmqctl -n %s %s: %v: %s", n.Name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return out, nil
+}
+
+// Cluster is a set of nodes joined into one RabbitMQ cluster.
+type Cluster struct {
+	Nodes []*Node
+}
+
+// StartCluster launches size nodes joined into one cluster for t and kills them at
+// cleanup (skips or fails the test as Start does).
+func StartCluster(t testing.TB, size int, opt Options) *Cluster {
+	t.Helper()
+	if opt.Dir == "" {
+		opt.Dir = t.TempDir()
+	}
+	opt.Detached = false
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := LaunchCluster(ctx, size, opt)
+	for _, n := range c.Nodes {
+		t.Cleanup(n.Kill)
+	}
+	if err != nil {
+		nodeproc.Unavailable(t, "rabbitnode: RabbitMQ cluster cannot start here: %v", err)
+	}
+	return c
+}
+
+// LaunchCluster starts size nodes at once (one directory each under opt.Dir, one
+// cookie), then joins the others to the first one by one (rabbitmqctl stop_app,
+// join_cluster, start_app). The returned cluster holds every node started, also on error.
+func LaunchCluster(ctx context.Context, size int, opt Options) (*Cluster, error) {
+	if opt.Cookie == "" {
+		opt.Cookie = defaultCookie()
+	}
+	if opt.Name == "" {
+		opt.Name = "t" + randomHex(3)
+	}
+	c := &Cluster{}
+	errs := make(chan error, size)
+	nodes := make([]*Node, size)
+	for i := range size {
+		o := opt
+		o.Name = fmt.Sprintf("%sn%d", opt.Name, i+1)
+		o.Dir = filepath.Join(opt.Dir, o.Name)
+		o.Port, o.TLSPort, o.DistPort = 0, 0, 0
+		go func() {
+			n, err := Launch(ctx, o)
+			nodes[i] = n
+			errs <- err
+		}()
+	}
+	var first error
+	for range size {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, n := range nodes {
+		if n != nil {
+			c.Nodes = append(c.Nodes, n)
+		}
+	}
+	if first != nil {
+		return c, first
+	}
+	seed := c.Nodes[0]
+	for _, n := range c.Nodes[1:] {
+		for _, args := range [][]string{{"stop_app"}, {"join_cluster", seed.Name}, {"start_app"}} {
+			if _, err := n.Ctl(ctx, args...); err != nil {
+				return c, err
+			}
+		}
+		if err := n.Wait(ctx); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// URLs are the AMQP URLs of the nodes.
+func (c *Cluster) URLs() []string {
+	out := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		out[i] = n.URL()
+	}
+	return out
+}
+
+// URL is the nodes' AMQP URLs separated by commas, the AMQP_URL syntax for a cluster.
+func (c *Cluster) URL() string { return strings.Join(c.URLs(), ",") }
+
+func defaultCookie() string {
+	if b, err := os.ReadFile(MachineCookie); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b))
+	}
+	return strings.ToUpper(randomHex(10))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
