@@ -17,6 +17,7 @@ import (
 
 	"github.com/checkout-backend/checkout/graph"
 	"github.com/checkout-backend/checkout/internal/broker"
+	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/feed"
 	"github.com/checkout-backend/checkout/internal/payment"
@@ -73,7 +74,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		}
 	}
 	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers(cfg.WebhookBackoffBase, cfg.WebhookMaxAge)...)
-	topo := broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays}
+	topo := broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays, QuorumSize: cfg.AMQPQuorumSize}
 	consumerNames := make([]string, len(consumers))
 	for i, c := range consumers {
 		consumerNames[i] = c.Name
@@ -146,11 +147,22 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			return err
 		}
 		defer checkoutDB.Close()
-		readDB, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBReadConns, QueryHook: telemetry.QueryHook("checkout")})
+		// --- high availability: catalog reads from a replica (DATABASE_READ_URL) ---
+		readURL := cfg.DatabaseURL
+		if cfg.DatabaseReadURL != "" {
+			readURL = cfg.DatabaseReadURL
+		}
+		readDB, err := store.Open(ctx, readURL, store.Options{MaxOpenConns: cfg.DBReadConns, QueryHook: telemetry.QueryHook("checkout")})
 		if err != nil {
 			return err
 		}
 		defer readDB.Close()
+		var catalogStore catalog.Store = store.NewCatalog(readDB)
+		if cfg.DatabaseReadURL != "" {
+			// Catalog writes (admin mutations) go to the primary; reads may lag.
+			catalogStore = catalog.ReadSplit{Writer: store.NewCatalog(checkoutDB), Reader: catalogStore}
+		}
+		// --- end high availability ---
 		m.DBStats(checkoutDB.DB, "checkout-api")
 		m.DBStats(readDB.DB, "catalog-read")
 		apiOrders := store.NewOrders(checkoutDB, store.LockingReserver{}, time.Now)
@@ -163,7 +175,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer feedBroker.Close()
 		statusFeed := feed.New(feedBroker, orders, 16, logger)
 		g.Go(func() error { return statusFeed.Run(ctx) })
-		res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: store.NewCatalog(readDB), Orders: apiOrders, Feed: statusFeed,
+		res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: catalogStore, Orders: apiOrders, Feed: statusFeed,
 			WebhookService: webhook.NewService(webhookStore, webhookPolicy, func() string { return uuid.Must(uuid.NewV7()).String() })}
 		gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, logger)
 		if err != nil {
