@@ -28,6 +28,7 @@ type balancer struct {
 	rt       http.RoundTripper
 }
 
+// RoundTrip sends req to the next instance, and to the others while none answers.
 func (b *balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 	body, err := io.ReadAll(req.Body)
 	if err != nil {

@@ -26,6 +26,7 @@ func newFakeStripe() *fakeStripe {
 	return f
 }
 
+// ServeHTTP answers a PaymentIntent (one per idempotency key) or a refund.
 func (f *fakeStripe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.ParseForm()
 	w.Header().Set("Content-Type", "application/json")
