@@ -119,6 +119,21 @@ soak: ## run the soak test (cmd/bench -soak)
 	@$(SERVICES)
 	$(GO) run ./cmd/bench -soak $(BENCHFLAGS)
 
+# --- high availability (issue 13): local HA stack and chaos run, no Docker ---
+.PHONY: ha ha-status ha-down chaos
+ha: ## start the local HA stack: PG primary + sync standby, 3 RabbitMQ nodes, 2 instances (.ha/)
+	scripts/ha.sh up
+
+ha-status: ## show the local HA stack's processes
+	scripts/ha.sh status
+
+ha-down: ## stop the local HA stack by process id
+	scripts/ha.sh down
+
+chaos: ## kill and cut parts of a private HA stack under load; print the invariants per fault
+	$(GO) run ./cmd/chaos $(CHAOSFLAGS)
+# --- end high availability ---
+
 .PHONY: generate
 generate: ## regenerate code (gqlgen etc.)
 	$(GO) generate ./...

@@ -87,7 +87,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	}
 	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
 	consumers = append(consumers, analyticsConsumers(cfg)...) // analytics (issue 14)
-	topo := broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays}
+	topo := broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays, QuorumSize: cfg.AMQPQuorumSize}
 	consumerNames := make([]string, len(consumers))
 	for i, c := range consumers {
 		consumerNames[i] = c.Name
@@ -225,11 +225,22 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			return err
 		}
 		defer checkoutDB.Close()
-		readDB, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBReadConns, QueryHook: telemetry.QueryHook("checkout")})
+		// --- high availability: catalog reads from a replica (DATABASE_READ_URL) ---
+		readURL := cfg.DatabaseURL
+		if cfg.DatabaseReadURL != "" {
+			readURL = cfg.DatabaseReadURL
+		}
+		readDB, err := store.Open(ctx, readURL, store.Options{MaxOpenConns: cfg.DBReadConns, QueryHook: telemetry.QueryHook("checkout")})
 		if err != nil {
 			return err
 		}
 		defer readDB.Close()
+		var catalogStore catalog.Store = store.NewCatalog(readDB, now)
+		if cfg.DatabaseReadURL != "" {
+			// Catalog writes (admin mutations) go to the primary; reads may lag.
+			catalogStore = catalog.ReadSplit{Writer: store.NewCatalog(checkoutDB, now), Reader: catalogStore}
+		}
+		// --- end high availability ---
 		m.DBStats(checkoutDB.DB, "checkout-api")
 		m.DBStats(readDB.DB, "catalog-read")
 		apiOpt := ordersOpt
@@ -248,7 +259,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer feedBroker.Close()
 		statusFeed := feed.New(feedBroker, orders, 16, logger)
 		g.Go(func() error { return statusFeed.Run(ctx) })
-		res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: catalog.NewService(store.NewCatalog(readDB, now)), Orders: apiOrders, Feed: statusFeed,
+		res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: catalog.NewService(catalogStore), Orders: apiOrders, Feed: statusFeed,
 			WebhookService: webhook.NewService(webhookStore, webhookPolicy, func() string { return uuid.Must(uuid.NewV7()).String() }).WithSealer(sealer)}
 		gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, logger)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,7 +50,16 @@ type Topology struct {
 	// the dead-letter queue (unless RetryForever). They are not queue arguments: they
 	// may change between restarts.
 	RetryDelays []time.Duration
+	// QuorumSize is the quorum queues' replication factor (x-quorum-initial-group-size)
+	// when they are created; RabbitMQ caps it at the cluster's size. 0: DefaultQuorumSize.
+	// It only applies to new queues (see declareQuorum): changing it never stops a
+	// restart.
+	QuorumSize int
 }
+
+// DefaultQuorumSize replicates each quorum queue on three nodes: one may fail (or be
+// upgraded) while the other two keep a majority.
+const DefaultQuorumSize = 3
 
 // DefaultRetryDelays grow from 1s to about 4 minutes over 8 attempts.
 var DefaultRetryDelays = []time.Duration{time.Second, 4 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 4 * time.Minute}
@@ -94,6 +104,8 @@ type Broker struct {
 	// pubMu serializes publishers on the one confirm-mode channel pub.
 	pubMu sync.Mutex
 	pub   *amqp.Channel
+	// node is the index in url of the node conn was dialled to.
+	node int
 	// blocked is set while the broker blocks the connection (connection.blocked: a
 	// memory or disk alarm): publishing pauses instead of hanging.
 	blocked atomic.Bool
@@ -109,6 +121,9 @@ func New(url string, topo Topology, logger *slog.Logger) *Broker {
 	if topo.RetryDelays == nil {
 		topo.RetryDelays = DefaultRetryDelays
 	}
+	if topo.QuorumSize == 0 {
+		topo.QuorumSize = DefaultQuorumSize
+	}
 	return &Broker{url: url, topo: topo, logger: logger}
 }
 
@@ -123,10 +138,16 @@ func (b *Broker) connection() (*amqp.Connection, error) {
 	if b.conn != nil && !b.conn.IsClosed() {
 		return b.conn, nil
 	}
-	conn, err := dial(b.url)
+	start := b.node
+	if b.conn != nil {
+		start++ // the node we were on dropped us: try the others first
+	}
+	conn, node, err := dialAny(b.url, start, amqp.Config{Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(5 * time.Second),
+		Properties: amqp.Table{"connection_name": "checkout"}})
 	if err != nil {
 		return nil, fmt.Errorf("dial RabbitMQ: %w", err)
 	}
+	b.node = node
 	// Every new connection declares the topology first, so a process that started
 	// while the broker was away (or a broker that lost its definitions) heals itself.
 	if err := b.declareOn(conn); err != nil {
@@ -138,10 +159,32 @@ func (b *Broker) connection() (*amqp.Connection, error) {
 	return conn, nil
 }
 
-// dial opens a connection to url with a dial timeout and a heartbeat.
-func dial(url string) (*amqp.Connection, error) {
-	return amqp.DialConfig(url, amqp.Config{Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(5 * time.Second),
-		Properties: amqp.Table{"connection_name": "checkout"}})
+// dialAny dials the nodes of a comma-separated list of AMQP URLs (a cluster's nodes) in
+// turn, from the one at index start, and returns the first connection made and the
+// index of its URL. Errors name nodes by position, never by URL (which holds a password).
+func dialAny(urls string, start int, cfg amqp.Config) (*amqp.Connection, int, error) {
+	var list []string
+	for _, u := range strings.Split(urls, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			list = append(list, u)
+		}
+	}
+	if len(list) == 0 {
+		return nil, 0, errors.New("no AMQP URL")
+	}
+	var errs []error
+	for i := range list {
+		k := (start + i) % len(list)
+		conn, err := amqp.DialConfig(list[k], cfg)
+		if err == nil {
+			return conn, k, nil
+		}
+		if len(list) == 1 {
+			return nil, 0, err
+		}
+		errs = append(errs, fmt.Errorf("node %d of %d: %w", k+1, len(list), err))
+	}
+	return nil, start % len(list), errors.Join(errs...)
 }
 
 // watchBlocked follows connection.blocked/unblocked of conn.
@@ -242,17 +285,17 @@ func (b *Broker) declareOn(conn *amqp.Connection) error {
 	if err != nil {
 		return err
 	}
-	defer ch.Close()
+	defer func() { ch.Close() }()
 	t := b.topo
 	if err := ch.ExchangeDeclare(t.Exchange(), "topic", true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange: %w", err)
 	}
 	for _, c := range t.Consumers {
-		if _, err := ch.QueueDeclare(t.DeadLetterQueue(c.Name), true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		if ch, err = declareQuorum(conn, ch, t.DeadLetterQueue(c.Name), amqp.Table{"x-queue-type": "quorum"}, t.QuorumSize); err != nil {
 			return fmt.Errorf("declare %s: %w", t.DeadLetterQueue(c.Name), err)
 		}
 		q := t.Queue(c.Name)
-		if _, err := ch.QueueDeclare(q, true, false, false, false, t.queueArgs(c)); err != nil {
+		if ch, err = declareQuorum(conn, ch, q, t.queueArgs(c), t.QuorumSize); err != nil {
 			return fmt.Errorf("declare %s: %w", q, err)
 		}
 		for _, typ := range c.Types {
@@ -322,6 +365,40 @@ func (b *Broker) drainInto(ch *amqp.Channel, from, to string) error {
 		}
 		d.Ack(false)
 	}
+}
+
+// quorumGroupSize is the queue argument of a quorum queue's replication factor.
+const quorumGroupSize = "x-quorum-initial-group-size"
+
+// declareQuorum declares a durable quorum queue replicated on size nodes and returns the
+// channel to go on with. The size only applies when the queue is created: RabbitMQ
+// refuses a redeclare whose size differs from the queue's own (PRECONDITION_FAILED),
+// which would stop a deployment whose queues predate the setting or whose setting
+// changed. Such a queue is declared again without the size (its other arguments are
+// still checked) and, if it has a size of its own, kept as it is: an operator resizes
+// existing queues with rabbitmq-queues grow and shrink.
+func declareQuorum(conn *amqp.Connection, ch *amqp.Channel, name string, args amqp.Table, size int) (*amqp.Channel, error) {
+	sized := amqp.Table{quorumGroupSize: int32(size)}
+	for k, v := range args {
+		sized[k] = v
+	}
+	_, err := ch.QueueDeclare(name, true, false, false, false, sized)
+	for _, retry := range []amqp.Table{args, nil} {
+		var ae *amqp.Error
+		if err == nil || !errors.As(err, &ae) || ae.Code != amqp.PreconditionFailed || !strings.Contains(ae.Reason, quorumGroupSize) {
+			return ch, err
+		}
+		// The refusal closed the channel.
+		if ch, err = conn.Channel(); err != nil {
+			return ch, err
+		}
+		if retry != nil {
+			_, err = ch.QueueDeclare(name, true, false, false, false, retry)
+		} else {
+			_, err = ch.QueueDeclarePassive(name, true, false, false, false, nil)
+		}
+	}
+	return ch, err
 }
 
 // Delete removes the topology (tests).
@@ -421,6 +498,9 @@ func (b *Broker) Publish(ctx context.Context, events []event.Envelope) error {
 			return fmt.Errorf("confirm: %w", err)
 		}
 		if !ok {
+			// A channel whose queue lost its leader (a cluster node died) may go on
+			// refusing after the new leader is elected: the next batch gets a fresh one.
+			b.dropPublisher()
 			return ErrNacked
 		}
 	}

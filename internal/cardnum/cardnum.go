@@ -28,8 +28,40 @@ func Is(s string) bool {
 	return n >= 12 && n <= 19
 }
 
-// Redact replaces every run Contains finds with mask.
-func Redact(s, mask string) string { return run.ReplaceAllString(s, mask) }
+// uuid is a UUID: its digit groups are ids, never card numbers.
+var uuid = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
+
+// Redact replaces every run Contains finds with mask, except digits inside a UUID (a
+// correlation or event id).
+func Redact(s, mask string) string {
+	locs := run.FindAllStringIndex(s, -1)
+	if len(locs) == 0 {
+		return s
+	}
+	ids := uuid.FindAllStringIndex(s, -1)
+	inID := func(start, end int) bool {
+		for _, id := range ids {
+			if start >= id[0] && end <= id[1] {
+				return true
+			}
+		}
+		return false
+	}
+	var b strings.Builder
+	last := 0
+	for _, loc := range locs {
+		if inID(loc[0], loc[1]) {
+			continue
+		}
+		b.WriteString(s[last:loc[0]])
+		b.WriteString(mask)
+		last = loc[1]
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+
 
 // Find returns the runs of s that are card numbers for certain: 13 to 19 digits passing
 // the Luhn checksum. A run followed by '-' and more is part of a longer id (a UUID), not

@@ -46,3 +46,13 @@ func TestRedact(t *testing.T) {
 		t.Fatalf("Redact: %q", got)
 	}
 }
+
+func TestRedact_KeepsUUIDs(t *testing.T) {
+	id := "01a21cf2-5d91-7ddb-b527-812345678901"
+	if got := Redact("correlationId "+id+" card 4242424242424242", "[R]"); got != "correlationId "+id+" card [R]" {
+		t.Fatalf("Redact: %q", got)
+	}
+	if got := Redact("x-123456789012", "[R]"); got != "x-[R]" {
+		t.Fatalf("a dash before 12 digits is not a UUID: %q", got)
+	}
+}

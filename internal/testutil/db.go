@@ -42,16 +42,23 @@ type DB struct {
 // NewDB makes a fresh schema, migrates it and returns a pool whose search_path is it.
 func NewDB(t testing.TB, opts ...store.Options) *DB {
 	t.Helper()
+	return NewDBOn(t, DatabaseURL(), opts...)
+}
+
+// NewDBOn is NewDB on the server at serverURL (a private node, or several hosts with
+// target_session_attrs=read-write) instead of TEST_DATABASE_URL.
+func NewDBOn(t testing.TB, serverURL string, opts ...store.Options) *DB {
+	t.Helper()
 	ctx := context.Background()
-	admin, err := store.Open(ctx, DatabaseURL(), store.Options{MaxOpenConns: 1})
+	admin, err := store.Open(ctx, serverURL, store.Options{MaxOpenConns: 1})
 	if err != nil {
-		t.Fatalf("testutil: PostgreSQL is not reachable at TEST_DATABASE_URL (%s): %v; run `make test`, which starts it", DatabaseURL(), err)
+		t.Fatalf("testutil: PostgreSQL is not reachable at %s: %v; run `make test`, which starts it", serverURL, err)
 	}
 	schema := "t_" + RandomID(6)
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatalf("create schema: %v", err)
 	}
-	u, err := url.Parse(DatabaseURL())
+	u, err := url.Parse(serverURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,14 +52,23 @@ func NewTopology(extra ...broker.Consumer) broker.Topology {
 // NewBroker connects to url with topo, declares it, and deletes it at cleanup.
 func NewBroker(t testing.TB, url string, topo broker.Topology) *broker.Broker {
 	t.Helper()
+	return newBroker(t, url, topo, AMQPURL())
+}
+
+// newBroker is NewBroker deleting the topology through cleanupURL at cleanup ("" leaves
+// it: a private node that goes with the test).
+func newBroker(t testing.TB, url string, topo broker.Topology, cleanupURL string) *broker.Broker {
+	t.Helper()
 	b := broker.New(url, topo, clog.New(testWriter{t}, 0))
 	if err := b.Declare(context.Background()); err != nil {
 		t.Fatalf("testutil: RabbitMQ is not reachable at AMQP_URL (%s) or refused the topology: %v; run `make test`, which starts it", url, err)
 	}
 	t.Cleanup(func() {
-		cleanup := broker.New(AMQPURL(), topo, nil)
-		cleanup.Delete(context.Background())
-		cleanup.Close()
+		if cleanupURL != "" {
+			cleanup := broker.New(cleanupURL, topo, nil)
+			cleanup.Delete(context.Background())
+			cleanup.Close()
+		}
 		b.Close()
 	})
 	return b
@@ -86,6 +95,12 @@ type StackOptions struct {
 	Now func() time.Time
 	// OnCommit, when set, is told every committed order change (metrics).
 	OnCommit func(checkout.Order)
+	// DatabaseURL is the server the stack's schema is made on (default
+	// TEST_DATABASE_URL), e.g. private nodes listed with target_session_attrs=read-write.
+	DatabaseURL string
+	// PrivateBroker says AMQPURL is a private node or cluster that goes with the test:
+	// the topology is not deleted from the shared broker at cleanup.
+	PrivateBroker bool
 }
 
 // Stack is the whole service in one test: API, relay, saga workers and sweeper, over a
@@ -119,7 +134,10 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if opt.Tracing {
 		dbOpt.QueryHook = telemetry.QueryHook("checkout")
 	}
-	db := NewDB(t, dbOpt)
+	if opt.DatabaseURL == "" {
+		opt.DatabaseURL = DatabaseURL()
+	}
+	db := NewDBOn(t, opt.DatabaseURL, dbOpt)
 	extra := opt.Extra
 	if opt.Webhooks {
 		if opt.WebhookDelivery.Retry.MaxAge == 0 {
@@ -133,7 +151,11 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	notifier := outbox.NewNotifier(db.DB)
 	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL, OnCommit: opt.OnCommit, Notify: notifier.Notify}), Topology: NewTopology(extra...), ttl: opt.TTL}
 	s.WebhookStore = store.NewWebhooks(db.DB, opt.Now)
-	s.Broker = NewBroker(t, opt.AMQPURL, s.Topology)
+	cleanupURL := AMQPURL()
+	if opt.PrivateBroker {
+		cleanupURL = ""
+	}
+	s.Broker = newBroker(t, opt.AMQPURL, s.Topology, cleanupURL)
 	s.Gateway = opt.Gateway
 	if s.Gateway == nil {
 		s.Sandbox = sandbox.New()

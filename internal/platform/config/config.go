@@ -23,7 +23,15 @@ type Config struct {
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
 
 	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/checkout?sslmode=disable"`
-	DBMaxConns  int    `env:"DB_MAX_CONNS" envDefault:"20"`
+	// --- high availability (issue 13) ---
+	// DatabaseReadURL, when set, serves the catalog's reads (products, stock levels) from
+	// a replica, which may lag; checkout, payment and every write stay on DATABASE_URL.
+	DatabaseReadURL string `env:"DATABASE_READ_URL"`
+	// AMQPQuorumSize is the quorum queues' replication factor when they are created
+	// (x-quorum-initial-group-size); RabbitMQ caps it at the cluster's size.
+	AMQPQuorumSize int `env:"AMQP_QUORUM_SIZE" envDefault:"3"`
+	// --- end high availability ---
+	DBMaxConns int `env:"DB_MAX_CONNS" envDefault:"20"`
 	// DBCheckoutConns and DBReadConns are the API's own pool budgets: checkout (and the
 	// other writes of the API) and catalog reads cannot take each other's connections,
 	// nor the relay's and workers' (DB_MAX_CONNS).
@@ -185,6 +193,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: JWT_SECRET must be set in production")
 	case c.KeyRetention < 24*time.Hour:
 		return fmt.Errorf("config: IDEMPOTENCY_RETENTION must be at least 24h (the contract keeps keys 24 hours)")
+	case c.AMQPQuorumSize < 1:
+		return fmt.Errorf("config: AMQP_QUORUM_SIZE must be at least 1")
 	case c.ReservationTTL <= 0:
 		return fmt.Errorf("config: RESERVATION_TTL must be positive")
 	case c.PaymentProvider != "sandbox" && c.PaymentProvider != "stripe":

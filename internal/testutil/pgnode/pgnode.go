@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -53,6 +54,10 @@ type Options struct {
 	Port int
 	// StandbyOf makes a streaming hot standby of that primary (pg_basebackup -R).
 	StandbyOf *Node
+	// PrimaryAddr is the host:port a standby reaches its primary through, for the base
+	// backup and streaming (a proxy between them, to cut or slow replication); default
+	// StandbyOf's own address.
+	PrimaryAddr string
 	// SynchronousStandbys is the primary's synchronous_standby_names, e.g. "FIRST 1
 	// (standby)": a commit returns once a listed standby has flushed it. It is set on
 	// this node's command line only, so a standby promoted later does not inherit it.
@@ -187,6 +192,8 @@ wal_level = replica
 max_wal_senders = 10
 wal_keep_size = '256MB'
 hot_standby = on
+# A standby that lost its primary retries (and notices a promotion) this often.
+wal_retrieve_retry_interval = '500ms'
 max_connections = 300
 # A killed server process loses nothing the kernel holds; nodes are never power-cut.
 fsync = off
@@ -197,7 +204,15 @@ log_line_prefix = '%m [%p] %a '
 		}
 	} else {
 		p := opt.StandbyOf
-		conn := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres", p.Port)
+		addr := opt.PrimaryAddr
+		if addr == "" {
+			addr = p.HostPort()
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("pgnode: PrimaryAddr: %w", err)
+		}
+		conn := fmt.Sprintf("host=%s port=%s user=postgres", host, port)
 		if p.TLS {
 			conn += " sslmode=require"
 		}

@@ -1,0 +1,403 @@
+// Command chaos (make chaos) runs a sustained flash sale and spread load on a private HA
+// stack (internal/hastack, started and stopped by this command: a PostgreSQL primary
+// and synchronous standby, a three-node RabbitMQ cluster behind toxiproxy, two checkout
+// instances behind a client-side load balancer) while it, in turn: kills the PostgreSQL
+// primary and promotes the standby; kills a RabbitMQ node; SIGKILLs an API instance;
+// adds 200 ms latency, then a partition, between the instances and the broker. After
+// each fault is healed (a new standby rebuilt, the node and the instance restarted, the
+// toxics removed) the next one starts. Once the load stops and the saga has settled it
+// prints one row per fault: requests and the error rate while the fault lasted, the time
+// to the first successful checkout sent after the fault, orders acknowledged vs found in
+// the database, units oversold, charges per order (a fake Stripe counts them), orders
+// final within the bound, and events not delivered to their consumers.
+//
+// It is not part of make test. It refuses to run, with one line saying why, when a
+// node cannot be started.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+	"github.com/uptrace/bun"
+
+	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/internal/hastack"
+	"github.com/checkout-backend/checkout/internal/platform/auth"
+	"github.com/checkout-backend/checkout/internal/store"
+)
+
+// fault is one thing that goes wrong, and what puts it right again.
+type fault struct {
+	name   string
+	inject func(ctx context.Context) error
+	heal   func(ctx context.Context) error
+}
+
+// phase is a fault as it happened.
+type phase struct {
+	fault                fault
+	start, healed, end   time.Time
+	injectErr, healErr   error
+	injectTook, healTook time.Duration
+}
+
+func main() {
+	rate := flag.Int("rate", 40, "checkouts per second")
+	window := flag.Duration("fault", 10*time.Second, "how long each fault lasts")
+	gap := flag.Duration("gap", 5*time.Second, "load before the first fault and after each heal")
+	bound := flag.Duration("bound", 60*time.Second, "every order must be final (PAID or failed) within this")
+	flash := flag.Int("flash-stock", 300, "units of the flash-sale SKU")
+	dir := flag.String("dir", ".ha-chaos", "the stack's directory (wiped at start)")
+	flag.Parse()
+	if err := run(*rate, *window, *gap, *bound, *flash, *dir); err != nil {
+		fmt.Fprintf(os.Stderr, "chaos: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(rate int, window, gap, bound time.Duration, flashStock int, dir string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	build, err := os.MkdirTemp("", "chaos-bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(build)
+	bin := filepath.Join(build, "checkout")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/checkout").CombinedOutput(); err != nil {
+		return fmt.Errorf("build the service: %v: %s", err, out)
+	}
+	toxi, err := exec.Command("go", "tool", "-n", "github.com/Shopify/toxiproxy/v2/cmd/server").Output()
+	if err != nil {
+		return fmt.Errorf("build toxiproxy (go tool): %w", err)
+	}
+	stripe := newFakeStripe()
+	defer stripe.srv.Close()
+
+	fmt.Println("chaos: starting the HA stack (PostgreSQL primary + synchronous standby, 3 RabbitMQ nodes behind toxiproxy, 2 instances)...")
+	upCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	s, err := hastack.Up(upCtx, hastack.Options{Dir: dir, Bin: bin, ToxiproxyBin: strings.TrimSpace(string(toxi)), Log: os.Stdout,
+		Env: []string{"PAYMENT_PROVIDER=stripe", "STRIPE_SECRET_KEY=sk_test_chaos", "STRIPE_API_BASE=" + stripe.srv.URL,
+			"STRIPE_WEBHOOK_SECRET=whsec_chaos0123456789", "WORKER_RETRY_DELAYS=200ms,500ms,1s,2s,4s",
+			"OUTBOX_POLL_INTERVAL=200ms", "SWEEP_INTERVAL=1s", "CLIENT_RATE=0"}})
+	cancel()
+	if s != nil {
+		defer s.Down()
+	}
+	if err != nil {
+		return fmt.Errorf("refusing to run: the HA stack cannot start here: %s", firstLine(err.Error()))
+	}
+	db, err := store.Open(ctx, s.DatabaseURL, store.Options{MaxOpenConns: 4})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	spread := make([]string, 50)
+	for i := range spread {
+		spread[i] = fmt.Sprintf("SPREAD-%02d", i)
+	}
+	stock := map[string]int{"FLASH": flashStock}
+	for _, sku := range spread {
+		stock[sku] = 1_000_000
+	}
+	if err := seed(s, stock); err != nil {
+		return err
+	}
+	tokens := make([]string, 50)
+	for i := range tokens {
+		tokens[i], _ = auth.Sign(s.JWTSecret, fmt.Sprintf("chaos-customer-%d", i), nil, time.Hour)
+	}
+	backends := make([]string, len(s.Instances))
+	for i, in := range s.Instances {
+		backends[i] = in.Addr
+	}
+
+	faults := faultsOf(s)
+	fmt.Printf("chaos: %d checkouts/s (half for FLASH, %d units; half spread over %d SKUs) on %d instances; each fault lasts %s\n",
+		rate, flashStock, len(spread), len(backends), window)
+	l := startLoad(backends, tokens, rate, "FLASH", spread)
+	wait(ctx, gap)
+	var phases []*phase
+	for _, f := range faults {
+		if ctx.Err() != nil {
+			break
+		}
+		p := &phase{fault: f, start: time.Now()}
+		p.injectErr = f.inject(ctx)
+		p.injectTook = time.Since(p.start)
+		fmt.Printf("  %s: %s (took %s)%s\n", p.start.Format("15:04:05"), f.name, p.injectTook.Round(time.Millisecond), errNote(p.injectErr))
+		wait(ctx, window-p.injectTook)
+		p.healed = time.Now()
+		if f.heal != nil {
+			p.healErr = f.heal(ctx)
+			p.healTook = time.Since(p.healed)
+			fmt.Printf("  %s: healed (took %s)%s\n", time.Now().Format("15:04:05"), p.healTook.Round(time.Millisecond), errNote(p.healErr))
+		}
+		wait(ctx, gap)
+		p.end = time.Now()
+		phases = append(phases, p)
+	}
+	outcomes := l.stop()
+	fmt.Printf("chaos: load stopped (%d requests); waiting up to %s for every order to be final and every event delivered...\n", len(outcomes), bound)
+	settled := settle(ctx, db, bound)
+	report(ctx, db, stripe, phases, outcomes, stock, bound, settled)
+	return ctx.Err()
+}
+
+func errNote(err error) string {
+	if err == nil {
+		return ""
+	}
+	return ": ERROR " + firstLine(err.Error())
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func faultsOf(s *hastack.Stack) []fault {
+	proxies := func(fn func(p *toxiclient.Proxy) error) error {
+		var errs []error
+		for _, name := range s.Toxiproxy.Proxies {
+			p, err := s.Toxiproxy.Client().Proxy(name)
+			if err == nil {
+				err = fn(p)
+			}
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	}
+	removeToxics := func(context.Context) error {
+		return proxies(func(p *toxiclient.Proxy) error {
+			toxics, err := p.Toxics()
+			if err != nil {
+				return err
+			}
+			for _, t := range toxics {
+				if err := p.RemoveToxic(t.Name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return []fault{
+		{name: "PostgreSQL primary SIGKILLed, standby promoted",
+			inject: func(ctx context.Context) error {
+				primary := s.Primary()
+				if primary == nil {
+					return errors.New("no primary")
+				}
+				primary.Kill()
+				for _, n := range s.PG {
+					if n.Alive() {
+						return n.Promote(ctx)
+					}
+				}
+				return errors.New("no standby to promote")
+			},
+			heal: s.RebuildStandby},
+		{name: "RabbitMQ node SIGKILLed",
+			inject: func(context.Context) error { s.Rabbit[0].Kill(); return nil },
+			heal:   func(ctx context.Context) error { return s.Rabbit[0].Restart(ctx) }},
+		{name: "API instance SIGKILLed",
+			inject: func(context.Context) error { s.KillInstance(s.Instances[0]); return nil },
+			heal:   func(ctx context.Context) error { return s.StartInstance(ctx, s.Instances[0]) }},
+		{name: "200 ms latency service<->broker",
+			inject: func(context.Context) error {
+				return proxies(func(p *toxiclient.Proxy) error {
+					_, err := p.AddToxic("latency", "latency", "downstream", 1, toxiclient.Attributes{"latency": 200})
+					return err
+				})
+			},
+			heal: removeToxics},
+		{name: "partition service<->broker",
+			inject: func(context.Context) error {
+				return proxies(func(p *toxiclient.Proxy) error {
+					for _, dir := range []string{"upstream", "downstream"} {
+						if _, err := p.AddToxic("partition-"+dir, "timeout", dir, 1, toxiclient.Attributes{"timeout": 0}); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			},
+			heal: removeToxics},
+	}
+}
+
+// seed creates the catalog through the API, as an admin.
+func seed(s *hastack.Stack, stock map[string]int) error {
+	token, err := auth.Sign(s.JWTSecret, "chaos-admin", []string{"admin"}, time.Hour)
+	if err != nil {
+		return err
+	}
+	c := &gqlClient{base: s.Instances[0].URL(), token: token}
+	for sku, n := range stock {
+		if err := c.do(`mutation($p: ProductInput!) { upsertProduct(input: $p) { sku } }`,
+			map[string]any{"p": map[string]any{"sku": sku, "name": sku, "priceCents": 1999, "currency": "USD"}}); err != nil {
+			return err
+		}
+		if err := c.do(`mutation($s: ID!, $n: Int!) { setStock(sku: $s, warehouse: "w1", onHand: $n) { onHand } }`,
+			map[string]any{"s": sku, "n": n}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// orderTypes are the events the webhook fan-out consumes (every order event).
+var orderTypes = event.OrderTypes
+
+// settle waits until no order is pending payment and every event reached its consumers,
+// or the bound passes. It reports whether it settled.
+func settle(ctx context.Context, db *bun.DB, bound time.Duration) bool {
+	deadline := time.Now().Add(bound)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		pending, err1 := count(ctx, db, "SELECT count(*) FROM orders WHERE status = 'PENDING_PAYMENT'")
+		undelivered, err2 := undeliveredEvents(ctx, db, time.Time{}, time.Now().Add(time.Hour))
+		if err1 == nil && err2 == nil && pending == 0 && undelivered == 0 {
+			return true
+		}
+		wait(ctx, 500*time.Millisecond)
+	}
+	return false
+}
+
+func count(ctx context.Context, db *bun.DB, q string, args ...any) (int, error) {
+	var n int
+	var err error
+	for range 5 { // a pool may still hold a connection to a killed node
+		if err = db.NewRaw(q, args...).Scan(ctx, &n); err == nil {
+			return n, nil
+		}
+	}
+	return 0, err
+}
+
+// undeliveredEvents counts events written in [from, to) that are not published, or not
+// recorded by a consumer that takes them (the payment worker for order.placed, the
+// webhook fan-out for every order event).
+func undeliveredEvents(ctx context.Context, db *bun.DB, from, to time.Time) (int, error) {
+	return count(ctx, db, `SELECT count(*) FROM outbox o WHERE o.created_at >= ? AND o.created_at < ? AND (
+		o.published_at IS NULL
+		OR (o.type = 'order.placed' AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = 'payment' AND i.event_id = o.event_id::text))
+		OR (o.type IN (?) AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = 'webhook-fanout' AND i.event_id = o.event_id::text)))`,
+		from, to, bun.In(orderTypes))
+}
+
+func report(ctx context.Context, db *bun.DB, stripe *fakeStripe, phases []*phase, outcomes []outcome, stock map[string]int, bound time.Duration, settled bool) {
+	fmt.Println()
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "fault\trequests\terrors while faulty\trecovered after\tacknowledged\tin database\tlost\tcharges/order (max)\tfinal within "+bound.String()+" (slowest placed while faulty)\tevents undelivered")
+	for _, p := range phases {
+		var reqs, errs, faultReqs, faultErrs int
+		var acked []string
+		var firstOK time.Time
+		for _, o := range outcomes {
+			if o.sent.Before(p.start) || !o.sent.Before(p.end) {
+				continue
+			}
+			reqs++
+			if o.err != "" {
+				errs++
+			}
+			if o.sent.Before(p.healed) {
+				faultReqs++
+				if o.err != "" {
+					faultErrs++
+				}
+			}
+			if o.orderID != "" {
+				acked = append(acked, o.orderID)
+			}
+			if o.err == "" && (firstOK.IsZero() || o.done.Before(firstOK)) {
+				firstOK = o.done
+			}
+		}
+		found := 0
+		if len(acked) > 0 {
+			found, _ = count(ctx, db, "SELECT count(*) FROM orders WHERE id IN (?)", bun.In(acked))
+		}
+		var ids []string
+		var slowest float64
+		var final int
+		rows, err := db.QueryContext(ctx, `SELECT id::text, status <> 'PENDING_PAYMENT', extract(epoch FROM updated_at - created_at), created_at < ?
+			FROM orders WHERE created_at >= ? AND created_at < ?`, p.healed, p.start, p.end)
+		if err == nil {
+			for rows.Next() {
+				var id string
+				var done, duringFault bool
+				var secs float64
+				rows.Scan(&id, &done, &secs, &duringFault)
+				ids = append(ids, id)
+				if done && secs <= bound.Seconds() {
+					final++
+				}
+				if duringFault { // an order placed after the heal may meet the next fault
+					slowest = max(slowest, secs)
+				}
+			}
+			rows.Close()
+		}
+		maxCharges := 0
+		for _, id := range ids {
+			maxCharges = max(maxCharges, stripe.chargesOf(id))
+		}
+		undelivered, _ := undeliveredEvents(ctx, db, p.start, p.end)
+		recovered := "never"
+		if !firstOK.IsZero() {
+			recovered = firstOK.Sub(p.start).Round(time.Millisecond).String()
+		}
+		rate := 0.0
+		if faultReqs > 0 {
+			rate = 100 * float64(faultErrs) / float64(faultReqs)
+		}
+		name := p.fault.name
+		if p.injectErr != nil || p.healErr != nil {
+			name += " (" + firstLine(errors.Join(p.injectErr, p.healErr).Error()) + ")"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d of %d (%.1f%%)\t%s\t%d\t%d\t%d\t%d\t%d/%d (%.1fs)\t%d\n", name, reqs, faultErrs, faultReqs, rate, recovered,
+			len(acked), found, len(acked)-found, maxCharges, final, len(ids), slowest, undelivered)
+	}
+	w.Flush()
+
+	// Stock books, over the whole run.
+	oversold, unbalanced := 0, 0
+	rows, err := db.QueryContext(ctx, `SELECT i.sku, sum(i.on_hand)::int, sum(i.reserved)::int,
+		COALESCE((SELECT sum(oi.quantity) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE oi.sku = i.sku AND o.status IN ('PAID', 'SHIPPED')), 0)::int,
+		COALESCE((SELECT sum(oi.quantity) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE oi.sku = i.sku AND o.status = 'PENDING_PAYMENT'), 0)::int
+		FROM inventory_levels i GROUP BY i.sku`)
+	if err == nil {
+		for rows.Next() {
+			var sku string
+			var onHand, reserved, sold, pending int
+			rows.Scan(&sku, &onHand, &reserved, &sold, &pending)
+			oversold += max(0, sold+pending-stock[sku])
+			if onHand+sold != stock[sku] || reserved != pending {
+				unbalanced++
+			}
+		}
+		rows.Close()
+	}
+	orders, _ := count(ctx, db, "SELECT count(*) FROM orders")
+	paid, _ := count(ctx, db, "SELECT count(*) FROM orders WHERE status = 'PAID'")
+	fmt.Printf("\nwhole run: %d requests, %d orders (%d PAID); oversold units: %d; SKUs whose stock does not balance: %d; settled: %v\n",
+		len(outcomes), orders, paid, oversold, unbalanced, settled)
+}

@@ -1,0 +1,127 @@
+package failover_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/checkout-backend/checkout/internal/analytics"
+	"github.com/checkout-backend/checkout/internal/broker"
+	"github.com/checkout-backend/checkout/internal/testutil"
+	"github.com/checkout-backend/checkout/internal/testutil/nodeproc"
+	"github.com/checkout-backend/checkout/internal/testutil/pgnode"
+	"github.com/checkout-backend/checkout/workers"
+)
+
+func gql(t *testing.T, base, token, query string, vars map[string]any) map[string]any {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, _ := http.NewRequest(http.MethodPost, base+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if out["errors"] != nil {
+		t.Fatalf("%s: errors %v", query, out["errors"])
+	}
+	return out["data"].(map[string]any)
+}
+
+// TestServe_CatalogReadsFromTheReplica_CheckoutOnThePrimary runs the checkout binary with
+// DATABASE_URL listing a standby and its primary (read-write found by pgx),
+// DATABASE_READ_URL on the standby and an AMQP_URL whose first node is down. With replay
+// paused on the standby, a product created through the API is invisible to catalog
+// reads (they go to the replica) while a checkout of it succeeds (checkout reads the
+// primary); once replay resumes, the catalog shows it.
+func TestServe_CatalogReadsFromTheReplica_CheckoutOnThePrimary(t *testing.T) {
+	t.Parallel()
+	primary := pgnode.Start(t, pgnode.Options{Name: "primary"})
+	standby := pgnode.Start(t, pgnode.Options{Name: "replica", StandbyOf: primary})
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "checkout")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/checkout").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	prefix := "t" + testutil.RandomID(4) + "."
+	t.Cleanup(func() {
+		consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
+		consumers = append(consumers, analytics.Consumer)
+		b := broker.New(testutil.AMQPURL(), broker.Topology{Prefix: prefix, Consumers: consumers, RetryDelays: []time.Duration{time.Second}}, nil)
+		b.Delete(context.Background())
+		b.Close()
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	logf, err := os.Create(filepath.Join(dir, "service.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "serve", "-migrate")
+	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr,
+		"DATABASE_URL="+pgnode.MultiHostURL("postgres", standby, primary),
+		"DATABASE_READ_URL="+standby.URL(),
+		fmt.Sprintf("AMQP_URL=amqp://guest:guest@127.0.0.1:%d/,%s", testutil.FreePort(t), testutil.AMQPURL()),
+		"AMQP_PREFIX="+prefix, "WORKER_RETRY_DELAYS=1s", "JWT_SECRET="+testutil.Secret, "REDIS_URL=", "APP_ENV=development")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	svc, err := nodeproc.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Kill)
+	base := "http://" + addr
+	testutil.Eventually(t, 60*time.Second, "the service ready", func() bool {
+		if !svc.Alive() {
+			t.Fatalf("the service exited: %s", nodeproc.LogTail(logf.Name(), 5))
+		}
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	ctx := context.Background()
+	sc, err := pgx.Connect(ctx, standby.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close(ctx)
+	if _, err := sc.Exec(ctx, "SELECT pg_wal_replay_pause()"); err != nil {
+		t.Fatal(err)
+	}
+	admin := testutil.Token(t, "admin", "admin")
+	gql(t, base, admin, `mutation { upsertProduct(input: {sku: "NEW", name: "New", priceCents: 700, currency: "USD"}) { sku } }`, nil)
+	gql(t, base, admin, `mutation { setStock(sku: "NEW", warehouse: "w", onHand: 5) { onHand } }`, nil)
+	if p := gql(t, base, admin, `{ product(sku: "NEW") { sku } }`, nil)["product"]; p != nil {
+		t.Fatalf("product read %v while the replica's replay is paused: catalog reads do not go to DATABASE_READ_URL", p)
+	}
+	out := gql(t, base, testutil.Token(t, "alice"), checkoutMutation, map[string]any{"in": map[string]any{
+		"idempotencyKey": "k1", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "NEW", "quantity": 2}}}})
+	order, _ := out["checkout"].(map[string]any)["order"].(map[string]any)
+	if order == nil || order["id"] == "" {
+		t.Fatalf("checkout of a product the replica does not have yet: %v", out)
+	}
+	if _, err := sc.Exec(ctx, "SELECT pg_wal_replay_resume()"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, "the catalog shows the product once the replica caught up", func() bool {
+		return gql(t, base, admin, `{ product(sku: "NEW") { sku } }`, nil)["product"] != nil
+	})
+}

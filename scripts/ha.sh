@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The local HA stack without Docker (README "Running in production"):
+#
+#   scripts/ha.sh up       build bin/checkout, start a PostgreSQL primary and synchronous
+#                          standby, a three-node RabbitMQ cluster and two service
+#                          instances under .ha/, print their URLs
+#   scripts/ha.sh status   each process: pid, role, readiness
+#   scripts/ha.sh down     stop all of it by process id (files stay in .ha/)
+#
+# HA_DIR chooses the directory (default .ha), HA_INSTANCES the number of instances.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmd="${1:-}"
+dir="${HA_DIR:-.ha}"
+case "$cmd" in
+up)
+	go build -o bin/checkout ./cmd/checkout
+	exec go run ./cmd/ha up -dir "$dir" -bin bin/checkout -instances "${HA_INSTANCES:-2}"
+	;;
+status | down)
+	exec go run ./cmd/ha "$cmd" -dir "$dir"
+	;;
+*)
+	echo "usage: scripts/ha.sh up|status|down" >&2
+	exit 2
+	;;
+esac
