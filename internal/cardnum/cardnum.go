@@ -61,8 +61,6 @@ func Redact(s, mask string) string {
 	return b.String()
 }
 
-
-
 // Find returns the runs of s that are card numbers for certain: 13 to 19 digits passing
 // the Luhn checksum. A run followed by '-' and more is part of a longer id (a UUID), not
 // a card. Used to report leaks without false alarms.
