@@ -57,27 +57,3 @@ func actor(ctx context.Context) (checkout.Actor, error) {
 	}
 	return a, nil
 }
-
-// customer returns the caller, who must be signed in.
-func customer(ctx context.Context) (checkout.Actor, error) {
-	a, err := actor(ctx)
-	if err != nil {
-		return a, err
-	}
-	if a.CustomerID == "" {
-		return a, accessError(ctx, checkout.ErrUnauthenticated)
-	}
-	return a, nil
-}
-
-// admin returns the caller, who must hold the admin role.
-func admin(ctx context.Context) (checkout.Actor, error) {
-	a, err := customer(ctx)
-	if err != nil {
-		return a, err
-	}
-	if !a.Admin {
-		return a, accessError(ctx, checkout.ErrForbidden)
-	}
-	return a, nil
-}

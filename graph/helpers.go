@@ -158,10 +158,10 @@ func (r *subscriptionResolver) orderStatusChanged(ctx context.Context, orderID s
 	return out, nil
 }
 
-func webhookPayload(w webhook.Webhook, err error) (*model.WebhookPayload, error) {
+func webhookPayload(ctx context.Context, w webhook.Webhook, err error) (*model.WebhookPayload, error) {
 	ue, err := userErrors(err)
 	if err != nil {
-		return nil, err
+		return nil, accessError(ctx, err)
 	}
 	if len(ue) > 0 {
 		return &model.WebhookPayload{UserErrors: ue}, nil

@@ -16,13 +16,14 @@ import (
 
 // RegisterWebhook is the resolver for the registerWebhook field.
 func (r *mutationResolver) RegisterWebhook(ctx context.Context, input model.WebhookInput) (*model.RegisterWebhookPayload, error) {
-	if _, err := admin(ctx); err != nil {
-		return nil, err
-	}
-	w, secret, err := r.WebhookService.Register(ctx, input.URL, input.Events)
-	ue, err := userErrors(err)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
+	}
+	w, secret, err := r.WebhookService.Register(ctx, a, input.URL, input.Events)
+	ue, err := userErrors(err)
+	if err != nil {
+		return nil, accessError(ctx, err)
 	}
 	if len(ue) > 0 {
 		return &model.RegisterWebhookPayload{UserErrors: ue}, nil
@@ -32,30 +33,33 @@ func (r *mutationResolver) RegisterWebhook(ctx context.Context, input model.Webh
 
 // DeleteWebhook is the resolver for the deleteWebhook field.
 func (r *mutationResolver) DeleteWebhook(ctx context.Context, id string) (*model.WebhookPayload, error) {
-	if _, err := admin(ctx); err != nil {
+	a, err := actor(ctx)
+	if err != nil {
 		return nil, err
 	}
-	w, err := r.WebhookService.Delete(ctx, id)
-	return webhookPayload(w, err)
+	w, err := r.WebhookService.Delete(ctx, a, id)
+	return webhookPayload(ctx, w, err)
 }
 
 // EnableWebhook is the resolver for the enableWebhook field.
 func (r *mutationResolver) EnableWebhook(ctx context.Context, id string) (*model.WebhookPayload, error) {
-	if _, err := admin(ctx); err != nil {
+	a, err := actor(ctx)
+	if err != nil {
 		return nil, err
 	}
-	w, err := r.WebhookService.Enable(ctx, id)
-	return webhookPayload(w, err)
+	w, err := r.WebhookService.Enable(ctx, a, id)
+	return webhookPayload(ctx, w, err)
 }
 
 // Webhooks is the resolver for the webhooks field.
 func (r *queryResolver) Webhooks(ctx context.Context) ([]*webhook.Webhook, error) {
-	if _, err := admin(ctx); err != nil {
-		return nil, err
-	}
-	ws, err := r.WebhookService.List(ctx)
+	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
+	}
+	ws, err := r.WebhookService.List(ctx, a)
+	if err != nil {
+		return nil, accessError(ctx, err)
 	}
 	out := make([]*webhook.Webhook, len(ws))
 	for i := range ws {
@@ -66,7 +70,8 @@ func (r *queryResolver) Webhooks(ctx context.Context) ([]*webhook.Webhook, error
 
 // WebhookDeliveries is the resolver for the webhookDeliveries field.
 func (r *queryResolver) WebhookDeliveries(ctx context.Context, webhookID string, first *int, after *string) (*model.WebhookDeliveryConnection, error) {
-	if _, err := admin(ctx); err != nil {
+	a, err := actor(ctx)
+	if err != nil {
 		return nil, err
 	}
 	n, err := pageSize(ctx, first)
@@ -86,9 +91,9 @@ func (r *queryResolver) WebhookDeliveries(ctx context.Context, webhookID string,
 		}
 		cur = &webhook.Cursor{DeliveredAt: t, ID: p[2]}
 	}
-	page, err := r.WebhookService.Deliveries(ctx, webhookID, n, cur)
+	page, err := r.WebhookService.Deliveries(ctx, a, webhookID, n, cur)
 	if err != nil {
-		return nil, err
+		return nil, accessError(ctx, err)
 	}
 	conn := &model.WebhookDeliveryConnection{Edges: make([]*model.WebhookDeliveryEdge, len(page.Deliveries)),
 		PageInfo: &model.PageInfo{HasNextPage: page.HasNext, HasPreviousPage: after != nil}}

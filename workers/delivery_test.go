@@ -70,7 +70,7 @@ func TestWebhookDelivery_FailsLongerThanEveryRetry_DeadExactlyAtMaxAge_NextDeliv
 	rcv := &orderedReceiver{down: true, failType: event.OrderPlaced, attempts: map[string]int{}}
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
-	if _, _, err := newService(s, true).Register(context.Background(), srv.URL, []string{"*"}); err != nil {
+	if _, _, err := newService(s, true).Register(context.Background(), admin, srv.URL, []string{"*"}); err != nil {
 		t.Fatal(err)
 	}
 	id := s.Checkout(t, "alice", "k", "tok_visa", line("DA", 1))
@@ -148,7 +148,7 @@ func TestWebhookFanOut_FailsOnceForEvent1_Event2StillAfterIt(t *testing.T) {
 	rcv := &orderedReceiver{attempts: map[string]int{}}
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
-	if _, _, err := newService(s, true).Register(context.Background(), srv.URL, []string{"*"}); err != nil {
+	if _, _, err := newService(s, true).Register(context.Background(), admin, srv.URL, []string{"*"}); err != nil {
 		t.Fatal(err)
 	}
 	flaky := &flakyFanOut{DeliveryStore: s.WebhookStore, failType: event.OrderPlaced}

@@ -123,7 +123,7 @@ func TestPartnerWebhooks_FailThreeTimesThenSucceed_OnceAndInOrder(t *testing.T) 
 	rcv := &receiver{failures: 3}
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
-	wh, secret, err := newService(s, true).Register(context.Background(), srv.URL+"/hooks", []string{"*"})
+	wh, secret, err := newService(s, true).Register(context.Background(), admin, srv.URL+"/hooks", []string{"*"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestPartnerWebhooks_FailingEndpointDisabled_EnableReplays(t *testing.T) {
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
 	svc := newService(s, true)
-	wh, secret, err := svc.Register(context.Background(), srv.URL, []string{"order.placed", "order.paid"})
+	wh, secret, err := svc.Register(context.Background(), admin, srv.URL, []string{"order.placed", "order.paid"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestPartnerWebhooks_FailingEndpointDisabled_EnableReplays(t *testing.T) {
 	rcv.mu.Lock()
 	rcv.failures = 0
 	rcv.mu.Unlock()
-	if _, err := svc.Enable(context.Background(), wh.ID); err != nil {
+	if _, err := svc.Enable(context.Background(), admin, wh.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the replay", func() bool { ok, _, _ := rcv.snapshot(); return len(ok) >= 2 })
@@ -225,11 +225,11 @@ func TestPartnerWebhooks_DeletedEndpointGetsNothing(t *testing.T) {
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
 	svc := newService(s, true)
-	wh, _, err := svc.Register(context.Background(), srv.URL, []string{"*"})
+	wh, _, err := svc.Register(context.Background(), admin, srv.URL, []string{"*"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Delete(context.Background(), wh.ID); err != nil {
+	if _, err := svc.Delete(context.Background(), admin, wh.ID); err != nil {
 		t.Fatal(err)
 	}
 	id := s.Checkout(t, "alice", "k", "tok_visa", checkout.Line{SKU: "PX", Quantity: 1})
@@ -238,10 +238,10 @@ func TestPartnerWebhooks_DeletedEndpointGetsNothing(t *testing.T) {
 	if _, calls, _ := rcv.snapshot(); calls != 0 {
 		t.Fatalf("%d deliveries to a deleted endpoint", calls)
 	}
-	if list, _ := svc.List(context.Background()); len(list) != 0 {
+	if list, _ := svc.List(context.Background(), admin); len(list) != 0 {
 		t.Fatalf("deleted endpoint still listed: %+v", list)
 	}
-	if _, err := svc.Delete(context.Background(), wh.ID); checkout.ErrorCode(err) != checkout.NotFound {
+	if _, err := svc.Delete(context.Background(), admin, wh.ID); checkout.ErrorCode(err) != checkout.NotFound {
 		t.Fatalf("second delete: %v", err)
 	}
 }
@@ -288,7 +288,7 @@ func TestPartnerWebhooks_ManyOrders_EveryEventDeliveredInOrder(t *testing.T) {
 	rcv := &receiver{}
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
-	_, secret, err := newService(s, true).Register(context.Background(), srv.URL, []string{"*"})
+	_, secret, err := newService(s, true).Register(context.Background(), admin, srv.URL, []string{"*"})
 	if err != nil {
 		t.Fatal(err)
 	}

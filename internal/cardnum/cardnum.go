@@ -39,18 +39,10 @@ func Redact(s, mask string) string {
 		return s
 	}
 	ids := uuid.FindAllStringIndex(s, -1)
-	inID := func(start, end int) bool {
-		for _, id := range ids {
-			if start >= id[0] && end <= id[1] {
-				return true
-			}
-		}
-		return false
-	}
 	var b strings.Builder
 	last := 0
 	for _, loc := range locs {
-		if inID(loc[0], loc[1]) {
+		if within(ids, loc) {
 			continue
 		}
 		b.WriteString(s[last:loc[0]])
@@ -66,10 +58,11 @@ func Redact(s, mask string) string {
 // a card. Used to report leaks without false alarms.
 func Find(s string) []string {
 	var out []string
+	ids := uuid.FindAllStringIndex(s, -1)
 	for _, loc := range run.FindAllStringIndex(s, -1) {
 		m := s[loc[0]:loc[1]]
 		d := separators.Replace(m)
-		if loc[1] < len(s) && s[loc[1]] == '-' {
+		if loc[1] < len(s) && s[loc[1]] == '-' || within(ids, loc) {
 			continue
 		}
 		if len(d) >= 13 && len(d) <= 19 && Luhn(d) {
@@ -96,4 +89,14 @@ func Luhn(digits string) bool {
 		alt = !alt
 	}
 	return sum%10 == 0
+}
+
+// within reports whether the span loc lies inside one of spans.
+func within(spans [][]int, loc []int) bool {
+	for _, sp := range spans {
+		if loc[0] >= sp[0] && loc[1] <= sp[1] {
+			return true
+		}
+	}
+	return false
 }

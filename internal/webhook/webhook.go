@@ -278,8 +278,12 @@ func NewService(s Store, p Policy, newID func() string) *Service {
 	return &Service{store: s, policy: p, newID: newID}
 }
 
-// Register validates and stores an endpoint; the secret is returned once.
-func (s *Service) Register(ctx context.Context, rawURL string, events []string) (Webhook, string, error) {
+// Register validates and stores an endpoint; the secret is returned once. Every
+// operation of the service is the admin's.
+func (s *Service) Register(ctx context.Context, a checkout.Actor, rawURL string, events []string) (Webhook, string, error) {
+	if err := checkout.RequireAdmin(a); err != nil {
+		return Webhook{}, "", err
+	}
 	if err := ValidateEvents(events); err != nil {
 		return Webhook{}, "", err
 	}
@@ -296,19 +300,33 @@ func (s *Service) Register(ctx context.Context, rawURL string, events []string) 
 }
 
 // List returns the endpoints (deleted ones excluded).
-func (s *Service) List(ctx context.Context) ([]Webhook, error) { return s.store.List(ctx) }
+func (s *Service) List(ctx context.Context, a checkout.Actor) ([]Webhook, error) {
+	if err := checkout.RequireAdmin(a); err != nil {
+		return nil, err
+	}
+	return s.store.List(ctx)
+}
 
 // Delete removes an endpoint; nothing more is delivered to it.
-func (s *Service) Delete(ctx context.Context, id string) (Webhook, error) {
+func (s *Service) Delete(ctx context.Context, a checkout.Actor, id string) (Webhook, error) {
+	if err := checkout.RequireAdmin(a); err != nil {
+		return Webhook{}, err
+	}
 	return s.store.Delete(ctx, id)
 }
 
 // Enable re-enables an endpoint and replays what it missed, in order.
-func (s *Service) Enable(ctx context.Context, id string) (Webhook, error) {
+func (s *Service) Enable(ctx context.Context, a checkout.Actor, id string) (Webhook, error) {
+	if err := checkout.RequireAdmin(a); err != nil {
+		return Webhook{}, err
+	}
 	return s.store.Enable(ctx, id)
 }
 
 // Deliveries pages an endpoint's delivery attempts.
-func (s *Service) Deliveries(ctx context.Context, id string, first int, after *Cursor) (Page, error) {
+func (s *Service) Deliveries(ctx context.Context, a checkout.Actor, id string, first int, after *Cursor) (Page, error) {
+	if err := checkout.RequireAdmin(a); err != nil {
+		return Page{}, err
+	}
 	return s.store.Deliveries(ctx, id, first, after)
 }

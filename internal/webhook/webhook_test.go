@@ -202,12 +202,14 @@ func (m *memStore) Register(_ context.Context, id, url string, events []string, 
 
 // The service seals a new secret before the store sees it, and answers the secret itself
 // once, to the admin who registered.
+var admin = checkout.Actor{CustomerID: "ops", Admin: true}
+
 func TestService_RegisterStoresTheSecretSealed(t *testing.T) {
 	t.Parallel()
 	sealer, _ := webhook.NewSealer("k1:" + newKey(t))
 	store := &memStore{secrets: map[string]string{}}
 	svc := webhook.NewService(store, webhook.Policy{}, func() string { return "wh-1" }).WithSealer(sealer)
-	w, secret, err := svc.Register(context.Background(), "https://93.184.215.14/hooks", []string{"*"})
+	w, secret, err := svc.Register(context.Background(), admin, "https://93.184.215.14/hooks", []string{"*"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,5 +219,37 @@ func TestService_RegisterStoresTheSecretSealed(t *testing.T) {
 	}
 	if got, err := sealer.Open(w.ID, stored); err != nil || got != secret {
 		t.Fatalf("open: %q %v", got, err)
+	}
+}
+
+// Managing webhooks is the admin's: a customer gets FORBIDDEN and an anonymous
+// caller UNAUTHENTICATED from every operation, before the store is touched (the
+// service here has no store; reaching it would panic).
+func TestService_EveryOperationIsTheAdmins(t *testing.T) {
+	t.Parallel()
+	s := webhook.NewService(nil, webhook.Policy{}, func() string { return "id" })
+	ctx := context.Background()
+	for _, c := range []struct {
+		actor checkout.Actor
+		want  error
+	}{
+		{checkout.Actor{CustomerID: "alice"}, checkout.ErrForbidden},
+		{checkout.Actor{}, checkout.ErrUnauthenticated},
+	} {
+		ops := map[string]func() error{
+			"register": func() error {
+				_, _, err := s.Register(ctx, c.actor, "https://93.184.215.14/h", []string{"*"})
+				return err
+			},
+			"list":       func() error { _, err := s.List(ctx, c.actor); return err },
+			"delete":     func() error { _, err := s.Delete(ctx, c.actor, "w1"); return err },
+			"enable":     func() error { _, err := s.Enable(ctx, c.actor, "w1"); return err },
+			"deliveries": func() error { _, err := s.Deliveries(ctx, c.actor, "w1", 10, nil); return err },
+		}
+		for name, op := range ops {
+			if err := op(); !errors.Is(err, c.want) {
+				t.Errorf("%s by %+v: %v, want %v", name, c.actor, err, c.want)
+			}
+		}
 	}
 }

@@ -14,7 +14,8 @@ func safeProduction(env string) config.Config {
 		PaymentProvider: "stripe", StripeSecretKey: "sk_live_x", StripeAPIBase: "https://api.stripe.com", StripeWebhookSecret: "whsec_x",
 		DatabaseURL: "postgres://checkout@db:5432/checkout?sslmode=verify-full", AMQPURL: "amqps://checkout:pw@mq:5671/",
 		ReservationStrategy: "batch", BatchMaxSize: 64, BatchMaxWait: 1e6, BatchWorkers: 4, CheckoutQueue: 4096, CheckoutTimeout: 10e9,
-		TLS: config.TLS{CertFile: "/etc/tls/tls.crt", KeyFile: "/etc/tls/tls.key", ClientAuth: "require"},
+		AMQPQuorumSize: 3,
+		TLS:            config.TLS{CertFile: "/etc/tls/tls.crt", KeyFile: "/etc/tls/tls.key", ClientAuth: "require"},
 	}
 }
 
