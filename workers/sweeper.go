@@ -14,6 +14,7 @@ type Maintainer interface {
 	FoldSales(ctx context.Context) (int64, error)
 	PruneKeys(ctx context.Context, retention time.Duration) (int64, error)
 	PruneOutbox(ctx context.Context, retention time.Duration) (int64, error)
+	VacuumQueues(ctx context.Context) ([]string, error)
 }
 
 // SweeperOptions configure a sweeper.
@@ -69,6 +70,11 @@ func (s *Sweeper) Run(ctx context.Context) error {
 		if s.pruner != nil {
 			if _, err := s.pruner.FoldSales(ctx); err != nil && ctx.Err() == nil {
 				s.opt.Logger.Warn("folding sales into inventory failed", "error", err)
+			}
+			if t, err := s.pruner.VacuumQueues(ctx); err != nil && ctx.Err() == nil {
+				s.opt.Logger.Warn("vacuum of the queue tables failed", "error", err)
+			} else if len(t) > 0 {
+				s.opt.Logger.Debug("queue tables vacuumed (the server's autovacuum is off)", "tables", t)
 			}
 		}
 		if s.opt.StockSync != nil {

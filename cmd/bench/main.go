@@ -81,6 +81,7 @@ type options struct {
 	hotDuration  time.Duration
 	rawDuration  time.Duration
 	paceDuration time.Duration
+	paceRate     int
 	// asUsersRun starts the service with its own defaults (no bench overrides);
 	// serviceEnv adds to its environment.
 	asUsersRun bool
@@ -121,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	inFlightList := fs.String("in-flight", "4,64,256,1000", "strategies suite: buyers in flight on the hot SKU")
 	fs.DurationVar(&o.hotDuration, "hot-duration", 8*time.Second, "strategies suite: attack duration per in-flight level")
 	fs.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "strategies suite: duration of each raw ceiling run")
+	fs.IntVar(&o.paceRate, "pace-rate", 0, "strategies suite: checkouts/s offered during -pace (0: 80% of the strategy's best orders/s)")
 	fs.DurationVar(&o.paceDuration, "pace", time.Minute, "strategies suite: how long the batch strategy runs at 80% of its peak for checkout-to-PAID (0: skip)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

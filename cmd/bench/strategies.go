@@ -74,7 +74,7 @@ func runStrategySuite(ctx context.Context, opts options, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "bench: raw single-row ceiling (pgx, BEGIN; SELECT ... FOR UPDATE; UPDATE; 3 INSERTs; COMMIT) ...\n")
-	raw, err := measureRawCeiling(ctx, dbURL, []int{4, 64}, opts.rawDuration)
+	raw, err := measureRawCeiling(ctx, dbURL, opts.inFlight, opts.rawDuration)
 	if err != nil {
 		return err
 	}
@@ -249,6 +249,9 @@ func runStrategy(ctx context.Context, opts options, strategy string, first bool,
 			best = max(best, perSecond(h.stats.Placed, h.stats.Elapsed))
 		}
 		run.paceRate = max(int(0.8*best), 1)
+		if o.paceRate > 0 {
+			run.paceRate = o.paceRate
+		}
 		pEnv, pHeaders, err := env("PACE")
 		if err != nil {
 			return err
@@ -341,8 +344,12 @@ func printStrategyTables(out io.Writer, raw []rawResult, ceiling float64, runs [
 	}
 	fmt.Fprintf(out, " (ceiling %.0f tx/s)\n\n", ceiling)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| strategy\t| in flight\t| orders/s\t| p50\t| p99\t| refused\t| retries\t| batch\t| ratio to raw\t|")
-	fmt.Fprintln(tw, "|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|")
+	fmt.Fprintln(tw, "| strategy\t| in flight\t| orders/s\t| p50\t| p99\t| refused\t| retries\t| batch\t| x raw, same in flight\t| x raw ceiling\t|")
+	fmt.Fprintln(tw, "|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|---\t|")
+	rawAt := map[int]float64{}
+	for _, r := range raw {
+		rawAt[r.inFlight] = r.txPerSec
+	}
 	for _, r := range runs {
 		for _, h := range r.hot {
 			ops := perSecond(h.stats.Placed, h.stats.Elapsed)
@@ -350,8 +357,12 @@ func printStrategyTables(out io.Writer, raw []rawResult, ceiling float64, runs [
 			if h.batchAvg > 0 {
 				batch = fmt.Sprintf("%.1f", h.batchAvg)
 			}
-			fmt.Fprintf(tw, "| %s\t| %d\t| %.0f\t| %s\t| %s\t| %d\t| %.0f\t| %s\t| %.2fx\t|\n", r.strategy, h.inFlight, ops,
-				fmtDur(h.stats.Latency.P50), fmtDur(h.stats.Latency.P99), refused(h.stats), h.retries, batch, ops/max(ceiling, 1))
+			same := "-"
+			if v := rawAt[h.inFlight]; v > 0 {
+				same = fmt.Sprintf("%.2fx", ops/v)
+			}
+			fmt.Fprintf(tw, "| %s\t| %d\t| %.0f\t| %s\t| %s\t| %d\t| %.0f\t| %s\t| %s\t| %.2fx\t|\n", r.strategy, h.inFlight, ops,
+				fmtDur(h.stats.Latency.P50), fmtDur(h.stats.Latency.P99), refused(h.stats), h.retries, batch, same, ops/max(ceiling, 1))
 		}
 	}
 	tw.Flush()
@@ -370,7 +381,7 @@ func printStrategyTables(out io.Writer, raw []rawResult, ceiling float64, runs [
 	tw.Flush()
 	for _, r := range runs {
 		if r.pace != nil {
-			fmt.Fprintf(out, "\nsaga pace (%s): %d checkouts/s offered (80%% of its best) for %s: %.0f orders/s placed; checkout to PAID %s; %d orders still unpaid after the wait\n",
+			fmt.Fprintf(out, "\nsaga pace (%s): %d checkouts/s offered for %s: %.0f orders/s placed; checkout to PAID %s; %d orders still unpaid after the wait\n",
 				r.strategy, r.paceRate, r.pace.Elapsed.Round(time.Second), perSecond(r.pace.Placed, r.pace.Elapsed), r.paceToPd, r.paceLeft)
 		}
 	}

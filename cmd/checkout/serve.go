@@ -166,6 +166,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	var payments *store.Payments
 	if runWorkers || runAPI {
 		payments = store.NewPayments(db, orders)
+		defer payments.Close()
 	}
 	if runWorkers {
 		gw, err := newGateway(cfg, logger, m)

@@ -307,7 +307,9 @@ func TestRabbitMQ_DownAtStart_ServiceHealsWhenItComes(t *testing.T) {
 		t.Fatal("declared through a cut proxy")
 	}
 	sb := sandbox.New()
-	w, _ := workers.NewPaymentWorker(store.NewPayments(db.DB, api.Orders), sb, nil, time.Now)
+	pays := store.NewPayments(db.DB, api.Orders)
+	t.Cleanup(pays.Close)
+	w, _ := workers.NewPaymentWorker(pays, sb, nil, time.Now)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Poll: 100 * time.Millisecond, PublishTimeout: 2 * time.Second})

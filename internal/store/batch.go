@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -51,45 +50,26 @@ type idemKey struct{ customer, key string }
 type batcher struct {
 	orders *Orders
 	opt    BatchOptions
-	queue  chan *placeReq
-	slots  chan struct{}
-	quit   chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	group  *group[*placeReq]
 }
 
 func newBatcher(o *Orders, opt BatchOptions) *batcher {
-	if opt.MaxSize <= 0 {
-		opt.MaxSize = 64
-	}
-	if opt.MaxWait <= 0 {
-		opt.MaxWait = time.Millisecond
-	}
-	if opt.Workers <= 0 {
-		opt.Workers = 4
-	}
-	if opt.Queue <= 0 {
-		opt.Queue = 4096
-	}
-	b := &batcher{orders: o, opt: opt, queue: make(chan *placeReq, opt.Queue), slots: make(chan struct{}, opt.Workers), quit: make(chan struct{})}
-	b.wg.Add(1)
-	go b.dispatch()
+	b := &batcher{orders: o, opt: opt}
+	// Two checkouts with one idempotency key never share a batch: the second waits for
+	// the next.
+	b.group = newGroup(groupOptions{maxSize: opt.MaxSize, maxWait: opt.MaxWait, workers: opt.Workers, queue: opt.Queue},
+		func(r *placeReq) string { return r.p.CustomerID + "\x00" + r.p.IdempotencyKey },
+		b.run,
+		func(r *placeReq) { r.res <- placeResult{err: ErrBusy} })
 	return b
 }
 
-func (b *batcher) close() {
-	b.once.Do(func() { close(b.quit) })
-	b.wg.Wait()
-}
+func (b *batcher) close() { b.group.close() }
 
 // place queues a checkout for the next batch and waits for its result.
 func (b *batcher) place(ctx context.Context, p checkout.PlaceOrder) (checkout.Order, bool, error) {
 	req := &placeReq{p: p, ctx: ctx, res: make(chan placeResult, 1)}
-	select {
-	case b.queue <- req:
-	case <-b.quit:
-		return checkout.Order{}, false, ErrBusy
-	default:
+	if !b.group.submit(req) {
 		return checkout.Order{}, false, ErrBusy
 	}
 	select {
@@ -98,89 +78,6 @@ func (b *batcher) place(ctx context.Context, p checkout.PlaceOrder) (checkout.Or
 	case <-ctx.Done():
 		// The batch may still commit it: a retry with the same key finds it.
 		return checkout.Order{}, false, fmt.Errorf("%w: %w", checkout.ErrUnavailable, ctx.Err())
-	}
-}
-
-// dispatch forms batches: whatever is queued (up to MaxSize), plus what arrives within
-// MaxWait while other batches are in flight; then runs it when a worker slot is free.
-// While the slots are busy the queue fills, so batches grow with the load. Two
-// checkouts with one idempotency key never share a batch: the second waits for the next.
-func (b *batcher) dispatch() {
-	defer b.wg.Done()
-	var carry []*placeReq
-	for {
-		var batch []*placeReq
-		keys := map[idemKey]bool{}
-		var next []*placeReq
-		take := func(r *placeReq) {
-			k := idemKey{r.p.CustomerID, r.p.IdempotencyKey}
-			if keys[k] {
-				next = append(next, r)
-				return
-			}
-			keys[k] = true
-			batch = append(batch, r)
-		}
-		for _, r := range carry {
-			if len(batch) < b.opt.MaxSize {
-				take(r)
-			} else {
-				next = append(next, r)
-			}
-		}
-		if len(batch) == 0 {
-			select {
-			case r := <-b.queue:
-				take(r)
-			case <-b.quit:
-				b.drain(carry)
-				return
-			}
-		}
-	fill:
-		for len(batch) < b.opt.MaxSize {
-			select {
-			case r := <-b.queue:
-				take(r)
-			default:
-				break fill
-			}
-		}
-		if len(batch) < b.opt.MaxSize && len(b.slots) > 0 {
-			wait := time.NewTimer(b.opt.MaxWait)
-		gather:
-			for len(batch) < b.opt.MaxSize {
-				select {
-				case r := <-b.queue:
-					take(r)
-				case <-wait.C:
-					break gather
-				}
-			}
-			wait.Stop()
-		}
-		carry = next
-		b.slots <- struct{}{}
-		b.wg.Add(1)
-		go func(batch []*placeReq) {
-			defer func() { <-b.slots; b.wg.Done() }()
-			b.run(batch)
-		}(batch)
-	}
-}
-
-// drain answers what is left at shutdown.
-func (b *batcher) drain(carry []*placeReq) {
-	for _, r := range carry {
-		r.res <- placeResult{err: ErrBusy}
-	}
-	for {
-		select {
-		case r := <-b.queue:
-			r.res <- placeResult{err: ErrBusy}
-		default:
-			return
-		}
 	}
 }
 

@@ -537,14 +537,27 @@ func (s *Orders) Transition(ctx context.Context, id string, decide func(o *check
 // in one round trip; changed is false when ch changes nothing. more, when set, adds
 // statements to that round trip (the payment record of a settlement).
 func (s *Orders) apply(ctx context.Context, tx bun.Tx, o *checkout.Order, ch checkout.Change, more ...func(*script) error) (eff checkout.Effects, changed bool, err error) {
+	var sc script
+	if eff, changed, err = s.stage(ctx, &sc, o, ch, more...); err != nil {
+		return eff, false, err
+	}
+	if err := sc.exec(ctx, tx); err != nil {
+		return eff, false, fmt.Errorf("apply %s to order %s: %w", ch.To, o.ID, err)
+	}
+	return eff, changed, nil
+}
+
+// stage applies ch to o in memory and adds to sc what saves it: the order's row, its
+// stock move, its event and any refund request, then the statements of more. Nothing
+// runs until sc does.
+func (s *Orders) stage(ctx context.Context, sc *script, o *checkout.Order, ch checkout.Change, more ...func(*script) error) (eff checkout.Effects, changed bool, err error) {
 	from := o.Status
 	eff, err = o.Apply(ch, s.now().UTC().Truncate(time.Microsecond))
 	if err != nil {
 		return eff, false, err
 	}
-	var sc script
 	if ch.To != "" {
-		addStockMove(&sc, o.ID, eff.Stock, o.UpdatedAt)
+		addStockMove(sc, o.ID, eff.Stock, o.UpdatedAt)
 		// The token is kept only while the order may still be charged.
 		sc.add(`UPDATE orders SET status = ?, updated_at = ?, event_seq = ?,
 			tracking_number = ?, payment_failure_reason = ?,
@@ -561,18 +574,15 @@ func (s *Orders) apply(ctx context.Context, tx bun.Tx, o *checkout.Order, ch che
 		}
 		sc.add(q, args...)
 		if eff.RefundReason != "" {
-			if err := addRefundRequest(ctx, &sc, o.ID, eff.RefundReason, o.UpdatedAt); err != nil {
+			if err := addRefundRequest(ctx, sc, o.ID, eff.RefundReason, o.UpdatedAt); err != nil {
 				return eff, false, err
 			}
 		}
 	}
 	for _, f := range more {
-		if err := f(&sc); err != nil {
+		if err := f(sc); err != nil {
 			return eff, false, err
 		}
-	}
-	if err := sc.exec(ctx, tx); err != nil {
-		return eff, false, fmt.Errorf("apply %s to order %s: %w", ch.To, o.ID, err)
 	}
 	return eff, ch.To != "", nil
 }

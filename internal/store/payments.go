@@ -21,11 +21,42 @@ type Payments struct {
 	db     *bun.DB
 	orders *Orders
 	now    func() time.Time
+	groups paymentGroups
 }
 
-// NewPayments returns the payments adapter; it moves orders through orders.
+// paymentGroups commit concurrent calls together: the payment workers handle many
+// orders at once, and each kind of call of theirs costs one round trip and one commit
+// per batch instead of per order.
+type paymentGroups struct {
+	charges  *batched[string, *checkout.Charge]
+	attempts *batched[attempt, struct{}]
+	settle   *batched[settleIn, settleOut]
+}
+
+type attempt struct {
+	orderID, provider string
+	amountCents       int64
+	currency          string
+}
+
+// NewPayments returns the payments adapter; it moves orders through orders. Close
+// stops its groups.
 func NewPayments(db *bun.DB, orders *Orders) *Payments {
-	return &Payments{db: db, orders: orders, now: orders.now}
+	p := &Payments{db: db, orders: orders, now: orders.now}
+	opt := groupOptions{maxSize: 64, maxWait: time.Millisecond, workers: 4}
+	p.groups = paymentGroups{
+		charges:  newBatched(opt, func(id string) string { return id }, p.chargesOf),
+		attempts: newBatched(opt, func(a attempt) string { return a.orderID }, p.recordAttempts),
+		settle:   newBatched(opt, func(in settleIn) string { return in.rep.OrderID }, p.runSettles),
+	}
+	return p
+}
+
+// Close answers what is queued and waits for the batches in flight.
+func (p *Payments) Close() {
+	p.groups.charges.close()
+	p.groups.attempts.close()
+	p.groups.settle.close()
 }
 
 var _ checkout.PaymentStore = (*Payments)(nil)
@@ -56,35 +87,55 @@ func MarkProcessed(ctx context.Context, db bun.IDB, consumer, eventID string, no
 
 // ChargeOf returns what an order's charge needs, or nil when the order does not exist.
 func (p *Payments) ChargeOf(ctx context.Context, orderID string) (*checkout.Charge, error) {
-	var r struct {
+	return p.groups.charges.do(ctx, orderID)
+}
+
+func (p *Payments) chargesOf(ctx context.Context, ids []string) ([]*checkout.Charge, []error, error) {
+	var rows []struct {
+		ID        string     `bun:"id"`
 		Status    string     `bun:"status"`
 		Total     int64      `bun:"total_cents"`
 		Currency  string     `bun:"currency"`
 		ExpiresAt *time.Time `bun:"reservation_expires_at"`
 		Token     string     `bun:"token"`
 	}
-	err := p.db.NewRaw(`SELECT status, total_cents, currency, reservation_expires_at, COALESCE(payment_token, '') AS token
-		FROM orders WHERE id = ?`, orderID).Scan(ctx, &r)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+	err := p.db.NewRaw(`SELECT id, status, total_cents, currency, reservation_expires_at, COALESCE(payment_token, '') AS token
+		FROM orders WHERE id = ANY(?::uuid[])`, pgArray(ids)).Scan(ctx, &rows)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, mapErr(fmt.Errorf("charges of %d orders: %w", len(ids), err))
 	}
-	if err != nil {
-		return nil, mapErr(fmt.Errorf("charge of %s: %w", orderID, err))
+	byID := make(map[string]*checkout.Charge, len(rows))
+	for _, r := range rows {
+		byID[r.ID] = &checkout.Charge{OrderID: r.ID, Status: checkout.Status(r.Status), AmountCents: r.Total, Currency: r.Currency,
+			ExpiresAt: r.ExpiresAt, Token: r.Token}
 	}
-	return &checkout.Charge{OrderID: orderID, Status: checkout.Status(r.Status), AmountCents: r.Total, Currency: r.Currency,
-		ExpiresAt: r.ExpiresAt, Token: r.Token}, nil
+	out := make([]*checkout.Charge, len(ids))
+	for i, id := range ids {
+		out[i] = byID[id]
+	}
+	return out, make([]error, len(ids)), nil
 }
 
 // RecordAttempt implements checkout.PaymentStore: a payment row in status attempted,
 // unless one exists already.
 func (p *Payments) RecordAttempt(ctx context.Context, orderID, provider string, amountCents int64, currency string) error {
+	_, err := p.groups.attempts.do(ctx, attempt{orderID: orderID, provider: provider, amountCents: amountCents, currency: currency})
+	return err
+}
+
+func (p *Payments) recordAttempts(ctx context.Context, as []attempt) ([]struct{}, []error, error) {
 	now := p.now()
-	_, err := p.db.ExecContext(ctx, `INSERT INTO payments (order_id, provider, amount_cents, currency, status, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING`, orderID, provider, amountCents, currency, checkout.PaymentAttempted, now, now)
-	if err != nil {
-		return mapErr(fmt.Errorf("record charge attempt: %w", err))
+	ids, provs, amounts, curs := make([]string, len(as)), make([]string, len(as)), make([]int64, len(as)), make([]string, len(as))
+	for i, a := range as {
+		ids[i], provs[i], amounts[i], curs[i] = a.orderID, a.provider, a.amountCents, a.currency
 	}
-	return nil
+	_, err := p.db.ExecContext(ctx, `INSERT INTO payments (order_id, provider, amount_cents, currency, status, created_at, updated_at)
+		SELECT o, p, a, c, ?, ?, ? FROM unnest(?::uuid[], ?::text[], ?::bigint[], ?::text[]) AS v(o, p, a, c)
+		ON CONFLICT (order_id) DO NOTHING`, checkout.PaymentAttempted, now, now, pgArray(ids), pgArray(provs), pgArray(amounts), pgArray(curs))
+	if err != nil {
+		return nil, nil, mapErr(fmt.Errorf("record charge attempts: %w", err))
+	}
+	return make([]struct{}, len(as)), make([]error, len(as)), nil
 }
 
 // Payment returns an order's payment, or nil.
@@ -126,49 +177,87 @@ type settleRow struct {
 	PayStatus *string `bun:"pay_status"`
 }
 
-// Settle implements checkout.PaymentStore, in two round trips: the inbox row, the order
-// under its lock, its items and the recorded payment; then the order's change, its stock
-// move and event, the payment record and any refund request.
+// Settle implements checkout.PaymentStore: the inbox row, the order under its lock, its
+// items and the recorded payment in one round trip; the order's change, its stock move
+// and event, the payment record and any refund request in another. Concurrent
+// settlements are committed together (see settleGroup).
 func (p *Payments) Settle(ctx context.Context, consumer, eventID string, rep checkout.PaymentReport) (checkout.Order, bool, error) {
-	var out checkout.Order
-	var first, changed bool
-	var eff checkout.Effects
-	err := InTx(ctx, p.db, func(ctx context.Context, tx bun.Tx) error {
-		now := p.now().UTC().Truncate(time.Microsecond)
-		var r settleRow
-		err := tx.NewRaw(`WITH ins AS (INSERT INTO inbox (consumer, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1)
-			SELECT EXISTS (SELECT 1 FROM ins) AS first, o.id, o.customer_id, o.status, o.total_cents, o.currency, o.reservation_expires_at,
-				o.tracking_number, o.payment_failure_reason, o.event_seq, o.created_at, o.updated_at,
-				(SELECT json_agg(json_build_object('sku', i.sku, 'quantity', i.quantity, 'unitPriceCents', i.unit_price_cents) ORDER BY i.line_no)
-				 FROM order_items i WHERE i.order_id = o.id) AS items,
-				(SELECT pay.status FROM payments pay WHERE pay.order_id = o.id) AS pay_status
-			FROM orders o WHERE o.id = ? FOR UPDATE OF o`, consumer, eventID, now, rep.OrderID).Scan(ctx, &r)
-		if errors.Is(err, sql.ErrNoRows) {
-			return checkout.Errorf(checkout.NotFound, []string{"orderId"}, "order %s not found", rep.OrderID)
-		}
-		if err != nil {
-			return fmt.Errorf("settle %s: %w", rep.OrderID, err)
-		}
+	r, err := p.groups.settle.do(ctx, settleIn{consumer: consumer, eventID: eventID, rep: rep})
+	return r.order, r.first, err
+}
+
+type settleIn struct {
+	consumer, eventID string
+	rep               checkout.PaymentReport
+}
+
+type settleOut struct {
+	order   checkout.Order
+	first   bool
+	changed bool
+	eff     checkout.Effects
+}
+
+// settleBatchRow is settleRow with the index of its request.
+type settleBatchRow struct {
+	N int `bun:"n"`
+	settleRow
+}
+
+// settle settles ins in tx in two round trips however many they are: the inbox rows and
+// the orders (locked in id order, so two batches never deadlock); then every change in
+// one script. A request that cannot be applied gets its error and leaves nothing behind
+// (its inbox row is deleted); the others go on. The error return is the transaction's.
+func (p *Payments) settle(ctx context.Context, tx bun.Tx, ins []settleIn) ([]settleOut, []error, error) {
+	n := len(ins)
+	out, errs := make([]settleOut, n), make([]error, n)
+	cons, evs, ids := make([]string, n), make([]string, n), make([]string, n)
+	for i, in := range ins {
+		cons[i], evs[i], ids[i] = in.consumer, in.eventID, in.rep.OrderID
+	}
+	now := p.now().UTC().Truncate(time.Microsecond)
+	var rows []settleBatchRow
+	err := tx.NewRaw(`WITH req AS (SELECT * FROM unnest(?::text[], ?::text[], ?::uuid[]) WITH ORDINALITY AS r(consumer, event_id, order_id, n)),
+		ins AS (INSERT INTO inbox (consumer, event_id, processed_at)
+			SELECT req.consumer, req.event_id, ? FROM req WHERE EXISTS (SELECT 1 FROM orders x WHERE x.id = req.order_id)
+			ON CONFLICT DO NOTHING RETURNING consumer, event_id)
+		SELECT req.n - 1 AS n, EXISTS (SELECT 1 FROM ins WHERE ins.consumer = req.consumer AND ins.event_id = req.event_id) AS first,
+			o.id, o.customer_id, o.status, o.total_cents, o.currency, o.reservation_expires_at,
+			o.tracking_number, o.payment_failure_reason, o.event_seq, o.created_at, o.updated_at,
+			(SELECT json_agg(json_build_object('sku', i.sku, 'quantity', i.quantity, 'unitPriceCents', i.unit_price_cents) ORDER BY i.line_no)
+			 FROM order_items i WHERE i.order_id = o.id) AS items,
+			(SELECT pay.status FROM payments pay WHERE pay.order_id = o.id) AS pay_status
+		FROM req JOIN orders o ON o.id = req.order_id ORDER BY o.id FOR UPDATE OF o`,
+		pgArray(cons), pgArray(evs), pgArray(ids), now).Scan(ctx, &rows)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, fmt.Errorf("settle: %w", err)
+	}
+	found := make([]bool, n)
+	var sc script
+	for _, r := range rows {
+		i, rep := r.N, ins[r.N].rep
+		found[i] = true
 		o := r.order()
 		if len(r.Items) > 0 {
 			var items []itemRow
 			if err := json.Unmarshal(r.Items, &items); err != nil {
-				return fmt.Errorf("settle %s: items: %w", rep.OrderID, err)
+				return nil, nil, fmt.Errorf("settle %s: items: %w", rep.OrderID, err)
 			}
 			for _, it := range items {
 				o.Items = append(o.Items, checkout.OrderItem{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents})
 			}
 		}
-		out, first = o, r.First
-		if !first {
-			return nil // processed before: nothing changes
+		out[i] = settleOut{order: o, first: r.First}
+		if !r.First {
+			continue // processed before: nothing changes
 		}
 		var prev *checkout.Payment
 		if r.PayStatus != nil {
 			prev = &checkout.Payment{Status: *r.PayStatus}
 		}
 		d := checkout.DecidePayment(&o, rep.Result)
-		eff, changed, err = p.orders.apply(ctx, tx, &o, d.Change, func(sc *script) error {
+		var part script
+		eff, changed, err := p.orders.stage(ctx, &part, &o, d.Change, func(sc *script) error {
 			if prev.Accepts(rep.Result) {
 				addPaymentRecord(sc, rep, now)
 			}
@@ -178,21 +267,55 @@ func (p *Payments) Settle(ctx context.Context, consumer, eventID string, rep che
 			}
 			return nil
 		})
+		if err != nil {
+			errs[i] = fmt.Errorf("settle %s: %w", rep.OrderID, err)
+			sc.add("DELETE FROM inbox WHERE consumer = ? AND event_id = ?", ins[i].consumer, ins[i].eventID)
+			continue
+		}
+		sc.append(part)
 		if d.Refund {
 			o.PaymentFailureReason = &d.Note
 		}
-		out = o
+		out[i] = settleOut{order: o, first: true, changed: changed, eff: eff}
+	}
+	for i := range ins {
+		if !found[i] {
+			errs[i] = checkout.Errorf(checkout.NotFound, []string{"orderId"}, "order %s not found", ins[i].rep.OrderID)
+		}
+	}
+	if err := sc.exec(ctx, tx); err != nil {
+		return nil, nil, fmt.Errorf("settle: %w", err)
+	}
+	return out, errs, nil
+}
+
+// runSettles is the settle group's batch: one transaction for all; after the commit,
+// the committed hooks (metrics, feed, relays) of every order that changed.
+func (p *Payments) runSettles(ctx context.Context, ins []settleIn) ([]settleOut, []error, error) {
+	var out []settleOut
+	var errs []error
+	err := InTx(ctx, p.db, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		out, errs, err = p.settle(ctx, tx, ins)
 		return err
 	})
 	if err != nil {
-		return checkout.Order{}, false, err
+		return nil, nil, err
 	}
-	if changed {
-		p.orders.afterCommit(out, eff)
-	} else if first {
-		p.orders.wakeRelays() // a refund request may have been written
+	wake := false
+	for i, o := range out {
+		switch {
+		case errs[i] != nil:
+		case o.changed:
+			p.orders.afterCommit(o.order, o.eff)
+		case o.first:
+			wake = true // a refund request may have been written
+		}
 	}
-	return out, first, nil
+	if wake {
+		p.orders.wakeRelays()
+	}
+	return out, errs, nil
 }
 
 // addPaymentRecord adds the statement writing what the provider reported.

@@ -20,6 +20,12 @@ func (s *script) add(q string, args ...any) {
 	s.args = append(s.args, args...)
 }
 
+// append adds the statements of o.
+func (s *script) append(o script) {
+	s.sql = append(s.sql, o.sql...)
+	s.args = append(s.args, o.args...)
+}
+
 func (s *script) exec(ctx context.Context, tx bun.IDB) error {
 	if len(s.sql) == 0 {
 		return nil

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"strings"
 	"sync"
@@ -383,6 +384,7 @@ func TestPayments_SettleOncePerEvent_LateSuccessRefunded(t *testing.T) {
 	ctx := context.Background()
 	db, orders, place := fixture(t, 5, store.OrdersOptions{})
 	pays := store.NewPayments(db.DB, orders)
+	t.Cleanup(pays.Close)
 	o, _, _ := place("c", "k", 1)
 	if err := pays.RecordAttempt(ctx, o.ID, "sandbox", 100, "USD"); err != nil {
 		t.Fatal(err)
@@ -433,4 +435,152 @@ func TestPayments_SettleOncePerEvent_LateSuccessRefunded(t *testing.T) {
 
 func catalogProduct(sku string) catalog.Product {
 	return catalog.Product{SKU: sku, Name: "Product " + sku, PriceCents: 100, Currency: "USD"}
+}
+
+// The payment workers settle many orders at once, and the store commits concurrent
+// calls together. Each caller still gets its own outcome: successes pay, declines
+// release their stock, an event settled twice at once changes its order once, an
+// unknown order answers NOT_FOUND and a malformed id (which fails the whole batch's
+// statement) fails alone.
+func TestPayments_ConcurrentSettlements_EachItsOwnOutcome(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, orders, place := fixture(t, 100, store.OrdersOptions{})
+	pays := store.NewPayments(db.DB, orders)
+	t.Cleanup(pays.Close)
+	const n, paid = 40, 30
+	ids := make([]string, n)
+	for i := range ids {
+		o, _, err := place("c", fmt.Sprint("k", i), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = o.ID
+	}
+	// All at once: the charges' reads, the attempts and the settlements queue together.
+	run := func(k int, f func(i int)) {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := 0; i < k; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); <-start; f(i) }()
+		}
+		close(start)
+		wg.Wait()
+	}
+	unknown := uuid.NewString()
+	run(n+1, func(i int) {
+		id := unknown
+		if i < n {
+			id = ids[i]
+		}
+		c, err := pays.ChargeOf(ctx, id)
+		switch {
+		case err != nil:
+			t.Errorf("charge of %s: %v", id, err)
+		case i == n && c != nil:
+			t.Errorf("charge of an unknown order: %+v", c)
+		case i < n && (c == nil || c.OrderID != id || c.AmountCents != 100 || c.Token != "tok_visa"):
+			t.Errorf("charge of %s: %+v", id, c)
+		}
+	})
+	run(n, func(i int) {
+		if err := pays.RecordAttempt(ctx, ids[i], "sandbox", 100, "USD"); err != nil {
+			t.Errorf("attempt %d: %v", i, err)
+		}
+	})
+	if got := count(t, db, "SELECT count(*) FROM payments WHERE status = 'attempted'"); got != n {
+		t.Fatalf("%d attempts recorded, want %d", got, n)
+	}
+
+	// Every event twice at once (a redelivery racing the first delivery), and an
+	// unknown order.
+	firsts := make([]atomic.Int32, n)
+	errs := make([]error, 2*n+1)
+	run(2*n+1, func(i int) {
+		k := i / 2 // the two deliveries of an event start side by side
+		var rep checkout.PaymentReport
+		switch {
+		case i == 2*n:
+			rep = checkout.PaymentReport{OrderID: unknown, Provider: "sandbox", Result: checkout.PaymentResult{Status: checkout.PaymentSucceeded}}
+		case k < paid:
+			rep = checkout.PaymentReport{OrderID: ids[k], Provider: "sandbox", ProviderPaymentID: fmt.Sprint("pi_", k), AmountCents: 100,
+				Currency: "USD", Result: checkout.PaymentResult{Status: checkout.PaymentSucceeded}}
+		default:
+			rep = checkout.PaymentReport{OrderID: ids[k], Provider: "sandbox", AmountCents: 100, Currency: "USD",
+				Result: checkout.PaymentResult{Status: checkout.PaymentDeclined, Reason: "card_declined"}}
+		}
+		o, first, err := pays.Settle(ctx, "payment", fmt.Sprint("evt-", k, "-", i == 2*n), rep)
+		errs[i] = err
+		if err == nil && i < 2*n {
+			if first {
+				firsts[k].Add(1)
+			}
+			if want := map[bool]checkout.Status{true: checkout.StatusPaid, false: checkout.StatusPaymentFailed}[k < paid]; o.Status != want {
+				t.Errorf("order %d settled %s, want %s", k, o.Status, want)
+			}
+		}
+	})
+	for i := 0; i < 2*n; i++ {
+		if errs[i] != nil {
+			t.Errorf("settlement %d: %v", i, errs[i])
+		}
+	}
+	for k := range firsts {
+		if got := firsts[k].Load(); got != 1 {
+			t.Errorf("order %d's event processed %d times, want once", k, got)
+		}
+	}
+	if checkout.ErrorCode(errs[2*n]) != checkout.NotFound {
+		t.Errorf("an unknown order: %v, want NOT_FOUND", errs[2*n])
+	}
+
+	// A malformed id fails its batch's statement: it fails alone, the others are paid.
+	const more = 8
+	extra := make([]string, more)
+	for i := range extra {
+		o, _, err := place("c", fmt.Sprint("more", i), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		extra[i] = o.ID
+	}
+	errs = make([]error, more+1)
+	run(more+1, func(i int) {
+		rep := checkout.PaymentReport{OrderID: "not-a-uuid", Provider: "sandbox", Result: checkout.PaymentResult{Status: checkout.PaymentSucceeded}}
+		if i < more {
+			rep = checkout.PaymentReport{OrderID: extra[i], Provider: "sandbox", ProviderPaymentID: fmt.Sprint("pi_more", i), AmountCents: 100,
+				Currency: "USD", Result: checkout.PaymentResult{Status: checkout.PaymentSucceeded}}
+		}
+		_, _, errs[i] = pays.Settle(ctx, "payment", fmt.Sprint("more-", i), rep)
+	})
+	for i := 0; i < more; i++ {
+		if errs[i] != nil {
+			t.Errorf("settlement beside a malformed one: %v", errs[i])
+		}
+	}
+	if errs[more] == nil {
+		t.Error("a malformed order id settled")
+	}
+	const paidAll = paid + more
+	for status, want := range map[string]int{"PAID": paidAll, "PAYMENT_FAILED": n - paid} {
+		if got := count(t, db, "SELECT count(*) FROM orders WHERE status = ?", status); got != want {
+			t.Errorf("%d orders %s, want %d", got, status, want)
+		}
+	}
+	for typ, want := range map[string]int{"order.paid": paidAll, "order.payment_failed": n - paid} {
+		if got := count(t, db, "SELECT count(*) FROM outbox WHERE type = ?", typ); got != want {
+			t.Errorf("%d %s events, want %d", got, typ, want)
+		}
+	}
+	if got := count(t, db, "SELECT count(*) FROM payments WHERE status = 'succeeded' AND provider_payment_id IS NOT NULL"); got != paidAll {
+		t.Errorf("%d successful payments recorded, want %d", got, paidAll)
+	}
+	if got := count(t, db, "SELECT count(*) FROM inbox WHERE consumer = 'payment'"); got != n+more {
+		t.Errorf("%d inbox rows, want %d (one per settled event)", got, n+more)
+	}
+	// Paid units are sold, declined ones back on sale.
+	if onHand, reserved := stock(t, db); onHand != 100-paidAll || reserved != 0 {
+		t.Errorf("stock on hand %d reserved %d, want %d and 0", onHand, reserved, 100-paidAll)
+	}
 }

@@ -165,6 +165,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		s.Gateway = payment.Traced(s.Gateway)
 	}
 	s.Payments = store.NewPayments(db.DB, s.Orders)
+	t.Cleanup(s.Payments.Close)
 	logger := clog.New(testWriter{t}, 0)
 	var err error
 	s.Workers, err = workers.NewPaymentWorker(s.Payments, s.Gateway, logger, time.Now)

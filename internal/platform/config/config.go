@@ -75,8 +75,8 @@ type Config struct {
 	SweepInterval   time.Duration `env:"SWEEP_INTERVAL" envDefault:"5s"`
 	// KeyRetention is how long idempotency keys and inbox rows are kept (>= 24h).
 	KeyRetention      time.Duration `env:"IDEMPOTENCY_RETENTION" envDefault:"168h"`
-	WorkerPrefetch    int           `env:"WORKER_PREFETCH" envDefault:"16"`
-	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"8"`
+	WorkerPrefetch    int           `env:"WORKER_PREFETCH" envDefault:"128"`
+	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"64"`
 	// AMQPPrefix prefixes exchange and queue names (several deployments on one broker).
 	AMQPPrefix string `env:"AMQP_PREFIX"`
 	// RetryDelays are the consumers' retry delays, growing; after the last, dead letter.
