@@ -116,6 +116,21 @@ func InsertMany(ctx context.Context, db bun.IDB, envs []event.Envelope) error {
 	return nil
 }
 
+// ContextHeaders are the headers an event written on behalf of ctx carries: the trace
+// context (through the header injector) and the correlation id. A caller whose events
+// are written later, in a transaction of many callers (group commit), puts them in its
+// envelope's Headers while it still holds its own context.
+func ContextHeaders(ctx context.Context) map[string]string {
+	h := map[string]string{}
+	if injector != nil {
+		injector(ctx, h)
+	}
+	if cid := clog.CorrelationID(ctx); cid != "" {
+		h[CorrelationHeader] = cid
+	}
+	return h
+}
+
 // InsertStatement is the statement InsertMany runs (bun placeholders and their
 // arguments), for a caller that sends it with other statements in one round trip.
 func InsertStatement(ctx context.Context, envs []event.Envelope) (string, []any, error) {
@@ -125,14 +140,14 @@ func InsertStatement(ctx context.Context, envs []event.Envelope) (string, []any,
 	cid := clog.CorrelationID(ctx)
 	for i, env := range envs {
 		h := make(map[string]string, len(env.Headers)+3)
-		for k, v := range env.Headers {
-			h[k] = v
-		}
 		if injector != nil {
 			injector(ctx, h)
 		}
 		if cid != "" {
 			h[CorrelationHeader] = cid
+		}
+		for k, v := range env.Headers { // the envelope's own (a batch's callers') win
+			h[k] = v
 		}
 		hb, err := json.Marshal(h)
 		if err != nil {

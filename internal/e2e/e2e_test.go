@@ -20,16 +20,27 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/overload"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry/telemetrytest"
+	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/testutil"
 	"github.com/checkout-backend/checkout/outbox"
 )
 
 // Not parallel: it installs the global tracer provider.
+//
+// One checkout is one trace, from the HTTP request to the payment's event, with every
+// reservation strategy: the batch strategy and the payment store commit many callers
+// together, and each caller's events still carry its own trace.
 func TestTrace_OneCheckoutOneTrace(t *testing.T) {
+	for _, strategy := range []store.Strategy{store.StrategyLock, store.StrategyBatch} {
+		t.Run(string(strategy), func(t *testing.T) { oneCheckoutOneTrace(t, strategy) })
+	}
+}
+
+func oneCheckoutOneTrace(t *testing.T, strategy store.Strategy) {
 	exp := telemetrytest.Record(t)
 	outbox.SetHeaderInjector(telemetry.InjectMap)
 	t.Cleanup(func() { outbox.SetHeaderInjector(nil) })
-	s := testutil.NewStack(t, testutil.StackOptions{Tracing: true})
+	s := testutil.NewStack(t, testutil.StackOptions{Tracing: true, Strategy: strategy})
 	s.Product(t, "TR", 100, map[string]int{"w": 10})
 	resp := s.Do(t, testutil.Token(t, "alice"), `mutation Place($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
 		map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "TR", "quantity": 1}}}})
@@ -88,6 +99,85 @@ func TestTrace_OneCheckoutOneTrace(t *testing.T) {
 				t.Fatalf("span %s carries the payment token in %s", sp.Name, a.Key)
 			}
 		}
+	}
+}
+
+// Not parallel: it installs the global tracer provider.
+//
+// Checkouts placed together in one batch transaction (and paid in one settlement) each
+// keep their own trace: every checkout's trace holds its own order.placed and order.paid
+// publications and its payment, and the batch's span links every checkout it served.
+func TestTrace_BatchedCheckoutsEachKeepTheirTrace(t *testing.T) {
+	exp := telemetrytest.Record(t)
+	outbox.SetHeaderInjector(telemetry.InjectMap)
+	t.Cleanup(func() { outbox.SetHeaderInjector(nil) })
+	s := testutil.NewStack(t, testutil.StackOptions{Tracing: true, Strategy: store.StrategyBatch})
+	s.Product(t, "TB", 100, map[string]int{"w": 100})
+	const n = 12
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp := s.Do(t, testutil.Token(t, fmt.Sprint("buyer", i)), `mutation Place($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
+				map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "TB", "quantity": 1}}}})
+			var r struct {
+				Checkout struct{ Order struct{ ID string } }
+			}
+			json.Unmarshal(resp.Data, &r)
+			ids[i] = r.Checkout.Order.ID
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for _, id := range ids {
+		s.WaitStatus(t, id, checkout.StatusPaid, 10*time.Second)
+	}
+	want := []string{"publish order.placed", "process order.placed", "payment.charge", "publish order.paid"}
+	var problems []string
+	check := func() bool {
+		spans := exp.GetSpans()
+		byTrace := map[string][]string{}
+		linked := map[string]bool{}
+		var checkouts []string
+		batched := false
+		for _, sp := range spans {
+			tid := sp.SpanContext.TraceID().String()
+			byTrace[tid] = append(byTrace[tid], sp.Name)
+			if sp.Name == "Mutation.checkout" {
+				checkouts = append(checkouts, tid)
+			}
+			if sp.Name == "store.checkout_batch" {
+				batched = batched || len(sp.Links) > 1
+				for _, l := range sp.Links {
+					linked[l.SpanContext.TraceID().String()] = true
+				}
+			}
+		}
+		problems = problems[:0]
+		if !batched {
+			problems = append(problems, "no batch served two checkouts")
+		}
+		if len(checkouts) != n {
+			problems = append(problems, fmt.Sprintf("%d checkout traces, want %d", len(checkouts), n))
+		}
+		for _, tid := range checkouts {
+			for _, w := range want {
+				if !slices.ContainsFunc(byTrace[tid], func(name string) bool { return strings.HasPrefix(name, w) }) {
+					problems = append(problems, fmt.Sprintf("trace %s has no %q span: %v", tid[:8], w, byTrace[tid]))
+				}
+			}
+			if !linked[tid] {
+				problems = append(problems, fmt.Sprintf("no batch span links trace %s", tid[:8]))
+			}
+		}
+		return len(problems) == 0
+	}
+	if !testutil.Within(10*time.Second, check) {
+		t.Fatalf("%d problems, first ones: %v", len(problems), problems[:min(len(problems), 5)])
 	}
 }
 

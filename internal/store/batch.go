@@ -101,15 +101,23 @@ func (b *batcher) run(batch []*placeReq) {
 		b.opt.OnBatch(len(live))
 	}
 	ps := make([]checkout.PlaceOrder, len(live))
+	hdrs := make([]map[string]string, len(live))
 	for i, r := range live {
-		ps[i] = r.p
+		// Each order's event carries its own caller's trace and correlation id.
+		ps[i], hdrs[i] = r.p, outbox.ContextHeaders(r.ctx)
 	}
 	var results []placeResult
+	callers := make([]context.Context, len(live))
+	for i, r := range live {
+		callers[i] = r.ctx
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	ctx, span := batchContext(ctx, "store.checkout_batch", callers)
+	defer span.End()
 	err := InTx(ctx, b.orders.db, func(ctx context.Context, tx bun.Tx) error {
 		var err error
-		results, err = b.orders.placeBatch(ctx, tx, ps)
+		results, err = b.orders.placeBatch(ctx, tx, ps, hdrs)
 		return err
 	})
 	if err != nil {
@@ -137,7 +145,7 @@ func (b *batcher) run(batch []*placeReq) {
 // of all of them locked once, in (sku, warehouse) order. An order that cannot be placed
 // (out of stock, unknown SKU, a reused key) gets its error and leaves nothing behind;
 // the others go on. The error return is the transaction's own.
-func (s *Orders) placeBatch(ctx context.Context, tx bun.Tx, ps []checkout.PlaceOrder) ([]placeResult, error) {
+func (s *Orders) placeBatch(ctx context.Context, tx bun.Tx, ps []checkout.PlaceOrder, hdrs []map[string]string) ([]placeResult, error) {
 	res := make([]placeResult, len(ps))
 	n := len(ps)
 
@@ -227,6 +235,7 @@ func (s *Orders) placeBatch(ctx context.Context, tx bun.Tx, ps []checkout.PlaceO
 	var rQty []int
 	var rExp, rAt []time.Time
 	var placed []checkout.Order
+	var placedHdrs []map[string]string
 	var dropKeys []int
 	var dropOrders []string
 	for j, i := range priced {
@@ -246,6 +255,7 @@ func (s *Orders) placeBatch(ctx context.Context, tx bun.Tx, ps []checkout.PlaceO
 		}
 		res[i] = placeResult{order: o}
 		placed = append(placed, o)
+		placedHdrs = append(placedHdrs, hdrs[i])
 	}
 	for _, i := range keyed {
 		if res[i].err != nil {
@@ -279,6 +289,9 @@ func (s *Orders) placeBatch(ctx context.Context, tx bun.Tx, ps []checkout.PlaceO
 			env, err := orderEvent(o, "")
 			if err != nil {
 				return nil, err
+			}
+			for k, v := range placedHdrs[i] {
+				env.Headers[k] = v
 			}
 			envs[i] = env
 		}

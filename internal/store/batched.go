@@ -29,12 +29,13 @@ type outcome[Out any] struct {
 // A batch that fails as a whole for a reason other than the database being unavailable
 // is run again call by call, so one bad request never fails the others.
 type batched[In, Out any] struct {
+	name  string
 	group *group[*call[In, Out]]
 	run   func(ctx context.Context, ins []In) (out []Out, errs []error, err error)
 }
 
 func newBatched[In, Out any](opt groupOptions, key func(In) string, run func(context.Context, []In) ([]Out, []error, error)) *batched[In, Out] {
-	b := &batched[In, Out]{run: run}
+	b := &batched[In, Out]{run: run, name: opt.name}
 	b.group = newGroup(opt, func(c *call[In, Out]) string { return key(c.in) }, b.runBatch,
 		func(c *call[In, Out]) { c.res <- outcome[Out]{err: errGroupBusy} })
 	return b
@@ -74,8 +75,14 @@ func (b *batched[In, Out]) runBatch(calls []*call[In, Out]) {
 	for i, c := range live {
 		ins[i] = c.in
 	}
+	callers := make([]context.Context, len(live))
+	for i, c := range live {
+		callers[i] = c.ctx
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	ctx, span := batchContext(ctx, b.name, callers)
+	defer span.End()
 	out, errs, err := b.run(ctx, ins)
 	if err != nil && len(live) > 1 && !errors.Is(err, checkout.ErrUnavailable) {
 		for _, c := range live {

@@ -1,12 +1,18 @@
 package store
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // groupOptions tune a group (group commit).
 type groupOptions struct {
+	name    string        // of the batch's span
 	maxSize int           // requests in one batch
 	maxWait time.Duration // how long a batch waits for company while another is in flight
 	workers int           // batches run at once
@@ -157,4 +163,21 @@ func (g *group[T]) drain(carry []T) {
 			return
 		}
 	}
+}
+
+// batchContext is the context a batch of callers' work runs in (ctx bounds it): a span
+// named name that continues the first caller's trace and links every caller's, so each
+// caller's trace leads to the transaction that served it.
+func batchContext(ctx context.Context, name string, callers []context.Context) (context.Context, trace.Span) {
+	links := make([]trace.Link, 0, len(callers))
+	for _, c := range callers {
+		if sc := trace.SpanContextFromContext(c); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	if len(callers) > 0 {
+		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(callers[0]))
+	}
+	return otel.Tracer("github.com/checkout-backend/checkout/internal/store").Start(ctx, name,
+		trace.WithLinks(links...), trace.WithAttributes(attribute.Int("batch.size", len(callers))))
 }

@@ -534,55 +534,41 @@ func (s *Orders) Transition(ctx context.Context, id string, decide func(o *check
 }
 
 // apply makes the change ch to o (loaded under its row lock in tx) and its effects,
-// in one round trip; changed is false when ch changes nothing. more, when set, adds
-// statements to that round trip (the payment record of a settlement).
-func (s *Orders) apply(ctx context.Context, tx bun.Tx, o *checkout.Order, ch checkout.Change, more ...func(*script) error) (eff checkout.Effects, changed bool, err error) {
-	var sc script
-	if eff, changed, err = s.stage(ctx, &sc, o, ch, more...); err != nil {
+// in one round trip; changed is false when ch changes nothing.
+func (s *Orders) apply(ctx context.Context, tx bun.Tx, o *checkout.Order, ch checkout.Change) (eff checkout.Effects, changed bool, err error) {
+	var c changes
+	if eff, changed, err = s.stage(&c, o, ch, outbox.ContextHeaders(ctx)); err != nil {
 		return eff, false, err
 	}
-	if err := sc.exec(ctx, tx); err != nil {
+	if err := c.exec(ctx, tx); err != nil {
 		return eff, false, fmt.Errorf("apply %s to order %s: %w", ch.To, o.ID, err)
 	}
 	return eff, changed, nil
 }
 
-// stage applies ch to o in memory and adds to sc what saves it: the order's row, its
-// stock move, its event and any refund request, then the statements of more. Nothing
-// runs until sc does.
-func (s *Orders) stage(ctx context.Context, sc *script, o *checkout.Order, ch checkout.Change, more ...func(*script) error) (eff checkout.Effects, changed bool, err error) {
+// stage applies ch to o in memory and adds to c what saves it: the order's row, its
+// stock move, its event (with headers, its caller's trace and correlation id) and any
+// refund request. Nothing runs until c does.
+func (s *Orders) stage(c *changes, o *checkout.Order, ch checkout.Change, headers map[string]string) (eff checkout.Effects, changed bool, err error) {
 	from := o.Status
 	eff, err = o.Apply(ch, s.now().UTC().Truncate(time.Microsecond))
+	if err != nil || ch.To == "" {
+		return eff, false, err
+	}
+	c.stock(o.ID, eff.Stock, o.UpdatedAt)
+	c.orders = append(c.orders, orderChange{o: *o, from: from})
+	env, err := orderEvent(*o, "")
 	if err != nil {
 		return eff, false, err
 	}
-	if ch.To != "" {
-		addStockMove(sc, o.ID, eff.Stock, o.UpdatedAt)
-		// The token is kept only while the order may still be charged.
-		sc.add(`UPDATE orders SET status = ?, updated_at = ?, event_seq = ?,
-			tracking_number = ?, payment_failure_reason = ?,
-			payment_token = CASE WHEN ? = 'PENDING_PAYMENT' THEN payment_token END
-			WHERE id = ? AND status = ?`, o.Status, o.UpdatedAt, o.Sequence, o.TrackingNumber, o.PaymentFailureReason,
-			o.Status, o.ID, from)
-		env, err := orderEvent(*o, "")
-		if err != nil {
-			return eff, false, err
-		}
-		q, args, err := outbox.InsertStatement(ctx, []event.Envelope{env})
-		if err != nil {
-			return eff, false, err
-		}
-		sc.add(q, args...)
-		if eff.RefundReason != "" {
-			if err := addRefundRequest(ctx, sc, o.ID, eff.RefundReason, o.UpdatedAt); err != nil {
-				return eff, false, err
-			}
-		}
+	for k, v := range headers {
+		env.Headers[k] = v
 	}
-	for _, f := range more {
-		if err := f(sc); err != nil {
+	c.events = append(c.events, env)
+	if eff.RefundReason != "" {
+		if err := addRefundRequest(&c.after, o.ID, eff.RefundReason, o.UpdatedAt, headers); err != nil {
 			return eff, false, err
 		}
 	}
-	return eff, ch.To != "", nil
+	return eff, true, nil
 }

@@ -43,11 +43,13 @@ type attempt struct {
 // stops its groups.
 func NewPayments(db *bun.DB, orders *Orders) *Payments {
 	p := &Payments{db: db, orders: orders, now: orders.now}
-	opt := groupOptions{maxSize: 64, maxWait: time.Millisecond, workers: 4}
+	opt := func(name string) groupOptions {
+		return groupOptions{name: name, maxSize: 64, maxWait: time.Millisecond, workers: 4}
+	}
 	p.groups = paymentGroups{
-		charges:  newBatched(opt, func(id string) string { return id }, p.chargesOf),
-		attempts: newBatched(opt, func(a attempt) string { return a.orderID }, p.recordAttempts),
-		settle:   newBatched(opt, func(in settleIn) string { return in.rep.OrderID }, p.runSettles),
+		charges:  newBatched(opt("payments.charges"), func(id string) string { return id }, p.chargesOf),
+		attempts: newBatched(opt("payments.attempts"), func(a attempt) string { return a.orderID }, p.recordAttempts),
+		settle:   newBatched(opt("payments.settle"), func(in settleIn) string { return in.rep.OrderID }, p.runSettles),
 	}
 	return p
 }
@@ -182,13 +184,14 @@ type settleRow struct {
 // and event, the payment record and any refund request in another. Concurrent
 // settlements are committed together (see settleGroup).
 func (p *Payments) Settle(ctx context.Context, consumer, eventID string, rep checkout.PaymentReport) (checkout.Order, bool, error) {
-	r, err := p.groups.settle.do(ctx, settleIn{consumer: consumer, eventID: eventID, rep: rep})
+	r, err := p.groups.settle.do(ctx, settleIn{consumer: consumer, eventID: eventID, rep: rep, headers: outbox.ContextHeaders(ctx)})
 	return r.order, r.first, err
 }
 
 type settleIn struct {
 	consumer, eventID string
 	rep               checkout.PaymentReport
+	headers           map[string]string // of the caller's context, for its events
 }
 
 type settleOut struct {
@@ -233,7 +236,8 @@ func (p *Payments) settle(ctx context.Context, tx bun.Tx, ins []settleIn) ([]set
 		return nil, nil, fmt.Errorf("settle: %w", err)
 	}
 	found := make([]bool, n)
-	var sc script
+	var c changes
+	var dropInbox []int
 	for _, r := range rows {
 		i, rep := r.N, ins[r.N].rep
 		found[i] = true
@@ -256,23 +260,21 @@ func (p *Payments) settle(ctx context.Context, tx bun.Tx, ins []settleIn) ([]set
 			prev = &checkout.Payment{Status: *r.PayStatus}
 		}
 		d := checkout.DecidePayment(&o, rep.Result)
-		var part script
-		eff, changed, err := p.orders.stage(ctx, &part, &o, d.Change, func(sc *script) error {
-			if prev.Accepts(rep.Result) {
-				addPaymentRecord(sc, rep, now)
-			}
-			if d.Refund {
-				sc.add("UPDATE orders SET payment_failure_reason = ?, updated_at = ? WHERE id = ?", d.Note, now, o.ID)
-				return addRefundRequest(ctx, sc, o.ID, d.Note, now)
-			}
-			return nil
-		})
+		var part changes
+		eff, changed, err := p.orders.stage(&part, &o, d.Change, ins[i].headers)
+		if err == nil && d.Refund {
+			part.after.add("UPDATE orders SET payment_failure_reason = ?, updated_at = ? WHERE id = ?", d.Note, now, o.ID)
+			err = addRefundRequest(&part.after, o.ID, d.Note, now, ins[i].headers)
+		}
 		if err != nil {
 			errs[i] = fmt.Errorf("settle %s: %w", rep.OrderID, err)
-			sc.add("DELETE FROM inbox WHERE consumer = ? AND event_id = ?", ins[i].consumer, ins[i].eventID)
+			dropInbox = append(dropInbox, i)
 			continue
 		}
-		sc.append(part)
+		if prev.Accepts(rep.Result) {
+			part.payments = append(part.payments, paymentRecord{rep: rep, at: now})
+		}
+		c.add(part)
 		if d.Refund {
 			o.PaymentFailureReason = &d.Note
 		}
@@ -282,6 +284,13 @@ func (p *Payments) settle(ctx context.Context, tx bun.Tx, ins []settleIn) ([]set
 		if !found[i] {
 			errs[i] = checkout.Errorf(checkout.NotFound, []string{"orderId"}, "order %s not found", ins[i].rep.OrderID)
 		}
+	}
+	sc, err := c.script(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, i := range dropInbox {
+		sc.add("DELETE FROM inbox WHERE consumer = ? AND event_id = ?", ins[i].consumer, ins[i].eventID)
 	}
 	if err := sc.exec(ctx, tx); err != nil {
 		return nil, nil, fmt.Errorf("settle: %w", err)
@@ -318,32 +327,18 @@ func (p *Payments) runSettles(ctx context.Context, ins []settleIn) ([]settleOut,
 	return out, errs, nil
 }
 
-// addPaymentRecord adds the statement writing what the provider reported.
-func addPaymentRecord(sc *script, rep checkout.PaymentReport, now time.Time) {
-	var providerID, reason *string
-	if rep.ProviderPaymentID != "" {
-		providerID = &rep.ProviderPaymentID
-	}
-	if rep.Result.Status == checkout.PaymentDeclined {
-		reason = &rep.Result.Reason
-	}
-	sc.add(`INSERT INTO payments (order_id, provider, provider_payment_id, amount_cents, currency, status, failure_reason, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (order_id) DO UPDATE SET provider_payment_id = COALESCE(EXCLUDED.provider_payment_id, payments.provider_payment_id),
-		amount_cents = EXCLUDED.amount_cents, currency = EXCLUDED.currency,
-		status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason, updated_at = EXCLUDED.updated_at`,
-		rep.OrderID, rep.Provider, providerID, rep.AmountCents, rep.Currency, rep.Result.Status, reason, now, now)
-}
-
 // addRefundRequest adds the statement that marks an order's successful payment
 // refund_pending and writes the payment.refund_requested event for the refund worker,
 // both only when there is a successful payment to refund.
-func addRefundRequest(ctx context.Context, sc *script, orderID, reason string, now time.Time) error {
+func addRefundRequest(sc *script, orderID, reason string, now time.Time, headers map[string]string) error {
 	env, err := event.New(event.PaymentRefundRequested, orderID, now, event.RefundPayload{OrderID: orderID, Reason: reason})
 	if err != nil {
 		return err
 	}
-	q, args, err := outbox.InsertStatement(ctx, []event.Envelope{env})
+	for k, v := range headers {
+		env.Headers[k] = v
+	}
+	q, args, err := outbox.InsertStatement(context.Background(), []event.Envelope{env})
 	if err != nil {
 		return err
 	}

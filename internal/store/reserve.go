@@ -152,35 +152,4 @@ func insertReservations(ctx context.Context, tx bun.IDB, orderID string, a alloc
 	return nil
 }
 
-// addStockMove adds the statements of the stock move a status change of the order asks
-// for. A sale is recorded in stock_moves (folded into inventory later by FoldSales) and
-// takes no inventory lock: paying never waits on the checkouts of the same SKU. A
-// release or a restock changes what is available, so it updates the inventory rows at
-// once, locked in the order checkout uses, and bumps their version (the optimistic
-// strategy's check).
-func addStockMove(sc *script, orderID string, m checkout.StockMove, now time.Time) {
-	switch m {
-	case checkout.StockNone:
-		return
-	case checkout.StockSell:
-		sc.add(`WITH r AS (
-				UPDATE reservations SET status = 'SOLD', updated_at = ?
-				WHERE order_id = ? AND status = 'HELD' RETURNING sku, warehouse, quantity)
-			INSERT INTO stock_moves (sku, warehouse, sold, created_at) SELECT sku, warehouse, quantity, ? FROM r`, now, orderID, now)
-		return
-	}
-	from, to, change := "HELD", "RELEASED", "reserved = i.reserved - r.quantity"
-	if m == checkout.StockRestock {
-		from, change = "SOLD", "on_hand = i.on_hand + r.quantity"
-	}
-	sc.add(`SELECT 1 FROM inventory i WHERE (i.sku, i.warehouse) IN
-		(SELECT sku, warehouse FROM reservations WHERE order_id = ? AND status = ?)
-		ORDER BY i.sku, i.warehouse FOR NO KEY UPDATE`, orderID, from)
-	sc.add(`WITH r AS (
-			UPDATE reservations SET status = ?, updated_at = ?
-			WHERE order_id = ? AND status = ? RETURNING sku, warehouse, quantity)
-		UPDATE inventory i SET `+change+`, version = i.version + 1, updated_at = ?
-		FROM r WHERE i.sku = r.sku AND i.warehouse = r.warehouse`, to, now, orderID, from, now)
-}
-
 func pgArray(v any) any { return pgdialect.Array(v) }

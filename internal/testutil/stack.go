@@ -76,7 +76,9 @@ func newBroker(t testing.TB, url string, topo broker.Topology, cleanupURL string
 
 // StackOptions tune NewStack.
 type StackOptions struct {
-	TTL           time.Duration
+	TTL time.Duration
+	// Strategy is the API's reservation strategy (default lock).
+	Strategy      store.Strategy
 	Gateway       payment.Gateway // default: a sandbox
 	AMQPURL       string          // default AMQPURL(); a proxy address to cut the broker
 	NoRelay       bool
@@ -149,7 +151,8 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		extra = append(extra, workers.WebhookConsumers()...)
 	}
 	notifier := outbox.NewNotifier(db.DB)
-	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL, OnCommit: opt.OnCommit, Notify: notifier.Notify}), Topology: NewTopology(extra...), ttl: opt.TTL}
+	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL, OnCommit: opt.OnCommit, Notify: notifier.Notify, Strategy: opt.Strategy}),
+		Topology: NewTopology(extra...), ttl: opt.TTL}
 	s.WebhookStore = store.NewWebhooks(db.DB, opt.Now)
 	cleanupURL := AMQPURL()
 	if opt.PrivateBroker {

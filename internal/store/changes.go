@@ -1,0 +1,170 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/outbox"
+)
+
+// changes collects what a batch of order changes writes, so that any number of orders
+// (a settlement batch of the payment workers, or one order) is a handful of statements
+// in one round trip: the sales of all of them in one, the stock they give back in two,
+// their rows in one, their payment records in one, their events in one. Refund requests
+// and notes, rare, follow one by one.
+type changes struct {
+	sold     []orderAt // held units sold (a payment)
+	released []orderAt // held units back on sale (a decline, an expiry, a cancellation)
+	restock  []orderAt // sold units back on hand (a paid order cancelled)
+	orders   []orderChange
+	payments []paymentRecord
+	events   []event.Envelope
+	after    script // refund requests and notes, after the payment records
+}
+
+type orderAt struct {
+	id string
+	at time.Time
+}
+
+type orderChange struct {
+	o    checkout.Order
+	from checkout.Status
+}
+
+type paymentRecord struct {
+	rep checkout.PaymentReport
+	at  time.Time
+}
+
+// add adds the changes of o.
+func (c *changes) add(o changes) {
+	c.sold = append(c.sold, o.sold...)
+	c.released = append(c.released, o.released...)
+	c.restock = append(c.restock, o.restock...)
+	c.orders = append(c.orders, o.orders...)
+	c.payments = append(c.payments, o.payments...)
+	c.events = append(c.events, o.events...)
+	c.after.append(o.after)
+}
+
+// stock adds an order's stock move.
+func (c *changes) stock(orderID string, m checkout.StockMove, at time.Time) {
+	switch m {
+	case checkout.StockSell:
+		c.sold = append(c.sold, orderAt{orderID, at})
+	case checkout.StockRelease:
+		c.released = append(c.released, orderAt{orderID, at})
+	case checkout.StockRestock:
+		c.restock = append(c.restock, orderAt{orderID, at})
+	}
+}
+
+// script is what saves the changes, in this order: stock (inventory rows locked once, in
+// (sku, warehouse) order, so a batch never deadlocks with a checkout), orders, payment
+// records, events, then refund requests and notes (which read the payment records).
+func (c *changes) script(ctx context.Context) (script, error) {
+	var sc script
+	if len(c.sold) > 0 {
+		ids, at := split(c.sold)
+		sc.add(`WITH r AS (
+				UPDATE reservations r SET status = 'SOLD', updated_at = v.at
+				FROM unnest(?::uuid[], ?::timestamptz[]) AS v(id, at)
+				WHERE r.order_id = v.id AND r.status = 'HELD' RETURNING r.sku, r.warehouse, r.quantity, v.at)
+			INSERT INTO stock_moves (sku, warehouse, sold, created_at) SELECT sku, warehouse, quantity, at FROM r`, pgArray(ids), pgArray(at))
+	}
+	if len(c.released)+len(c.restock) > 0 {
+		rel, _ := split(c.released)
+		res, _ := split(c.restock)
+		sc.add(`SELECT 1 FROM inventory i WHERE (i.sku, i.warehouse) IN
+			(SELECT sku, warehouse FROM reservations WHERE (order_id = ANY(?::uuid[]) AND status = 'HELD') OR (order_id = ANY(?::uuid[]) AND status = 'SOLD'))
+			ORDER BY i.sku, i.warehouse FOR NO KEY UPDATE`, pgArray(rel), pgArray(res))
+	}
+	for _, m := range []struct {
+		orders           []orderAt
+		from, to, change string
+	}{
+		{c.released, "HELD", "RELEASED", "reserved = i.reserved - r.q"},
+		{c.restock, "SOLD", "RELEASED", "on_hand = i.on_hand + r.q"}, // a pending sale folds in later
+	} {
+		if len(m.orders) == 0 {
+			continue
+		}
+		ids, at := split(m.orders)
+		sc.add(`WITH r AS (
+				UPDATE reservations r SET status = ?, updated_at = v.at
+				FROM unnest(?::uuid[], ?::timestamptz[]) AS v(id, at)
+				WHERE r.order_id = v.id AND r.status = ? RETURNING r.sku, r.warehouse, r.quantity, v.at),
+			t AS (SELECT sku, warehouse, sum(quantity)::int AS q, max(at) AS at FROM r GROUP BY sku, warehouse)
+			UPDATE inventory i SET `+m.change+`, version = i.version + 1, updated_at = r.at
+			FROM t AS r WHERE i.sku = r.sku AND i.warehouse = r.warehouse`, m.to, pgArray(ids), pgArray(at), m.from)
+	}
+	if n := len(c.orders); n > 0 {
+		ids, status, from := make([]string, n), make([]string, n), make([]string, n)
+		at, seq := make([]time.Time, n), make([]int, n)
+		tracking, reason := make([]*string, n), make([]*string, n)
+		for i, ch := range c.orders {
+			ids[i], status[i], from[i] = ch.o.ID, string(ch.o.Status), string(ch.from)
+			at[i], seq[i], tracking[i], reason[i] = ch.o.UpdatedAt, ch.o.Sequence, ch.o.TrackingNumber, ch.o.PaymentFailureReason
+		}
+		// The token is kept only while the order may still be charged.
+		sc.add(`UPDATE orders o SET status = v.status, updated_at = v.at, event_seq = v.seq,
+				tracking_number = v.tracking, payment_failure_reason = v.reason,
+				payment_token = CASE WHEN v.status = 'PENDING_PAYMENT' THEN o.payment_token END
+			FROM unnest(?::uuid[], ?::text[], ?::text[], ?::timestamptz[], ?::int[], ?::text[], ?::text[]) AS v(id, status, from_status, at, seq, tracking, reason)
+			WHERE o.id = v.id AND o.status = v.from_status`,
+			pgArray(ids), pgArray(status), pgArray(from), pgArray(at), pgArray(seq), pgArray(tracking), pgArray(reason))
+	}
+	if n := len(c.payments); n > 0 {
+		ids, prov, cur, status := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		provID, reason := make([]*string, n), make([]*string, n)
+		amount, at := make([]int64, n), make([]time.Time, n)
+		for i, p := range c.payments {
+			r := p.rep
+			ids[i], prov[i], cur[i], status[i], amount[i], at[i] = r.OrderID, r.Provider, r.Currency, r.Result.Status, r.AmountCents, p.at
+			if r.ProviderPaymentID != "" {
+				provID[i] = &r.ProviderPaymentID
+			}
+			if r.Result.Status == checkout.PaymentDeclined {
+				reason[i] = &r.Result.Reason
+			}
+		}
+		sc.add(`INSERT INTO payments (order_id, provider, provider_payment_id, amount_cents, currency, status, failure_reason, created_at, updated_at)
+			SELECT o, p, pid, a, c, s, r, t, t FROM unnest(?::uuid[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::timestamptz[])
+				AS v(o, p, pid, a, c, s, r, t)
+			ON CONFLICT (order_id) DO UPDATE SET provider_payment_id = COALESCE(EXCLUDED.provider_payment_id, payments.provider_payment_id),
+				amount_cents = EXCLUDED.amount_cents, currency = EXCLUDED.currency,
+				status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason, updated_at = EXCLUDED.updated_at`,
+			pgArray(ids), pgArray(prov), pgArray(provID), pgArray(amount), pgArray(cur), pgArray(status), pgArray(reason), pgArray(at))
+	}
+	if len(c.events) > 0 {
+		q, args, err := outbox.InsertStatement(ctx, c.events)
+		if err != nil {
+			return script{}, err
+		}
+		sc.add(q, args...)
+	}
+	sc.append(c.after)
+	return sc, nil
+}
+
+// exec runs the changes in tx in one round trip.
+func (c *changes) exec(ctx context.Context, tx bun.IDB) error {
+	sc, err := c.script(ctx)
+	if err != nil {
+		return err
+	}
+	return sc.exec(ctx, tx)
+}
+
+func split(os []orderAt) ([]string, []time.Time) {
+	ids, at := make([]string, len(os)), make([]time.Time, len(os))
+	for i, o := range os {
+		ids[i], at[i] = o.id, o.at
+	}
+	return ids, at
+}
