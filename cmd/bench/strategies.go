@@ -26,8 +26,8 @@ import (
 //   - the spread workload (200 SKUs, 1-3 lines) at 64 in flight, and checkout-to-PAID;
 //   - the flash sale at defaults: 400 buyers, 100 at a time, stock 50: exactly 50
 //     orders and 350 OUT_OF_STOCK, no other answer, nothing oversold or undersold;
-//   - for the first strategy, the saga's pace: -pace at 80% of the strategy's best
-//     orders/s, and checkout-to-PAID over it.
+//   - for the first strategy, the saga's pace: -pace at each -pace-at fraction (80% and
+//     45%) of the strategy's best orders/s, and checkout-to-PAID over it.
 
 // hotStock never runs out during the hot runs.
 const hotStock = 50_000_000
@@ -40,6 +40,16 @@ type hotRow struct {
 	batchAvg float64
 }
 
+// paceRun is one run of the saga's pace: a steady offered rate, and how long its
+// orders took from checkout to PAID.
+type paceRun struct {
+	fraction float64 // of the strategy's best orders/s (0: -pace-rate)
+	rate     int
+	stats    *loadStats
+	toPaid   durStats
+	left     int
+}
+
 type strategyRun struct {
 	strategy  string
 	hot       []hotRow
@@ -47,10 +57,7 @@ type strategyRun struct {
 	toPaid    durStats
 	flash     *loadStats
 	flashBad  []string
-	pace      *loadStats
-	paceRate  int
-	paceToPd  durStats
-	paceLeft  int
+	paces     []paceRun
 	failures  []string
 	strategyE error
 }
@@ -242,33 +249,41 @@ func runStrategy(ctx context.Context, opts options, strategy string, first bool,
 	run.failures = append(run.failures, run.flashBad...)
 	fmt.Fprintf(out, "  flash sale 400 buyers @100 on 50: %d orders, %d OUT_OF_STOCK, other %v\n", run.flash.Placed, run.flash.OutOfStock, run.flash.Errors)
 
-	// The saga's pace: 80% of the best rate for a while.
+	// The saga's pace: steady rates (fractions of the best) for a while.
 	if first && o.paceDuration > 0 {
 		best := 0.0
 		for _, h := range run.hot {
 			best = max(best, perSecond(h.stats.Placed, h.stats.Elapsed))
 		}
-		run.paceRate = max(int(0.8*best), 1)
+		points := []paceRun{}
 		if o.paceRate > 0 {
-			run.paceRate = o.paceRate
+			points = append(points, paceRun{rate: o.paceRate})
 		}
-		pEnv, pHeaders, err := env("PACE")
-		if err != nil {
-			return err
+		for _, f := range o.paceAt {
+			if o.paceRate == 0 {
+				points = append(points, paceRun{fraction: f, rate: max(int(f*best), 1)})
+			}
 		}
-		pp := plan(pEnv, pHeaders, oneHot, "pace", 256)
-		pp.duration, pp.rate = o.paceDuration, run.paceRate
-		run.pace = attack(ctx, pp, io.Discard)
-		res, err := waitSettled(ctx, db, pEnv.customerPrefix, 5*time.Minute, nil)
-		if err != nil {
-			return err
+		for i, pr := range points {
+			pEnv, pHeaders, err := env(fmt.Sprint("PACE", i))
+			if err != nil {
+				return err
+			}
+			pp := plan(pEnv, pHeaders, oneHot, "pace", 256)
+			pp.duration, pp.rate = o.paceDuration, pr.rate
+			pr.stats = attack(ctx, pp, io.Discard)
+			res, err := waitSettled(ctx, db, pEnv.customerPrefix, 5*time.Minute, nil)
+			if err != nil {
+				return err
+			}
+			pr.left = res.toCome
+			if f, err := readPipeline(ctx, db, pEnv.customerPrefix); err == nil {
+				pr.toPaid = f.toPaid
+			}
+			run.paces = append(run.paces, pr)
+			fmt.Fprintf(out, "  pace %d/s for %s: %7.1f orders/s; checkout to PAID %s\n", pr.rate, o.paceDuration,
+				perSecond(pr.stats.Placed, pr.stats.Elapsed), pr.toPaid)
 		}
-		run.paceLeft = res.toCome
-		if f, err := readPipeline(ctx, db, pEnv.customerPrefix); err == nil {
-			run.paceToPd = f.toPaid
-		}
-		fmt.Fprintf(out, "  pace %d/s for %s: %7.1f orders/s; checkout to PAID %s\n", run.paceRate, o.paceDuration,
-			perSecond(run.pace.Placed, run.pace.Elapsed), run.paceToPd)
 	}
 	fmt.Fprintln(out)
 	return nil
@@ -380,10 +395,15 @@ func printStrategyTables(out io.Writer, raw []rawResult, ceiling float64, runs [
 	}
 	tw.Flush()
 	for _, r := range runs {
-		if r.pace != nil {
-			fmt.Fprintf(out, "\nsaga pace (%s): %d checkouts/s offered for %s: %.0f orders/s placed; checkout to PAID %s; %d orders still unpaid after the wait\n",
-				r.strategy, r.paceRate, r.pace.Elapsed.Round(time.Second), perSecond(r.pace.Placed, r.pace.Elapsed), r.paceToPd, r.paceLeft)
+		for _, p := range r.paces {
+			of := ""
+			if p.fraction > 0 {
+				of = fmt.Sprintf(" (%.0f%% of its best)", 100*p.fraction)
+			}
+			fmt.Fprintf(out, "\nsaga pace (%s): %d checkouts/s offered%s for %s: %.0f orders/s placed; checkout to PAID %s; %d orders still unpaid after the wait",
+				r.strategy, p.rate, of, p.stats.Elapsed.Round(time.Second), perSecond(p.stats.Placed, p.stats.Elapsed), p.toPaid, p.left)
 		}
 	}
+	fmt.Fprintln(out)
 	fmt.Fprintln(out)
 }

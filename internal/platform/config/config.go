@@ -96,7 +96,7 @@ type Config struct {
 	// Load shedding (internal/platform/overload): requests served at once per class,
 	// the wait for a slot before 503, and each client's rate (requests/s) and burst
 	// before 429. CLIENT_RATE=0 turns the per-client limit off.
-	CheckoutConcurrency int           `env:"CHECKOUT_CONCURRENCY" envDefault:"512"`
+	CheckoutConcurrency int           `env:"CHECKOUT_CONCURRENCY" envDefault:"2048"`
 	ReadConcurrency     int           `env:"READ_CONCURRENCY" envDefault:"64"`
 	OtherConcurrency    int           `env:"OTHER_CONCURRENCY" envDefault:"32"`
 	OverloadMaxWait     time.Duration `env:"OVERLOAD_MAX_WAIT" envDefault:"100ms"`
