@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/checkout-backend/checkout/internal/analytics"
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/platform/config"
 	"github.com/checkout-backend/checkout/workers"
@@ -26,18 +28,61 @@ func amqpPrefix(benchDB string) string { return benchDB + "." }
 // run (a killed one) reaches a fresh database. The names are derived as `checkout
 // serve` derives them.
 func resetBroker(ctx context.Context, childEnv []string) error {
-	var cfg config.Config
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: env.ToMap(childEnv)}); err != nil {
+	b, err := benchBroker(childEnv)
+	if err != nil {
 		return err
 	}
-	if cfg.AMQPPrefix == "" {
-		return fmt.Errorf("refusing to delete the unprefixed topology")
-	}
-	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
-	b := broker.New(cfg.AMQPURL, broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer b.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return b.Delete(ctx)
+}
+
+// benchBroker is a broker client on the topology of the service whose environment is
+// childEnv: the saga's, the partner webhooks' and the analytics consumers' queues.
+func benchBroker(childEnv []string) (*broker.Broker, error) {
+	var cfg config.Config
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: env.ToMap(childEnv)}); err != nil {
+		return nil, err
+	}
+	if cfg.AMQPPrefix == "" {
+		return nil, fmt.Errorf("refusing to touch the unprefixed topology")
+	}
+	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
+	consumers = append(consumers, analytics.Consumer)
+	return broker.New(cfg.AMQPURL, broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays},
+		slog.New(slog.NewTextHandler(io.Discard, nil))), nil
+}
+
+// waitBrokerIdle waits, at most limit, until the work queues of the service whose
+// environment is childEnv hold no message: a run that follows another then finds the
+// consumers (webhook fan-out, analytics) done with the earlier run's events. It returns
+// what was left.
+func waitBrokerIdle(ctx context.Context, childEnv []string, limit time.Duration) (int, error) {
+	b, err := benchBroker(childEnv)
+	if err != nil {
+		return 0, err
+	}
+	defer b.Close()
+	deadline := time.Now().Add(limit)
+	for {
+		stats, err := b.QueueStats(ctx)
+		if err != nil {
+			return 0, err
+		}
+		left := 0
+		for _, q := range stats {
+			if !strings.HasSuffix(q.Queue, ".dlq") {
+				left += q.Messages
+			}
+		}
+		if left == 0 || time.Now().After(deadline) {
+			return left, nil
+		}
+		select {
+		case <-ctx.Done():
+			return left, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -124,7 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.hotDuration, "hot-duration", 8*time.Second, "strategies suite: attack duration per in-flight level")
 	fs.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "strategies suite: duration of each raw ceiling run")
 	fs.IntVar(&o.paceRate, "pace-rate", 0, "strategies suite: checkouts/s offered during -pace (0: the -pace-at fractions of the strategy's best orders/s)")
-	paceAt := fs.String("pace-at", "0.8,0.45", "strategies suite: the saga's pace is run at these fractions of the first strategy's best orders/s")
+	paceAt := fs.String("pace-at", "0.8,0.35", "strategies suite: the saga's pace is run at these fractions of the first strategy's best orders/s")
 	fs.DurationVar(&o.paceDuration, "pace", time.Minute, "strategies suite: how long the first strategy runs at each -pace-at rate for checkout-to-PAID (0: skip)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
