@@ -166,14 +166,24 @@ func InsertStatement(ctx context.Context, envs []event.Envelope) (string, []any,
 // the broker in the order they were written, whichever relay takes them. Rows are
 // claimed with FOR UPDATE SKIP LOCKED and no cursor, so a row that commits late is
 // never skipped. The statement commits on its own: no transaction waits on the broker.
+//
+// The plan must not depend on fresh statistics: an outbox analyzed while every row was
+// published tells the planner nothing is unpublished, and a flash sale's backlog comes
+// before the next ANALYZE. Written as NOT EXISTS, the check then became a scan of the
+// whole backlog per candidate (two million index entries per claim of 100 from a
+// 20,000-row backlog) and the relay stalled. So: candidates come from
+// outbox_claimable_idx (its "id > 0" predicate is implied by this WHERE alone), and
+// "no earlier row" is asked as "this row is the first unpublished one of its
+// aggregate", which only outbox_unpublished_aggregate_idx can answer: one short index
+// range per candidate (migration 0010).
 func Claim(ctx context.Context, db bun.IDB, token string, now time.Time, lease time.Duration, n int) ([]Row, error) {
 	var rows []Row
 	err := db.NewRaw(`UPDATE outbox o SET claimed_until = ?, claim_token = ?
 		FROM (SELECT id FROM outbox c
-		      WHERE c.published_at IS NULL AND (c.claimed_until IS NULL OR c.claimed_until < ?)
+		      WHERE c.published_at IS NULL AND c.id > 0 AND (c.claimed_until IS NULL OR c.claimed_until < ?)
 		        AND (c.available_at IS NULL OR c.available_at <= ?)
-		        AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_id = c.aggregate_id
-		                        AND p.published_at IS NULL AND p.id < c.id)
+		        AND c.id = (SELECT p.id FROM outbox p WHERE p.aggregate_id = c.aggregate_id
+		                    AND p.published_at IS NULL ORDER BY p.id LIMIT 1)
 		      ORDER BY c.id LIMIT ? FOR UPDATE SKIP LOCKED) c
 		WHERE o.id = c.id
 		RETURNING o.id, o.event_id, o.type, o.aggregate_id, o.payload, o.headers, o.created_at, o.destination`,

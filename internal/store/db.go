@@ -74,6 +74,10 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 	// eviction. The simple protocol sends it in one.
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	for k, v := range map[string]string{
+		// Every statement here is short and indexed: JIT compilation only adds its tens of
+		// milliseconds when a misestimate (stale statistics) pushes a plan's cost over
+		// jit_above_cost. The URL may turn it back on (jit=on).
+		"jit":                                 "off",
 		"statement_timeout":                   sessionParam(opt.StatementTimeout, DefaultStatementTimeout),
 		"lock_timeout":                        sessionParam(opt.LockTimeout, DefaultLockTimeout),
 		"idle_in_transaction_session_timeout": sessionParam(opt.IdleInTxTimeout, DefaultIdleInTxTimeout),

@@ -584,3 +584,40 @@ func TestPayments_ConcurrentSettlements_EachItsOwnOutcome(t *testing.T) {
 		t.Errorf("stock on hand %d reserved %d, want %d and 0", onHand, reserved, 100-paidAll)
 	}
 }
+
+// TestOpen_SessionSettings: every connection of a pool gets the session limits and no
+// JIT (a stale-statistics misestimate must not add JIT compilation to a claim or a
+// checkout), unless the URL says otherwise.
+func TestOpen_SessionSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	show := func(t *testing.T, url string) map[string]string {
+		t.Helper()
+		db, err := store.Open(ctx, url, store.Options{MaxOpenConns: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		got := map[string]string{}
+		for _, name := range []string{"jit", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"} {
+			var v string
+			if err := db.NewRaw("SELECT current_setting(?)", name).Scan(ctx, &v); err != nil {
+				t.Fatal(err)
+			}
+			got[name] = v
+		}
+		return got
+	}
+	url := testutil.DatabaseURL()
+	want := map[string]string{"jit": "off", "statement_timeout": "30s", "lock_timeout": "10s", "idle_in_transaction_session_timeout": "1min"}
+	if got := show(t, url); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("session settings %v, want %v", got, want)
+	}
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	if got := show(t, url+sep+"jit=on"); got["jit"] != "on" {
+		t.Errorf("jit=on in the URL: jit %s", got["jit"])
+	}
+}
