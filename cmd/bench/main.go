@@ -81,7 +81,7 @@ type options struct {
 	hotDuration  time.Duration
 	rawDuration  time.Duration
 	paceDuration time.Duration
-	paceRate     int
+	paceRates    []int
 	paceAt       []float64
 	// asUsersRun starts the service with its own defaults (no bench overrides);
 	// serviceEnv adds to its environment.
@@ -123,8 +123,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	inFlightList := fs.String("in-flight", "4,64,256,1000", "strategies suite: buyers in flight on the hot SKU")
 	fs.DurationVar(&o.hotDuration, "hot-duration", 8*time.Second, "strategies suite: attack duration per in-flight level")
 	fs.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "strategies suite: duration of each raw ceiling run")
-	fs.IntVar(&o.paceRate, "pace-rate", 0, "strategies suite: checkouts/s offered during -pace (0: the -pace-at fractions of the strategy's best orders/s)")
-	paceAt := fs.String("pace-at", "0.8,0.35", "strategies suite: the saga's pace is run at these fractions of the first strategy's best orders/s")
+	paceRates := fs.String("pace-rate", "800", "strategies suite: also run the saga's pace at these checkouts/s (comma-separated), after the -pace-at fractions")
+	paceAt := fs.String("pace-at", "0.8", "strategies suite: the saga's pace is run at these fractions of the first strategy's best orders/s")
 	fs.DurationVar(&o.paceDuration, "pace", time.Minute, "strategies suite: how long the first strategy runs at each -pace-at rate for checkout-to-PAID (0: skip)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -154,6 +154,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("-in-flight %q: want positive numbers", *inFlightList)
 		}
 		o.inFlight = append(o.inFlight, n)
+	}
+	for _, s := range strings.Split(*paceRates, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(s, &n); err != nil || n < 1 {
+			return o, fmt.Errorf("-pace-rate %q: want checkouts per second such as 800", *paceRates)
+		}
+		o.paceRates = append(o.paceRates, n)
 	}
 	for _, s := range strings.Split(*paceAt, ",") {
 		if s = strings.TrimSpace(s); s == "" {

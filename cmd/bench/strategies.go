@@ -270,13 +270,11 @@ func runStrategy(ctx context.Context, opts options, strategy string, first bool,
 			best = max(best, perSecond(h.stats.Placed, h.stats.Elapsed))
 		}
 		points := []paceRun{}
-		if o.paceRate > 0 {
-			points = append(points, paceRun{rate: o.paceRate})
-		}
 		for _, f := range o.paceAt {
-			if o.paceRate == 0 {
-				points = append(points, paceRun{fraction: f, rate: max(int(f*best), 1)})
-			}
+			points = append(points, paceRun{fraction: f, rate: max(int(f*best), 1)})
+		}
+		for _, r := range o.paceRates {
+			points = append(points, paceRun{rate: r})
 		}
 		for i, pr := range points {
 			if err := quiet(hotEnv.customerPrefix); err != nil {
