@@ -168,6 +168,51 @@ func TestStrategies(t *testing.T) {
 					t.Fatalf("after restock: %v", err)
 				}
 			})
+			t.Run("SoldOut_AnsweredWithoutTheRowLock_RestockSellsAtOnce", func(t *testing.T) {
+				t.Parallel()
+				ctx := context.Background()
+				e := newStrategyEnv(t, strategy, 1)
+				e.product(t, "ONE", 100, "USD", map[string]int{"w": 1})
+				if _, _, err := e.checkout(0, "first", "k", line("ONE", 1)); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := e.checkout(0, "second", "k", line("ONE", 1)); checkout.ErrorCode(err) != checkout.OutOfStock {
+					t.Fatalf("second buyer of one unit: %v, want OUT_OF_STOCK", err)
+				}
+				// Another transaction holds the inventory row (a restock in progress). A buyer
+				// of the sold-out SKU is answered without queueing behind it: a buyer that
+				// waited would still be waiting at its deadline.
+				tx, err := e.db.BeginTx(ctx, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Rollback()
+				if _, err := tx.ExecContext(ctx, "SELECT 1 FROM inventory WHERE sku = 'ONE' FOR UPDATE"); err != nil {
+					t.Fatal(err)
+				}
+				dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				_, _, err = e.instances[0].svc.Checkout(dctx, checkout.Actor{CustomerID: "third"},
+					checkout.CheckoutInput{IdempotencyKey: "k", PaymentToken: "tok_visa", Items: []checkout.Line{line("ONE", 1)}})
+				if checkout.ErrorCode(err) != checkout.OutOfStock {
+					t.Fatalf("buyer of a sold-out SKU while its row is locked: %v, want OUT_OF_STOCK at once", err)
+				}
+				// The restock commits: the next buyer is sold the unit at once.
+				if _, err := tx.ExecContext(ctx, "UPDATE inventory SET on_hand = on_hand + 1 WHERE sku = 'ONE'"); err != nil {
+					t.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+				if e.redis != nil {
+					if err := e.instances[0].orders.SyncStockCache(ctx, nil); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, _, err := e.checkout(0, "fourth", "k", line("ONE", 1)); err != nil {
+					t.Fatalf("after the restock committed: %v", err)
+				}
+			})
 			t.Run("MultiItem_AllOrNothing_NoDeadlock", func(t *testing.T) {
 				t.Parallel()
 				e := newStrategyEnv(t, strategy, 1)

@@ -11,10 +11,10 @@ import (
 	"github.com/checkout-backend/checkout/internal/testutil/pgnode"
 )
 
-// A server with autovacuum off (this machine's is) never vacuums the outbox: its dead
-// rows pile up and every claim of the relay walks them. The sweeper's VacuumQueues
-// vacuums a queue table full of dead rows there, and leaves the tables to autovacuum
-// where it is on. Each case runs on a private node with that setting.
+// A server with autovacuum off (this machine's is) never vacuums the outbox or the
+// orders: their dead rows pile up, every claim of the relay walks them, and the saga
+// slows with each 100,000 orders. The sweeper's VacuumQueues vacuums a churned table full
+// of dead rows there, and leaves the tables to autovacuum where it is on. Each case runs on a private node with that setting.
 func TestVacuumQueues_OnlyWhenAutovacuumIsOff(t *testing.T) {
 	t.Parallel()
 	for _, autovacuum := range []string{"off", "on"} {
@@ -31,17 +31,28 @@ func TestVacuumQueues_OnlyWhenAutovacuumIsOff(t *testing.T) {
 			if _, err := db.ExecContext(ctx, "DELETE FROM outbox"); err != nil {
 				t.Fatal(err)
 			}
-			dead := func() int {
+			// 20,000 orders placed, then paid: one dead version each.
+			if _, err := db.ExecContext(ctx, `INSERT INTO orders (id, customer_id, status, total_cents, currency)
+				SELECT gen_random_uuid(), 'c' || i, 'PENDING_PAYMENT', 100, 'USD' FROM generate_series(1, 20000) i`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, "UPDATE orders SET status = 'PAID'"); err != nil {
+				t.Fatal(err)
+			}
+			deadIn := func(table string) int {
 				var n int
 				if err := db.NewRaw("SELECT pg_stat_force_next_flush()").Scan(ctx, new(string)); err != nil {
 					t.Fatal(err)
 				}
-				if err := db.NewRaw("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'outbox'::regclass").Scan(ctx, &n); err != nil {
+				if err := db.NewRaw("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = to_regclass(?)", table).Scan(ctx, &n); err != nil {
 					t.Fatal(err)
 				}
 				return n
 			}
-			testutil.Eventually(t, 10*time.Second, "the outbox's dead rows in the statistics", func() bool { return dead() >= 20000 })
+			dead := func() int { return deadIn("outbox") }
+			testutil.Eventually(t, 10*time.Second, "the dead rows in the statistics", func() bool {
+				return dead() >= 20000 && deadIn("orders") >= 20000
+			})
 			done, err := store.NewMaintenance(db.DB, nil).VacuumQueues(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -52,10 +63,12 @@ func TestVacuumQueues_OnlyWhenAutovacuumIsOff(t *testing.T) {
 				}
 				return
 			}
-			if !slices.Contains(done, "outbox") {
-				t.Fatalf("vacuumed %v, want the outbox (20,000 dead rows)", done)
+			if !slices.Contains(done, "outbox") || !slices.Contains(done, "orders") {
+				t.Fatalf("vacuumed %v, want the outbox and the orders (20,000 dead rows each)", done)
 			}
-			testutil.Eventually(t, 10*time.Second, "no dead rows left in the outbox", func() bool { return dead() == 0 })
+			testutil.Eventually(t, 10*time.Second, "no dead rows left in the outbox and the orders", func() bool {
+				return dead() == 0 && deadIn("orders") == 0
+			})
 		})
 	}
 }

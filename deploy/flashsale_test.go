@@ -1,0 +1,170 @@
+package deploy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/checkout-backend/checkout/internal/analytics"
+	"github.com/checkout-backend/checkout/internal/broker"
+	"github.com/checkout-backend/checkout/internal/testutil"
+	"github.com/checkout-backend/checkout/workers"
+)
+
+// TestRunningService_FlashSaleAtDefaults_NobodyShed is the flash sale a new user tries
+// first, on the binary with every setting at its default (only where its dependencies
+// are and its names on the broker): 400 buyers, 100 at a time, one SKU with stock 50.
+// Every buyer gets a sale or OUT_OF_STOCK: exactly 50 orders, 350 OUT_OF_STOCK, and not
+// one 503 or 429 (the defaults must serve a flash sale, not shed it).
+func TestRunningService_FlashSaleAtDefaults_NobodyShed(t *testing.T) {
+	t.Parallel()
+	testutil.Slow(t)
+	db := testutil.NewDB(t)
+	prefix := "t" + testutil.RandomID(4) + "."
+	t.Cleanup(func() {
+		consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
+		consumers = append(consumers, analytics.Consumer)
+		b := broker.New(testutil.AMQPURL(), broker.Topology{Prefix: prefix, Consumers: consumers}, nil)
+		b.Delete(context.Background())
+		b.Close()
+	})
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "checkout")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/checkout").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	addr := freePort(t)
+	logf, _ := os.Create(filepath.Join(dir, "service.log"))
+	cmd := exec.Command(bin, "serve")
+	// Defaults everywhere else: no CHECKOUT_CONCURRENCY, CLIENT_RATE, OVERLOAD_MAX_WAIT or
+	// RESERVATION_STRATEGY of the test's own. GOGC and GOMAXPROCS are left to the binary.
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !hasAnyPrefix(kv, "CHECKOUT_", "CLIENT_", "OVERLOAD_", "RESERVATION_", "BATCH_", "DB_", "WORKER_", "GOGC=", "GOMAXPROCS=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env,
+		"HTTP_ADDR="+addr, "DATABASE_URL="+db.URL, "AMQP_URL="+testutil.AMQPURL(),
+		"AMQP_PREFIX="+prefix, "JWT_SECRET="+testutil.Secret, "REDIS_URL=", "ANALYTICS_DIR="+filepath.Join(dir, "analytics"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+	})
+	s := &service{url: "http://" + addr, cmd: cmd}
+	testutil.Eventually(t, 30*time.Second, "the service ready", func() bool { return s.ready() == 200 })
+
+	admin := testutil.Token(t, "ops", "admin")
+	s.gql(t, admin, `mutation { upsertProduct(input: {sku: "HOT", name: "Hot", priceCents: 1000, currency: "USD"}) { sku } }`, nil)
+	s.gql(t, admin, `mutation { setStock(sku: "HOT", warehouse: "w", onHand: 50) { onHand } }`, nil)
+
+	const buyers, inFlight = 400, 100
+	tokens := make([]string, buyers)
+	for i := range tokens {
+		tokens[i] = testutil.Token(t, fmt.Sprintf("buyer-%d", i))
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: inFlight}, Timeout: 30 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	sem := make(chan struct{}, inFlight)
+	var wg sync.WaitGroup
+	for i := 0; i < buyers; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			outcome := buy(client, s.url, tokens[i], fmt.Sprintf("flash-%d", i))
+			mu.Lock()
+			outcomes[outcome]++
+			mu.Unlock()
+		}(i)
+	}
+	wg.Wait()
+
+	if outcomes["placed"] != 50 || outcomes["OUT_OF_STOCK"] != 350 || len(outcomes) != 2 {
+		t.Fatalf("400 buyers on stock 50 at defaults: %s; want 50 placed, 350 OUT_OF_STOCK and nothing else", describe(outcomes))
+	}
+	var orders int
+	if err := db.NewRaw("SELECT count(*) FROM orders").Scan(context.Background(), &orders); err != nil || orders != 50 {
+		t.Fatalf("%d orders in the database (%v), want 50", orders, err)
+	}
+	t.Logf("outcomes %s", describe(outcomes))
+}
+
+// buy places one checkout of one unit of HOT and names what the buyer saw: "placed",
+// a userError code, or the HTTP status or GraphQL error code it got instead.
+func buy(client *http.Client, base, token, key string) string {
+	body := fmt.Sprintf(`{"query":"mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } userErrors { code } } }","variables":{"in":{"idempotencyKey":%q,"paymentToken":"tok_visa","items":[{"sku":"HOT","quantity":1}]}}}`, key)
+	req, _ := http.NewRequest(http.MethodPost, base+"/graphql", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return "transport error"
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Sprintf("HTTP %d", resp.StatusCode)
+	}
+	var out struct {
+		Data struct {
+			Checkout struct {
+				Order      *struct{ ID string }
+				UserErrors []struct{ Code string }
+			}
+		}
+		Errors []struct {
+			Extensions struct{ Code string }
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "undecodable answer"
+	}
+	switch {
+	case len(out.Errors) > 0:
+		return "GraphQL " + out.Errors[0].Extensions.Code
+	case len(out.Data.Checkout.UserErrors) > 0:
+		return out.Data.Checkout.UserErrors[0].Code
+	case out.Data.Checkout.Order != nil && out.Data.Checkout.Order.ID != "":
+		return "placed"
+	}
+	return "empty answer"
+}
+
+func describe(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	s := ""
+	for _, k := range keys {
+		s += fmt.Sprintf("%s=%d ", k, m[k])
+	}
+	return s
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
