@@ -49,7 +49,8 @@ func TestRabbitMQ_StalledWhileRelayPublishes_DeadlinesHold_NothingLost(t *testin
 		return s.Count(t, "SELECT count(*) FROM outbox WHERE published_at IS NULL AND last_error IS NOT NULL") > 0
 	})
 	t.Logf("first stalled batch released after %s (deadline %s)", time.Since(start).Round(time.Millisecond), deadline)
-	if n := s.Count(t, "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE '%outbox%'"); n != 0 {
+	if n := s.Count(t, `SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE '%outbox%'
+			AND application_name = current_setting('application_name')`); n != 0 {
 		t.Fatalf("%d transactions held open on the outbox while the broker stalls", n)
 	}
 	rec := httptest.NewRecorder()

@@ -64,6 +64,10 @@ func NewDBOn(t testing.TB, serverURL string, opts ...store.Options) *DB {
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	// The schema's name as application_name: a test that reads pg_stat_activity sees its
+	// own sessions (application_name = current_setting('application_name')), not those
+	// of the tests running beside it.
+	q.Set("application_name", schema)
 	u.RawQuery = q.Encode()
 	opt := store.Options{MaxOpenConns: 8}
 	if len(opts) > 0 {
