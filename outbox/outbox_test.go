@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/uptrace/bun"
 
 	"github.com/checkout-backend/checkout/internal/event"
@@ -397,5 +398,45 @@ func TestClaim_StaysCheapWithABacklogAndStaleStatistics(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNotifier_OneChannelPerSchema: the wake-up after a commit is NOTIFY "outbox.<schema>",
+// so two deployments sharing a database in different schemas never wake each other's
+// relays (and the README's channel name is the one used).
+func TestNotifier_OneChannelPerSchema(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, neighbour := testutil.NewDB(t), testutil.NewDB(t)
+	listen := func(channel string) *pgx.Conn {
+		t.Helper()
+		c, err := pgx.Connect(ctx, testutil.DatabaseURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		if _, err := c.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	own, other := listen("outbox."+db.Schema), listen("outbox."+neighbour.Schema)
+	insert(t, db, "o", 1)
+	outbox.NewNotifier(db.DB).Notify()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := own.WaitForNotification(wctx)
+	if err != nil {
+		t.Fatalf("no NOTIFY on outbox.%s after a commit: %v", db.Schema, err)
+	}
+	if n.Channel != "outbox."+db.Schema {
+		t.Fatalf("notified on %q", n.Channel)
+	}
+	// The neighbour's channel stays quiet (a notification is queued to every listener
+	// at the commit that sends it, so this one would already be waiting).
+	qctx, qcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer qcancel()
+	if n, err := other.WaitForNotification(qctx); err == nil {
+		t.Fatalf("the neighbouring schema's relay was woken on %q", n.Channel)
 	}
 }
