@@ -20,11 +20,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -85,13 +89,16 @@ func run(rate int, window, gap, bound time.Duration, flashStock int, dir string)
 	}
 	stripe := newFakeStripe()
 	defer stripe.srv.Close()
+	partner := newPartner()
+	defer partner.srv.Close()
 
 	fmt.Println("chaos: starting the HA stack (PostgreSQL primary + synchronous standby, 3 RabbitMQ nodes behind toxiproxy, 2 instances)...")
 	upCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	s, err := hastack.Up(upCtx, hastack.Options{Dir: dir, Bin: bin, ToxiproxyBin: strings.TrimSpace(string(toxi)), Log: os.Stdout,
 		Env: []string{"PAYMENT_PROVIDER=stripe", "STRIPE_SECRET_KEY=sk_test_chaos", "STRIPE_API_BASE=" + stripe.srv.URL,
 			"STRIPE_WEBHOOK_SECRET=whsec_chaos0123456789", "WORKER_RETRY_DELAYS=200ms,500ms,1s,2s,4s",
-			"OUTBOX_POLL_INTERVAL=200ms", "SWEEP_INTERVAL=1s", "CLIENT_RATE=0"}})
+			"OUTBOX_POLL_INTERVAL=200ms", "SWEEP_INTERVAL=1s", "CLIENT_RATE=0",
+			"WEBHOOK_ALLOW_PRIVATE=true", "WEBHOOK_BACKOFF_BASE=200ms"}})
 	cancel()
 	if s != nil {
 		defer s.Down()
@@ -113,7 +120,7 @@ func run(rate int, window, gap, bound time.Duration, flashStock int, dir string)
 	for _, sku := range spread {
 		stock[sku] = 1_000_000
 	}
-	if err := seed(s, stock); err != nil {
+	if err := seed(s, stock, partner.srv.URL); err != nil {
 		return err
 	}
 	tokens := make([]string, 50)
@@ -153,7 +160,7 @@ func run(rate int, window, gap, bound time.Duration, flashStock int, dir string)
 	outcomes := l.stop()
 	fmt.Printf("chaos: load stopped (%d requests); waiting up to %s for every order to be final and every event delivered...\n", len(outcomes), bound)
 	settled := settle(ctx, db, bound)
-	report(ctx, db, stripe, phases, outcomes, stock, bound, settled)
+	report(ctx, db, stripe, partner, phases, outcomes, stock, bound, settled)
 	return ctx.Err()
 }
 
@@ -242,13 +249,18 @@ func faultsOf(s *hastack.Stack) []fault {
 	}
 }
 
-// seed creates the catalog through the API, as an admin.
-func seed(s *hastack.Stack, stock map[string]int) error {
+// seed creates the catalog through the API, as an admin, and registers the partner's
+// endpoint for every event, so the webhook fan-out and deliveries run through the faults.
+func seed(s *hastack.Stack, stock map[string]int, partnerURL string) error {
 	token, err := auth.Sign(s.JWTSecret, "chaos-admin", []string{"admin"}, time.Hour)
 	if err != nil {
 		return err
 	}
 	c := &gqlClient{base: s.Instances[0].URL(), token: token}
+	if err := c.do(`mutation($u: String!) { registerWebhook(input: {url: $u, events: ["*"]}) { webhook { id } } }`,
+		map[string]any{"u": partnerURL}); err != nil {
+		return err
+	}
 	for sku, n := range stock {
 		if err := c.do(`mutation($p: ProductInput!) { upsertProduct(input: $p) { sku } }`,
 			map[string]any{"p": map[string]any{"sku": sku, "name": sku, "priceCents": 1999, "currency": "USD"}}); err != nil {
@@ -272,7 +284,8 @@ func settle(ctx context.Context, db *bun.DB, bound time.Duration) bool {
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		pending, err1 := count(ctx, db, "SELECT count(*) FROM orders WHERE status = 'PENDING_PAYMENT'")
 		undelivered, err2 := undeliveredEvents(ctx, db, time.Time{}, time.Now().Add(time.Hour))
-		if err1 == nil && err2 == nil && pending == 0 && undelivered == 0 {
+		open, err3 := count(ctx, db, "SELECT count(*) FROM webhook_tasks WHERE status IN ('PENDING', 'QUEUED')")
+		if err1 == nil && err2 == nil && err3 == nil && pending == 0 && undelivered == 0 && open == 0 {
 			return true
 		}
 		wait(ctx, 500*time.Millisecond)
@@ -304,7 +317,7 @@ func undeliveredEvents(ctx context.Context, db *bun.DB, from, to time.Time) (int
 		from, to, bun.In(orderTypes))
 }
 
-func report(ctx context.Context, db *bun.DB, stripe *fakeStripe, phases []*phase, outcomes []outcome, stock map[string]int, bound time.Duration, settled bool) {
+func report(ctx context.Context, db *bun.DB, stripe *fakeStripe, partner *partner, phases []*phase, outcomes []outcome, stock map[string]int, bound time.Duration, settled bool) {
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "fault\trequests\terrors while faulty\trecovered after\tacknowledged\tin database\tlost\tcharges/order (max)\tfinal within "+bound.String()+" (slowest placed while faulty)\tevents undelivered")
@@ -402,4 +415,39 @@ func report(ctx context.Context, db *bun.DB, stripe *fakeStripe, phases []*phase
 	paid, _ := count(ctx, db, "SELECT count(*) FROM orders WHERE status = 'PAID'")
 	fmt.Printf("\nwhole run: %d requests, %d orders (%d PAID); oversold units: %d; SKUs whose stock does not balance: %d; settled: %v\n",
 		len(outcomes), orders, paid, oversold, unbalanced, settled)
+	events, _ := count(ctx, db, "SELECT count(*) FROM outbox WHERE type IN (?) AND destination IS NULL", bun.In(orderTypes))
+	got, twice := partner.received()
+	fmt.Printf("partner webhooks: %d of %d order events delivered (%d delivered more than once, absorbed by the partner's event id)\n", got, events, twice)
+}
+
+// partner is a webhook endpoint that answers 200 and counts deliveries by event id.
+type partner struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+func newPartner() *partner {
+	p := &partner{ids: map[string]int{}}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		p.mu.Lock()
+		p.ids[r.Header.Get("Checkout-Event-Id")]++
+		p.mu.Unlock()
+	}))
+	return p
+}
+
+// received is how many distinct events reached the partner, and how many of them twice
+// or more.
+func (p *partner) received() (distinct, twice int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, n := range p.ids {
+		distinct++
+		if n > 1 {
+			twice++
+		}
+	}
+	return distinct, twice
 }
