@@ -6,18 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/checkout-backend/checkout/internal/analytics"
-	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/testutil"
-	"github.com/checkout-backend/checkout/workers"
 )
 
 // TestRunningService_FlashSaleAtDefaults_NobodyShed is the flash sale a new user tries
@@ -29,23 +24,6 @@ func TestRunningService_FlashSaleAtDefaults_NobodyShed(t *testing.T) {
 	t.Parallel()
 	testutil.Slow(t)
 	db := testutil.NewDB(t)
-	prefix := "t" + testutil.RandomID(4) + "."
-	t.Cleanup(func() {
-		consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
-		consumers = append(consumers, analytics.Consumer)
-		b := broker.New(testutil.AMQPURL(), broker.Topology{Prefix: prefix, Consumers: consumers}, nil)
-		b.Delete(context.Background())
-		b.Close()
-	})
-
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "checkout")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/checkout").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	addr := freePort(t)
-	logf, _ := os.Create(filepath.Join(dir, "service.log"))
-	cmd := exec.Command(bin, "serve")
 	// Defaults everywhere else: no CHECKOUT_CONCURRENCY, CLIENT_RATE, OVERLOAD_MAX_WAIT or
 	// RESERVATION_STRATEGY of the test's own. GOGC and GOMAXPROCS are left to the binary.
 	env := []string{}
@@ -54,20 +32,8 @@ func TestRunningService_FlashSaleAtDefaults_NobodyShed(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = append(env,
-		"HTTP_ADDR="+addr, "DATABASE_URL="+db.URL, "AMQP_URL="+testutil.AMQPURL(),
-		"AMQP_PREFIX="+prefix, "JWT_SECRET="+testutil.Secret, "REDIS_URL=", "ANALYTICS_DIR="+filepath.Join(dir, "analytics"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-	})
-	s := &service{url: "http://" + addr, cmd: cmd}
-	testutil.Eventually(t, 30*time.Second, "the service ready", func() bool { return s.ready() == 200 })
+	s := startService(t, append(env, "DATABASE_URL="+db.URL, "AMQP_URL="+testutil.AMQPURL(),
+		"AMQP_PREFIX="+testutil.DeploymentPrefix(t), "JWT_SECRET="+testutil.Secret, "REDIS_URL="))
 
 	admin := testutil.Token(t, "ops", "admin")
 	s.gql(t, admin, `mutation { upsertProduct(input: {sku: "HOT", name: "Hot", priceCents: 1000, currency: "USD"}) { sku } }`, nil)

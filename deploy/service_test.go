@@ -23,18 +23,46 @@ import (
 	"testing"
 	"time"
 
-	"github.com/checkout-backend/checkout/internal/analytics"
-	"github.com/checkout-backend/checkout/internal/broker"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 	"github.com/checkout-backend/checkout/internal/testutil"
-	"github.com/checkout-backend/checkout/workers"
 )
 
 // service is the real checkout binary, run the way an operator runs it.
 type service struct {
-	url string
-	cmd *exec.Cmd
-	log string
+	url     string
+	cmd     *exec.Cmd
+	log     string
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // its exit, once done is closed
+}
+
+// startService builds the checkout binary and runs `checkout serve` with env (a whole
+// environment) plus a free HTTP_ADDR and an ANALYTICS_DIR of the test, its output in a
+// log file; it returns once /readyz answers 200, and kills the process when the test ends.
+func startService(t *testing.T, env []string) *service {
+	t.Helper()
+	bin := testutil.BuildCheckout(t)
+	dir := t.TempDir()
+	addr := freePort(t)
+	s := &service{url: "http://" + addr, log: filepath.Join(dir, "service.log"), done: make(chan struct{})}
+	logf, err := os.Create(s.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = exec.Command(bin, "serve")
+	s.cmd.Env = append(env, "HTTP_ADDR="+addr, "ANALYTICS_DIR="+filepath.Join(dir, "analytics"))
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.waitErr = s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		s.cmd.Process.Kill()
+		<-s.done
+		logf.Close()
+	})
+	testutil.Eventually(t, 30*time.Second, "the service ready", func() bool { return s.ready() == 200 })
+	return s
 }
 
 func (s *service) gql(t *testing.T, token, query string, vars map[string]any) map[string]any {
@@ -86,42 +114,13 @@ func TestRunningService(t *testing.T) {
 	mqProxy := testutil.NewProxy(t, testutil.AMQPHostPort(t))
 	dbURL, _ := url.Parse(db.URL)
 	dbURL.Host = pgProxy.Addr()
-	prefix := "t" + testutil.RandomID(4) + "."
-	t.Cleanup(func() {
-		consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
-		consumers = append(consumers, analytics.Consumer)
-		b := broker.New(testutil.AMQPURL(), broker.Topology{Prefix: prefix, Consumers: consumers, RetryDelays: []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}}, nil)
-		b.Delete(context.Background())
-		b.Close()
-	})
-
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "checkout")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/checkout").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	addr := freePort(t)
 	const stripeSecret = "whsec_e2e0123456789abcdef"
-	logPath := filepath.Join(dir, "service.log")
-	logf, _ := os.Create(logPath)
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(os.Environ(),
-		"HTTP_ADDR="+addr, "DATABASE_URL="+dbURL.String(), "AMQP_URL=amqp://guest:guest@"+mqProxy.Addr()+"/",
-		"AMQP_PREFIX="+prefix, "JWT_SECRET="+testutil.Secret, "STRIPE_WEBHOOK_SECRET="+stripeSecret,
+	s := startService(t, append(os.Environ(),
+		"DATABASE_URL="+dbURL.String(), "AMQP_URL=amqp://guest:guest@"+mqProxy.Addr()+"/",
+		"AMQP_PREFIX="+testutil.DeploymentPrefix(t), "JWT_SECRET="+testutil.Secret, "STRIPE_WEBHOOK_SECRET="+stripeSecret,
 		"WEBHOOK_ALLOW_PRIVATE=true", "WEBHOOK_BACKOFF_BASE=100ms", "WORKER_RETRY_DELAYS=100ms,200ms",
-		"SWEEP_INTERVAL=200ms", "OUTBOX_POLL_INTERVAL=200ms", "DB_MAX_CONNS=10", "REDIS_URL=")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		logf.Close()
-	})
-	s := &service{url: "http://" + addr, cmd: cmd, log: logPath}
-	testutil.Eventually(t, 30*time.Second, "the service ready", func() bool { return s.ready() == 200 })
+		"SWEEP_INTERVAL=200ms", "OUTBOX_POLL_INTERVAL=200ms", "DB_MAX_CONNS=10", "REDIS_URL="))
+	logPath := s.log
 
 	admin := testutil.Token(t, "ops", "admin")
 	alice := testutil.Token(t, "alice")
@@ -167,7 +166,7 @@ func TestRunningService(t *testing.T) {
 	}
 
 	// A real Prometheus scrapes the running service.
-	api := startPrometheus(t, addr)
+	api := startPrometheus(t, strings.TrimPrefix(s.url, "http://"))
 	testutil.Eventually(t, 30*time.Second, "Prometheus to scrape a PAID order", func() bool {
 		v, err := query(api, `checkout_orders_total{status="PAID"}`)
 		return err == nil && len(v) == 1 && v[0].Value[1] != "0"
@@ -237,11 +236,11 @@ func TestRunningService(t *testing.T) {
 	mu.Unlock()
 
 	// Graceful shutdown.
-	cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
+	case <-s.done:
+		if s.waitErr != nil {
+			t.Errorf("exit after SIGTERM: %v", s.waitErr)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("no exit within 30s of SIGTERM")

@@ -10,7 +10,6 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/checkout-backend/checkout/internal/analytics"
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/platform/config"
 	"github.com/checkout-backend/checkout/workers"
@@ -48,9 +47,7 @@ func benchBroker(childEnv []string) (*broker.Broker, error) {
 	if cfg.AMQPPrefix == "" {
 		return nil, fmt.Errorf("refusing to touch the unprefixed topology")
 	}
-	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
-	consumers = append(consumers, analytics.Consumer)
-	return broker.New(cfg.AMQPURL, broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays},
+	return broker.New(cfg.AMQPURL, broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: workers.DeploymentConsumers(true), RetryDelays: cfg.RetryDelays},
 		slog.New(slog.NewTextHandler(io.Discard, nil))), nil
 }
 

@@ -148,32 +148,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			o.strategies = append(o.strategies, s)
 		}
 	}
-	for _, s := range strings.Split(*inFlightList, ",") {
-		var n int
-		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n < 1 {
-			return o, fmt.Errorf("-in-flight %q: want positive numbers", *inFlightList)
-		}
-		o.inFlight = append(o.inFlight, n)
+	var err error
+	if o.inFlight, err = parseList(*inFlightList, func(n int) bool { return n >= 1 }); err != nil || len(o.inFlight) == 0 {
+		return o, fmt.Errorf("-in-flight %q: want positive numbers", *inFlightList)
 	}
-	for _, s := range strings.Split(*paceRates, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		var n int
-		if _, err := fmt.Sscan(s, &n); err != nil || n < 1 {
-			return o, fmt.Errorf("-pace-rate %q: want checkouts per second such as 800", *paceRates)
-		}
-		o.paceRates = append(o.paceRates, n)
+	if o.paceRates, err = parseList(*paceRates, func(n int) bool { return n >= 1 }); err != nil {
+		return o, fmt.Errorf("-pace-rate %q: want checkouts per second such as 800", *paceRates)
 	}
-	for _, s := range strings.Split(*paceAt, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		var f float64
-		if _, err := fmt.Sscan(s, &f); err != nil || f <= 0 || f > 2 {
-			return o, fmt.Errorf("-pace-at %q: want fractions such as 0.8", *paceAt)
-		}
-		o.paceAt = append(o.paceAt, f)
+	if o.paceAt, err = parseList(*paceAt, func(f float64) bool { return f > 0 && f <= 2 }); err != nil {
+		return o, fmt.Errorf("-pace-at %q: want fractions such as 0.8", *paceAt)
 	}
 
 	if o.soak {
@@ -414,4 +397,21 @@ func randomUint64() uint64 {
 		v = 1
 	}
 	return v
+}
+
+// parseList reads a comma-separated flag value of numbers, skipping empty items; an item
+// that does not parse or that ok refuses is an error.
+func parseList[T int | float64](value string, ok func(T) bool) ([]T, error) {
+	var out []T
+	for _, item := range strings.Split(value, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		var v T
+		if _, err := fmt.Sscan(item, &v); err != nil || !ok(v) {
+			return nil, fmt.Errorf("bad item %q", item)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }

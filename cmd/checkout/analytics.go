@@ -24,14 +24,6 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 )
 
-// analyticsConsumers is the analytics part of the topology (none with ANALYTICS_SINK=off).
-func analyticsConsumers(cfg config.Config) []broker.Consumer {
-	if cfg.AnalyticsSink == "off" {
-		return nil
-	}
-	return []broker.Consumer{analytics.Consumer}
-}
-
 // newAnalyticsSink builds the sink ANALYTICS_SINK names.
 func newAnalyticsSink(ctx context.Context, cfg config.Config) (analytics.Sink, func(), error) {
 	noop := func() {}

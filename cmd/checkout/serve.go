@@ -85,8 +85,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			return err
 		}
 	}
-	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
-	consumers = append(consumers, analyticsConsumers(cfg)...) // analytics (issue 14)
+	consumers := workers.DeploymentConsumers(cfg.AnalyticsSink != "off")
 	topo := broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: consumers, RetryDelays: cfg.RetryDelays, QuorumSize: cfg.AMQPQuorumSize}
 	consumerNames := make([]string, len(consumers))
 	for i, c := range consumers {

@@ -147,10 +147,7 @@ func freeAddr(t *testing.T) string {
 func TestServe_EverythingOverMutualTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "checkout")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testutil.BuildCheckout(t)
 	certDir := filepath.Join(dir, "tls")
 	// The client certificate's CN is the PostgreSQL user (pg_hba clientcert=verify-full).
 	env, _ := devEnv(t, bin, "--dir", certDir, "--client-cn", "postgres")

@@ -11,7 +11,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/checkout-backend/checkout/internal/analytics"
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/event"
 	"github.com/checkout-backend/checkout/internal/testutil"
@@ -21,9 +20,7 @@ import (
 
 // deployment is the topology one deployment of the service declares.
 func deployment(prefix string, delays ...time.Duration) broker.Topology {
-	consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
-	consumers = append(consumers, analytics.Consumer)
-	return broker.Topology{Prefix: prefix, Consumers: consumers, RetryDelays: delays}
+	return broker.Topology{Prefix: prefix, Consumers: workers.DeploymentConsumers(true), RetryDelays: delays}
 }
 
 func newBroker(t *testing.T, url string, topo broker.Topology) *broker.Broker {

@@ -14,12 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/checkout-backend/checkout/internal/analytics"
-	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/testutil"
 	"github.com/checkout-backend/checkout/internal/testutil/nodeproc"
 	"github.com/checkout-backend/checkout/internal/testutil/pgnode"
-	"github.com/checkout-backend/checkout/workers"
 )
 
 func gql(t *testing.T, base, token, query string, vars map[string]any) map[string]any {
@@ -54,18 +51,8 @@ func TestServe_CatalogReadsFromTheReplica_CheckoutOnThePrimary(t *testing.T) {
 	primary := pgnode.Start(t, pgnode.Options{Name: "primary"})
 	standby := pgnode.Start(t, pgnode.Options{Name: "replica", StandbyOf: primary})
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "checkout")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/checkout").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	prefix := "t" + testutil.RandomID(4) + "."
-	t.Cleanup(func() {
-		consumers := append(append([]broker.Consumer{}, workers.Consumers...), workers.WebhookConsumers()...)
-		consumers = append(consumers, analytics.Consumer)
-		b := broker.New(testutil.AMQPURL(), broker.Topology{Prefix: prefix, Consumers: consumers, RetryDelays: []time.Duration{time.Second}}, nil)
-		b.Delete(context.Background())
-		b.Close()
-	})
+	bin := testutil.BuildCheckout(t)
+	prefix := testutil.DeploymentPrefix(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	logf, err := os.Create(filepath.Join(dir, "service.log"))
 	if err != nil {

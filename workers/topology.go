@@ -1,0 +1,17 @@
+package workers
+
+import (
+	"github.com/checkout-backend/checkout/internal/analytics"
+	"github.com/checkout-backend/checkout/internal/broker"
+)
+
+// DeploymentConsumers is every consumer one deployment declares: the saga's, the partner
+// webhooks' and, unless the analytics sink is off, the analytics consumer. The service,
+// the bench and the tests that clean up a deployment's queues all take it from here.
+func DeploymentConsumers(withAnalytics bool) []broker.Consumer {
+	consumers := append(append([]broker.Consumer{}, Consumers...), WebhookConsumers()...)
+	if withAnalytics {
+		consumers = append(consumers, analytics.Consumer)
+	}
+	return consumers
+}
