@@ -22,6 +22,7 @@ import (
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"
+	"github.com/checkout-backend/checkout/internal/store"
 )
 
 // newAnalyticsSink builds the sink ANALYTICS_SINK names.
@@ -73,7 +74,9 @@ func runAnalytics(ctx context.Context, cfg config.Config, db *bun.DB, topo broke
 	flushes.WithLabelValues("ok")
 	flushes.WithLabelValues("error")
 	a, err := analytics.New(sink, analytics.Options{MaxBatch: cfg.AnalyticsBatch, FlushInterval: cfg.AnalyticsFlushInterval,
-		Stock: analytics.StockFromDB(db), Logger: logger,
+		Stock: func(ctx context.Context, skus []string) (map[string]int, error) {
+			return store.Available(ctx, db, skus)
+		}, Logger: logger,
 		Observe: func(events, n int, took time.Duration, err error) {
 			if err != nil {
 				flushes.WithLabelValues("error").Inc()

@@ -29,14 +29,17 @@ type outcome[Out any] struct {
 // A batch that fails as a whole for a reason other than the database being unavailable
 // is run again call by call, so one bad request never fails the others.
 type batched[In, Out any] struct {
-	name  string
-	group *group[*call[In, Out]]
-	run   func(ctx context.Context, ins []In) (out []Out, errs []error, err error)
+	name    string
+	group   *group[*call[In, Out]]
+	run     func(ctx context.Context, ins []In) (out []Out, errs []error, err error)
+	onBatch func(size int)
 }
 
-func newBatched[In, Out any](opt groupOptions, key func(In) string, run func(context.Context, []In) ([]Out, []error, error)) *batched[In, Out] {
-	b := &batched[In, Out]{run: run, name: opt.name}
-	b.group = newGroup(opt, func(c *call[In, Out]) string { return key(c.in) }, b.runBatch,
+// newBatched runs run for batches of concurrent calls; two calls that share one of their
+// keys never share a batch.
+func newBatched[In, Out any](opt groupOptions, keys func(In) []string, run func(context.Context, []In) ([]Out, []error, error)) *batched[In, Out] {
+	b := &batched[In, Out]{run: run, name: opt.name, onBatch: opt.onBatch}
+	b.group = newGroup(opt, func(c *call[In, Out]) []string { return keys(c.in) }, b.runBatch,
 		func(c *call[In, Out]) { c.res <- outcome[Out]{err: errGroupBusy} })
 	return b
 }
@@ -71,6 +74,9 @@ func (b *batched[In, Out]) runBatch(calls []*call[In, Out]) {
 	if len(live) == 0 {
 		return
 	}
+	if b.onBatch != nil {
+		b.onBatch(len(live))
+	}
 	ins := make([]In, len(live))
 	for i, c := range live {
 		ins[i] = c.in
@@ -87,7 +93,7 @@ func (b *batched[In, Out]) runBatch(calls []*call[In, Out]) {
 	if err != nil && len(live) > 1 && !errors.Is(err, checkout.ErrUnavailable) {
 		for _, c := range live {
 			out, errs, err := b.run(c.ctx, []In{c.in})
-			c.res <- first(out, errs, err)
+			c.res <- firstOutcome(out, errs, err)
 		}
 		return
 	}
@@ -96,12 +102,12 @@ func (b *batched[In, Out]) runBatch(calls []*call[In, Out]) {
 			c.res <- outcome[Out]{err: err}
 			continue
 		}
-		c.res <- first(out[i:], errs[i:], nil)
+		c.res <- firstOutcome(out[i:], errs[i:], nil)
 	}
 }
 
-// first is the answer to the first input of a batch.
-func first[Out any](out []Out, errs []error, err error) outcome[Out] {
+// firstOutcome is the answer to the first input of a batch.
+func firstOutcome[Out any](out []Out, errs []error, err error) outcome[Out] {
 	if err != nil {
 		return outcome[Out]{err: err}
 	}

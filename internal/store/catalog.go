@@ -42,7 +42,7 @@ func (r productRow) product() catalog.Product {
 }
 
 const productSelect = `SELECT p.sku, p.name, p.price_cents, p.currency,
-	COALESCE((SELECT sum(i.on_hand - i.reserved) FROM inventory i WHERE i.sku = p.sku), 0)::int AS available
+	COALESCE((SELECT a.available FROM stock_available a WHERE a.sku = p.sku), 0) AS available
 	FROM products p`
 
 // UpsertProduct creates or updates a product.
@@ -102,7 +102,7 @@ func (c *Catalog) ProductsBySKU(ctx context.Context, skus []string) (map[string]
 		return out, nil
 	}
 	var rows []productRow
-	if err := c.db.NewRaw(productSelect+" WHERE p.sku IN (?)", bun.In(skus)).Scan(ctx, &rows); err != nil {
+	if err := c.db.NewRaw(productSelect+" WHERE p.sku IN (?)", bun.List(skus)).Scan(ctx, &rows); err != nil {
 		return nil, mapErr(fmt.Errorf("products by sku: %w", err))
 	}
 	for _, r := range rows {

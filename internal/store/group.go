@@ -12,11 +12,12 @@ import (
 
 // groupOptions tune a group (group commit).
 type groupOptions struct {
-	name    string        // of the batch's span
-	maxSize int           // requests in one batch
-	maxWait time.Duration // how long a batch waits for company while another is in flight
-	workers int           // batches run at once
-	queue   int           // requests waiting; past it submit refuses
+	name    string         // of the batch's span
+	maxSize int            // requests in one batch
+	maxWait time.Duration  // how long a batch waits for company while another is in flight
+	workers int            // batches run at once
+	queue   int            // requests waiting; past it submit refuses
+	onBatch func(size int) // told each batch's size, when set (metrics)
 }
 
 // group coalesces concurrent requests into batches that run together: one transaction,
@@ -24,12 +25,12 @@ type groupOptions struct {
 // whatever is queued (up to maxSize), plus what arrives within maxWait while another
 // batch is in flight, and runs when one of the worker slots is free; an idle group runs
 // a lone request at once. While the slots are busy the queue fills, so batches grow
-// with the load. Two requests with one key never share a batch: the second waits for
-// the next one. run answers every request of its batch; reject answers a request left
+// with the load. Two requests that share a key never share a batch: the second waits
+// for the next one. run answers every request of its batch; reject answers a request left
 // in the queue at close.
 type group[T any] struct {
 	opt    groupOptions
-	key    func(T) string
+	keys   func(T) []string
 	run    func([]T)
 	reject func(T)
 	queue  chan T
@@ -41,7 +42,7 @@ type group[T any] struct {
 	closed bool
 }
 
-func newGroup[T any](opt groupOptions, key func(T) string, run func([]T), reject func(T)) *group[T] {
+func newGroup[T any](opt groupOptions, keys func(T) []string, run func([]T), reject func(T)) *group[T] {
 	if opt.maxSize <= 0 {
 		opt.maxSize = 64
 	}
@@ -54,7 +55,7 @@ func newGroup[T any](opt groupOptions, key func(T) string, run func([]T), reject
 	if opt.queue <= 0 {
 		opt.queue = 4096
 	}
-	g := &group[T]{opt: opt, key: key, run: run, reject: reject, queue: make(chan T, opt.queue),
+	g := &group[T]{opt: opt, keys: keys, run: run, reject: reject, queue: make(chan T, opt.queue),
 		slots: make(chan struct{}, opt.workers), quit: make(chan struct{})}
 	g.wg.Add(1)
 	go g.dispatch()
@@ -94,12 +95,16 @@ func (g *group[T]) dispatch() {
 		var batch, next []T
 		keys := map[string]bool{}
 		take := func(r T) {
-			k := g.key(r)
-			if keys[k] {
-				next = append(next, r)
-				return
+			ks := g.keys(r)
+			for _, k := range ks {
+				if keys[k] {
+					next = append(next, r)
+					return
+				}
 			}
-			keys[k] = true
+			for _, k := range ks {
+				keys[k] = true
+			}
 			batch = append(batch, r)
 		}
 		for _, r := range carry {

@@ -5,14 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
 type groupReq struct {
-	key, id string
-	done    chan error
+	keys []string
+	id   string
+	done chan error
 }
 
 // While a batch is in flight the queue fills and the next batch takes it all, except
@@ -24,7 +26,7 @@ func TestGroup_BatchesWhatWaits_NeverOneKeyTwice(t *testing.T) {
 	var batches [][]string
 	release := make(chan struct{})
 	g := newGroup(groupOptions{maxSize: 10, maxWait: time.Millisecond, workers: 1},
-		func(r *groupReq) string { return r.key },
+		func(r *groupReq) []string { return r.keys },
 		func(rs []*groupReq) {
 			mu.Lock()
 			first := len(batches) == 0
@@ -42,8 +44,8 @@ func TestGroup_BatchesWhatWaits_NeverOneKeyTwice(t *testing.T) {
 			}
 		},
 		func(r *groupReq) { r.done <- errGroupBusy })
-	submit := func(key, id string) *groupReq {
-		r := &groupReq{key: key, id: id, done: make(chan error, 1)}
+	submit := func(keys, id string) *groupReq { // keys: "a+b" shares a and b
+		r := &groupReq{keys: strings.Split(keys, "+"), id: id, done: make(chan error, 1)}
 		if !g.submit(r) {
 			t.Fatalf("%s refused", id)
 		}
@@ -54,14 +56,14 @@ func TestGroup_BatchesWhatWaits_NeverOneKeyTwice(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	// The first batch is in flight: these queue.
-	rest := []*groupReq{submit("a", "a2"), submit("b", "b1"), submit("a", "a3"), submit("c", "c1"), submit("b", "b2")}
+	rest := []*groupReq{submit("a", "a2"), submit("b", "b1"), submit("a", "a3"), submit("c", "c1"), submit("d+b", "db1"), submit("b", "b2")}
 	close(release)
 	for _, r := range append(rest, first) {
 		if err := <-r.done; err != nil {
 			t.Fatalf("%s: %v", r.id, err)
 		}
 	}
-	want := [][]string{{"a1"}, {"a2", "b1", "c1"}, {"a3", "b2"}}
+	want := [][]string{{"a1"}, {"a2", "b1", "c1"}, {"a3", "db1"}, {"b2"}}
 	mu.Lock()
 	got := batches
 	mu.Unlock()
@@ -69,7 +71,7 @@ func TestGroup_BatchesWhatWaits_NeverOneKeyTwice(t *testing.T) {
 		t.Fatalf("batches %v, want %v", got, want)
 	}
 	g.close()
-	if g.submit(&groupReq{key: "z", id: "late", done: make(chan error, 1)}) {
+	if g.submit(&groupReq{keys: []string{"z"}, id: "late", done: make(chan error, 1)}) {
 		t.Fatal("a request was taken after close")
 	}
 }
@@ -82,7 +84,7 @@ func TestBatched_ABadCallFailsAlone(t *testing.T) {
 	var sizes []int
 	release := make(chan struct{})
 	var b *batched[string, string]
-	b = newBatched(groupOptions{maxSize: 10, workers: 1}, func(s string) string { return s },
+	b = newBatched(groupOptions{maxSize: 10, workers: 1}, func(s string) []string { return []string{s} },
 		func(ctx context.Context, ins []string) ([]string, []error, error) {
 			mu.Lock()
 			sizes = append(sizes, len(ins))

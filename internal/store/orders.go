@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -21,8 +20,6 @@ type OrdersOptions struct {
 	// Strategy is the reservation strategy (default StrategyLock for tests and tools;
 	// the service's default is RESERVATION_STRATEGY=batch).
 	Strategy Strategy
-	// Reserver overrides the single-order reservation step of the strategy (tests).
-	Reserver Reserver
 	// Redis is the hold store of StrategyRedis.
 	Redis RedisHolds
 	// Batch tunes StrategyBatch.
@@ -42,19 +39,19 @@ type OrdersOptions struct {
 	Notify func()
 }
 
-// Orders implements checkout.OrderStore: the checkout transaction and every status
-// change, each with its outbox event.
+// Orders implements checkout.OrderStore: the checkout transaction (place.go) and every
+// status change, each with its outbox event.
 type Orders struct {
 	db       *bun.DB
 	strategy Strategy
-	reserver Reserver
+	holder   holder
+	// group, for the batch strategy, gathers concurrent checkouts into one transaction;
+	// nil: each checkout is a batch of its own.
+	group    *batched[placeIn, placed]
 	redis    RedisHolds
-	batcher  *batcher
 	now      func() time.Time
 	onCommit func(checkout.Order)
-	// onRedisFallback is OrdersOptions.OnRedisFallback.
-	onRedisFallback func(error)
-	notify          func()
+	notify   func()
 	// soldOut remembers SKUs seen sold out, so checkouts of them are answered from a
 	// lock-free read instead of queueing on the row lock (see precheck).
 	soldOut sync.Map
@@ -68,24 +65,36 @@ func NewOrders(db *bun.DB, opt OrdersOptions) *Orders {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	s := &Orders{db: db, strategy: opt.Strategy, reserver: opt.Reserver, redis: opt.Redis, now: opt.Now, onCommit: opt.OnCommit,
-		onRedisFallback: opt.OnRedisFallback, notify: opt.Notify}
-	if s.reserver == nil {
-		s.reserver = LockingReserver{}
-		if opt.Strategy == StrategyOptimistic {
-			s.reserver = OptimisticReserver{OnRetry: opt.OnRetry}
+	s := &Orders{db: db, strategy: opt.Strategy, holder: rowLock{}, now: opt.Now, onCommit: opt.OnCommit, notify: opt.Notify}
+	switch opt.Strategy {
+	case StrategyOptimistic:
+		s.holder = compareAndSet{onRetry: opt.OnRetry}
+	case StrategyRedis:
+		if opt.Redis != nil {
+			s.redis = opt.Redis
+			s.holder = redisHold{holds: opt.Redis, sync: s.SyncStockCache, onFallback: opt.OnRedisFallback}
 		}
-	}
-	if opt.Strategy == StrategyBatch {
-		s.batcher = newBatcher(s, opt.Batch)
+	case StrategyBatch:
+		b := opt.Batch
+		// Two checkouts with one idempotency key, or of one cart, never share a batch:
+		// the second waits for the next.
+		s.group = newBatched(groupOptions{name: "store.checkout_batch", maxSize: b.MaxSize, maxWait: b.MaxWait,
+			workers: b.Workers, queue: b.Queue, onBatch: b.OnBatch},
+			func(in placeIn) []string {
+				keys := []string{"key\x00" + in.p.CustomerID + "\x00" + in.p.IdempotencyKey}
+				if in.p.CartID != "" {
+					keys = append(keys, "cart\x00"+in.p.CartID)
+				}
+				return keys
+			}, s.place)
 	}
 	return s
 }
 
 // Close stops the batch workers (after the batches in hand).
 func (s *Orders) Close() {
-	if s.batcher != nil {
-		s.batcher.close()
+	if s.group != nil {
+		s.group.close()
 	}
 }
 
@@ -138,218 +147,6 @@ type itemRow struct {
 	SKU            string `bun:"sku"`
 	Quantity       int    `bun:"quantity"`
 	UnitPriceCents int64  `bun:"unit_price_cents"`
-}
-
-// PlaceOrder is the checkout: idempotency key, cart, prices, reservation, order, items
-// and the order.placed event commit together or not at all. A checkout of a SKU seen
-// sold out is answered OUT_OF_STOCK from a lock-free read, without queueing on the row
-// lock; otherwise the strategy places it (the batch strategy with others in one
-// transaction).
-func (s *Orders) PlaceOrder(ctx context.Context, p checkout.PlaceOrder) (checkout.Order, bool, error) {
-	if err := s.precheck(ctx, p); err != nil {
-		return checkout.Order{}, false, err
-	}
-	var (
-		o      checkout.Order
-		replay bool
-		err    error
-	)
-	switch {
-	case s.strategy == StrategyRedis && s.redis != nil:
-		o, replay, err = s.placeWithHold(ctx, p)
-	case s.batcher != nil && p.CartID == "":
-		o, replay, err = s.batcher.place(ctx, p)
-	default:
-		o, replay, err = s.placeSingle(ctx, p, s.reserver)
-	}
-	if err != nil {
-		s.noteOutOfStock(err, p)
-		return checkout.Order{}, false, err
-	}
-	return o, replay, nil
-}
-
-// placeSingle places one order in a transaction of its own.
-func (s *Orders) placeSingle(ctx context.Context, p checkout.PlaceOrder, r Reserver) (checkout.Order, bool, error) {
-	var out checkout.Order
-	var replay bool
-	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-		var err error
-		out, replay, err = s.place(ctx, tx, p, r)
-		return err
-	})
-	if err != nil {
-		return checkout.Order{}, false, err
-	}
-	if !replay {
-		s.committed(out)
-	}
-	return out, replay, nil
-}
-
-// place runs one checkout in tx.
-func (s *Orders) place(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder, r Reserver) (checkout.Order, bool, error) {
-	now := p.Now.Truncate(time.Microsecond)
-	if prev, err := claimKey(ctx, tx, p, now); err != nil || prev != nil {
-		if prev != nil {
-			return *prev, true, nil
-		}
-		return checkout.Order{}, false, err
-	}
-	lines, field, prices, err := s.linesOf(ctx, tx, p)
-	if err != nil {
-		return checkout.Order{}, false, err
-	}
-	items, total, currency, err := checkout.PriceLines(lines, prices, field, p.CartID != "")
-	if err != nil {
-		return checkout.Order{}, false, err
-	}
-	o := newOrder(p, items, total, currency)
-	if err := insertOrders(ctx, tx, []checkout.Order{o}, []string{p.PaymentToken}); err != nil {
-		return checkout.Order{}, false, err
-	}
-	// The row locks are taken last, so they are held for the shortest time.
-	if err := r.Reserve(ctx, tx, Hold{OrderID: o.ID, Lines: lines, Field: field, ExpiresAt: *o.ReservationExpiresAt, Now: now}); err != nil {
-		return checkout.Order{}, false, err
-	}
-	if p.CartID != "" {
-		if _, err := tx.ExecContext(ctx, "UPDATE carts SET order_id = ?, updated_at = ? WHERE id = ?", o.ID, now, p.CartID); err != nil {
-			return checkout.Order{}, false, fmt.Errorf("close cart: %w", err)
-		}
-	}
-	if err := writeOrderEvents(ctx, tx, []checkout.Order{o}, p.CartID); err != nil {
-		return checkout.Order{}, false, err
-	}
-	return o, false, nil
-}
-
-func newOrder(p checkout.PlaceOrder, items []checkout.OrderItem, total int64, currency string) checkout.Order {
-	now := p.Now.Truncate(time.Microsecond)
-	expires := p.ExpiresAt.Truncate(time.Microsecond)
-	return checkout.Order{ID: p.OrderID, CustomerID: p.CustomerID, Status: checkout.StatusPendingPayment,
-		Items: items, TotalCents: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
-		ReservationExpiresAt: &expires, Sequence: 1}
-}
-
-// claimKey stores the checkout's idempotency key first (its order follows in the same
-// transaction: the foreign key is deferred). A concurrent call with the same key waits
-// on the unique index until the first commits or rolls back, so a duplicate sees the
-// first call's key: it returns the first call's order when the input is the same, and
-// IDEMPOTENCY_KEY_REUSED when it is not. nil, nil means the key is new.
-func claimKey(ctx context.Context, tx bun.IDB, p checkout.PlaceOrder, now time.Time) (*checkout.Order, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, created_at)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, p.CustomerID, p.IdempotencyKey, p.RequestHash, p.OrderID, now)
-	if err != nil {
-		return nil, fmt.Errorf("idempotency key: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		return nil, nil
-	}
-	var key struct {
-		RequestHash []byte `bun:"request_hash"`
-		OrderID     string `bun:"order_id"`
-	}
-	if err := tx.NewRaw("SELECT request_hash, order_id FROM idempotency_keys WHERE customer_id = ? AND key = ?", p.CustomerID, p.IdempotencyKey).Scan(ctx, &key); err != nil {
-		return nil, fmt.Errorf("idempotency key: %w", err)
-	}
-	return replayOf(ctx, tx, p, key.RequestHash, key.OrderID)
-}
-
-// replayOf is the answer to a checkout whose key was used before: the first order when
-// the input is the same, IDEMPOTENCY_KEY_REUSED when it is not.
-func replayOf(ctx context.Context, tx bun.IDB, p checkout.PlaceOrder, hash []byte, orderID string) (*checkout.Order, error) {
-	if !bytes.Equal(hash, p.RequestHash) {
-		return nil, checkout.Errorf(checkout.IdempotencyKeyReused, []string{"input", "idempotencyKey"}, "this idempotencyKey was used with other input; use a new key for a new checkout")
-	}
-	o, err := loadOrder(ctx, tx, orderID, false)
-	if err != nil {
-		return nil, err
-	}
-	if o == nil {
-		return nil, fmt.Errorf("idempotency key of customer %s names a missing order", p.CustomerID)
-	}
-	return o, nil
-}
-
-// linesOf returns what the checkout asks for with the current prices: the cart's lines
-// (read with its prices, the cart locked) or the request's lines, with the input path
-// errors of the lines refer to.
-func (s *Orders) linesOf(ctx context.Context, tx bun.Tx, p checkout.PlaceOrder) ([]checkout.Line, []string, map[string]checkout.Price, error) {
-	prices := map[string]checkout.Price{}
-	if p.CartID == "" {
-		skus := make([]string, len(p.Lines))
-		for i, l := range p.Lines {
-			skus[i] = l.SKU
-		}
-		var rows []struct {
-			SKU        string `bun:"sku"`
-			PriceCents int64  `bun:"price_cents"`
-			Currency   string `bun:"currency"`
-		}
-		if err := tx.NewRaw("SELECT sku, price_cents, currency FROM products WHERE sku IN (?)", bun.In(skus)).Scan(ctx, &rows); err != nil {
-			return nil, nil, nil, fmt.Errorf("prices: %w", err)
-		}
-		for _, r := range rows {
-			prices[r.SKU] = checkout.Price{Cents: r.PriceCents, Currency: r.Currency}
-		}
-		return p.Lines, []string{"input", "items"}, prices, nil
-	}
-	field := []string{"input", "cartId"}
-	cart, err := loadCart(ctx, tx, p.CartID, true)
-	switch {
-	case err != nil:
-		return nil, nil, nil, err
-	case cart == nil || cart.CustomerID != p.CustomerID:
-		return nil, nil, nil, checkout.Errorf(checkout.CartNotFound, field, "cart not found")
-	case cart.OrderID != nil:
-		return nil, nil, nil, checkout.Errorf(checkout.CartNotFound, field, "cart was already checked out")
-	case len(cart.Items) == 0:
-		return nil, nil, nil, checkout.Errorf(checkout.CartEmpty, field, "cart is empty")
-	}
-	lines := make([]checkout.Line, len(cart.Items))
-	for i, it := range cart.Items {
-		lines[i] = checkout.Line{SKU: it.SKU, Quantity: it.Quantity}
-		prices[it.SKU] = checkout.Price{Cents: it.UnitPriceCents, Currency: it.Currency}
-	}
-	return lines, field, prices, nil
-}
-
-// insertOrders writes orders and their items in one round trip, whatever their number;
-// tokens[i] is orders[i]'s payment token.
-func insertOrders(ctx context.Context, tx bun.IDB, orders []checkout.Order, tokens []string) error {
-	var sc script
-	addOrders(&sc, orders, tokens)
-	if err := sc.exec(ctx, tx); err != nil {
-		return fmt.Errorf("insert orders: %w", err)
-	}
-	return nil
-}
-
-// addOrders adds the statements writing orders and their items to sc.
-func addOrders(sc *script, orders []checkout.Order, tokens []string) {
-	n := len(orders)
-	id, cust, cur, tok := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	total := make([]int64, n)
-	expires, created := make([]time.Time, n), make([]time.Time, n)
-	var iOrder, iSKU []string
-	var iLine, iQty []int
-	var iUnit []int64
-	for i, o := range orders {
-		id[i], cust[i], cur[i], tok[i], total[i] = o.ID, o.CustomerID, o.Currency, tokens[i], o.TotalCents
-		expires[i], created[i] = *o.ReservationExpiresAt, o.CreatedAt
-		for j, it := range o.Items {
-			iOrder, iSKU = append(iOrder, o.ID), append(iSKU, it.SKU)
-			iLine, iQty, iUnit = append(iLine, j+1), append(iQty, it.Quantity), append(iUnit, it.UnitPriceCents)
-		}
-	}
-	sc.add(`INSERT INTO orders (id, customer_id, status, total_cents, currency,
-		payment_token, reservation_expires_at, event_seq, created_at, updated_at)
-		SELECT v.id, v.cust, 'PENDING_PAYMENT', v.total, v.cur, v.tok, v.exp, 1, v.at, v.at
-		FROM unnest(?::uuid[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[]) AS v(id, cust, total, cur, tok, exp, at)`,
-		pgArray(id), pgArray(cust), pgArray(total), pgArray(cur), pgArray(tok), pgArray(expires), pgArray(created))
-	sc.add(`INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents)
-		SELECT * FROM unnest(?::uuid[], ?::int[], ?::text[], ?::int[], ?::bigint[])`,
-		pgArray(iOrder), pgArray(iLine), pgArray(iSKU), pgArray(iQty), pgArray(iUnit))
 }
 
 // orderEvent is the event announcing o's current status; order.placed also carries
@@ -421,7 +218,7 @@ func attachItems(ctx context.Context, db bun.IDB, orders []*checkout.Order) erro
 	}
 	var items []itemRow
 	if err := db.NewRaw(`SELECT order_id, sku, quantity, unit_price_cents FROM order_items
-		WHERE order_id IN (?) ORDER BY order_id, line_no`, bun.In(ids)).Scan(ctx, &items); err != nil {
+		WHERE order_id IN (?) ORDER BY order_id, line_no`, bun.List(ids)).Scan(ctx, &items); err != nil {
 		return fmt.Errorf("order items: %w", err)
 	}
 	for _, it := range items {
@@ -444,7 +241,7 @@ func (s *Orders) Orders(ctx context.Context, ids []string) (map[string]checkout.
 		return out, nil
 	}
 	var rows []orderRow
-	if err := s.db.NewRaw("SELECT "+orderCols+" FROM orders WHERE id IN (?)", bun.In(ids)).Scan(ctx, &rows); err != nil {
+	if err := s.db.NewRaw("SELECT "+orderCols+" FROM orders WHERE id IN (?)", bun.List(ids)).Scan(ctx, &rows); err != nil {
 		return nil, mapErr(fmt.Errorf("orders: %w", err))
 	}
 	ptrs := make([]*checkout.Order, len(rows))

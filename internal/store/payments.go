@@ -47,9 +47,9 @@ func NewPayments(db *bun.DB, orders *Orders) *Payments {
 		return groupOptions{name: name, maxSize: 64, maxWait: time.Millisecond, workers: 4}
 	}
 	p.groups = paymentGroups{
-		charges:  newBatched(opt("payments.charges"), func(id string) string { return id }, p.chargesOf),
-		attempts: newBatched(opt("payments.attempts"), func(a attempt) string { return a.orderID }, p.recordAttempts),
-		settle:   newBatched(opt("payments.settle"), func(in settleIn) string { return in.rep.OrderID }, p.runSettles),
+		charges:  newBatched(opt("payments.charges"), func(id string) []string { return []string{id} }, p.chargesOf),
+		attempts: newBatched(opt("payments.attempts"), func(a attempt) []string { return []string{a.orderID} }, p.recordAttempts),
+		settle:   newBatched(opt("payments.settle"), func(in settleIn) []string { return []string{in.rep.OrderID} }, p.runSettles),
 	}
 	return p
 }

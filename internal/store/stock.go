@@ -28,7 +28,7 @@ func (s *Orders) precheck(ctx context.Context, p checkout.PlaceOrder) error {
 	if len(flagged) == 0 {
 		return nil
 	}
-	avail, err := s.Available(ctx, flagged)
+	avail, err := Available(ctx, s.db, flagged)
 	if err != nil {
 		return nil // the transaction decides
 	}
@@ -54,26 +54,32 @@ func (s *Orders) noteOutOfStock(err error, p checkout.PlaceOrder) {
 	}
 	for i, l := range p.Lines {
 		if len(e.Field) >= 3 && e.Field[2] == fmt.Sprint(i) {
-			if avail, err := s.Available(context.WithoutCancel(context.Background()), []string{l.SKU}); err == nil && avail[l.SKU] == 0 {
+			if avail, err := Available(context.Background(), s.db, []string{l.SKU}); err == nil && avail[l.SKU] == 0 {
 				s.soldOut.Store(l.SKU, struct{}{})
 			}
 		}
 	}
 }
 
-// Available reads what each SKU has left to reserve, without a lock.
-func (s *Orders) Available(ctx context.Context, skus []string) (map[string]int, error) {
+// Available reads what each SKU has left to reserve across its warehouses (every SKU
+// when skus is nil), without a lock, from the stock_available view: the one definition
+// of availability, which the catalog, the sold-out answers, the Redis counters and
+// analytics all read.
+func Available(ctx context.Context, db bun.IDB, skus []string) (map[string]int, error) {
 	var rows []struct {
-		SKU   string `bun:"sku"`
-		Avail int    `bun:"avail"`
+		SKU       string `bun:"sku"`
+		Available int    `bun:"available"`
 	}
-	if err := s.db.NewRaw(`SELECT sku, sum(on_hand - reserved)::int AS avail FROM inventory WHERE sku IN (?) GROUP BY sku`,
-		bun.In(skus)).Scan(ctx, &rows); err != nil {
-		return nil, mapErr(fmt.Errorf("available: %w", err))
+	q := db.NewRaw("SELECT sku, available FROM stock_available")
+	if skus != nil {
+		q = db.NewRaw("SELECT sku, available FROM stock_available WHERE sku IN (?)", bun.List(skus))
+	}
+	if err := q.Scan(ctx, &rows); err != nil {
+		return nil, mapErr(fmt.Errorf("available stock: %w", err))
 	}
 	out := make(map[string]int, len(rows))
 	for _, r := range rows {
-		out[r.SKU] = r.Avail
+		out[r.SKU] = r.Available
 	}
 	return out, nil
 }

@@ -64,8 +64,6 @@ type APIOptions struct {
 	Log io.Writer
 	// Now is the clock of every part (default time.Now).
 	Now func() time.Time
-	// Reserver overrides the single-order reservation step (default the strategy's).
-	Reserver store.Reserver
 	// Strategy is the reservation strategy (default lock).
 	Strategy store.Strategy
 	// OnCommit, when set, is told every committed order change (metrics).
@@ -97,7 +95,7 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	orders := store.NewOrders(db.DB, store.OrdersOptions{Strategy: opt.Strategy, Reserver: opt.Reserver, Now: opt.Now, OnCommit: opt.OnCommit, Notify: opt.Notify})
+	orders := store.NewOrders(db.DB, store.OrdersOptions{Strategy: opt.Strategy, Now: opt.Now, OnCommit: opt.OnCommit, Notify: opt.Notify})
 	t.Cleanup(orders.Close)
 	svc, err := checkout.NewService(orders, store.NewCarts(db.DB, opt.Now), opt.TTL, opt.Now)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
+	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
@@ -61,7 +62,9 @@ func Run(t testing.TB) *Sale {
 	sale := &Sale{Stack: s, Dir: dir, Flushes: &atomic.Int64{}}
 	flushed := make(chan struct{}, 1)
 	a, err := analytics.New(sink, analytics.Options{MaxBatch: 32, FlushInterval: 100 * time.Millisecond,
-		Stock:  analytics.StockFromDB(s.DB.DB),
+		Stock: func(ctx context.Context, skus []string) (map[string]int, error) {
+			return store.Available(ctx, s.DB.DB, skus)
+		},
 		Logger: clog.New(io.Discard, 8), // errors reach the test through Observe
 		Observe: func(events, rows int, took time.Duration, err error) {
 			if err != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
-	"github.com/uptrace/bun"
 )
 
 // RedisHolds is the hold store of the redis strategy (internal/redishold).
@@ -24,37 +23,57 @@ type RedisHolds interface {
 	Sync(ctx context.Context, available map[string]int) error
 }
 
-// placeWithHold is the redis strategy: Redis admits (or refuses at once) the checkout,
-// then PostgreSQL places it with row locks and its constraints, the last word. A hold
-// whose order PostgreSQL did not place is given back. When Redis cannot answer the
-// checkout goes on as the lock strategy (logged and counted by OnFallback).
-func (s *Orders) placeWithHold(ctx context.Context, p checkout.PlaceOrder) (checkout.Order, bool, error) {
+// redisHold admits a checkout with a hold in Redis before the transaction (or refuses it
+// at once), then holds its allocation with row locks (rowLock): PostgreSQL and its
+// constraints have the last word, and a hold whose order PostgreSQL did not place is
+// given back. When Redis cannot answer, the checkout goes on with the row lock alone
+// (onFallback counts it). A cart's lines are read in the transaction, so a cart
+// checkout is not admitted by Redis.
+type redisHold struct {
+	rowLock
+	holds      RedisHolds
+	sync       func(ctx context.Context, skus []string) error // counters from PostgreSQL
+	onFallback func(error)
+}
+
+func (r redisHold) admit(ctx context.Context, p checkout.PlaceOrder) (func(bool), error) {
 	if p.CartID != "" {
-		return s.placeSingle(ctx, p, LockingReserver{})
+		return admitAll(ctx, p)
 	}
-	short, left, err := s.redis.Hold(ctx, p.OrderID, p.Lines, p.ExpiresAt.Sub(p.Now))
+	ttl := p.ExpiresAt.Sub(p.Now)
+	short, left, err := r.holds.Hold(ctx, p.OrderID, p.Lines, ttl)
 	if err != nil {
 		// A missing counter (Redis restarted, a new SKU): sync it from PostgreSQL, once.
-		if serr := s.SyncStockCache(ctx, skusOf(p.Lines)); serr == nil {
-			short, left, err = s.redis.Hold(ctx, p.OrderID, p.Lines, p.ExpiresAt.Sub(p.Now))
+		skus := make([]string, len(p.Lines))
+		for i, l := range p.Lines {
+			skus[i] = l.SKU
+		}
+		if serr := r.sync(ctx, skus); serr == nil {
+			short, left, err = r.holds.Hold(ctx, p.OrderID, p.Lines, ttl)
 		}
 	}
 	if err != nil {
-		if s.onRedisFallback != nil {
-			s.onRedisFallback(err)
-		}
-		return s.placeSingle(ctx, p, LockingReserver{})
+		r.fallback(err)
+		return admitAll(ctx, p)
 	}
 	if short >= 0 {
-		return checkout.Order{}, false, checkout.OutOfStockError([]string{"input", "items"}, short, p.Lines[short].SKU, left, p.Lines[short].Quantity)
+		l := p.Lines[short]
+		return nil, checkout.OutOfStockError([]string{"input", "items"}, short, l.SKU, left, l.Quantity)
 	}
-	o, replay, err := s.placeSingle(ctx, p, LockingReserver{})
-	if err != nil || replay {
-		if rerr := s.redis.Release(context.WithoutCancel(ctx), p.OrderID); rerr != nil && s.onRedisFallback != nil {
-			s.onRedisFallback(rerr)
+	return func(placed bool) {
+		if placed {
+			return
 		}
+		if err := r.holds.Release(context.WithoutCancel(ctx), p.OrderID); err != nil {
+			r.fallback(err)
+		}
+	}, nil
+}
+
+func (r redisHold) fallback(err error) {
+	if r.onFallback != nil {
+		r.onFallback(err)
 	}
-	return o, replay, err
 }
 
 // SyncStockCache sets the Redis counters of skus (all SKUs when nil) to PostgreSQL's
@@ -63,20 +82,9 @@ func (s *Orders) SyncStockCache(ctx context.Context, skus []string) error {
 	if s.redis == nil {
 		return nil
 	}
-	var rows []struct {
-		SKU   string `bun:"sku"`
-		Avail int    `bun:"avail"`
-	}
-	q := s.db.NewRaw(`SELECT sku, sum(on_hand - reserved)::int AS avail FROM inventory GROUP BY sku`)
-	if skus != nil {
-		q = s.db.NewRaw(`SELECT sku, sum(on_hand - reserved)::int AS avail FROM inventory WHERE sku IN (?) GROUP BY sku`, bun.In(skus))
-	}
-	if err := q.Scan(ctx, &rows); err != nil {
-		return mapErr(fmt.Errorf("stock for redis: %w", err))
-	}
-	avail := make(map[string]int, len(rows))
-	for _, r := range rows {
-		avail[r.SKU] = r.Avail
+	avail, err := Available(ctx, s.db, skus)
+	if err != nil {
+		return fmt.Errorf("stock for redis: %w", err)
 	}
 	if skus != nil && len(avail) < len(skus) {
 		return errors.New("unknown sku: nothing to sync")

@@ -1,0 +1,502 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/outbox"
+)
+
+// This file is the checkout's one write path. Every strategy places every checkout
+// here, as a batch: a lone checkout is a batch of one, run in its caller's goroutine;
+// the batch strategy groups concurrent callers into one transaction (batched). What a
+// strategy swaps is its holder (how an allocation is held) and whether it groups.
+
+// BatchOptions tune the batch strategy (group commit).
+type BatchOptions struct {
+	// MaxSize bounds the orders of one transaction (default 64).
+	MaxSize int
+	// MaxWait is how long a batch waits for company while another batch is in flight
+	// (default 1ms). An idle database takes a lone checkout at once.
+	MaxWait time.Duration
+	// Workers is how many batch transactions run at once (default 4).
+	Workers int
+	// Queue bounds the checkouts waiting for a batch (default 4096); past it a checkout
+	// answers SERVICE_UNAVAILABLE at once (load shedding).
+	Queue int
+	// OnBatch, when set, is told each batch's size (metrics).
+	OnBatch func(size int)
+}
+
+// placeIn is one checkout on its way through the write path.
+type placeIn struct {
+	p checkout.PlaceOrder
+	// headers are the caller's trace context and correlation id, for its event (a
+	// batch's transaction runs in a context of its own).
+	headers map[string]string
+}
+
+// placed is the answer to one checkout: its order, and whether its idempotency key
+// returned an earlier one.
+type placed struct {
+	order  checkout.Order
+	replay bool
+}
+
+// errNothingPlaced rolls back a transaction in which no checkout placed an order (all
+// refused or replayed): nothing to commit, no WAL to flush.
+var errNothingPlaced = errors.New("no order placed")
+
+// PlaceOrder is the checkout: idempotency key, cart, prices, reservation, order, items
+// and the order.placed event commit together or not at all. A checkout of a SKU seen
+// sold out is answered OUT_OF_STOCK from a lock-free read, without queueing on the row
+// lock; otherwise the holder admits it and the write path places it, alone or with
+// concurrent checkouts in one transaction.
+func (s *Orders) PlaceOrder(ctx context.Context, p checkout.PlaceOrder) (checkout.Order, bool, error) {
+	if err := s.precheck(ctx, p); err != nil {
+		return checkout.Order{}, false, err
+	}
+	done, err := s.holder.admit(ctx, p)
+	if err != nil {
+		return checkout.Order{}, false, err
+	}
+	in := placeIn{p: p, headers: outbox.ContextHeaders(ctx)}
+	var out placed
+	if s.group != nil {
+		out, err = s.group.do(ctx, in)
+	} else {
+		out, err = first(s.place(ctx, []placeIn{in}))
+	}
+	done(err == nil && !out.replay)
+	if err != nil {
+		s.noteOutOfStock(err, p)
+		return checkout.Order{}, false, err
+	}
+	return out.order, out.replay, nil
+}
+
+// first is the answer to a batch of one.
+func first(out []placed, errs []error, err error) (placed, error) {
+	if err != nil {
+		return placed{}, err
+	}
+	return out[0], errs[0]
+}
+
+// place places a batch of checkouts in one transaction and tells each committed order
+// to OnCommit and the relays. errs holds each checkout's own refusal; err fails them
+// all (batched then places them one by one).
+func (s *Orders) place(ctx context.Context, ins []placeIn) ([]placed, []error, error) {
+	var out []placed
+	var errs []error
+	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		var n int
+		out, errs, n, err = s.placeIn(ctx, tx, ins)
+		if err == nil && n == 0 {
+			return errNothingPlaced
+		}
+		return err
+	})
+	if err != nil && !errors.Is(err, errNothingPlaced) {
+		return nil, nil, err
+	}
+	for i := range out {
+		if errs[i] == nil && !out[i].replay {
+			s.committed(out[i].order)
+		}
+	}
+	return out, errs, nil
+}
+
+// placeIn runs a batch of checkouts in tx and returns how many orders it placed. Each
+// order has its own rows, key and event; the inventory rows of all of them are held
+// once (the holder), in (sku, warehouse) order. A checkout that cannot be placed (out
+// of stock, an unknown SKU, a reused key, a cart already checked out) gets its error
+// and leaves nothing behind; the others go on. The round trips, whatever the batch's
+// size: keys, carts (cart checkouts only), prices, orders, the holder's reads, then one
+// script with every write that follows the allocation.
+func (s *Orders) placeIn(ctx context.Context, tx bun.Tx, ins []placeIn) ([]placed, []error, int, error) {
+	n := len(ins)
+	out, errs := make([]placed, n), make([]error, n)
+
+	// 1. Idempotency keys first: a duplicate of another transaction's key waits here.
+	fresh, err := claimKeys(ctx, tx, ins)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	var keyed []int // the checkouts whose key this transaction stored
+	var used []int
+	for i := range ins {
+		if fresh[i] {
+			keyed = append(keyed, i)
+		} else {
+			used = append(used, i)
+		}
+	}
+	if err := replays(ctx, tx, ins, used, out, errs); err != nil {
+		return nil, nil, 0, err
+	}
+
+	// 2. Lines (a cart's, read under its lock) and prices, then the orders with their
+	// items, before the inventory rows are held.
+	wants, err := linesOf(ctx, tx, ins, keyed, errs)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	var skus []string
+	for _, i := range keyed {
+		if errs[i] == nil {
+			for _, l := range wants[i].lines {
+				skus = append(skus, l.SKU)
+			}
+		}
+	}
+	prices, err := pricesOf(ctx, tx, skus)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	var priced []int
+	var orders []checkout.Order
+	var tokens []string
+	for _, i := range keyed {
+		if errs[i] != nil {
+			continue
+		}
+		items, total, currency, err := checkout.PriceLines(wants[i].lines, prices, wants[i].field, ins[i].p.CartID != "")
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		priced = append(priced, i)
+		orders = append(orders, newOrder(ins[i].p, items, total, currency))
+		tokens = append(tokens, ins[i].p.PaymentToken)
+	}
+	if len(orders) > 0 {
+		if err := insertOrders(ctx, tx, orders, tokens); err != nil {
+			return nil, nil, 0, err
+		}
+	}
+
+	// 3. The holder allocates in arrival order, holding the rows it read. The row locks
+	// are taken last, so they are held for the shortest time.
+	var allocs []allocation
+	var refused []error
+	if len(priced) > 0 {
+		pw := make([]want, len(priced))
+		for j, i := range priced {
+			pw[j] = wants[i]
+		}
+		if allocs, refused, err = s.holder.allocate(ctx, tx, pw); err != nil {
+			return nil, nil, 0, err
+		}
+	}
+
+	// 4. In one round trip: what was refused leaves nothing behind; the reserved units,
+	// the reservations, the carts' order and the events are written.
+	var sc script
+	var total allocation
+	var res reservationRows
+	var placedOrders []checkout.Order
+	var placedHeaders []map[string]string
+	var placedCarts, cartOrder, cartID []string
+	var cartAt []time.Time
+	var dropOrders []string
+	for j, i := range priced {
+		o := orders[j]
+		if refused[j] != nil {
+			errs[i] = refused[j]
+			dropOrders = append(dropOrders, o.ID)
+			continue
+		}
+		a := allocs[j]
+		for k := range a.sku {
+			total.add(a.sku[k], a.warehouse[k], a.qty[k])
+			res.add(o, a.sku[k], a.warehouse[k], a.qty[k])
+		}
+		out[i] = placed{order: o}
+		c := ins[i].p.CartID
+		placedOrders, placedHeaders, placedCarts = append(placedOrders, o), append(placedHeaders, ins[i].headers), append(placedCarts, c)
+		if c != "" {
+			cartOrder, cartID, cartAt = append(cartOrder, o.ID), append(cartID, c), append(cartAt, o.CreatedAt)
+		}
+	}
+	var dc, dk []string
+	for _, i := range keyed {
+		if errs[i] != nil {
+			dc, dk = append(dc, ins[i].p.CustomerID), append(dk, ins[i].p.IdempotencyKey)
+		}
+	}
+	if len(placedOrders) == 0 {
+		return out, errs, 0, nil // rolled back: nothing of the refused is left
+	}
+	if len(dc) > 0 {
+		sc.add(`DELETE FROM idempotency_keys WHERE (customer_id, key) IN (SELECT * FROM unnest(?::text[], ?::text[]))`, pgArray(dc), pgArray(dk))
+	}
+	if len(dropOrders) > 0 {
+		sc.add("DELETE FROM orders WHERE id IN (?)", bun.List(dropOrders))
+	}
+	sc.add(`UPDATE inventory i SET reserved = i.reserved + v.q, version = i.version + 1, updated_at = ?
+		FROM (SELECT sku, wh, sum(q)::int AS q FROM unnest(?::text[], ?::text[], ?::int[]) AS u(sku, wh, q) GROUP BY sku, wh) AS v
+		WHERE i.sku = v.sku AND i.warehouse = v.wh`, s.now().Truncate(time.Microsecond), pgArray(total.sku), pgArray(total.warehouse), pgArray(total.qty))
+	sc.add(`INSERT INTO reservations (order_id, sku, warehouse, quantity, expires_at, created_at, updated_at)
+		SELECT o, sku, wh, q, e, a, a FROM unnest(?::uuid[], ?::text[], ?::text[], ?::int[], ?::timestamptz[], ?::timestamptz[]) AS v(o, sku, wh, q, e, a)`,
+		pgArray(res.order), pgArray(res.sku), pgArray(res.warehouse), pgArray(res.qty), pgArray(res.expires), pgArray(res.at))
+	if len(cartID) > 0 {
+		sc.add(`UPDATE carts c SET order_id = v.o, updated_at = v.at FROM unnest(?::uuid[], ?::uuid[], ?::timestamptz[]) AS v(o, c, at)
+			WHERE c.id = v.c`, pgArray(cartOrder), pgArray(cartID), pgArray(cartAt))
+	}
+	envs := make([]event.Envelope, len(placedOrders))
+	for k, o := range placedOrders {
+		env, err := orderEvent(o, placedCarts[k])
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		for h, v := range placedHeaders[k] {
+			env.Headers[h] = v
+		}
+		envs[k] = env
+	}
+	q, args, err := outbox.InsertStatement(ctx, envs)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	sc.add(q, args...)
+	if err := sc.exec(ctx, tx); err != nil {
+		return nil, nil, 0, fmt.Errorf("place orders: %w", err)
+	}
+	return out, errs, len(placedOrders), nil
+}
+
+// reservationRows are the reservations a transaction writes, one per order, SKU and
+// warehouse.
+type reservationRows struct {
+	order, sku, warehouse []string
+	qty                   []int
+	expires, at           []time.Time
+}
+
+func (r *reservationRows) add(o checkout.Order, sku, wh string, q int) {
+	r.order, r.sku, r.warehouse, r.qty = append(r.order, o.ID), append(r.sku, sku), append(r.warehouse, wh), append(r.qty, q)
+	r.expires, r.at = append(r.expires, *o.ReservationExpiresAt), append(r.at, o.CreatedAt)
+}
+
+func newOrder(p checkout.PlaceOrder, items []checkout.OrderItem, total int64, currency string) checkout.Order {
+	now := p.Now.Truncate(time.Microsecond)
+	expires := p.ExpiresAt.Truncate(time.Microsecond)
+	return checkout.Order{ID: p.OrderID, CustomerID: p.CustomerID, Status: checkout.StatusPendingPayment,
+		Items: items, TotalCents: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
+		ReservationExpiresAt: &expires, Sequence: 1}
+}
+
+type idemKey struct{ customer, key string }
+
+// claimKeys stores each checkout's idempotency key first (its order follows in the same
+// transaction: the foreign key is deferred) and reports which it stored. A concurrent
+// call with the same key waits on the unique index until the first commits or rolls
+// back, so a duplicate sees the first call's key (replays).
+func claimKeys(ctx context.Context, tx bun.IDB, ins []placeIn) ([]bool, error) {
+	n := len(ins)
+	cust, key, id := make([]string, n), make([]string, n), make([]string, n)
+	hash := make([][]byte, n)
+	at := make([]time.Time, n)
+	for i, in := range ins {
+		p := in.p
+		cust[i], key[i], id[i], hash[i], at[i] = p.CustomerID, p.IdempotencyKey, p.OrderID, p.RequestHash, p.Now.Truncate(time.Microsecond)
+	}
+	var stored []struct {
+		CustomerID string `bun:"customer_id"`
+		Key        string `bun:"key"`
+	}
+	if err := tx.NewRaw(`INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, created_at)
+		SELECT * FROM unnest(?::text[], ?::text[], ?::bytea[], ?::uuid[], ?::timestamptz[])
+		ON CONFLICT DO NOTHING RETURNING customer_id, key`,
+		pgArray(cust), pgArray(key), pgArray(hash), pgArray(id), pgArray(at)).Scan(ctx, &stored); err != nil {
+		return nil, fmt.Errorf("idempotency keys: %w", err)
+	}
+	isStored := make(map[idemKey]bool, len(stored))
+	for _, k := range stored {
+		isStored[idemKey{k.CustomerID, k.Key}] = true
+	}
+	fresh := make([]bool, n)
+	for i, in := range ins {
+		fresh[i] = isStored[idemKey{in.p.CustomerID, in.p.IdempotencyKey}]
+	}
+	return fresh, nil
+}
+
+// replays answers the checkouts (indexes used) whose key was stored before: the first
+// order when the input is the same, IDEMPOTENCY_KEY_REUSED when it is not.
+func replays(ctx context.Context, tx bun.IDB, ins []placeIn, used []int, out []placed, errs []error) error {
+	if len(used) == 0 {
+		return nil
+	}
+	uc, uk := make([]string, len(used)), make([]string, len(used))
+	for j, i := range used {
+		uc[j], uk[j] = ins[i].p.CustomerID, ins[i].p.IdempotencyKey
+	}
+	var rows []struct {
+		CustomerID  string `bun:"customer_id"`
+		Key         string `bun:"key"`
+		RequestHash []byte `bun:"request_hash"`
+		OrderID     string `bun:"order_id"`
+	}
+	if err := tx.NewRaw(`SELECT customer_id, key, request_hash, order_id FROM idempotency_keys
+		WHERE (customer_id, key) IN (SELECT * FROM unnest(?::text[], ?::text[]))`, pgArray(uc), pgArray(uk)).Scan(ctx, &rows); err != nil {
+		return fmt.Errorf("idempotency keys: %w", err)
+	}
+	byKey := map[idemKey]int{}
+	for j, r := range rows {
+		byKey[idemKey{r.CustomerID, r.Key}] = j
+	}
+	for _, i := range used {
+		p := ins[i].p
+		j, ok := byKey[idemKey{p.CustomerID, p.IdempotencyKey}]
+		switch {
+		case !ok:
+			// Stored and deleted again by a transaction that refused it: place it next time.
+			errs[i] = fmt.Errorf("%w: a concurrent checkout with this key was refused; retry", checkout.ErrUnavailable)
+		case !bytes.Equal(rows[j].RequestHash, p.RequestHash):
+			errs[i] = checkout.Errorf(checkout.IdempotencyKeyReused, []string{"input", "idempotencyKey"}, "this idempotencyKey was used with other input; use a new key for a new checkout")
+		default:
+			o, err := loadOrder(ctx, tx, rows[j].OrderID, false)
+			if err != nil {
+				return err
+			}
+			if o == nil {
+				return fmt.Errorf("idempotency key of customer %s names a missing order", p.CustomerID)
+			}
+			out[i] = placed{order: *o, replay: true}
+		}
+	}
+	return nil
+}
+
+// linesOf returns what each keyed checkout asks for, with the input path of its lines:
+// the request's lines, or its cart's, read under the cart's lock (carts locked in id
+// order). A cart that is missing, another customer's, already checked out (also by an
+// earlier checkout of this batch) or empty is that checkout's error.
+func linesOf(ctx context.Context, tx bun.IDB, ins []placeIn, keyed []int, errs []error) ([]want, error) {
+	wants := make([]want, len(ins))
+	var cartIDs []string
+	for _, i := range keyed {
+		if c := ins[i].p.CartID; c != "" {
+			cartIDs = append(cartIDs, c)
+			continue
+		}
+		wants[i] = want{lines: ins[i].p.Lines, field: []string{"input", "items"}}
+	}
+	if len(cartIDs) == 0 {
+		return wants, nil
+	}
+	var carts []struct {
+		ID         string  `bun:"id"`
+		CustomerID string  `bun:"customer_id"`
+		OrderID    *string `bun:"order_id"`
+	}
+	if err := tx.NewRaw("SELECT id, customer_id, order_id FROM carts WHERE id IN (?) ORDER BY id FOR UPDATE",
+		bun.List(cartIDs)).Scan(ctx, &carts); err != nil {
+		return nil, fmt.Errorf("carts: %w", err)
+	}
+	var items []struct {
+		CartID   string `bun:"cart_id"`
+		SKU      string `bun:"sku"`
+		Quantity int    `bun:"quantity"`
+	}
+	if err := tx.NewRaw(`SELECT cart_id, sku, quantity FROM cart_items WHERE cart_id IN (?)
+		ORDER BY cart_id, added_at, sku`, bun.List(cartIDs)).Scan(ctx, &items); err != nil {
+		return nil, fmt.Errorf("cart items: %w", err)
+	}
+	lines := map[string][]checkout.Line{}
+	for _, it := range items {
+		lines[it.CartID] = append(lines[it.CartID], checkout.Line{SKU: it.SKU, Quantity: it.Quantity})
+	}
+	taken := map[string]bool{}
+	for _, c := range carts {
+		taken[c.ID] = c.OrderID != nil
+	}
+	owner := map[string]string{}
+	for _, c := range carts {
+		owner[c.ID] = c.CustomerID
+	}
+	field := []string{"input", "cartId"}
+	for _, i := range keyed {
+		p := ins[i].p
+		if p.CartID == "" {
+			continue
+		}
+		who, ok := owner[p.CartID]
+		switch {
+		case !ok || who != p.CustomerID:
+			errs[i] = checkout.Errorf(checkout.CartNotFound, field, "cart not found")
+		case taken[p.CartID]:
+			errs[i] = checkout.Errorf(checkout.CartNotFound, field, "cart was already checked out")
+		case len(lines[p.CartID]) == 0:
+			errs[i] = checkout.Errorf(checkout.CartEmpty, field, "cart is empty")
+		default:
+			taken[p.CartID] = true
+			wants[i] = want{lines: lines[p.CartID], field: field}
+		}
+	}
+	return wants, nil
+}
+
+// pricesOf reads the current price of each SKU (unknown SKUs are missing).
+func pricesOf(ctx context.Context, tx bun.IDB, skus []string) (map[string]checkout.Price, error) {
+	prices := map[string]checkout.Price{}
+	if len(skus) == 0 {
+		return prices, nil
+	}
+	var rows []struct {
+		SKU        string `bun:"sku"`
+		PriceCents int64  `bun:"price_cents"`
+		Currency   string `bun:"currency"`
+	}
+	if err := tx.NewRaw("SELECT sku, price_cents, currency FROM products WHERE sku IN (?)", bun.List(skus)).Scan(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("prices: %w", err)
+	}
+	for _, r := range rows {
+		prices[r.SKU] = checkout.Price{Cents: r.PriceCents, Currency: r.Currency}
+	}
+	return prices, nil
+}
+
+// insertOrders writes orders and their items in one round trip, whatever their number;
+// tokens[i] is orders[i]'s payment token.
+func insertOrders(ctx context.Context, tx bun.IDB, orders []checkout.Order, tokens []string) error {
+	n := len(orders)
+	id, cust, cur, tok := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	total := make([]int64, n)
+	expires, created := make([]time.Time, n), make([]time.Time, n)
+	var iOrder, iSKU []string
+	var iLine, iQty []int
+	var iUnit []int64
+	for i, o := range orders {
+		id[i], cust[i], cur[i], tok[i], total[i] = o.ID, o.CustomerID, o.Currency, tokens[i], o.TotalCents
+		expires[i], created[i] = *o.ReservationExpiresAt, o.CreatedAt
+		for j, it := range o.Items {
+			iOrder, iSKU = append(iOrder, o.ID), append(iSKU, it.SKU)
+			iLine, iQty, iUnit = append(iLine, j+1), append(iQty, it.Quantity), append(iUnit, it.UnitPriceCents)
+		}
+	}
+	var sc script
+	sc.add(`INSERT INTO orders (id, customer_id, status, total_cents, currency,
+		payment_token, reservation_expires_at, event_seq, created_at, updated_at)
+		SELECT v.id, v.cust, 'PENDING_PAYMENT', v.total, v.cur, v.tok, v.exp, 1, v.at, v.at
+		FROM unnest(?::uuid[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[]) AS v(id, cust, total, cur, tok, exp, at)`,
+		pgArray(id), pgArray(cust), pgArray(total), pgArray(cur), pgArray(tok), pgArray(expires), pgArray(created))
+	sc.add(`INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents)
+		SELECT * FROM unnest(?::uuid[], ?::int[], ?::text[], ?::int[], ?::bigint[])`,
+		pgArray(iOrder), pgArray(iLine), pgArray(iSKU), pgArray(iQty), pgArray(iUnit))
+	if err := sc.exec(ctx, tx); err != nil {
+		return fmt.Errorf("insert orders: %w", err)
+	}
+	return nil
+}
