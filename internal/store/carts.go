@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -72,17 +70,9 @@ func (c *Carts) Cart(ctx context.Context, id string) (*checkout.Cart, error) {
 }
 
 func loadCart(ctx context.Context, db bun.IDB, id string, lock bool) (*checkout.Cart, error) {
-	var r cartRow
-	q := "SELECT id, customer_id, order_id, created_at, updated_at FROM carts WHERE id = ?"
-	if lock {
-		q += " FOR UPDATE"
-	}
-	err := db.NewRaw(q, id).Scan(ctx, &r)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cart: %w", err)
+	r, err := oneRow[cartRow](ctx, db, "SELECT id, customer_id, order_id, created_at, updated_at FROM carts WHERE id = ?", lock, id)
+	if err != nil || r == nil {
+		return nil, wrapf(err, "cart")
 	}
 	var items []cartItemRow
 	if err := db.NewRaw(`SELECT ci.sku, ci.quantity, p.price_cents, p.currency FROM cart_items ci

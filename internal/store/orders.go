@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -168,36 +166,11 @@ func orderEvent(o checkout.Order, cartID string) (event.Envelope, error) {
 	return event.New(typ, o.ID, o.UpdatedAt, p)
 }
 
-// writeOrderEvents writes the event of each order's current status, in one statement;
-// cartIDs, when given, are the carts the orders came from.
-func writeOrderEvents(ctx context.Context, tx bun.IDB, orders []checkout.Order, cartIDs ...string) error {
-	envs := make([]event.Envelope, len(orders))
-	for i, o := range orders {
-		cart := ""
-		if i < len(cartIDs) {
-			cart = cartIDs[i]
-		}
-		env, err := orderEvent(o, cart)
-		if err != nil {
-			return err
-		}
-		envs[i] = env
-	}
-	return outbox.InsertMany(ctx, tx, envs)
-}
 
 func loadOrder(ctx context.Context, db bun.IDB, id string, lock bool) (*checkout.Order, error) {
-	var r orderRow
-	q := "SELECT " + orderCols + " FROM orders WHERE id = ?"
-	if lock {
-		q += " FOR UPDATE"
-	}
-	err := db.NewRaw(q, id).Scan(ctx, &r)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("order: %w", err)
+	r, err := oneRow[orderRow](ctx, db, "SELECT "+orderCols+" FROM orders WHERE id = ?", lock, id)
+	if err != nil || r == nil {
+		return nil, wrapf(err, "order")
 	}
 	o := r.order()
 	if err := attachItems(ctx, db, []*checkout.Order{&o}); err != nil {

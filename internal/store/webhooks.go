@@ -58,19 +58,11 @@ func getWebhook(ctx context.Context, db bun.IDB, id string, lock bool) (*webhook
 	if _, err := uuid.Parse(id); err != nil {
 		return nil, nil
 	}
-	var r webhookRow
-	q := "SELECT " + webhookCols + " FROM webhooks WHERE id = ?"
-	if lock {
-		q += " FOR UPDATE"
+	r, err := oneRow[webhookRow](ctx, db, "SELECT "+webhookCols+" FROM webhooks WHERE id = ?", lock, id)
+	if err != nil || r == nil {
+		return nil, wrapf(err, "webhook")
 	}
-	err := db.NewRaw(q, id).Scan(ctx, &r)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("webhook: %w", err)
-	}
-	return &r, nil
+	return r, nil
 }
 
 // Register stores a new endpoint.
