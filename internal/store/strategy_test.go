@@ -99,6 +99,23 @@ func (e *strategyEnv) levels(t *testing.T, sku string) (onHand, reserved int) {
 	return
 }
 
+// cart makes a cart of customer's holding lines and returns its id.
+func (e *strategyEnv) cart(t *testing.T, customer string, lines ...checkout.Line) string {
+	t.Helper()
+	ctx := context.Background()
+	a := checkout.Actor{CustomerID: customer}
+	c, err := e.instances[0].svc.CreateCart(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lines {
+		if _, err := e.instances[0].svc.SetCartItem(ctx, a, c.ID, l.SKU, l.Quantity, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c.ID
+}
+
 // outcomes tallies concurrent checkouts: placed orders, OUT_OF_STOCK, anything else.
 type outcomes struct {
 	mu     sync.Mutex
@@ -354,6 +371,68 @@ func TestStrategies(t *testing.T) {
 				}
 				if _, res := e.levels(t, "G"); res != 10 {
 					t.Fatalf("G reserved %d, want 10", res)
+				}
+			})
+			t.Run("OneCart_CheckedOutFiveTimesAtOnce_OneOrder", func(t *testing.T) {
+				t.Parallel()
+				ctx := context.Background()
+				e := newStrategyEnv(t, strategy, 2)
+				e.product(t, "CA", 100, "USD", map[string]int{"w": 100})
+				e.product(t, "CB", 250, "USD", map[string]int{"w": 100})
+				cart := e.cart(t, "carol", line("CA", 2), line("CB", 1))
+				var out outcomes
+				var notFound atomic.Int32
+				var wg sync.WaitGroup
+				for i := 0; i < 5; i++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						o, _, err := e.instances[i%2].svc.Checkout(ctx, checkout.Actor{CustomerID: "carol"},
+							checkout.CheckoutInput{IdempotencyKey: fmt.Sprint("tab-", i), PaymentToken: "tok_visa", CartID: &cart})
+						if checkout.ErrorCode(err) == checkout.CartNotFound {
+							notFound.Add(1)
+							return
+						}
+						out.add(o, err)
+					}()
+				}
+				wg.Wait()
+				if len(out.placed) != 1 || notFound.Load() != 4 || len(out.other) > 0 || out.oos > 0 {
+					t.Fatalf("placed %d, CART_NOT_FOUND %d, other %v; want one order and four CART_NOT_FOUND", len(out.placed), notFound.Load(), out.other)
+				}
+				o, err := e.instances[0].orders.Order(ctx, out.placed[0])
+				if err != nil || o == nil || o.TotalCents != 450 || len(o.Items) != 2 {
+					t.Fatalf("the cart's order %+v (%v), want 2 lines totalling 450", o, err)
+				}
+				if _, res := e.levels(t, "CA"); res != 2 {
+					t.Fatalf("CA reserved %d, want 2", res)
+				}
+				if n := testutil.Count(t, e.db, "SELECT count(*) FROM carts WHERE id = ? AND order_id = ?", cart, o.ID); n != 1 {
+					t.Fatal("the cart does not name its order")
+				}
+			})
+			t.Run("CartShort_OutOfStockOnTheCart_CartStaysOpen_KeyFree", func(t *testing.T) {
+				t.Parallel()
+				ctx := context.Background()
+				e := newStrategyEnv(t, strategy, 1)
+				e.product(t, "CS", 100, "USD", map[string]int{"w": 1})
+				cart := e.cart(t, "dave", line("CS", 2))
+				in := checkout.CheckoutInput{IdempotencyKey: "pay", PaymentToken: "tok_visa", CartID: &cart}
+				_, _, err := e.instances[0].svc.Checkout(ctx, checkout.Actor{CustomerID: "dave"}, in)
+				if e, ok := checkout.AsError(err); !ok || e.Code != checkout.OutOfStock || fmt.Sprint(e.Field) != "[input cartId]" {
+					t.Fatalf("2 of 1 from a cart: %v, want OUT_OF_STOCK on input.cartId", err)
+				}
+				if n := testutil.Count(t, e.db, "SELECT count(*) FROM carts WHERE id = ? AND order_id IS NULL", cart); n != 1 {
+					t.Fatal("a refused checkout closed the cart")
+				}
+				// The shopper lowers the quantity and pays again with the same key: a
+				// refused checkout kept nothing, its key neither.
+				if _, err := e.instances[0].svc.SetCartItem(ctx, checkout.Actor{CustomerID: "dave"}, cart, "CS", 1, false); err != nil {
+					t.Fatal(err)
+				}
+				o, replay, err := e.instances[0].svc.Checkout(ctx, checkout.Actor{CustomerID: "dave"}, in)
+				if err != nil || replay || len(o.Items) != 1 || o.Items[0].Quantity != 1 {
+					t.Fatalf("after lowering the quantity: %+v replay %v: %v", o, replay, err)
 				}
 			})
 			if strategy == store.StrategyOptimistic {
