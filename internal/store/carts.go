@@ -49,13 +49,12 @@ func (c *Carts) CreateCart(ctx context.Context, id, customerID string, now time.
 		if _, err := tx.ExecContext(ctx, "INSERT INTO carts (id, customer_id, created_at, updated_at) VALUES (?, ?, ?, ?)", id, customerID, now, now); err != nil {
 			return fmt.Errorf("create cart: %w", err)
 		}
-		// --- analytics (issue 14): carts-to-orders conversion needs a cart signal ---
+		// Analytics counts carts that became orders: a cart announces itself.
 		env, err := event.New(event.CartCreated, id, now, event.CartPayload{CartID: id, CustomerID: customerID, CreatedAt: now.UTC()})
 		if err != nil {
 			return err
 		}
 		return outbox.Insert(ctx, tx, env)
-		// --- end analytics ---
 	})
 	if err != nil {
 		return checkout.Cart{}, mapErr(err)
