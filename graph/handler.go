@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"runtime/debug"
 
@@ -129,7 +128,7 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 		}
 		id := clog.CorrelationID(ctx)
 		logger.ErrorContext(ctx, "graphql resolver error", "error", err, "path", graphql.GetPath(ctx).String())
-		if unavailable(err) {
+		if checkout.IsUnavailable(err) {
 			// A dependency is gone for a moment: nothing was half-written, and a
 			// checkout may be retried with the same idempotency key.
 			return &gqlerror.Error{Message: "service temporarily unavailable; retry shortly", Path: graphql.GetPath(ctx),
@@ -154,12 +153,4 @@ func Handler(r *Resolver, opt HandlerOptions) http.Handler {
 		h = opt.Overload(h)
 	}
 	return opt.HTTP.CORS.Handler(opt.Verifier.Middleware(h))
-}
-
-// unavailable reports errors of a dependency that is unreachable or too slow right now
-// (the adapters mark theirs checkout.ErrUnavailable; a deadline or a network error of
-// any other dependency counts too), as opposed to a bug.
-func unavailable(err error) bool {
-	var ne net.Error
-	return errors.Is(err, checkout.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
 }

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"syscall"
@@ -178,14 +177,18 @@ func mapErr(err error) error {
 	return fmt.Errorf("%w: %w", checkout.ErrUnavailable, err)
 }
 
+// unavailable adds to checkout.IsUnavailable (deadlines, network errors) what only the
+// database driver and PostgreSQL say: a connection lost or refused, the server shutting
+// down, too many connections, a timeout of the session.
 func unavailable(err error) bool {
-	var ne net.Error
 	var ce *pgconn.ConnectError
 	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, sql.ErrConnDone):
+	case checkout.IsUnavailable(err):
 		return true
-	case errors.As(err, &ne), errors.As(err, &ce):
+	case errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, sql.ErrConnDone):
+		return true
+	case errors.As(err, &ce):
 		return true
 	case pgconn.SafeToRetry(err), pgconn.Timeout(err):
 		return true
