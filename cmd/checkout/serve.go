@@ -64,7 +64,8 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	if err != nil {
 		return err
 	}
-	// Tracing first: the SQL hook and otelhttp take their tracer when they are built.
+	// Tracing first: the SQL hook and otelhttp take their tracer when they are built, and
+	// the outbox stamps trace context on events with the propagator Setup installs.
 	stopTracing, err := telemetry.Setup(ctx, "checkout")
 	if err != nil {
 		return err
@@ -74,7 +75,6 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer cancel()
 		stopTracing(sctx)
 	}()
-	outbox.SetHeaderInjector(telemetry.InjectMap)
 	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns, QueryHook: telemetry.QueryHook("checkout")})
 	if err != nil {
 		return err

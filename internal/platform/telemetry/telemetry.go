@@ -112,8 +112,7 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	}, nil
 }
 
-// InjectMap writes ctx's trace context into headers (an outbox row's headers); it has
-// the shape of outbox.HeaderInjector.
+// InjectMap writes ctx's trace context into headers (a map carried by an event).
 func InjectMap(ctx context.Context, headers map[string]string) {
 	Propagator.Inject(ctx, propagation.MapCarrier(headers))
 }

@@ -81,7 +81,7 @@ func TestAMQP_PublishAndConsumeSpansShareTheTrace(t *testing.T) {
 	exp := telemetrytest.Record(t)
 	ctx, root := telemetry.Tracer().Start(context.Background(), "checkout")
 	row := map[string]string{}
-	telemetry.InjectMap(ctx, row) // as outbox.Insert does through SetHeaderInjector
+	telemetry.InjectMap(ctx, row) // as outbox.Insert does through the global propagator
 	root.End()
 
 	// The relay restamps the event's headers with its producer span; the broker copies
@@ -347,7 +347,7 @@ func TestTracePublisherAndHandler_RelayToWorkerStayInTheTrace(t *testing.T) {
 	exp := telemetrytest.Record(t)
 	ctx, root := telemetry.Tracer().Start(context.Background(), "checkout")
 	env := event.Envelope{ID: "e1", Type: event.OrderPlaced, Headers: map[string]string{}}
-	telemetry.InjectMap(ctx, env.Headers) // outbox.Insert with SetHeaderInjector(telemetry.InjectMap)
+	telemetry.InjectMap(ctx, env.Headers) // as outbox.Insert does through the global propagator
 	root.End()
 
 	var pub recordingPublisher
