@@ -75,7 +75,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer cancel()
 		stopTracing(sctx)
 	}()
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns, QueryHook: telemetry.QueryHook("checkout")})
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns, QueryHook: store.TraceHook("checkout")})
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	g, ctx := errgroup.WithContext(ctx)
 
 	if runRelay {
-		relay, err := outbox.NewRelay(db, telemetry.TracePublisher(pubBroker), outbox.RelayOptions{Batch: cfg.OutboxBatch,
+		relay, err := outbox.NewRelay(db, broker.TracePublisher(pubBroker), outbox.RelayOptions{Batch: cfg.OutboxBatch,
 			Poll: cfg.OutboxPoll, Logger: logger, Now: now, Observe: m.RelayBatch, Notifier: notifier})
 		if err != nil {
 			return err
@@ -220,7 +220,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	if runAPI {
 		// Separate pools: a checkout rush cannot take the catalog's connections, nor the
 		// relay's and workers'.
-		checkoutDB, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBCheckoutConns, QueryHook: telemetry.QueryHook("checkout")})
+		checkoutDB, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBCheckoutConns, QueryHook: store.TraceHook("checkout")})
 		if err != nil {
 			return err
 		}
@@ -230,7 +230,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		if cfg.DatabaseReadURL != "" {
 			readURL = cfg.DatabaseReadURL
 		}
-		readDB, err := store.Open(ctx, readURL, store.Options{MaxOpenConns: cfg.DBReadConns, QueryHook: telemetry.QueryHook("checkout")})
+		readDB, err := store.Open(ctx, readURL, store.Options{MaxOpenConns: cfg.DBReadConns, QueryHook: store.TraceHook("checkout")})
 		if err != nil {
 			return err
 		}

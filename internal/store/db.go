@@ -37,7 +37,8 @@ type Options struct {
 	StatementTimeout time.Duration
 	LockTimeout      time.Duration
 	IdleInTxTimeout  time.Duration
-	// QueryHook, when set, is added to the bun.DB (tracing; tests count queries with it).
+	// QueryHook, when set, is added to the bun.DB (tracing: TraceHook; tests count
+	// queries with it).
 	QueryHook bun.QueryHook
 }
 
@@ -97,7 +98,7 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	db := bun.NewDB(sqldb, pgdialect.New())
 	if opt.QueryHook != nil {
-		db.AddQueryHook(opt.QueryHook)
+		db = db.WithQueryHook(opt.QueryHook)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
