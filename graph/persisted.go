@@ -8,7 +8,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/checkout-backend/checkout/graph/generated"
-	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 )
 
 // OperationReport describes one operation of a checked document.

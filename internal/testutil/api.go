@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/checkout-backend/checkout/graph"
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
-	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"

@@ -130,8 +130,8 @@ const DefaultWriteTimeout = 30 * time.Second
 
 // NewServer is the API's http.Server: its timeouts bound how long a client may take to
 // send a request and to read the response (WriteTimeout). WebSocket connections are
-// hijacked, which clears the server's deadlines: they have their own (internal/platform/
-// gqlhttp.SocketOptions).
+// hijacked, which clears the server's deadlines: they have their own
+// (graph/gqlhttp.SocketOptions).
 func NewServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Server {
 	if writeTimeout <= 0 {
 		writeTimeout = DefaultWriteTimeout
