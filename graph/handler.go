@@ -23,7 +23,6 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
-	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 )
 
 // HandlerOptions configure the GraphQL endpoint.
@@ -57,9 +56,9 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 		panic("graph: " + err.Error())
 	}
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r, Complexity: Complexity()}))
-	srv.Use(telemetry.GraphQL{})
+	srv.Use(gqlhttp.Tracing{})
 	if opt.Metrics != nil {
-		srv.Use(opt.Metrics.GraphQL())
+		srv.Use(gqlhttp.Metrics(opt.Metrics))
 	}
 	srv.AddTransport(sockets.Transport(func(ctx context.Context, p transport.InitPayload) (context.Context, gqlhttp.SocketIdentity, error) {
 		// graphql-transport-ws close codes: 4401 Unauthorized without a token,

@@ -1,7 +1,8 @@
 // Package gqlhttp serves GraphQL over HTTP as the GraphQL-over-HTTP specification says, and
 // guards it: request limits, persisted queries (automatic and trusted documents), CORS and
-// the WebSocket connections of subscriptions. It knows no schema: graph/ plugs these
-// pieces into gqlgen's handler.
+// the WebSocket connections of subscriptions. It also holds the GraphQL error codes
+// (extensions.code), and the extensions that trace and time operations. It knows no
+// schema: graph/ plugs these pieces into gqlgen's handler.
 package gqlhttp
 
 // What this file adds to gqlgen's own transport.GET and transport.POST, which decode the

@@ -1,8 +1,9 @@
 // Package telemetry sets up OpenTelemetry tracing and the pieces every boundary shares:
 // the W3C propagator, map carriers for trace context that travels in an event's
 // headers, the HTTP server span (otelhttp) and a log handler that adds trace ids.
-// Tracing of each adapter lives beside it (SQL: store.TraceHook; RabbitMQ: broker), so
-// one trace follows an order from the request to the payment and back to subscribers.
+// Tracing of each adapter lives beside it (SQL: store.TraceHook; RabbitMQ: broker;
+// GraphQL: graph/gqlhttp.Tracing), so one trace follows an order from the request to
+// the payment and back to subscribers.
 //
 // Tracing is off unless OTEL_TRACES_EXPORTER says otlp (configured by the standard
 // OTEL_EXPORTER_OTLP_* variables) or console. Trace context is propagated either way.
