@@ -115,7 +115,7 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 			ge = gqlhttp.WithoutSuggestions(ge)
 		}
 		if errors.As(err, &ge) && ge.Extensions != nil && ge.Extensions["code"] != nil {
-			if ge.Extensions["code"] == CodeInternal && ge.Extensions["correlationId"] == nil {
+			if ge.Extensions["code"] == gqlhttp.CodeInternal && ge.Extensions["correlationId"] == nil {
 				logger.ErrorContext(ctx, "graphql internal error", "error", ge.Message, "path", graphql.GetPath(ctx).String())
 				ge.Extensions["correlationId"] = clog.CorrelationID(ctx)
 			}
@@ -131,10 +131,10 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 			// A dependency is gone for a moment: nothing was half-written, and a
 			// checkout may be retried with the same idempotency key.
 			return &gqlerror.Error{Message: "service temporarily unavailable; retry shortly", Path: graphql.GetPath(ctx),
-				Extensions: map[string]any{"code": CodeUnavailable, "correlationId": id, "retryable": true}}
+				Extensions: map[string]any{"code": gqlhttp.CodeUnavailable, "correlationId": id, "retryable": true}}
 		}
 		return &gqlerror.Error{Message: "internal server error", Path: graphql.GetPath(ctx),
-			Extensions: map[string]any{"code": CodeInternal, "correlationId": id}}
+			Extensions: map[string]any{"code": gqlhttp.CodeInternal, "correlationId": id}}
 	})
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		logger.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))

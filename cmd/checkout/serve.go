@@ -284,6 +284,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			Rate:     rate.Limit(cfg.ClientRate),
 			Burst:    cfg.ClientBurst,
 			Classify: overload.GraphQL(gqlOpt.Persisted.Manifest.Document),
+			Reject:   gqlhttp.Refuse,
 			OnReject: func(c overload.Class, status int) {
 				reason := "busy"
 				if status == http.StatusTooManyRequests {
@@ -304,7 +305,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		}
 		mux.Handle("POST /webhooks/stripe", &stripegw.WebhookHandler{Payments: payments, Secret: cfg.StripeWebhookSecret, Tolerance: 5 * time.Minute, Logger: logger})
 	}
-	srv := httpx.NewServer(cfg.HTTPAddr, telemetry.Handler(httpx.RequestID(httpx.Log(logger, partnerCerts.Middleware(mux)))), cfg.HTTPWriteTimeout)
+	srv := httpx.NewServer(cfg.HTTPAddr, telemetry.Handler(httpx.RequestID(httpx.Log(logger, gqlhttp.InternalError, partnerCerts.Middleware(mux)))), cfg.HTTPWriteTimeout)
 	servers := []*http.Server{srv}
 	if metricsSrv != nil {
 		servers = append(servers, metricsSrv)

@@ -407,7 +407,7 @@ func writeErrors(w http.ResponseWriter, media string, status int, errs ...*gqler
 func writeJSON(w http.ResponseWriter, media string, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		b, status = []byte(`{"errors":[{"message":"internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}`), http.StatusInternalServerError
+		b, status = []byte(internalErrorBody), http.StatusInternalServerError
 	}
 	setContentType(w.Header(), media, status)
 	w.WriteHeader(status)

@@ -112,7 +112,7 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 		logTo = io.MultiWriter(logTo, opt.Log)
 	}
 	logger := clog.New(logTo, -4)
-	h := telemetry.Handler(httpx.RequestID(httpx.Log(logger, graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: auth.NewVerifier(Secret),
+	h := telemetry.Handler(httpx.RequestID(httpx.Log(logger, gqlhttp.InternalError, graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: auth.NewVerifier(Secret),
 		Introspection: !opt.NoIntrospection, HTTP: opt.HTTP, Overload: opt.Overload, Sockets: opt.Sockets}))))
 	return &API{DB: db, Handler: h, Resolver: res, Orders: orders, Catalog: cat, Service: svc}
 }
