@@ -139,11 +139,12 @@ generate: ## regenerate code (gqlgen etc.)
 	$(GO) generate ./...
 
 .PHONY: lint
-lint: ## gofmt check and go vet
+lint: ## gofmt check, go vet and the layer rules (internal/layers)
 	@gofiles="$$(git ls-files --cached --others --exclude-standard -- '*.go')"; \
 	bad="$$(if [[ -n "$$gofiles" ]]; then gofmt -l $$gofiles; fi)"; \
 	if [[ -n "$$bad" ]]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) test -count=1 ./internal/layers/
 
 .PHONY: build
 build: ## build bin/checkout
