@@ -26,7 +26,7 @@ type OperationReport struct {
 func CheckDocument(doc string, limits gqlhttp.Limits, introspection bool) ([]OperationReport, gqlerror.List) {
 	limits = limits.WithDefaults()
 	es := generated.NewExecutableSchema(generated.Config{Complexity: Complexity()})
-	qd, errs := gqlparser.LoadQuery(es.Schema(), doc)
+	qd, errs := gqlparser.LoadQueryWithRules(es.Schema(), doc, nil) // nil: the default rules
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -196,7 +196,7 @@ func MarkPublished(ctx context.Context, db bun.IDB, ids []int64, now time.Time) 
 		return nil
 	}
 	_, err := db.ExecContext(ctx, `UPDATE outbox SET published_at = ?, claimed_until = NULL, attempts = attempts + 1,
-		last_error = NULL WHERE id IN (?) AND published_at IS NULL`, now, bun.In(ids))
+		last_error = NULL WHERE id IN (?) AND published_at IS NULL`, now, bun.List(ids))
 	if err != nil {
 		return fmt.Errorf("outbox mark published: %w", err)
 	}
@@ -211,7 +211,7 @@ func Release(ctx context.Context, db bun.IDB, ids []int64, token, lastError stri
 	}
 	_, err := db.ExecContext(ctx, `UPDATE outbox SET claimed_until = NULL, claim_token = NULL, attempts = attempts + 1,
 		last_error = ? WHERE id IN (?) AND claim_token = ? AND published_at IS NULL`,
-		clog.Redact(truncate(lastError, 500)), bun.In(ids), token)
+		clog.Redact(truncate(lastError, 500)), bun.List(ids), token)
 	if err != nil {
 		return fmt.Errorf("outbox release: %w", err)
 	}

@@ -16,7 +16,7 @@ func StockFromDB(db bun.IDB) StockReader {
 			Available int    `bun:"available"`
 		}
 		if err := db.NewRaw(`SELECT sku, sum(on_hand - reserved)::int AS available FROM inventory
-			WHERE sku IN (?) GROUP BY sku`, bun.In(skus)).Scan(ctx, &rows); err != nil {
+			WHERE sku IN (?) GROUP BY sku`, bun.List(skus)).Scan(ctx, &rows); err != nil {
 			return nil, fmt.Errorf("stock levels: %w", err)
 		}
 		out := make(map[string]int, len(rows))

@@ -81,8 +81,7 @@ func TestBatched_ABadCallFailsAlone(t *testing.T) {
 	var mu sync.Mutex
 	var sizes []int
 	release := make(chan struct{})
-	var b *batched[string, string]
-	b = newBatched(groupOptions{maxSize: 10, workers: 1}, func(s string) string { return s },
+	b := newBatched(groupOptions{maxSize: 10, workers: 1}, func(s string) string { return s },
 		func(ctx context.Context, ins []string) ([]string, []error, error) {
 			mu.Lock()
 			sizes = append(sizes, len(ins))

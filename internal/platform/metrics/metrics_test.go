@@ -15,7 +15,6 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/sony/gobreaker"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
@@ -166,10 +165,6 @@ func TestMetrics_BacklogReadFailureKeepsLastValues(t *testing.T) {
 	fail.Store(false)
 	wantLines(t, scrape(t, m), `checkout_metrics_collect_errors_total{collector="outbox"} 1`)
 }
-
-type fakePublisher struct{ err error }
-
-func (f fakePublisher) Publish(context.Context, []amqp.Publishing) error { return f.err }
 
 func TestMetrics_OrderCommitted_CountsStatusAndRevenue(t *testing.T) {
 	t.Parallel()
