@@ -138,6 +138,11 @@ chaos: ## kill and cut parts of a private HA stack under load; print the invaria
 generate: ## regenerate code (gqlgen etc.)
 	$(GO) generate ./...
 
+# staticcheck is pinned in go.mod (go tool staticcheck); it joins lint once the whole
+# tree is clean. Left today: bun.In in internal/store's write path (being rewritten),
+# attribute.Value.Emit in internal/e2e and internal/payment's tests, runtime.GOROOT in
+# internal/payment/stripe's test. Then add to lint:
+#	$(GO) tool staticcheck ./...
 .PHONY: lint
 lint: ## gofmt check, go vet and the layer rules (internal/layers)
 	@gofiles="$$(git ls-files --cached --others --exclude-standard -- '*.go')"; \
