@@ -138,12 +138,18 @@ chaos: ## kill and cut parts of a private HA stack under load; print the invaria
 generate: ## regenerate code (gqlgen etc.)
 	$(GO) generate ./...
 
+# staticcheck is pinned in go.mod (go tool staticcheck); it joins lint once the whole
+# tree is clean. Left today: bun.In in internal/store's write path (being rewritten),
+# attribute.Value.Emit in internal/e2e and internal/payment's tests, runtime.GOROOT in
+# internal/payment/stripe's test. Then add to lint:
+#	$(GO) tool staticcheck ./...
 .PHONY: lint
-lint: ## gofmt check and go vet
+lint: ## gofmt check, go vet and the layer rules (internal/layers)
 	@gofiles="$$(git ls-files --cached --others --exclude-standard -- '*.go')"; \
 	bad="$$(if [[ -n "$$gofiles" ]]; then gofmt -l $$gofiles; fi)"; \
 	if [[ -n "$$bad" ]]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) test -count=1 ./internal/layers/
 
 .PHONY: build
 build: ## build bin/checkout

@@ -15,10 +15,10 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
-	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	"github.com/checkout-backend/checkout/internal/platform/overload"
 	"github.com/checkout-backend/checkout/internal/testutil"
@@ -434,7 +434,7 @@ func try(ctx context.Context, t *testing.T, c *testutil.WSClient, id, query stri
 // client's HTTP requests.
 func TestSocket_OnlySubscriptions_MutationsCannotBypassTheRateLimit(t *testing.T) {
 	t.Parallel()
-	shed := overload.New(overload.Options{Rate: 0.001, Burst: 1})
+	shed := overload.New(overload.Options{Rate: 0.001, Burst: 1, Reject: gqlhttp.Refuse})
 	rig := newSocketRig(t, testutil.APIOptions{Overload: shed.Middleware, Sockets: gqlhttp.SocketOptions{Allow: shed.AllowKey}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

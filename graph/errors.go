@@ -7,18 +7,10 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/graph/model"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
-)
-
-// Error codes of GraphQL errors (extensions.code).
-const (
-	CodeUnauthenticated = "UNAUTHENTICATED"
-	CodeForbidden       = "FORBIDDEN"
-	CodeBadUserInput    = "BAD_USER_INPUT"
-	CodeInternal        = "INTERNAL_SERVER_ERROR"
-	CodeUnavailable     = "SERVICE_UNAVAILABLE"
 )
 
 // userErrors splits a domain error into userErrors; any other error is returned for
@@ -42,9 +34,9 @@ func gqlError(ctx context.Context, code, msg string) error {
 func accessError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, checkout.ErrUnauthenticated):
-		return gqlError(ctx, CodeUnauthenticated, "authentication required: send Authorization: Bearer <token>")
+		return gqlError(ctx, gqlhttp.CodeUnauthenticated, "authentication required: send Authorization: Bearer <token>")
 	case errors.Is(err, checkout.ErrForbidden):
-		return gqlError(ctx, CodeForbidden, "not allowed")
+		return gqlError(ctx, gqlhttp.CodeForbidden, "not allowed")
 	}
 	return err
 }
@@ -53,7 +45,7 @@ func accessError(ctx context.Context, err error) error {
 func actor(ctx context.Context) (checkout.Actor, error) {
 	a, err := auth.FromContext(ctx)
 	if err != nil {
-		return checkout.Actor{}, gqlError(ctx, CodeUnauthenticated, "invalid or expired token")
+		return checkout.Actor{}, gqlError(ctx, gqlhttp.CodeUnauthenticated, "invalid or expired token")
 	}
 	return a, nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"runtime/debug"
 
@@ -18,13 +17,12 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/checkout-backend/checkout/graph/generated"
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
-	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
-	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 )
 
 // HandlerOptions configure the GraphQL endpoint.
@@ -58,9 +56,9 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 		panic("graph: " + err.Error())
 	}
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r, Complexity: Complexity()}))
-	srv.Use(telemetry.GraphQL{})
+	srv.Use(gqlhttp.Tracing{})
 	if opt.Metrics != nil {
-		srv.Use(opt.Metrics.GraphQL())
+		srv.Use(gqlhttp.Metrics(opt.Metrics))
 	}
 	srv.AddTransport(sockets.Transport(func(ctx context.Context, p transport.InitPayload) (context.Context, gqlhttp.SocketIdentity, error) {
 		// graphql-transport-ws close codes: 4401 Unauthorized without a token,
@@ -117,7 +115,7 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 			ge = gqlhttp.WithoutSuggestions(ge)
 		}
 		if errors.As(err, &ge) && ge.Extensions != nil && ge.Extensions["code"] != nil {
-			if ge.Extensions["code"] == CodeInternal && ge.Extensions["correlationId"] == nil {
+			if ge.Extensions["code"] == gqlhttp.CodeInternal && ge.Extensions["correlationId"] == nil {
 				logger.ErrorContext(ctx, "graphql internal error", "error", ge.Message, "path", graphql.GetPath(ctx).String())
 				ge.Extensions["correlationId"] = clog.CorrelationID(ctx)
 			}
@@ -129,14 +127,14 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 		}
 		id := clog.CorrelationID(ctx)
 		logger.ErrorContext(ctx, "graphql resolver error", "error", err, "path", graphql.GetPath(ctx).String())
-		if unavailable(err) {
+		if checkout.IsUnavailable(err) {
 			// A dependency is gone for a moment: nothing was half-written, and a
 			// checkout may be retried with the same idempotency key.
 			return &gqlerror.Error{Message: "service temporarily unavailable; retry shortly", Path: graphql.GetPath(ctx),
-				Extensions: map[string]any{"code": CodeUnavailable, "correlationId": id, "retryable": true}}
+				Extensions: map[string]any{"code": gqlhttp.CodeUnavailable, "correlationId": id, "retryable": true}}
 		}
 		return &gqlerror.Error{Message: "internal server error", Path: graphql.GetPath(ctx),
-			Extensions: map[string]any{"code": CodeInternal, "correlationId": id}}
+			Extensions: map[string]any{"code": gqlhttp.CodeInternal, "correlationId": id}}
 	})
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		logger.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -154,12 +152,4 @@ func Handler(r *Resolver, opt HandlerOptions) http.Handler {
 		h = opt.Overload(h)
 	}
 	return opt.HTTP.CORS.Handler(opt.Verifier.Middleware(h))
-}
-
-// unavailable reports errors of a dependency that is unreachable or too slow right now
-// (the adapters mark theirs checkout.ErrUnavailable; a deadline or a network error of
-// any other dependency counts too), as opposed to a bug.
-func unavailable(err error) bool {
-	var ne net.Error
-	return errors.Is(err, checkout.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
 }

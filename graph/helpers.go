@@ -8,6 +8,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/graph/model"
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
@@ -20,7 +21,7 @@ import (
 func inputError(ctx context.Context, err error) error {
 	if e, ok := checkout.AsError(err); ok {
 		return &gqlerror.Error{Message: e.Message, Path: graphql.GetPath(ctx),
-			Extensions: map[string]any{"code": CodeBadUserInput, "reason": string(e.Code), "field": e.Field}}
+			Extensions: map[string]any{"code": gqlhttp.CodeBadUserInput, "reason": string(e.Code), "field": e.Field}}
 	}
 	return err
 }
@@ -89,7 +90,7 @@ func (r *subscriptionResolver) orderStatusChanged(ctx context.Context, orderID s
 		return nil, err
 	}
 	if r.Feed == nil {
-		return nil, gqlError(ctx, CodeInternal, "subscriptions are not available on this instance")
+		return nil, gqlError(ctx, gqlhttp.CodeInternal, "subscriptions are not available on this instance")
 	}
 	// Subscribe first, then read the current state once: no change falls in between.
 	// Nothing reaches the client before the read has authorized it.

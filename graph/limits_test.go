@@ -13,7 +13,7 @@ import (
 
 	"github.com/checkout-backend/checkout/graph"
 	"github.com/checkout-backend/checkout/graph/generated"
-	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
 

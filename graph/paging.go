@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/checkout"
 )
 
@@ -17,7 +18,7 @@ func pageSize(ctx context.Context, first *int) (int, error) {
 		n = *first
 	}
 	if n < 1 || n > checkout.MaxPageSize {
-		return 0, gqlError(ctx, CodeBadUserInput, "first must be between 1 and 100")
+		return 0, gqlError(ctx, gqlhttp.CodeBadUserInput, "first must be between 1 and 100")
 	}
 	return n, nil
 }
@@ -30,7 +31,7 @@ func decodeCursor(ctx context.Context, c string, n int) ([]string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	parts := strings.Split(string(b), "|")
 	if err != nil || len(parts) != n {
-		return nil, gqlError(ctx, CodeBadUserInput, "after is not a cursor of this connection")
+		return nil, gqlError(ctx, gqlhttp.CodeBadUserInput, "after is not a cursor of this connection")
 	}
 	return parts, nil
 }
@@ -50,7 +51,7 @@ func decodeOrderCursor(ctx context.Context, after *string) (*checkout.PageCursor
 	t, terr := time.Parse(time.RFC3339Nano, p[1])
 	_, uerr := uuid.Parse(p[2])
 	if p[0] != "o" || terr != nil || uerr != nil {
-		return nil, gqlError(ctx, CodeBadUserInput, "after is not a cursor of this connection")
+		return nil, gqlError(ctx, gqlhttp.CodeBadUserInput, "after is not a cursor of this connection")
 	}
 	return &checkout.PageCursor{CreatedAt: t, ID: p[2]}, nil
 }

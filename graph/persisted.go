@@ -8,7 +8,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/checkout-backend/checkout/graph/generated"
-	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 )
 
 // OperationReport describes one operation of a checked document.
@@ -26,7 +26,7 @@ type OperationReport struct {
 func CheckDocument(doc string, limits gqlhttp.Limits, introspection bool) ([]OperationReport, gqlerror.List) {
 	limits = limits.WithDefaults()
 	es := generated.NewExecutableSchema(generated.Config{Complexity: Complexity()})
-	qd, errs := gqlparser.LoadQuery(es.Schema(), doc)
+	qd, errs := gqlparser.LoadQueryWithRules(es.Schema(), doc, nil) // nil: the default rules
 	if len(errs) > 0 {
 		return nil, errs
 	}

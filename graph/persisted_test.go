@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"testing"
 
-	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
 

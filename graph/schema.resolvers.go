@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"github.com/checkout-backend/checkout/graph/generated"
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/graph/model"
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
@@ -149,7 +150,7 @@ func (r *queryResolver) Products(ctx context.Context, first *int, after *string)
 			return nil, err
 		}
 		if p[0] != "p" {
-			return nil, gqlError(ctx, CodeBadUserInput, "after is not a cursor of this connection")
+			return nil, gqlError(ctx, gqlhttp.CodeBadUserInput, "after is not a cursor of this connection")
 		}
 		afterSKU = p[1]
 	}

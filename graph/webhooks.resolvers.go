@@ -9,6 +9,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/graph/model"
 	"github.com/checkout-backend/checkout/internal/webhook"
 	"github.com/google/uuid"
@@ -87,7 +88,7 @@ func (r *queryResolver) WebhookDeliveries(ctx context.Context, webhookID string,
 		t, terr := time.Parse(time.RFC3339Nano, p[1])
 		_, uerr := uuid.Parse(p[2])
 		if p[0] != "d" || terr != nil || uerr != nil {
-			return nil, gqlError(ctx, CodeBadUserInput, "after is not a cursor of this connection")
+			return nil, gqlError(ctx, gqlhttp.CodeBadUserInput, "after is not a cursor of this connection")
 		}
 		cur = &webhook.Cursor{DeliveredAt: t, ID: p[2]}
 	}

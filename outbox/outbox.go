@@ -15,6 +15,8 @@ import (
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/checkout-backend/checkout/internal/event"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
@@ -82,14 +84,11 @@ func ScheduleRetry(ctx context.Context, db bun.IDB, consumer string, env event.E
 	return nil
 }
 
-// HeaderInjector adds headers (trace context) to an event from ctx before it is stored.
-type HeaderInjector func(ctx context.Context, headers map[string]string)
-
-var injector HeaderInjector
-
-// SetHeaderInjector installs, once at start, the function that stamps trace context on
-// new events (telemetry.InjectMap).
-func SetHeaderInjector(f HeaderInjector) { injector = f }
+// injectTrace stamps ctx's trace context on headers through the process's OpenTelemetry
+// propagator, which telemetry.Setup installs (none installed: it writes nothing).
+func injectTrace(ctx context.Context, headers map[string]string) {
+	otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
+}
 
 // CorrelationHeader carries the correlation id of the request that made an event.
 const CorrelationHeader = "x-correlation-id"
@@ -117,14 +116,12 @@ func InsertMany(ctx context.Context, db bun.IDB, envs []event.Envelope) error {
 }
 
 // ContextHeaders are the headers an event written on behalf of ctx carries: the trace
-// context (through the header injector) and the correlation id. A caller whose events
+// context (through the process's propagator) and the correlation id. A caller whose events
 // are written later, in a transaction of many callers (group commit), puts them in its
 // envelope's Headers while it still holds its own context.
 func ContextHeaders(ctx context.Context) map[string]string {
 	h := map[string]string{}
-	if injector != nil {
-		injector(ctx, h)
-	}
+	injectTrace(ctx, h)
 	if cid := clog.CorrelationID(ctx); cid != "" {
 		h[CorrelationHeader] = cid
 	}
@@ -140,9 +137,7 @@ func InsertStatement(ctx context.Context, envs []event.Envelope) (string, []any,
 	cid := clog.CorrelationID(ctx)
 	for i, env := range envs {
 		h := make(map[string]string, len(env.Headers)+3)
-		if injector != nil {
-			injector(ctx, h)
-		}
+		injectTrace(ctx, h)
 		if cid != "" {
 			h[CorrelationHeader] = cid
 		}
@@ -201,7 +196,7 @@ func MarkPublished(ctx context.Context, db bun.IDB, ids []int64, now time.Time) 
 		return nil
 	}
 	_, err := db.ExecContext(ctx, `UPDATE outbox SET published_at = ?, claimed_until = NULL, attempts = attempts + 1,
-		last_error = NULL WHERE id IN (?) AND published_at IS NULL`, now, bun.In(ids))
+		last_error = NULL WHERE id IN (?) AND published_at IS NULL`, now, bun.List(ids))
 	if err != nil {
 		return fmt.Errorf("outbox mark published: %w", err)
 	}
@@ -216,7 +211,7 @@ func Release(ctx context.Context, db bun.IDB, ids []int64, token, lastError stri
 	}
 	_, err := db.ExecContext(ctx, `UPDATE outbox SET claimed_until = NULL, claim_token = NULL, attempts = attempts + 1,
 		last_error = ? WHERE id IN (?) AND claim_token = ? AND published_at IS NULL`,
-		clog.Redact(truncate(lastError, 500)), bun.In(ids), token)
+		clog.Redact(truncate(lastError, 500)), bun.List(ids), token)
 	if err != nil {
 		return fmt.Errorf("outbox release: %w", err)
 	}

@@ -314,7 +314,7 @@ func undeliveredEvents(ctx context.Context, db *bun.DB, from, to time.Time) (int
 		OR (o.type = 'order.placed' AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = 'payment' AND i.event_id = o.event_id::text))
 		OR (o.type IN (?) AND EXISTS (SELECT 1 FROM webhooks w WHERE w.deleted_at IS NULL)
 			AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = 'webhook-fanout' AND i.event_id = o.event_id::text)))`,
-		from, to, bun.In(orderTypes))
+		from, to, bun.List(orderTypes))
 }
 
 func report(ctx context.Context, db *bun.DB, stripe *fakeStripe, partner *partner, phases []*phase, outcomes []outcome, stock map[string]int, bound time.Duration, settled bool) {
@@ -348,7 +348,7 @@ func report(ctx context.Context, db *bun.DB, stripe *fakeStripe, partner *partne
 		}
 		found := 0
 		if len(acked) > 0 {
-			found, _ = count(ctx, db, "SELECT count(*) FROM orders WHERE id IN (?)", bun.In(acked))
+			found, _ = count(ctx, db, "SELECT count(*) FROM orders WHERE id IN (?)", bun.List(acked))
 		}
 		var ids []string
 		var slowest float64
@@ -415,7 +415,7 @@ func report(ctx context.Context, db *bun.DB, stripe *fakeStripe, partner *partne
 	paid, _ := count(ctx, db, "SELECT count(*) FROM orders WHERE status = 'PAID'")
 	fmt.Printf("\nwhole run: %d requests, %d orders (%d PAID); oversold units: %d; SKUs whose stock does not balance: %d; settled: %v\n",
 		len(outcomes), orders, paid, oversold, unbalanced, settled)
-	events, _ := count(ctx, db, "SELECT count(*) FROM outbox WHERE type IN (?) AND destination IS NULL", bun.In(orderTypes))
+	events, _ := count(ctx, db, "SELECT count(*) FROM outbox WHERE type IN (?) AND destination IS NULL", bun.List(orderTypes))
 	got, twice := partner.received()
 	fmt.Printf("partner webhooks: %d of %d order events delivered (%d delivered more than once, absorbed by the partner's event id)\n", got, events, twice)
 }

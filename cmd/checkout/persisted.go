@@ -14,8 +14,8 @@ import (
 	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/checkout-backend/checkout/graph"
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/config"
-	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 )
 
 const persistedUsage = `usage: checkout persisted list|verify [MANIFEST]

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/checkout-backend/checkout/graph"
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
@@ -29,7 +30,6 @@ import (
 	stripegw "github.com/checkout-backend/checkout/internal/payment/stripe"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
 	"github.com/checkout-backend/checkout/internal/platform/config"
-	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
 	"github.com/checkout-backend/checkout/internal/platform/overload"
@@ -64,7 +64,8 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	if err != nil {
 		return err
 	}
-	// Tracing first: the SQL hook and otelhttp take their tracer when they are built.
+	// Tracing first: the SQL hook and otelhttp take their tracer when they are built, and
+	// the outbox stamps trace context on events with the propagator Setup installs.
 	stopTracing, err := telemetry.Setup(ctx, "checkout")
 	if err != nil {
 		return err
@@ -74,8 +75,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		defer cancel()
 		stopTracing(sctx)
 	}()
-	outbox.SetHeaderInjector(telemetry.InjectMap)
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns, QueryHook: telemetry.QueryHook("checkout")})
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns, QueryHook: store.TraceHook("checkout")})
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	g, ctx := errgroup.WithContext(ctx)
 
 	if runRelay {
-		relay, err := outbox.NewRelay(db, telemetry.TracePublisher(pubBroker), outbox.RelayOptions{Batch: cfg.OutboxBatch,
+		relay, err := outbox.NewRelay(db, broker.TracePublisher(pubBroker), outbox.RelayOptions{Batch: cfg.OutboxBatch,
 			Poll: cfg.OutboxPoll, Logger: logger, Now: now, Observe: m.RelayBatch, Notifier: notifier})
 		if err != nil {
 			return err
@@ -220,7 +220,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 	if runAPI {
 		// Separate pools: a checkout rush cannot take the catalog's connections, nor the
 		// relay's and workers'.
-		checkoutDB, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBCheckoutConns, QueryHook: telemetry.QueryHook("checkout")})
+		checkoutDB, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBCheckoutConns, QueryHook: store.TraceHook("checkout")})
 		if err != nil {
 			return err
 		}
@@ -230,7 +230,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		if cfg.DatabaseReadURL != "" {
 			readURL = cfg.DatabaseReadURL
 		}
-		readDB, err := store.Open(ctx, readURL, store.Options{MaxOpenConns: cfg.DBReadConns, QueryHook: telemetry.QueryHook("checkout")})
+		readDB, err := store.Open(ctx, readURL, store.Options{MaxOpenConns: cfg.DBReadConns, QueryHook: store.TraceHook("checkout")})
 		if err != nil {
 			return err
 		}
@@ -284,6 +284,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 			Rate:     rate.Limit(cfg.ClientRate),
 			Burst:    cfg.ClientBurst,
 			Classify: overload.GraphQL(gqlOpt.Persisted.Manifest.Document),
+			Reject:   gqlhttp.Refuse,
 			OnReject: func(c overload.Class, status int) {
 				reason := "busy"
 				if status == http.StatusTooManyRequests {
@@ -304,7 +305,7 @@ func runServe(ctx context.Context, logger *slog.Logger, mode string, args []stri
 		}
 		mux.Handle("POST /webhooks/stripe", &stripegw.WebhookHandler{Payments: payments, Secret: cfg.StripeWebhookSecret, Tolerance: 5 * time.Minute, Logger: logger})
 	}
-	srv := httpx.NewServer(cfg.HTTPAddr, telemetry.Handler(httpx.RequestID(httpx.Log(logger, partnerCerts.Middleware(mux)))), cfg.HTTPWriteTimeout)
+	srv := httpx.NewServer(cfg.HTTPAddr, telemetry.Handler(httpx.RequestID(httpx.Log(logger, gqlhttp.InternalError, partnerCerts.Middleware(mux)))), cfg.HTTPWriteTimeout)
 	servers := []*http.Server{srv}
 	if metricsSrv != nil {
 		servers = append(servers, metricsSrv)

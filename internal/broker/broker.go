@@ -5,7 +5,8 @@
 // delays are not queues: they are scheduled in PostgreSQL (ConsumeOptions.Retry) and
 // published when due. It publishes with publisher confirms, pauses publishing while
 // the broker blocks the connection (a resource alarm), and runs consumers with manual
-// acks, bounded prefetch and reconnection.
+// acks, bounded prefetch and reconnection. Publishing and consuming are traced: the
+// spans continue the trace an event carries in its headers (trace.go).
 package broker
 
 import (

@@ -175,7 +175,7 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 		if cid, ok := d.Headers["x-correlation-id"].(string); ok {
 			hctx = clog.WithCorrelationID(hctx, cid)
 		}
-		hctx, span := telemetry.StartConsume(hctx, consumer, d)
+		hctx, span := StartConsume(hctx, consumer, d)
 		err := h(hctx, env)
 		telemetry.End(span, err)
 		return err

@@ -1,8 +1,10 @@
 package checkout
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 )
 
 // Code is a user-facing error code; the values mirror the GraphQL UserErrorCode enum.
@@ -65,3 +67,11 @@ var (
 	// call may be retried (a checkout with the same idempotency key).
 	ErrUnavailable = errors.New("service temporarily unavailable")
 )
+
+// IsUnavailable reports whether err is the failure of a dependency that is unreachable
+// or too slow right now, as opposed to a bug: an error an adapter marked ErrUnavailable,
+// or a deadline or network error of any other dependency.
+func IsUnavailable(err error) bool {
+	var ne net.Error
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
+}

@@ -18,11 +18,9 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/overload"
-	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry/telemetrytest"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/testutil"
-	"github.com/checkout-backend/checkout/outbox"
 )
 
 // Not parallel: it installs the global tracer provider.
@@ -38,8 +36,6 @@ func TestTrace_OneCheckoutOneTrace(t *testing.T) {
 
 func oneCheckoutOneTrace(t *testing.T, strategy store.Strategy) {
 	exp := telemetrytest.Record(t)
-	outbox.SetHeaderInjector(telemetry.InjectMap)
-	t.Cleanup(func() { outbox.SetHeaderInjector(nil) })
 	s := testutil.NewStack(t, testutil.StackOptions{Tracing: true, Strategy: strategy})
 	s.Product(t, "TR", 100, map[string]int{"w": 10})
 	resp := s.Do(t, testutil.Token(t, "alice"), `mutation Place($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
@@ -109,8 +105,6 @@ func oneCheckoutOneTrace(t *testing.T, strategy store.Strategy) {
 // publications and its payment, and the batch's span links every checkout it served.
 func TestTrace_BatchedCheckoutsEachKeepTheirTrace(t *testing.T) {
 	exp := telemetrytest.Record(t)
-	outbox.SetHeaderInjector(telemetry.InjectMap)
-	t.Cleanup(func() { outbox.SetHeaderInjector(nil) })
 	s := testutil.NewStack(t, testutil.StackOptions{Tracing: true, Strategy: store.StrategyBatch})
 	s.Product(t, "TB", 100, map[string]int{"w": 100})
 	const n = 12

@@ -14,7 +14,6 @@ import (
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
-	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 )
 
 // ErrSlowSubscriber ends a subscription whose reader fell behind.
@@ -62,7 +61,7 @@ func New(b *broker.Broker, loader Loader, buffer int, logger *slog.Logger) *Feed
 
 // Run follows the events until ctx ends.
 func (f *Feed) Run(ctx context.Context) error {
-	deliver := telemetry.TraceHandler("status-feed", func(_ context.Context, env event.Envelope) error {
+	deliver := broker.TraceHandler("status-feed", func(_ context.Context, env event.Envelope) error {
 		f.dispatch(env)
 		return nil
 	})

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,7 +37,8 @@ type Options struct {
 	StatementTimeout time.Duration
 	LockTimeout      time.Duration
 	IdleInTxTimeout  time.Duration
-	// QueryHook, when set, is added to the bun.DB (tracing; tests count queries with it).
+	// QueryHook, when set, is added to the bun.DB (tracing: TraceHook; tests count
+	// queries with it).
 	QueryHook bun.QueryHook
 }
 
@@ -98,7 +98,7 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	db := bun.NewDB(sqldb, pgdialect.New())
 	if opt.QueryHook != nil {
-		db.AddQueryHook(opt.QueryHook)
+		db = db.WithQueryHook(opt.QueryHook)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -178,14 +178,18 @@ func mapErr(err error) error {
 	return fmt.Errorf("%w: %w", checkout.ErrUnavailable, err)
 }
 
+// unavailable adds to checkout.IsUnavailable (deadlines, network errors) what only the
+// database driver and PostgreSQL say: a connection lost or refused, the server shutting
+// down, too many connections, a timeout of the session.
 func unavailable(err error) bool {
-	var ne net.Error
 	var ce *pgconn.ConnectError
 	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, sql.ErrConnDone):
+	case checkout.IsUnavailable(err):
 		return true
-	case errors.As(err, &ne), errors.As(err, &ce):
+	case errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, sql.ErrConnDone):
+		return true
+	case errors.As(err, &ce):
 		return true
 	case pgconn.SafeToRetry(err), pgconn.Timeout(err):
 		return true

@@ -166,7 +166,6 @@ func orderEvent(o checkout.Order, cartID string) (event.Envelope, error) {
 	return event.New(typ, o.ID, o.UpdatedAt, p)
 }
 
-
 func loadOrder(ctx context.Context, db bun.IDB, id string, lock bool) (*checkout.Order, error) {
 	r, err := oneRow[orderRow](ctx, db, "SELECT "+orderCols+" FROM orders WHERE id = ?", lock, id)
 	if err != nil || r == nil {

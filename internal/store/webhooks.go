@@ -333,7 +333,7 @@ func (s *Webhooks) ClaimDue(ctx context.Context, now time.Time, n int, lease tim
 		return nil, nil
 	}
 	var tasks []Task
-	if err := s.db.NewRaw(taskSelect+" WHERE t.id IN (?) ORDER BY t.created_at", bun.In(ids)).Scan(ctx, &tasks); err != nil {
+	if err := s.db.NewRaw(taskSelect+" WHERE t.id IN (?) ORDER BY t.created_at", bun.List(ids)).Scan(ctx, &tasks); err != nil {
 		return nil, mapErr(fmt.Errorf("claimed deliveries: %w", err))
 	}
 	return tasks, nil

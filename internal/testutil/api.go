@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/checkout-backend/checkout/graph"
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
-	"github.com/checkout-backend/checkout/internal/platform/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"
@@ -110,7 +110,7 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 		logTo = io.MultiWriter(logTo, opt.Log)
 	}
 	logger := clog.New(logTo, -4)
-	h := telemetry.Handler(httpx.RequestID(httpx.Log(logger, graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: auth.NewVerifier(Secret),
+	h := telemetry.Handler(httpx.RequestID(httpx.Log(logger, gqlhttp.InternalError, graph.Handler(res, graph.HandlerOptions{Logger: logger, Verifier: auth.NewVerifier(Secret),
 		Introspection: !opt.NoIntrospection, HTTP: opt.HTTP, Overload: opt.Overload, Sockets: opt.Sockets}))))
 	return &API{DB: db, Handler: h, Resolver: res, Orders: orders, Catalog: cat, Service: svc}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/checkout-backend/checkout/internal/payment"
 	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
-	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/webhook"
 	"github.com/checkout-backend/checkout/outbox"
@@ -134,7 +133,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	}
 	dbOpt := store.Options{MaxOpenConns: 12}
 	if opt.Tracing {
-		dbOpt.QueryHook = telemetry.QueryHook("checkout")
+		dbOpt.QueryHook = store.TraceHook("checkout")
 	}
 	if opt.DatabaseURL == "" {
 		opt.DatabaseURL = DatabaseURL()
@@ -185,7 +184,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		opt.Relay.Logger = logger
 		var pub outbox.Publisher = s.Broker
 		if opt.Tracing {
-			pub = telemetry.TracePublisher(s.Broker)
+			pub = broker.TracePublisher(s.Broker)
 		}
 		if opt.Relay.PublishTimeout == 0 {
 			opt.Relay.PublishTimeout = 5 * time.Second

@@ -155,7 +155,7 @@ func Run(t testing.TB) *Sale {
 		}
 		s.WaitStatus(t, id, want, 30*time.Second)
 	}
-	sale.Events = s.Count(t, "SELECT count(*) FROM outbox WHERE type IN (?)", bun.In(analytics.Types))
+	sale.Events = s.Count(t, "SELECT count(*) FROM outbox WHERE type IN (?)", bun.List(analytics.Types))
 	// Wait on the consumer's flushes until the files hold every event.
 	deadline := time.After(60 * time.Second)
 	for {

@@ -82,7 +82,7 @@ type Config struct {
 	// RetryDelays are the consumers' retry delays, growing; after the last, dead letter.
 	RetryDelays []time.Duration `env:"WORKER_RETRY_DELAYS" envSeparator:"," envDefault:"1s,4s,15s,30s,1m,2m,4m,4m"`
 
-	// GraphQL over HTTP (internal/platform/gqlhttp; README "Storefronts and mobile apps").
+	// GraphQL over HTTP (graph/gqlhttp; README "Storefronts and mobile apps").
 	// PersistedQueries is off, allow (automatic persisted queries and the manifest's
 	// hashes) or require (only the manifest's operations run).
 	PersistedQueries         string   `env:"PERSISTED_QUERIES" envDefault:"allow"`

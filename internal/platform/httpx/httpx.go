@@ -63,8 +63,15 @@ func SetOperation(ctx context.Context, name string) {
 	}
 }
 
-// Log writes one JSON line per request, and recovers a panic as a 500 with a JSON log.
-func Log(logger *slog.Logger, next http.Handler) http.Handler {
+// Log writes one JSON line per request, and recovers a panic: it is logged and, when
+// nothing was written yet, answered by internalError (nil: a plain-text 500; the API
+// answers a GraphQL error, gqlhttp.InternalError).
+func Log(logger *slog.Logger, internalError http.HandlerFunc, next http.Handler) http.Handler {
+	if internalError == nil {
+		internalError = func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "internal server error", http.StatusInternalServerError)
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
@@ -77,7 +84,7 @@ func Log(logger *slog.Logger, next http.Handler) http.Handler {
 				}
 				logger.ErrorContext(ctx, "panic serving request", "panic", p, "path", r.URL.Path)
 				if sw.status == 0 {
-					http.Error(sw, `{"errors":[{"message":"internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}`, http.StatusInternalServerError)
+					internalError(sw, r)
 				}
 			}
 			if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
@@ -130,8 +137,8 @@ const DefaultWriteTimeout = 30 * time.Second
 
 // NewServer is the API's http.Server: its timeouts bound how long a client may take to
 // send a request and to read the response (WriteTimeout). WebSocket connections are
-// hijacked, which clears the server's deadlines: they have their own (internal/platform/
-// gqlhttp.SocketOptions).
+// hijacked, which clears the server's deadlines: they have their own
+// (graph/gqlhttp.SocketOptions).
 func NewServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Server {
 	if writeTimeout <= 0 {
 		writeTimeout = DefaultWriteTimeout

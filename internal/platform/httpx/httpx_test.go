@@ -1,8 +1,11 @@
 package httpx_test
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
@@ -39,5 +42,33 @@ func TestNewServer_HasAWriteTimeout(t *testing.T) {
 	t.Parallel()
 	if s := httpx.NewServer(":0", http.NotFoundHandler(), 0); s.WriteTimeout != httpx.DefaultWriteTimeout || s.ReadTimeout <= 0 || s.IdleTimeout <= 0 {
 		t.Fatalf("%+v", s)
+	}
+}
+
+func TestLog_RecoversAPanicWithTheGivenAnswer(t *testing.T) {
+	t.Parallel()
+	boom := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") })
+	for name, c := range map[string]struct {
+		answer http.HandlerFunc
+		body   string
+	}{
+		"Default": {nil, "internal server error\n"},
+		"Given": {func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte("given " + r.URL.Path))
+		}, "given /graphql"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var logged bytes.Buffer
+			w := httptest.NewRecorder()
+			httpx.Log(slog.New(slog.NewJSONHandler(&logged, nil)), c.answer, boom).ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/graphql", nil))
+			if w.Code != http.StatusInternalServerError || w.Body.String() != c.body {
+				t.Errorf("answer %d %q, want 500 %q", w.Code, w.Body.String(), c.body)
+			}
+			if !strings.Contains(logged.String(), `"panic":"boom"`) || !strings.Contains(logged.String(), `"status":500`) {
+				t.Errorf("log lacks the panic or the status:\n%s", logged.String())
+			}
+		})
 	}
 }

@@ -138,7 +138,7 @@ func TestLoki_LinesFoundByCorrelationID(t *testing.T) {
 	// A request as the service serves it: the correlation id from X-Request-ID, the
 	// operation named by the GraphQL layer, a handler logging on the way.
 	id := "req-" + uuid.NewString()
-	h := httpx.RequestID(httpx.Log(logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := httpx.RequestID(httpx.Log(logger, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpx.SetOperation(r.Context(), "PlaceOrder")
 		logger.InfoContext(r.Context(), "checkout placed", "orderId", "o-1", "paymentToken", "tok_visa_4242")
 		logger.WarnContext(r.Context(), "payment slow", "orderId", "o-1")

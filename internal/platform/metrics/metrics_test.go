@@ -13,15 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/handler"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/sony/gobreaker"
-	"github.com/vektah/gqlparser/v2"
-	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
@@ -172,10 +166,6 @@ func TestMetrics_BacklogReadFailureKeepsLastValues(t *testing.T) {
 	wantLines(t, scrape(t, m), `checkout_metrics_collect_errors_total{collector="outbox"} 1`)
 }
 
-type fakePublisher struct{ err error }
-
-func (f fakePublisher) Publish(context.Context, []amqp.Publishing) error { return f.err }
-
 func TestMetrics_OrderCommitted_CountsStatusAndRevenue(t *testing.T) {
 	t.Parallel()
 	m := metrics.New(metrics.Options{})
@@ -186,62 +176,6 @@ func TestMetrics_OrderCommitted_CountsStatusAndRevenue(t *testing.T) {
 		`checkout_orders_total{status="PAID"} 1`,
 		`checkout_orders_total{status="EXPIRED"} 0`,
 		`checkout_revenue_cents_total{currency="EUR"} 2500`,
-	)
-}
-
-// graphQLServer is a gqlgen server over a mock schema: checkout answers a userError,
-// fail answers a GraphQL error, name answers data.
-func graphQLServer(m *metrics.Metrics) http.Handler {
-	schema := gqlparser.MustLoadSchema(&ast.Source{Input: `
-		type Query { name: String! fail: String }
-		type UserError { message: String! }
-		type Payload { userErrors: [UserError!]! }
-		type Mutation { checkout: Payload! }`})
-	srv := handler.New(&graphql.ExecutableSchemaMock{
-		SchemaFunc: func() *ast.Schema { return schema },
-		ComplexityFunc: func(context.Context, string, string, int, map[string]any) (int, bool) {
-			return 1, true
-		},
-		ExecFunc: func(ctx context.Context) graphql.ResponseHandler {
-			oc := graphql.GetOperationContext(ctx)
-			return graphql.OneShot(func() *graphql.Response {
-				switch {
-				case oc.Operation.Operation == ast.Mutation:
-					return &graphql.Response{Data: []byte(`{"checkout":{"userErrors":[{"message":"out of stock"}]}}`)}
-				case strings.Contains(oc.RawQuery, "fail"):
-					return graphql.ErrorResponse(ctx, "boom")
-				}
-				return &graphql.Response{Data: []byte(`{"name":"x"}`)}
-			}())
-		},
-	})
-	srv.AddTransport(transport.POST{})
-	srv.Use(m.GraphQL())
-	return srv
-}
-
-func TestMetrics_GraphQLExtension(t *testing.T) {
-	t.Parallel()
-	m := metrics.New(metrics.Options{})
-	h := graphQLServer(m)
-	for _, q := range []string{
-		`{"query":"mutation { checkout { userErrors { message } } }"}`,
-		`{"query":"mutation Checkout { checkout { userErrors { message } } }","operationName":"Checkout"}`,
-		`{"query":"query Names { name }"}`,
-		`{"query":"{ fail }"}`,
-		`{"query":"{ nope }"}`,
-		`not json`,
-	} {
-		req := httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(q))
-		req.Header.Set("Content-Type", "application/json")
-		h.ServeHTTP(httptest.NewRecorder(), req)
-	}
-	wantLines(t, scrape(t, m),
-		`graphql_request_duration_seconds_count{operation="checkout",outcome="user_error"} 1`,
-		`graphql_request_duration_seconds_count{operation="Checkout",outcome="user_error"} 1`,
-		`graphql_request_duration_seconds_count{operation="Names",outcome="ok"} 1`,
-		`graphql_request_duration_seconds_count{operation="fail",outcome="error"} 1`,
-		`graphql_request_duration_seconds_count{operation="anonymous",outcome="error"} 2`,
 	)
 }
 

@@ -3,13 +3,12 @@
 // bulkhead), so a checkout rush cannot starve reads and the other way round. Past its
 // bound a request waits a short time for a slot, then is answered 503 with Retry-After.
 // A client over its own rate (a token bucket per JWT subject, else per client address:
-// see Clients) is answered 429 with Retry-After. Both answers carry a GraphQL-shaped JSON
-// error. WebSocket upgrades take a token of their client's rate but no bulkhead slot (a
+// see Clients) is answered 429 with Retry-After. Options.Reject writes the body of both
+// answers (the API's are GraphQL errors). WebSocket upgrades take a token of their client's rate but no bulkhead slot (a
 // socket is long-lived; its subscriptions take tokens through AllowKey).
 package overload
 
 import (
-	"encoding/json"
 	"math"
 	"net/http"
 	"strconv"
@@ -39,12 +38,6 @@ const (
 	DefaultMaxClients = 10000
 )
 
-// Error codes of the answers (extensions.code).
-const (
-	CodeUnavailable = "SERVICE_UNAVAILABLE"
-	CodeRateLimited = "RATE_LIMITED"
-)
-
 // Options configure a Shedder. Zero values take the defaults.
 type Options struct {
 	// Limits bound the requests of each class served at once; a class not listed is
@@ -70,6 +63,10 @@ type Options struct {
 	ClientKey func(*http.Request) string
 	// OnReject, when set, is told each refusal (metrics): status is 503 or 429.
 	OnReject func(class Class, status int)
+	// Reject writes a refusal's answer once Retry-After is set: status is 503 (its class
+	// is full) or 429 (its client is over its rate). The default is a plain-text
+	// status line.
+	Reject func(w http.ResponseWriter, r *http.Request, status int)
 }
 
 // Shedder is the middleware's state; safe for concurrent use.
@@ -105,6 +102,11 @@ func New(opt Options) *Shedder {
 	if opt.ClientKey == nil {
 		opt.ClientKey = ClientKey
 	}
+	if opt.Reject == nil {
+		opt.Reject = func(w http.ResponseWriter, _ *http.Request, status int) {
+			http.Error(w, http.StatusText(status), status)
+		}
+	}
 	s := &Shedder{opt: opt, bulkheads: map[Class]*bulkhead{}}
 	for c, n := range opt.Limits {
 		if n > 0 {
@@ -130,7 +132,7 @@ func (s *Shedder) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		class := s.opt.Classify(r)
 		if wait, ok := s.AllowKey(s.opt.ClientKey(r)); !ok {
-			s.reject(w, class, http.StatusTooManyRequests, CodeRateLimited, "too many requests from this client; retry later", wait)
+			s.reject(w, r, class, http.StatusTooManyRequests, wait)
 			return
 		}
 		b := s.bulkheads[class]
@@ -139,7 +141,7 @@ func (s *Shedder) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		if !b.acquire(r, s.opt.MaxWait) {
-			s.reject(w, class, http.StatusServiceUnavailable, CodeUnavailable, "the service is busy; retry later", s.opt.RetryAfter)
+			s.reject(w, r, class, http.StatusServiceUnavailable, s.opt.RetryAfter)
 			return
 		}
 		defer b.release()
@@ -201,18 +203,15 @@ func (b *bulkhead) release() {
 	<-b.slots
 }
 
-// reject answers status with Retry-After (whole seconds, at least 1) and a GraphQL error.
-func (s *Shedder) reject(w http.ResponseWriter, class Class, status int, code, msg string, retry time.Duration) {
+// reject answers status with Retry-After (whole seconds, at least 1) and the body
+// Options.Reject writes.
+func (s *Shedder) reject(w http.ResponseWriter, r *http.Request, class Class, status int, retry time.Duration) {
 	if s.opt.OnReject != nil {
 		s.opt.OnReject(class, status)
 	}
 	secs := max(1, int(math.Ceil(retry.Seconds())))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"errors": []any{map[string]any{
-		"message": msg, "extensions": map[string]any{"code": code},
-	}}})
+	s.opt.Reject(w, r, status)
 }
 
 // ClientKey names the caller by its verified JWT subject when auth ran before, else by

@@ -1,7 +1,6 @@
 package overload_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,8 +37,8 @@ func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
 	return w
 }
 
-// checkRefusal asserts a refusal's status, Retry-After and GraphQL-shaped body.
-func checkRefusal(t *testing.T, w *httptest.ResponseRecorder, status int, code string) {
+// checkRefusal asserts a refusal's status, Retry-After and default body.
+func checkRefusal(t *testing.T, w *httptest.ResponseRecorder, status int) {
 	t.Helper()
 	if w.Code != status {
 		t.Fatalf("status %d, want %d", w.Code, status)
@@ -47,20 +46,8 @@ func checkRefusal(t *testing.T, w *httptest.ResponseRecorder, status int, code s
 	if s, err := strconv.Atoi(w.Header().Get("Retry-After")); err != nil || s < 1 {
 		t.Errorf("Retry-After %q; want whole seconds >= 1", w.Header().Get("Retry-After"))
 	}
-	var body struct {
-		Errors []struct {
-			Message    string
-			Extensions struct{ Code string }
-		}
-	}
-	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || len(body.Errors) != 1 || body.Errors[0].Message == "" {
-		t.Fatalf("body %q is not a GraphQL error", w.Body.String())
-	}
-	if body.Errors[0].Extensions.Code != code {
-		t.Errorf("code %q, want %q", body.Errors[0].Extensions.Code, code)
-	}
-	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
-		t.Errorf("Content-Type %q", ct)
+	if got, want := w.Body.String(), http.StatusText(status)+"\n"; got != want {
+		t.Errorf("body %q, want %q", got, want)
 	}
 }
 
@@ -93,7 +80,7 @@ func TestBulkhead_BurstBeyondTheLimitGets503_ReadsStillServed(t *testing.T) {
 	start := time.Now()
 	for range burst - 2 {
 		w := <-results
-		checkRefusal(t, w, http.StatusServiceUnavailable, overload.CodeUnavailable)
+		checkRefusal(t, w, http.StatusServiceUnavailable)
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("refusals took %v; want about MaxWait", took)
@@ -154,12 +141,53 @@ func TestRate_ClientOverItsRateGets429_OthersUnaffected(t *testing.T) {
 		}
 	}
 	w := serve(h, from("10.0.0.1"))
-	checkRefusal(t, w, http.StatusTooManyRequests, overload.CodeRateLimited)
+	checkRefusal(t, w, http.StatusTooManyRequests)
 	if w.Header().Get("Retry-After") != "1" {
 		t.Errorf("Retry-After %q; one token comes back within 1s", w.Header().Get("Retry-After"))
 	}
 	if w := serve(h, from("10.0.0.2")); w.Code != http.StatusOK {
 		t.Errorf("another client: %d", w.Code)
+	}
+}
+
+// The body of a refusal is the caller's (the API answers GraphQL errors): Reject is
+// told the status once Retry-After is set, and writes the rest.
+func TestReject_WritesTheAnswerAfterRetryAfter(t *testing.T) {
+	t.Parallel()
+	var told []string
+	s := overload.New(overload.Options{Rate: 0.001, Burst: 1, RetryAfter: 3 * time.Second,
+		Limits: map[overload.Class]int{overload.Read: 1}, MaxWait: -1,
+		Reject: func(w http.ResponseWriter, r *http.Request, status int) {
+			told = append(told, fmt.Sprint(status, " after ", w.Header().Get("Retry-After"), " for ", r.RemoteAddr))
+			w.WriteHeader(status)
+			w.Write([]byte("custom"))
+		}})
+	hold, release := make(chan struct{}), make(chan struct{})
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.RemoteAddr == "10.0.0.1:1" {
+			close(hold)
+			<-release
+		}
+	}))
+	from := func(addr string) *http.Request {
+		r := post(readBody)
+		r.RemoteAddr = addr
+		return r
+	}
+	done := make(chan struct{})
+	go func() { serve(h, from("10.0.0.1:1")); close(done) }()
+	<-hold
+	if w := serve(h, from("10.0.0.2:1")); w.Code != http.StatusServiceUnavailable || w.Body.String() != "custom" {
+		t.Errorf("busy: %d %q", w.Code, w.Body.String())
+	}
+	close(release)
+	<-done
+	if w := serve(h, from("10.0.0.1:1")); w.Code != http.StatusTooManyRequests || w.Body.String() != "custom" {
+		t.Errorf("over the rate: %d %q", w.Code, w.Body.String())
+	}
+	want := []string{"503 after 3 for 10.0.0.2:1", "429 after 1000 for 10.0.0.1:1"} // a token every 1000s
+	if fmt.Sprint(told) != fmt.Sprint(want) {
+		t.Errorf("Reject told %q, want %q", told, want)
 	}
 }
 
@@ -328,7 +356,7 @@ func TestRate_SubscriptionOverPOSTAndUpgradesAreRateLimited(t *testing.T) {
 	if w := serve(h, sub()); w.Code != http.StatusOK {
 		t.Fatalf("first: %d", w.Code)
 	}
-	checkRefusal(t, serve(h, sub()), http.StatusTooManyRequests, overload.CodeRateLimited)
+	checkRefusal(t, serve(h, sub()), http.StatusTooManyRequests)
 	upgrade := func() *http.Request {
 		r := httptest.NewRequest(http.MethodGet, "/graphql", nil)
 		r.Header.Set("Upgrade", "websocket")
@@ -338,7 +366,7 @@ func TestRate_SubscriptionOverPOSTAndUpgradesAreRateLimited(t *testing.T) {
 	if w := serve(h, upgrade()); w.Code != http.StatusOK {
 		t.Fatalf("first upgrade: %d", w.Code)
 	}
-	checkRefusal(t, serve(h, upgrade()), http.StatusTooManyRequests, overload.CodeRateLimited)
+	checkRefusal(t, serve(h, upgrade()), http.StatusTooManyRequests)
 	if n := served.Load(); n != 2 {
 		t.Fatalf("%d requests reached the handler, want 2", n)
 	}

@@ -1,7 +1,9 @@
-// Package telemetry sets up OpenTelemetry tracing and carries trace context across the
-// boundaries a checkout crosses: HTTP (otelhttp), SQL (bunotel), GraphQL resolvers (a
-// gqlgen extension), outbox rows (a headers map) and RabbitMQ messages (AMQP headers),
-// so one trace follows an order from the request to the payment and back to subscribers.
+// Package telemetry sets up OpenTelemetry tracing and the pieces every boundary shares:
+// the W3C propagator, map carriers for trace context that travels in an event's
+// headers, the HTTP server span (otelhttp) and a log handler that adds trace ids.
+// Tracing of each adapter lives beside it (SQL: store.TraceHook; RabbitMQ: broker;
+// GraphQL: graph/gqlhttp.Tracing), so one trace follows an order from the request to
+// the payment and back to subscribers.
 //
 // Tracing is off unless OTEL_TRACES_EXPORTER says otlp (configured by the standard
 // OTEL_EXPORTER_OTLP_* variables) or console. Trace context is propagated either way.
@@ -18,6 +20,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/propagation"
@@ -112,8 +115,7 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	}, nil
 }
 
-// InjectMap writes ctx's trace context into headers (an outbox row's headers); it has
-// the shape of outbox.HeaderInjector.
+// InjectMap writes ctx's trace context into headers (a map carried by an event).
 func InjectMap(ctx context.Context, headers map[string]string) {
 	Propagator.Inject(ctx, propagation.MapCarrier(headers))
 }
@@ -121,6 +123,15 @@ func InjectMap(ctx context.Context, headers map[string]string) {
 // ExtractMap returns ctx continuing the trace context in headers.
 func ExtractMap(ctx context.Context, headers map[string]string) context.Context {
 	return Propagator.Extract(ctx, propagation.MapCarrier(headers))
+}
+
+// End ends span, marking it failed when err is not nil.
+func End(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // TraceID returns the id of ctx's trace, or "" when there is none.

@@ -1,7 +1,8 @@
 // Package gqlhttp serves GraphQL over HTTP as the GraphQL-over-HTTP specification says, and
 // guards it: request limits, persisted queries (automatic and trusted documents), CORS and
-// the WebSocket connections of subscriptions. It knows no schema: graph/ plugs these
-// pieces into gqlgen's handler.
+// the WebSocket connections of subscriptions. It also holds the GraphQL error codes
+// (extensions.code), and the extensions that trace and time operations. It knows no
+// schema: graph/ plugs these pieces into gqlgen's handler.
 package gqlhttp
 
 // What this file adds to gqlgen's own transport.GET and transport.POST, which decode the
@@ -406,7 +407,7 @@ func writeErrors(w http.ResponseWriter, media string, status int, errs ...*gqler
 func writeJSON(w http.ResponseWriter, media string, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		b, status = []byte(`{"errors":[{"message":"internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}`), http.StatusInternalServerError
+		b, status = []byte(internalErrorBody), http.StatusInternalServerError
 	}
 	setContentType(w.Header(), media, status)
 	w.WriteHeader(status)

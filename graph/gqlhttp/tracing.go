@@ -1,4 +1,4 @@
-package telemetry
+package gqlhttp
 
 import (
 	"context"
@@ -8,28 +8,30 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 )
 
-// GraphQL is a gqlgen extension (srv.Use(telemetry.GraphQL{})) making a span of each
+// Tracing is a gqlgen extension (srv.Use(gqlhttp.Tracing{})) making a span of each
 // query and mutation and a child span of each resolver call (fields with a resolver
 // function, not plain struct fields). Subscriptions get resolver spans only: their
 // events are traced where they are consumed from RabbitMQ.
-type GraphQL struct{}
+type Tracing struct{}
 
 var (
-	_ graphql.HandlerExtension    = GraphQL{}
-	_ graphql.ResponseInterceptor = GraphQL{}
-	_ graphql.FieldInterceptor    = GraphQL{}
+	_ graphql.HandlerExtension    = Tracing{}
+	_ graphql.ResponseInterceptor = Tracing{}
+	_ graphql.FieldInterceptor    = Tracing{}
 )
 
 // ExtensionName names the extension for gqlgen.
-func (GraphQL) ExtensionName() string { return "OpenTelemetry" }
+func (Tracing) ExtensionName() string { return "OpenTelemetry" }
 
 // Validate accepts every schema.
-func (GraphQL) Validate(graphql.ExecutableSchema) error { return nil }
+func (Tracing) Validate(graphql.ExecutableSchema) error { return nil }
 
 // InterceptResponse spans one operation.
-func (GraphQL) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+func (Tracing) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 	if !graphql.HasOperationContext(ctx) {
 		return next(ctx)
 	}
@@ -46,7 +48,7 @@ func (GraphQL) InterceptResponse(ctx context.Context, next graphql.ResponseHandl
 	if name != "" {
 		spanName += " " + name
 	}
-	ctx, span := Tracer().Start(ctx, spanName, trace.WithAttributes(
+	ctx, span := telemetry.Tracer().Start(ctx, spanName, trace.WithAttributes(
 		attribute.String("graphql.operation.type", typ),
 		attribute.String("graphql.operation.name", name),
 	))
@@ -60,15 +62,15 @@ func (GraphQL) InterceptResponse(ctx context.Context, next graphql.ResponseHandl
 }
 
 // InterceptField spans one resolver call.
-func (GraphQL) InterceptField(ctx context.Context, next graphql.Resolver) (any, error) {
+func (Tracing) InterceptField(ctx context.Context, next graphql.Resolver) (any, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil || !fc.IsResolver {
 		return next(ctx)
 	}
-	ctx, span := Tracer().Start(ctx, fc.Object+"."+fc.Field.Name, trace.WithAttributes(
+	ctx, span := telemetry.Tracer().Start(ctx, fc.Object+"."+fc.Field.Name, trace.WithAttributes(
 		attribute.String("graphql.field.path", fc.Path().String()),
 	))
 	res, err := next(ctx)
-	End(span, err)
+	telemetry.End(span, err)
 	return res, err
 }

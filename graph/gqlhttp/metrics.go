@@ -1,4 +1,4 @@
-package metrics
+package gqlhttp
 
 import (
 	"bytes"
@@ -7,25 +7,27 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/checkout-backend/checkout/internal/platform/metrics"
 )
 
-// GraphQL returns a gqlgen extension (srv.Use) that records
+// Metrics returns a gqlgen extension (srv.Use) that records, through m,
 // graphql_request_duration_seconds for every query and mutation, from the start of the
 // request (parsing included) to its response. The operation label is the operation's
 // name, or its first root field when it has none. Subscriptions are not timed.
-func (m *Metrics) GraphQL() graphql.HandlerExtension { return graphqlExtension{m} }
+func Metrics(m *metrics.Metrics) graphql.HandlerExtension { return metricsExtension{m} }
 
-type graphqlExtension struct{ m *Metrics }
+type metricsExtension struct{ m *metrics.Metrics }
 
 var (
-	_ graphql.HandlerExtension    = graphqlExtension{}
-	_ graphql.ResponseInterceptor = graphqlExtension{}
+	_ graphql.HandlerExtension    = metricsExtension{}
+	_ graphql.ResponseInterceptor = metricsExtension{}
 )
 
-func (graphqlExtension) ExtensionName() string                   { return "PrometheusMetrics" }
-func (graphqlExtension) Validate(graphql.ExecutableSchema) error { return nil }
+func (metricsExtension) ExtensionName() string                   { return "PrometheusMetrics" }
+func (metricsExtension) Validate(graphql.ExecutableSchema) error { return nil }
 
-func (e graphqlExtension) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+func (e metricsExtension) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 	start, name := graphql.GetStartTime(ctx), ""
 	if graphql.HasOperationContext(ctx) {
 		oc := graphql.GetOperationContext(ctx)
@@ -70,9 +72,9 @@ func OperationName(oc *graphql.OperationContext) string {
 func Outcome(resp *graphql.Response) string {
 	switch {
 	case resp == nil || len(resp.Errors) > 0:
-		return OutcomeError
+		return metrics.OutcomeError
 	case bytes.Contains(resp.Data, []byte(`"userErrors":[{`)):
-		return OutcomeUserError
+		return metrics.OutcomeUserError
 	}
-	return OutcomeOK
+	return metrics.OutcomeOK
 }

@@ -1,16 +1,20 @@
-package telemetry
+package broker
 
 import (
 	"context"
+	"maps"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/checkout-backend/checkout/internal/event"
-	"github.com/checkout-backend/checkout/outbox"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 )
+
+// Tracing of messages: an event's trace context travels in its headers (outbox row,
+// AMQP message headers), so the producer span of the relay and the consumer span of a
+// worker continue the trace of the request that wrote the event.
 
 // amqpCarrier adapts AMQP headers to the propagator.
 type amqpCarrier amqp.Table
@@ -35,23 +39,13 @@ func (c amqpCarrier) Keys() []string {
 	return keys
 }
 
-// InjectAMQP writes ctx's trace context into a message's headers (which must not be nil).
-func InjectAMQP(ctx context.Context, headers amqp.Table) {
-	Propagator.Inject(ctx, amqpCarrier(headers))
-}
-
-// ExtractAMQP returns ctx continuing the trace context in a delivery's headers.
-func ExtractAMQP(ctx context.Context, headers amqp.Table) context.Context {
-	return Propagator.Extract(ctx, amqpCarrier(headers))
-}
-
 // StartPublish starts the producer span of one outbox event, as a child of the trace
 // its headers carry (the request that wrote it), and stamps that span on a copy of the
 // headers, so the message (and its consumers) continue from it. End the span once the
 // broker confirmed (or failed) it.
 func StartPublish(ctx context.Context, env *event.Envelope) trace.Span {
-	ctx = ExtractMap(ctx, env.Headers)
-	ctx, span := Tracer().Start(ctx, "publish "+env.Type, trace.WithSpanKind(trace.SpanKindProducer),
+	ctx = telemetry.ExtractMap(ctx, env.Headers)
+	ctx, span := telemetry.Tracer().Start(ctx, "publish "+env.Type, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "rabbitmq"),
 			attribute.String("messaging.operation.type", "send"),
@@ -59,10 +53,8 @@ func StartPublish(ctx context.Context, env *event.Envelope) trace.Span {
 			attribute.String("messaging.message.id", env.ID),
 		))
 	headers := make(map[string]string, len(env.Headers)+2)
-	for k, v := range env.Headers {
-		headers[k] = v
-	}
-	InjectMap(ctx, headers)
+	maps.Copy(headers, env.Headers)
+	telemetry.InjectMap(ctx, headers)
 	env.Headers = headers
 	return span
 }
@@ -70,8 +62,8 @@ func StartPublish(ctx context.Context, env *event.Envelope) trace.Span {
 // StartConsume starts the consumer span of one delivery, continuing the trace in its
 // headers. The returned context carries the span for the handler.
 func StartConsume(ctx context.Context, consumer string, d amqp.Delivery) (context.Context, trace.Span) {
-	ctx = ExtractAMQP(ctx, d.Headers)
-	return Tracer().Start(ctx, "process "+d.Type, trace.WithSpanKind(trace.SpanKindConsumer),
+	ctx = telemetry.Propagator.Extract(ctx, amqpCarrier(d.Headers))
+	return telemetry.Tracer().Start(ctx, "process "+d.Type, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "rabbitmq"),
 			attribute.String("messaging.operation.type", "process"),
@@ -81,21 +73,18 @@ func StartConsume(ctx context.Context, consumer string, d amqp.Delivery) (contex
 		))
 }
 
-// End ends span, marking it failed when err is not nil.
-func End(span trace.Span, err error) {
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-	}
-	span.End()
+// Publisher sends events and returns once the broker confirmed every one; Broker is
+// one, and so is the outbox's Publisher.
+type Publisher interface {
+	Publish(ctx context.Context, events []event.Envelope) error
 }
 
 // TracePublisher wraps the relay's publisher: each event gets a producer span
 // continuing the trace its outbox row carried, ended when the broker confirmed the batch
 // or failed it, and the event carries that span to its consumers.
-func TracePublisher(p outbox.Publisher) outbox.Publisher { return tracingPublisher{p} }
+func TracePublisher(p Publisher) Publisher { return tracingPublisher{p} }
 
-type tracingPublisher struct{ next outbox.Publisher }
+type tracingPublisher struct{ next Publisher }
 
 func (t tracingPublisher) Publish(ctx context.Context, events []event.Envelope) error {
 	traced := make([]event.Envelope, len(events))
@@ -106,7 +95,7 @@ func (t tracingPublisher) Publish(ctx context.Context, events []event.Envelope) 
 	}
 	err := t.next.Publish(ctx, traced)
 	for _, s := range spans {
-		End(s, err)
+		telemetry.End(s, err)
 	}
 	return err
 }
@@ -116,10 +105,10 @@ func (t tracingPublisher) Publish(ctx context.Context, events []event.Envelope) 
 // headers, and the span records the handler's error.
 func TraceHandler(consumer string, h func(context.Context, event.Envelope) error) func(context.Context, event.Envelope) error {
 	return func(ctx context.Context, env event.Envelope) error {
-		ctx = ExtractMap(ctx, env.Headers)
+		ctx = telemetry.ExtractMap(ctx, env.Headers)
 		ctx, span := StartConsume(ctx, consumer, amqp.Delivery{Type: env.Type, MessageId: env.ID})
 		err := h(ctx, env)
-		End(span, err)
+		telemetry.End(span, err)
 		return err
 	}
 }

@@ -1,15 +1,28 @@
 package gqlhttp
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"regexp"
 
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
-// Error codes (extensions.code) of the errors this package answers. Parse and validation
-// errors keep gqlgen's GRAPHQL_PARSE_FAILED and GRAPHQL_VALIDATION_FAILED.
+// Error codes (extensions.code) of every GraphQL error the API answers, declared here
+// once for the transport, the sockets, the resolvers (graph) and the load shedder's
+// answers (Refuse). Parse and validation errors keep gqlgen's GRAPHQL_PARSE_FAILED and
+// GRAPHQL_VALIDATION_FAILED.
 const (
+	// Access and resolver errors.
+	CodeUnauthenticated = "UNAUTHENTICATED"
+	CodeForbidden       = "FORBIDDEN"
+	CodeBadUserInput    = "BAD_USER_INPUT"
+	CodeInternal        = "INTERNAL_SERVER_ERROR"
+	CodeUnavailable     = "SERVICE_UNAVAILABLE" // a dependency is gone for a moment, or the service is busy
+	CodeRateLimited     = "RATE_LIMITED"
+
+	// Request errors of GraphQL over HTTP.
 	CodeBadRequest                 = "BAD_REQUEST"
 	CodeMethodNotAllowed           = "METHOD_NOT_ALLOWED"
 	CodeNotAcceptable              = "NOT_ACCEPTABLE"
@@ -26,7 +39,36 @@ const (
 	CodePersistedQueryNotSupported = "PERSISTED_QUERY_NOT_SUPPORTED"
 	CodePersistedQueryNotInList    = "PERSISTED_QUERY_NOT_IN_LIST"
 	CodePersistedQueryHashMismatch = "PERSISTED_QUERY_HASH_MISMATCH"
+
+	// Operations refused over a socket.
+	CodeSubscriptionsOnly    = "SUBSCRIPTIONS_ONLY"
+	CodeTooManySockets       = "TOO_MANY_SOCKETS"
+	CodeTooManySubscriptions = "TOO_MANY_SUBSCRIPTIONS"
 )
+
+// internalErrorBody is the answer when nothing better can be written.
+const internalErrorBody = `{"errors":[{"message":"internal server error","extensions":{"code":"` + CodeInternal + `"}}]}`
+
+// InternalError answers 500 with one INTERNAL_SERVER_ERROR (httpx.Log's answer to a
+// handler that panicked before writing).
+func InternalError(w http.ResponseWriter, _ *http.Request) {
+	http.Error(w, internalErrorBody, http.StatusInternalServerError)
+}
+
+// Refuse answers, as a GraphQL error, a request the load shedder turned away
+// (overload.Options.Reject, after Retry-After is set): 429 is RATE_LIMITED (the client
+// is over its rate), anything else SERVICE_UNAVAILABLE (the service is busy).
+func Refuse(w http.ResponseWriter, _ *http.Request, status int) {
+	code, msg := CodeUnavailable, "the service is busy; retry later"
+	if status == http.StatusTooManyRequests {
+		code, msg = CodeRateLimited, "too many requests from this client; retry later"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"errors": []any{map[string]any{
+		"message": msg, "extensions": map[string]any{"code": code},
+	}}})
+}
 
 // newError is a GraphQL error with an extensions.code and optional extra extensions
 // (key, value pairs).

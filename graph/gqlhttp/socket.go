@@ -42,15 +42,6 @@ const (
 	CloseTooManySockets = 4429
 )
 
-// Error codes of operations refused over a socket.
-const (
-	CodeSubscriptionsOnly    = "SUBSCRIPTIONS_ONLY"
-	CodeTooManySockets       = "TOO_MANY_SOCKETS"
-	CodeTooManySubscriptions = "TOO_MANY_SUBSCRIPTIONS"
-	CodeRateLimited          = "RATE_LIMITED"
-	CodeUnauthenticated      = "UNAUTHENTICATED"
-)
-
 // SocketOptions configure the WebSocket connections of subscriptions. Zero timeouts take
 // their defaults; zero caps mean no cap.
 type SocketOptions struct {
