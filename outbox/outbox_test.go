@@ -241,7 +241,7 @@ func TestRelay_StalledBrokerReleasesTheBatchAtTheDeadline(t *testing.T) {
 	db := testutil.NewDB(t)
 	insert(t, db, "o", 1)
 	pub := &publisher{stall: make(chan struct{})}
-	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{PublishTimeout: 200 * time.Millisecond, Lease: time.Hour})
+	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Batch: 100, Poll: time.Second, PublishTimeout: 200 * time.Millisecond, Lease: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestRelay_WokenAfterCommit_InProcessAndByNotify(t *testing.T) {
 	local, remote := outbox.NewNotifier(closed.DB), outbox.NewNotifier(other.DB)
 	insert(t, db, "first", 1)
 	pub := &publisher{}
-	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Poll: time.Hour, Notifier: local})
+	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Batch: 100, Poll: time.Hour, Notifier: local})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,8 +18,8 @@ import (
 
 // RelayOptions tune a relay.
 type RelayOptions struct {
-	Batch int           // rows claimed at once (default 100)
-	Poll  time.Duration // fallback polling interval when no NOTIFY arrives (default 1s)
+	Batch int           // rows claimed at once (OUTBOX_BATCH); required
+	Poll  time.Duration // fallback polling interval when no NOTIFY arrives (OUTBOX_POLL_INTERVAL); required
 	// PublishTimeout bounds one batch's publish and confirms (default 10s); past it the
 	// batch is released for another attempt.
 	PublishTimeout time.Duration
@@ -51,11 +51,10 @@ func NewRelay(db *bun.DB, pub Publisher, opt RelayOptions) (*Relay, error) {
 	if db == nil || pub == nil {
 		return nil, errors.New("outbox: nil database or publisher")
 	}
-	if opt.Batch <= 0 {
-		opt.Batch = 100
-	}
-	if opt.Poll <= 0 {
-		opt.Poll = time.Second
+	if opt.Batch <= 0 || opt.Poll <= 0 {
+		// Batch and Poll are configuration (OUTBOX_BATCH, OUTBOX_POLL_INTERVAL): the
+		// caller says, so their defaults are written once, in config.
+		return nil, fmt.Errorf("outbox: relay batch %d and poll %s must be positive", opt.Batch, opt.Poll)
 	}
 	if opt.PublishTimeout <= 0 {
 		opt.PublishTimeout = 10 * time.Second

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caarlos0/env/v11"
 
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/platform/config"
@@ -40,14 +39,14 @@ func resetBroker(ctx context.Context, childEnv []string) error {
 // benchBroker is a broker client on the topology of the service whose environment is
 // childEnv: the saga's, the partner webhooks' and the analytics consumers' queues.
 func benchBroker(childEnv []string) (*broker.Broker, error) {
-	var cfg config.Config
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: env.ToMap(childEnv)}); err != nil {
+	cfg, err := config.LoadFrom(childEnv)
+	if err != nil {
 		return nil, err
 	}
-	if cfg.AMQPPrefix == "" {
+	if cfg.Broker.Prefix == "" {
 		return nil, fmt.Errorf("refusing to touch the unprefixed topology")
 	}
-	return broker.New(cfg.AMQPURL, broker.Topology{Prefix: cfg.AMQPPrefix, Consumers: workers.DeploymentConsumers(true), RetryDelays: cfg.RetryDelays},
+	return broker.New(cfg.Broker.URL, broker.Topology{Prefix: cfg.Broker.Prefix, Consumers: workers.DeploymentConsumers(true), RetryDelays: cfg.Workers.RetryDelays},
 		slog.New(slog.NewTextHandler(io.Discard, nil))), nil
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"cloud.google.com/go/bigquery"
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/uptrace/bun"
 	"google.golang.org/api/option"
 
 	"github.com/checkout-backend/checkout/internal/analytics"
@@ -25,17 +23,11 @@ import (
 	"github.com/checkout-backend/checkout/internal/store"
 )
 
-// newAnalyticsSink builds the sink ANALYTICS_SINK names.
-func newAnalyticsSink(ctx context.Context, cfg config.Config) (analytics.Sink, func(), error) {
+// newAnalyticsSink builds the sink ANALYTICS_SINK names (config.Validate checked it).
+func newAnalyticsSink(ctx context.Context, cfg config.Analytics) (analytics.Sink, func(), error) {
 	noop := func() {}
-	switch cfg.AnalyticsSink {
-	case "parquet":
-		s, err := parquetsink.New(cfg.AnalyticsDir)
-		return s, noop, err
+	switch cfg.Sink {
 	case "elasticsearch":
-		if len(cfg.ElasticsearchURLs) == 0 {
-			return nil, noop, errors.New("config: ELASTICSEARCH_URLS is required with ANALYTICS_SINK=elasticsearch")
-		}
 		es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: cfg.ElasticsearchURLs, APIKey: cfg.ElasticsearchAPIKey})
 		if err != nil {
 			return nil, noop, fmt.Errorf("elasticsearch: %w", err)
@@ -43,9 +35,6 @@ func newAnalyticsSink(ctx context.Context, cfg config.Config) (analytics.Sink, f
 		s, err := esink.New(es, esink.Options{IndexPrefix: cfg.ElasticsearchIndex})
 		return s, noop, err
 	case "bigquery":
-		if cfg.BigQueryProject == "" {
-			return nil, noop, errors.New("config: BIGQUERY_PROJECT is required with ANALYTICS_SINK=bigquery")
-		}
 		var opts []option.ClientOption
 		if cfg.BigQueryEndpoint != "" {
 			opts = append(opts, option.WithEndpoint(cfg.BigQueryEndpoint))
@@ -54,29 +43,44 @@ func newAnalyticsSink(ctx context.Context, cfg config.Config) (analytics.Sink, f
 		if err != nil {
 			return nil, noop, fmt.Errorf("bigquery: %w", err)
 		}
-		s, err := bqsink.New(cfg.AnalyticsDir, client, cfg.BigQueryDataset)
+		s, err := bqsink.New(cfg.Dir, client, cfg.BigQueryDataset)
 		return s, func() { client.Close() }, err
+	default:
+		s, err := parquetsink.New(cfg.Dir)
+		return s, noop, err
 	}
-	return nil, noop, fmt.Errorf("config: ANALYTICS_SINK must be parquet, elasticsearch, bigquery or off, not %q", cfg.AnalyticsSink)
 }
 
-// runAnalytics consumes the analytics queue on a connection of its own until ctx ends.
-func runAnalytics(ctx context.Context, cfg config.Config, db *bun.DB, topo broker.Topology, logger *slog.Logger, m *metrics.Metrics) error {
+// analyticsPart consumes the analytics queue on a connection of its own, never in the
+// saga's way.
+type analyticsPart struct {
+	closers
+	run func(ctx context.Context) error
+}
+
+func newAnalyticsPart(ctx context.Context, s *service, st *stores) (_ *analyticsPart, err error) {
+	cfg, m := s.cfg.Analytics, s.m
+	a := &analyticsPart{}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
 	sink, closeSink, err := newAnalyticsSink(ctx, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeSink()
+	a.add(func() error { closeSink(); return nil })
 	flushes := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "checkout_analytics_batches_total",
 		Help: "Analytics batches written (outcome ok) or given back to the broker (outcome error)."}, []string{"outcome"})
 	rows := prometheus.NewCounter(prometheus.CounterOpts{Name: "checkout_analytics_rows_total", Help: "Analytics fact rows written."})
 	m.Registry().MustRegister(flushes, rows)
 	flushes.WithLabelValues("ok")
 	flushes.WithLabelValues("error")
-	a, err := analytics.New(sink, analytics.Options{MaxBatch: cfg.AnalyticsBatch, FlushInterval: cfg.AnalyticsFlushInterval,
+	consumer, err := analytics.New(sink, analytics.Options{MaxBatch: cfg.Batch, FlushInterval: cfg.FlushInterval,
 		Stock: func(ctx context.Context, skus []string) (map[string]int, error) {
-			return store.Available(ctx, db, skus)
-		}, Logger: logger,
+			return store.Available(ctx, st.db, skus)
+		}, Logger: s.logger, Now: s.now,
 		Observe: func(events, n int, took time.Duration, err error) {
 			if err != nil {
 				flushes.WithLabelValues("error").Inc()
@@ -86,21 +90,27 @@ func runAnalytics(ctx context.Context, cfg config.Config, db *bun.DB, topo broke
 			rows.Add(float64(n))
 		}})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	b := broker.New(cfg.AMQPURL, topo, logger)
-	defer b.Close()
-	logger.Info("analytics consumer running", "sink", cfg.AnalyticsSink, "dir", cfg.AnalyticsDir)
-	return a.Run(ctx, b, broker.ConsumeOptions{Observe: m.Consumer})
+	b := broker.New(s.cfg.Broker.URL, st.topo, s.logger)
+	a.add(b.Close)
+	a.run = func(ctx context.Context) error {
+		s.logger.Info("analytics consumer running", "sink", cfg.Sink, "dir", cfg.Dir)
+		return consumer.Run(ctx, b, broker.ConsumeOptions{Observe: m.Consumer})
+	}
+	return a, nil
 }
+
+// Run consumes until ctx ends.
+func (a *analyticsPart) Run(ctx context.Context) error { return a.run(ctx) }
 
 // shipLogs tees the logger to Loki when LOKI_URL is set, with the drop and ship counts
 // on /metrics; stop flushes what is in hand (bounded by SHUTDOWN_TIMEOUT).
 func shipLogs(cfg config.Config, logger *slog.Logger, m *metrics.Metrics) (*slog.Logger, func(), error) {
-	if cfg.LokiURL == "" {
+	if cfg.Logs.LokiURL == "" {
 		return logger, func() {}, nil
 	}
-	loki, err := clog.NewLoki(clog.LokiOptions{URL: cfg.LokiURL, Tenant: cfg.LokiTenant, Service: "checkout"})
+	loki, err := clog.NewLoki(clog.LokiOptions{URL: cfg.Logs.LokiURL, Tenant: cfg.Logs.LokiTenant, Service: "checkout"})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -113,7 +123,7 @@ func shipLogs(cfg config.Config, logger *slog.Logger, m *metrics.Metrics) (*slog
 	shipped := slog.New(clog.Tee(logger.Handler(), telemetry.LogHandler(loki.Handler())))
 	slog.SetDefault(shipped)
 	return shipped, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
 		defer cancel()
 		loki.Close(ctx)
 	}, nil

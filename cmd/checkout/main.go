@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -39,11 +38,6 @@ commands:
 `
 
 func main() {
-	// A checkout allocates little that lives long: collect less often than Go's default
-	// (memory is cheaper than the CPU a flash sale needs); GOGC in the environment wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
@@ -92,7 +86,7 @@ func runMigrate(ctx context.Context, logger *slog.Logger, args []string) error {
 		return err
 	}
 	// A migration may rewrite a large table: no statement timeout here.
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: 3, StatementTimeout: -1, IdleInTxTimeout: -1})
+	db, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxOpenConns: 3, StatementTimeout: -1, IdleInTxTimeout: -1})
 	if err != nil {
 		return err
 	}
@@ -133,7 +127,7 @@ func runToken(args []string) error {
 			rs = append(rs, r)
 		}
 	}
-	tok, err := auth.Sign(cfg.JWTSecret, *sub, rs, *ttl)
+	tok, err := auth.Sign(cfg.Auth.JWTSecret, *sub, rs, *ttl)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/parser"
 
@@ -40,13 +39,13 @@ func runPersisted(args []string, out io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	var cfg config.Config
-	if err := env.Parse(&cfg); err != nil {
-		return fmt.Errorf("config: %w", err)
+	cfg, err := config.Load()
+	if err != nil {
+		return err
 	}
 	path := fs.Arg(0)
 	if path == "" {
-		path = cfg.PersistedQueriesManifest
+		path = cfg.GraphQL.Manifest
 	}
 	if path == "" {
 		return errors.New("persisted: name a manifest file (or set PERSISTED_QUERIES_MANIFEST)")
@@ -74,10 +73,10 @@ func listManifest(m *gqlhttp.Manifest, out io.Writer) error {
 
 func verifyManifest(m *gqlhttp.Manifest, cfg config.Config, out io.Writer) error {
 	limits := gqlhttp.Limits{
-		MaxComplexity: cfg.GraphQLMaxComplexity, MaxDepth: cfg.GraphQLMaxDepth, MaxAliases: cfg.GraphQLMaxAliases,
-		MaxRootFields: cfg.GraphQLMaxRootFields, MaxBodyBytes: cfg.GraphQLMaxBodyBytes,
+		MaxComplexity: cfg.GraphQL.MaxComplexity, MaxDepth: cfg.GraphQL.MaxDepth, MaxAliases: cfg.GraphQL.MaxAliases,
+		MaxRootFields: cfg.GraphQL.MaxRootFields, MaxBodyBytes: cfg.GraphQL.MaxBodyBytes,
 	}.WithDefaults()
-	introspection := gqlhttp.IntrospectionEnabled(cfg)
+	introspection := cfg.Introspection()
 	failed := 0
 	for _, op := range m.Operations {
 		typ, name := describe(op)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/checkout-backend/checkout/internal/analytics/report"
+	"github.com/checkout-backend/checkout/internal/platform/config"
 )
 
 // runReport prints the analytics report of the Parquet files under --dir, and writes
@@ -18,11 +19,11 @@ import (
 func runReport(args []string, stdout io.Writer, now func() time.Time) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	defDir := os.Getenv("ANALYTICS_DIR")
-	if defDir == "" {
-		defDir = "analytics-data"
+	cfg, err := config.Load()
+	if err != nil {
+		return err
 	}
-	dir := fs.String("dir", defDir, "the analytics Parquet directory (ANALYTICS_DIR)")
+	dir := fs.String("dir", cfg.Analytics.Dir, "the analytics Parquet directory (ANALYTICS_DIR)")
 	htmlOut := fs.String("html", "", "also write the report as a self-contained HTML page to this file")
 	since := fs.String("since", "", "only events at or after this: a duration back from now (24h) or a time (2026-11-27T13:00:00Z)")
 	until := fs.String("until", "", "only events before this: a duration back from now or a time")
@@ -33,7 +34,6 @@ func runReport(args []string, stdout io.Writer, now func() time.Time) error {
 		return fmt.Errorf("report: unexpected argument %q", fs.Arg(0))
 	}
 	var w report.Window
-	var err error
 	if w.Since, err = parseWhen(*since, now()); err != nil {
 		return fmt.Errorf("report: --since: %w", err)
 	}

@@ -32,7 +32,7 @@ func runSeed(ctx context.Context, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: 2})
+	db, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxOpenConns: 2})
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,9 @@ import (
 
 // Options tunes the connection pool and the session limits of its connections.
 type Options struct {
+	// MaxOpenConns is the pool's size (required: DB_MAX_CONNS and the API's pools).
 	MaxOpenConns int
+	// MaxIdleConns is how many idle connections are kept (default MaxOpenConns).
 	MaxIdleConns int
 	// StatementTimeout, LockTimeout and IdleInTxTimeout are set on every connection
 	// (statement_timeout, lock_timeout, idle_in_transaction_session_timeout): a query, a
@@ -86,10 +88,12 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 			cfg.RuntimeParams[k] = v
 		}
 	}
-	sqldb := stdlib.OpenDB(*cfg)
-	if opt.MaxOpenConns == 0 {
-		opt.MaxOpenConns = 20
+	if opt.MaxOpenConns <= 0 {
+		// The service's pool sizes are configuration (DB_MAX_CONNS and the API's): the
+		// caller says, so the default is written once, in config.
+		return nil, fmt.Errorf("store: open with MaxOpenConns %d: the pool needs a size", opt.MaxOpenConns)
 	}
+	sqldb := stdlib.OpenDB(*cfg)
 	if opt.MaxIdleConns == 0 {
 		opt.MaxIdleConns = opt.MaxOpenConns
 	}

@@ -17,7 +17,7 @@ import (
 
 // Not parallel: it installs the process's tracer provider.
 func TestTraceHook_SQLSpanIsAChildAndHoldsNoBoundValues(t *testing.T) {
-	db := testutil.NewDB(t, store.Options{QueryHook: store.TraceHook("checkout")})
+	db := testutil.NewDB(t, store.Options{MaxOpenConns: 2, QueryHook: store.TraceHook("checkout")})
 	exp := telemetrytest.Record(t)
 	ctx, parent := telemetry.Tracer().Start(context.Background(), "resolver")
 	var got string

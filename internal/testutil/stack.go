@@ -178,6 +178,9 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	s.ctx = ctx
 	t.Cleanup(func() { cancel(); s.wg.Wait() })
 	if !opt.NoRelay {
+		if opt.Relay.Batch == 0 {
+			opt.Relay.Batch = 100
+		}
 		if opt.Relay.Poll == 0 {
 			opt.Relay.Poll = 100 * time.Millisecond
 		}

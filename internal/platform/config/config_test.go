@@ -9,14 +9,14 @@ import (
 
 // safeProduction is a production configuration that passes.
 func safeProduction(env string) config.Config {
-	return config.Config{
-		Env: env, JWTSecret: strings.Repeat("s", 40), KeyRetention: 48 * 3600e9, ReservationTTL: 600e9,
-		PaymentProvider: "stripe", StripeSecretKey: "sk_live_x", StripeAPIBase: "https://api.stripe.com", StripeWebhookSecret: "whsec_x",
-		DatabaseURL: "postgres://checkout@db:5432/checkout?sslmode=verify-full", AMQPURL: "amqps://checkout:pw@mq:5671/",
-		ReservationStrategy: "batch", BatchMaxSize: 64, BatchMaxWait: 1e6, BatchWorkers: 4, CheckoutQueue: 4096, CheckoutTimeout: 10e9,
-		AMQPQuorumSize: 3,
-		TLS:            config.TLS{CertFile: "/etc/tls/tls.crt", KeyFile: "/etc/tls/tls.key", ClientAuth: "require"},
-	}
+	c := config.Defaults()
+	c.Env = env
+	c.Auth.JWTSecret = strings.Repeat("s", 40)
+	c.Payment = config.Payment{Provider: "stripe", StripeSecretKey: "sk_live_x", StripeAPIBase: "https://api.stripe.com", StripeWebhookSecret: "whsec_x"}
+	c.Database.URL = "postgres://checkout@db:5432/checkout?sslmode=verify-full"
+	c.Broker.URL = "amqps://checkout:pw@mq:5671/"
+	c.TLS = config.TLS{CertFile: "/etc/tls/tls.crt", KeyFile: "/etc/tls/tls.key", ClientAuth: "require"}
+	return c
 }
 
 func TestProduction_RecognisedWhateverTheSpelling(t *testing.T) {
@@ -47,13 +47,13 @@ func TestProduction_RefusesUnsafeSettings(t *testing.T) {
 		change func(*config.Config)
 		want   string
 	}{
-		{"private webhooks", func(c *config.Config) { c.WebhookAllowPrivate = true }, "WEBHOOK_ALLOW_PRIVATE"},
-		{"introspection", func(c *config.Config) { c.GraphQLIntrospection = &yes }, "GRAPHQL_INTROSPECTION"},
-		{"plain Stripe", func(c *config.Config) { c.StripeAPIBase = "http://stripe-mock:12111" }, "STRIPE_API_BASE"},
-		{"unencrypted database", func(c *config.Config) { c.DatabaseURL = "postgres://u@db/checkout?sslmode=disable" }, "sslmode=disable"},
-		{"unencrypted database DSN", func(c *config.Config) { c.DatabaseURL = "host=db user=u sslmode=disable" }, "sslmode=disable"},
-		{"guest AMQP", func(c *config.Config) { c.AMQPURL = "amqps://guest:guest@mq:5671/" }, "guest"},
-		{"Stripe without its webhook secret", func(c *config.Config) { c.StripeWebhookSecret = "" }, "STRIPE_WEBHOOK_SECRET"},
+		{"private webhooks", func(c *config.Config) { c.Webhooks.AllowPrivate = true }, "WEBHOOK_ALLOW_PRIVATE"},
+		{"introspection", func(c *config.Config) { c.GraphQL.Introspection = &yes }, "GRAPHQL_INTROSPECTION"},
+		{"plain Stripe", func(c *config.Config) { c.Payment.StripeAPIBase = "http://stripe-mock:12111" }, "STRIPE_API_BASE"},
+		{"unencrypted database", func(c *config.Config) { c.Database.URL = "postgres://u@db/checkout?sslmode=disable" }, "sslmode=disable"},
+		{"unencrypted database DSN", func(c *config.Config) { c.Database.URL = "host=db user=u sslmode=disable" }, "sslmode=disable"},
+		{"guest AMQP", func(c *config.Config) { c.Broker.URL = "amqps://guest:guest@mq:5671/" }, "guest"},
+		{"Stripe without its webhook secret", func(c *config.Config) { c.Payment.StripeWebhookSecret = "" }, "STRIPE_WEBHOOK_SECRET"},
 	} {
 		for _, env := range []string{"production", "Prod"} {
 			c := safeProduction(env)
@@ -70,13 +70,13 @@ func TestProduction_RefusesUnsafeSettings(t *testing.T) {
 	}
 	// All at once: one line each.
 	c := safeProduction("production")
-	c.WebhookAllowPrivate, c.GraphQLIntrospection, c.AMQPURL = true, &yes, "amqps://guest:guest@mq/"
+	c.Webhooks.AllowPrivate, c.GraphQL.Introspection, c.Broker.URL = true, &yes, "amqps://guest:guest@mq/"
 	if err := c.Validate(); err == nil || len(strings.Split(err.Error(), "\n")) != 3 {
 		t.Fatalf("three problems: %v", err)
 	}
 	// The database override is the one that makes sense.
 	c = safeProduction("production")
-	c.DatabaseURL, c.AllowInsecureDatabase = "postgres://u@localhost/checkout?sslmode=disable", true
+	c.Database.URL, c.TLS.AllowInsecureDatabase = "postgres://u@localhost/checkout?sslmode=disable", true
 	if err := c.Validate(); err != nil {
 		t.Fatalf("ALLOW_INSECURE_DATABASE=true: %v", err)
 	}
@@ -90,9 +90,9 @@ func TestLoad_EdgeSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MetricsAddr != "127.0.0.1:9464" || len(c.TrustedProxies) != 2 || c.SocketsPerClient != 3 ||
-		c.SocketInitTimeout != 5e9 || c.GraphQLMaxTokens != 10000 || c.APQMaxEntries != 2000 || c.HTTPWriteTimeout != 30e9 {
-		t.Fatalf("%+v", c.Edge)
+	if c.HTTP.MetricsAddr != "127.0.0.1:9464" || len(c.Overload.TrustedProxies) != 2 || c.Sockets.PerClient != 3 ||
+		c.Sockets.InitTimeout != 5e9 || c.GraphQL.MaxTokens != 10000 || c.GraphQL.APQMaxEntries != 2000 || c.HTTP.WriteTimeout != 30e9 {
+		t.Fatalf("%+v", c)
 	}
 }
 
@@ -106,13 +106,13 @@ func TestProduction_RefusesPlainTextConnections(t *testing.T) {
 		want   string // in the refusal
 		allow  string // the ALLOW_PLAINTEXT word that accepts it
 	}{
-		{"plain HTTP listener", func(c *config.Config) { c.CertFile, c.KeyFile = "", "" }, "TLS_CERT_FILE", "http"},
-		{"database without sslmode (pgx: prefer)", func(c *config.Config) { c.DatabaseURL = "postgres://u@db/checkout" }, "sslmode=prefer", "database"},
-		{"database sslmode=require (not verified)", func(c *config.Config) { c.DatabaseURL = "postgres://u@db/checkout?sslmode=require" }, "sslmode=require", "database"},
-		{"database DSN sslmode=disable", func(c *config.Config) { c.DatabaseURL = "host=db user=u sslmode=disable" }, "sslmode=disable", "database"},
-		{"amqp://", func(c *config.Config) { c.AMQPURL = "amqp://checkout:pw@mq:5672/" }, "AMQP_URL is not amqps://", "amqp"},
-		{"one amqp:// in a cluster list", func(c *config.Config) { c.AMQPURL = "amqps://c:pw@mq1/,amqp://c:pw@mq2/" }, "AMQP_URL is not amqps://", "amqp"},
-		{"redis://", func(c *config.Config) { c.RedisURL = "redis://cache:6379/0" }, "REDIS_URL is not rediss://", "redis"},
+		{"plain HTTP listener", func(c *config.Config) { c.TLS.CertFile, c.TLS.KeyFile = "", "" }, "TLS_CERT_FILE", "http"},
+		{"database without sslmode (pgx: prefer)", func(c *config.Config) { c.Database.URL = "postgres://u@db/checkout" }, "sslmode=prefer", "database"},
+		{"database sslmode=require (not verified)", func(c *config.Config) { c.Database.URL = "postgres://u@db/checkout?sslmode=require" }, "sslmode=require", "database"},
+		{"database DSN sslmode=disable", func(c *config.Config) { c.Database.URL = "host=db user=u sslmode=disable" }, "sslmode=disable", "database"},
+		{"amqp://", func(c *config.Config) { c.Broker.URL = "amqp://checkout:pw@mq:5672/" }, "AMQP_URL is not amqps://", "amqp"},
+		{"one amqp:// in a cluster list", func(c *config.Config) { c.Broker.URL = "amqps://c:pw@mq1/,amqp://c:pw@mq2/" }, "AMQP_URL is not amqps://", "amqp"},
+		{"redis://", func(c *config.Config) { c.Redis.URL = "redis://cache:6379/0" }, "REDIS_URL is not rediss://", "redis"},
 	} {
 		c := safeProduction("production")
 		tc.change(&c)
@@ -120,11 +120,11 @@ func TestProduction_RefusesPlainTextConnections(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "ALLOW_PLAINTEXT="+tc.allow) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: %v, want one line naming %s and ALLOW_PLAINTEXT=%s", tc.name, err, tc.want, tc.allow)
 		}
-		c.AllowPlaintext = []string{"redis", tc.allow}
+		c.TLS.AllowPlaintext = []string{"redis", tc.allow}
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s with ALLOW_PLAINTEXT=redis,%s: %v", tc.name, tc.allow, err)
 		}
-		c.AllowPlaintext = []string{"redis"}
+		c.TLS.AllowPlaintext = []string{"redis"}
 		if tc.allow != "redis" && c.Validate() == nil {
 			t.Errorf("%s: ALLOW_PLAINTEXT=redis accepted it", tc.name)
 		}
@@ -142,14 +142,14 @@ func TestProduction_RefusesPlainTextConnections(t *testing.T) {
 		"the older ALLOW flag, ✓": "postgres://u@localhost/checkout?sslmode=disable",
 	} {
 		c := safeProduction("production")
-		c.DatabaseURL = dsn
-		c.AllowInsecureDatabase = strings.HasSuffix(name, "✓")
+		c.Database.URL = dsn
+		c.TLS.AllowInsecureDatabase = strings.HasSuffix(name, "✓")
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
 	c := safeProduction("production")
-	c.AllowPlaintext = []string{"smtp"}
+	c.TLS.AllowPlaintext = []string{"smtp"}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "ALLOW_PLAINTEXT") {
 		t.Errorf("ALLOW_PLAINTEXT=smtp: %v", err)
 	}
@@ -163,14 +163,14 @@ func TestValidate_TLSSettingsThatCannotWork(t *testing.T) {
 		change func(*config.Config)
 		want   string
 	}{
-		{"certificate without key", func(c *config.Config) { c.KeyFile = "" }, "TLS_KEY_FILE"},
-		{"client CA without a server certificate", func(c *config.Config) { c.CertFile, c.KeyFile, c.ClientCAFile = "", "", "/ca.pem" }, "TLS_CLIENT_CA_FILE"},
-		{"unknown client policy", func(c *config.Config) { c.ClientCAFile, c.ClientAuth = "/ca.pem", "sometimes" }, "TLS_CLIENT_AUTH"},
-		{"partners without a client CA", func(c *config.Config) { c.PartnerClients = []string{"cn:acme"} }, "TLS_PARTNER_CLIENTS"},
-		{"AMQP files with amqp://", func(c *config.Config) { c.AMQPURL, c.AMQPCAFile = "amqp://u:p@mq/", "/ca.pem" }, "AMQP_TLS_"},
-		{"AMQP certificate without key", func(c *config.Config) { c.AMQPCertFile = "/c.pem" }, "AMQP_TLS_KEY_FILE"},
-		{"Redis files with redis://", func(c *config.Config) { c.RedisURL, c.RedisCAFile = "redis://cache/0", "/ca.pem" }, "REDIS_TLS_"},
-		{"Redis files without REDIS_URL", func(c *config.Config) { c.RedisCAFile = "/ca.pem" }, "REDIS_TLS_"},
+		{"certificate without key", func(c *config.Config) { c.TLS.KeyFile = "" }, "TLS_KEY_FILE"},
+		{"client CA without a server certificate", func(c *config.Config) { c.TLS.CertFile, c.TLS.KeyFile, c.TLS.ClientCAFile = "", "", "/ca.pem" }, "TLS_CLIENT_CA_FILE"},
+		{"unknown client policy", func(c *config.Config) { c.TLS.ClientCAFile, c.TLS.ClientAuth = "/ca.pem", "sometimes" }, "TLS_CLIENT_AUTH"},
+		{"partners without a client CA", func(c *config.Config) { c.TLS.PartnerClients = []string{"cn:acme"} }, "TLS_PARTNER_CLIENTS"},
+		{"AMQP files with amqp://", func(c *config.Config) { c.Broker.URL, c.Broker.CAFile = "amqp://u:p@mq/", "/ca.pem" }, "AMQP_TLS_"},
+		{"AMQP certificate without key", func(c *config.Config) { c.Broker.CertFile = "/c.pem" }, "AMQP_TLS_KEY_FILE"},
+		{"Redis files with redis://", func(c *config.Config) { c.Redis.URL, c.Redis.CAFile = "redis://cache/0", "/ca.pem" }, "REDIS_TLS_"},
+		{"Redis files without REDIS_URL", func(c *config.Config) { c.Redis.CAFile = "/ca.pem" }, "REDIS_TLS_"},
 	} {
 		for _, env := range []string{"development", "production"} {
 			c := safeProduction(env)
@@ -192,7 +192,29 @@ func TestLoad_TLSSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.CertFile != "/tls/s.crt" || c.ClientAuth != "require" || len(c.PartnerClients) != 2 || len(c.AllowPlaintext) != 2 {
+	if c.TLS.CertFile != "/tls/s.crt" || c.TLS.ClientAuth != "require" || len(c.TLS.PartnerClients) != 2 || len(c.TLS.AllowPlaintext) != 2 {
 		t.Fatalf("%+v", c.TLS)
+	}
+}
+
+// Tracing settings that cannot work are refused at start: an exporter or an OTLP
+// protocol that is not built in.
+func TestLoad_TelemetrySettings(t *testing.T) {
+	for _, tc := range []struct{ env, value, want string }{
+		{"OTEL_TRACES_EXPORTER", "zipkin", "OTEL_TRACES_EXPORTER"},
+		{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL"},
+		{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL"},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv(tc.env, tc.value)
+			if _, err := config.Load(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%s=%s: %v, want an error naming %s", tc.env, tc.value, err, tc.want)
+			}
+		})
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+	if _, err := config.Load(); err != nil {
+		t.Fatalf("the traces protocol wins: %v", err)
 	}
 }

@@ -61,35 +61,37 @@ func Install(tp trace.TracerProvider) (restore func()) {
 // standard output holds only JSON log lines.
 var Console io.Writer = os.Stderr
 
-// Setup installs the propagator and, as OTEL_TRACES_EXPORTER asks, a tracer provider:
-// "none" or unset (no spans recorded), "otlp" (OTLP over HTTP/protobuf, configured by
-// OTEL_EXPORTER_OTLP_ENDPOINT, _HEADERS, _TIMEOUT, ... and their _TRACES_ forms), or
-// "console"/"stdout" (pretty JSON spans on Console). Sampling follows
-// OTEL_TRACES_SAMPLER(_ARG) (default: parent-based always-on); the resource takes
-// serviceName, overridden by OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
-// OTEL_SDK_DISABLED=true turns it off. shutdown flushes buffered spans.
-func Setup(ctx context.Context, serviceName string) (shutdown func(context.Context) error, err error) {
+// Options are what Setup needs from the configuration (config.Telemetry).
+type Options struct {
+	// ServiceName names the resource; OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES,
+	// read by the SDK, override it.
+	ServiceName string
+	// Exporter is none (or empty: no spans recorded), otlp (OTLP over HTTP/protobuf,
+	// configured by the SDK's OTEL_EXPORTER_OTLP_* variables) or console/stdout (pretty
+	// JSON spans on Console).
+	Exporter string
+	// Disabled turns tracing off whatever the exporter (OTEL_SDK_DISABLED).
+	Disabled bool
+}
+
+// Setup installs the propagator and, as opt.Exporter asks, a tracer provider. Sampling
+// follows OTEL_TRACES_SAMPLER(_ARG), read by the SDK (default: parent-based always-on).
+// shutdown flushes buffered spans.
+func Setup(ctx context.Context, opt Options) (shutdown func(context.Context) error, err error) {
 	otel.SetTextMapPropagator(Propagator)
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		slog.Warn("opentelemetry", "error", err)
 	}))
 	enabled.Store(false)
 	noop := func(context.Context) error { return nil }
-	if strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
+	if opt.Disabled {
 		return noop, nil
 	}
 	var exp sdktrace.SpanExporter
-	switch name := strings.ToLower(strings.TrimSpace(os.Getenv("OTEL_TRACES_EXPORTER"))); name {
+	switch name := strings.ToLower(strings.TrimSpace(opt.Exporter)); name {
 	case "", "none":
 		return noop, nil
 	case "otlp":
-		proto := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-		if proto == "" {
-			proto = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
-		}
-		if proto != "" && proto != "http/protobuf" {
-			return nil, fmt.Errorf("telemetry: OTEL_EXPORTER_OTLP_PROTOCOL %q is not supported; use http/protobuf (port 4318)", proto)
-		}
 		if exp, err = otlptracehttp.New(ctx); err != nil {
 			return nil, fmt.Errorf("telemetry: otlp exporter: %w", err)
 		}
@@ -101,7 +103,7 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 		return nil, fmt.Errorf("telemetry: OTEL_TRACES_EXPORTER %q is not supported (none, otlp, console)", name)
 	}
 	res, err := resource.New(ctx,
-		resource.WithAttributes(attribute.String("service.name", serviceName)),
+		resource.WithAttributes(attribute.String("service.name", opt.ServiceName)),
 		resource.WithFromEnv(), resource.WithTelemetrySDK(), resource.WithHost())
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)

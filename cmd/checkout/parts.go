@@ -1,0 +1,505 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker"
+	"github.com/uptrace/bun"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/checkout-backend/checkout/graph"
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
+	"github.com/checkout-backend/checkout/internal/broker"
+	"github.com/checkout-backend/checkout/internal/catalog"
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/feed"
+	"github.com/checkout-backend/checkout/internal/payment"
+	"github.com/checkout-backend/checkout/internal/payment/sandbox"
+	stripegw "github.com/checkout-backend/checkout/internal/payment/stripe"
+	"github.com/checkout-backend/checkout/internal/platform/auth"
+	"github.com/checkout-backend/checkout/internal/platform/config"
+	"github.com/checkout-backend/checkout/internal/platform/httpx"
+	"github.com/checkout-backend/checkout/internal/platform/metrics"
+	"github.com/checkout-backend/checkout/internal/platform/overload"
+	"github.com/checkout-backend/checkout/internal/platform/telemetry"
+	"github.com/checkout-backend/checkout/internal/platform/tlsx"
+	"github.com/checkout-backend/checkout/internal/redishold"
+	"github.com/checkout-backend/checkout/internal/store"
+	"github.com/checkout-backend/checkout/internal/webhook"
+	"github.com/checkout-backend/checkout/outbox"
+	"github.com/checkout-backend/checkout/workers"
+)
+
+// The phases of service.build, one function each, in the order they run.
+
+// edge is the HTTP listeners: HTTP_ADDR (the API, health, and /metrics unless
+// METRICS_ADDR is set) and METRICS_ADDR; every phase registers on its mux. It also
+// holds the metrics, the logger (teed to Loki with LOKI_URL) and TLS, which every
+// phase uses.
+type edge struct {
+	closers
+	s        *service
+	mux      *http.ServeMux
+	metrics  *metrics.Metrics
+	tls      *tls.Config
+	partners *auth.PartnerCerts
+	servers  []*http.Server
+}
+
+func newEdge(s *service) (_ *edge, err error) {
+	e := &edge{s: s, mux: http.NewServeMux()}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	// TLS: the listeners' configuration (nil: plain HTTP), the partners' certificates,
+	// and AMQP_URL with the AMQP_TLS_* files amqp091-go reads on each dial.
+	if e.tls, e.partners, err = tlsSettings(&s.cfg, s.logger); err != nil {
+		return nil, err
+	}
+	consumers := workers.DeploymentConsumers(s.cfg.Analytics.Sink != "off")
+	names := make([]string, len(consumers))
+	for i, c := range consumers {
+		names[i] = c.Name
+	}
+	e.metrics = metrics.New(metrics.Options{Breakers: []string{"payment-" + gatewayName(s.cfg)}, Consumers: names})
+	s.m = e.metrics
+	logger, stopLogs, err := shipLogs(s.cfg, s.logger, e.metrics)
+	if err != nil {
+		return nil, err
+	}
+	s.logger = logger
+	e.add(func() error { stopLogs(); return nil })
+	if s.cfg.Debug.Pprof && !s.cfg.Production() {
+		// Profiling for development (make bench): never in production.
+		e.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		e.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	}
+	return e, nil
+}
+
+// ready makes the listeners once every phase registered its routes.
+func (e *edge) ready(p parts) {
+	cfg := e.s.cfg
+	// Edge: /metrics on METRICS_ADDR when set, else on HTTP_ADDR (the contract).
+	metricsSrv := httpx.Metrics(e.mux, cfg.HTTP.MetricsAddr, e.metrics.Handler())
+	if metricsSrv == nil && cfg.Production() {
+		e.s.logger.Warn("GET /metrics is served on HTTP_ADDR: set METRICS_ADDR to keep it off the public listener")
+	}
+	h := telemetry.Handler(httpx.RequestID(httpx.Log(e.s.logger, gqlhttp.InternalError, e.partners.Middleware(e.mux))))
+	e.servers = []*http.Server{httpx.NewServer(cfg.HTTP.Addr, h, cfg.HTTP.WriteTimeout)}
+	if metricsSrv != nil {
+		e.servers = append(e.servers, metricsSrv)
+	}
+	for _, srv := range e.servers {
+		// TLS: every listener serves HTTPS when TLS_CERT_FILE is set.
+		srv.TLSConfig = e.tls
+	}
+	e.s.logger.Info("serving", "mode", e.s.mode, "addr", cfg.HTTP.Addr, "https", e.tls != nil, "api", p.api, "relay", p.relay, "workers", p.workers)
+}
+
+// Run serves until ctx ends, then drains the requests in flight (SHUTDOWN_TIMEOUT).
+func (e *edge) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, srv := range e.servers {
+		g.Go(func() error {
+			if err := listen(srv); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http %s: %w", srv.Addr, err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-ctx.Done()
+		e.s.logger.Info("shutting down: draining requests and messages in hand")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.s.cfg.HTTP.ShutdownTimeout)
+		defer cancel()
+		var errs []error
+		for _, srv := range e.servers {
+			errs = append(errs, srv.Shutdown(sctx))
+		}
+		return errors.Join(errs...)
+	})
+	return g.Wait()
+}
+
+// stores is the first phase: the background pool (relay, workers, sweeper, feed), the
+// broker publisher and the adapters every other phase shares.
+type stores struct {
+	closers
+	db       *bun.DB
+	topo     broker.Topology
+	pub      *broker.Broker
+	notifier *outbox.Notifier
+	// orders is the background's order adapter (workers, sweeper, feed): it places no
+	// checkout.
+	orders   *store.Orders
+	ordersOf store.OrdersOptions
+	payments *store.Payments
+	webhooks *store.Webhooks
+	policy   webhook.Policy
+	sealer   *webhook.Sealer
+}
+
+func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) (_ *stores, err error) {
+	cfg, m := s.cfg, e.metrics
+	st := &stores{policy: webhook.Policy{AllowPrivate: cfg.Webhooks.AllowPrivate}}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	if st.db, err = store.Open(ctx, cfg.Database.URL, store.Options{MaxOpenConns: cfg.Database.MaxConns, QueryHook: store.TraceHook("checkout")}); err != nil {
+		return nil, err
+	}
+	st.add(st.db.Close)
+	if migrate {
+		if err := store.Migrate(ctx, st.db); err != nil {
+			return nil, err
+		}
+	}
+	m.DBStats(st.db.DB, "background")
+	m.OutboxBacklog(func(ctx context.Context) (int, time.Duration, error) { return outbox.Backlog(ctx, st.db, s.now()) })
+	// Webhook secrets are sealed at rest with WEBHOOK_SECRET_KEY: the API seals them,
+	// the delivery worker opens them to sign.
+	if st.sealer, err = webhook.NewSealer(cfg.Webhooks.SecretKey); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	st.webhooks = store.NewWebhooks(st.db, s.now)
+	st.topo = broker.Topology{Prefix: cfg.Broker.Prefix, Consumers: workers.DeploymentConsumers(cfg.Analytics.Sink != "off"),
+		RetryDelays: cfg.Workers.RetryDelays, QuorumSize: cfg.Broker.QuorumSize}
+	// Publishing and consuming get their own connections, as RabbitMQ advises.
+	st.pub = broker.New(cfg.Broker.URL, st.topo, s.logger)
+	st.pub.OnBlocked = m.BrokerBlocked
+	st.add(st.pub.Close)
+	if err := st.pub.Declare(ctx); err != nil {
+		// The API still takes orders (the outbox holds them); the relay retries.
+		s.logger.Warn("RabbitMQ unavailable at start; the outbox will hold events until it is back", "error", err)
+	}
+	m.Queues(func(ctx context.Context) ([]metrics.QueueDepth, error) {
+		stats, err := st.pub.QueueStats(ctx)
+		out := make([]metrics.QueueDepth, len(stats))
+		for i, q := range stats {
+			out[i] = metrics.QueueDepth(q)
+		}
+		return out, err
+	})
+	httpx.Health(e.mux, httpx.Check{Name: "database", Fn: func(ctx context.Context) error { return store.Ping(ctx, st.db.DB) }},
+		httpx.Check{Name: "broker", Fn: st.pub.Ping})
+	// Business metrics are counted when a change commits: once, whichever process made
+	// it, and never for one that rolled back. Relays are woken after each commit that
+	// wrote events: at once in this process, by a coalesced NOTIFY in the others.
+	st.notifier = outbox.NewNotifier(st.db)
+	st.ordersOf = store.OrdersOptions{Now: s.now, OnCommit: m.OrderCommitted, OnRedisFallback: m.RedisFallback, Notify: st.notifier.Notify}
+	strategy, err := store.ParseStrategy(cfg.Checkout.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	if strategy == store.StrategyRedis {
+		rdb, err := redisClient(cfg, s.logger)
+		if err != nil {
+			return nil, err
+		}
+		st.add(rdb.Close)
+		st.ordersOf.Redis = redishold.New(rdb, cfg.Broker.Prefix+"checkout:")
+	}
+	st.orders = store.NewOrders(st.db, st.ordersOf)
+	if strategy == store.StrategyRedis {
+		if err := st.orders.SyncStockCache(ctx, nil); err != nil {
+			s.logger.Warn("redis stock counters not synced at start; checkouts use row locks until they are", "error", err)
+		}
+	}
+	if p.workers || p.api {
+		st.payments = store.NewPayments(st.db, st.orders)
+		st.add(func() error { st.payments.Close(); return nil })
+	}
+	return st, nil
+}
+
+// Run has nothing to run: the stores serve the other components.
+func (st *stores) Run(context.Context) error { return nil }
+
+// relayPart runs the outbox relay.
+type relayPart struct {
+	closers
+	*outbox.Relay
+}
+
+func newRelay(s *service, st *stores) (*relayPart, error) {
+	cfg := s.cfg
+	r, err := outbox.NewRelay(st.db, broker.TracePublisher(st.pub), outbox.RelayOptions{Batch: cfg.Relay.Batch,
+		Poll: cfg.Relay.PollInterval, Logger: s.logger, Now: s.now, Observe: s.m.RelayBatch, Notifier: st.notifier})
+	if err != nil {
+		return nil, err
+	}
+	return &relayPart{Relay: r}, nil
+}
+
+// workerPart runs the broker's consumers: the payment (and refund) worker and the
+// partner webhooks' fan-out and delivery, on a connection of their own.
+type workerPart struct {
+	closers
+	run func(ctx context.Context) error
+}
+
+func newWorkers(s *service, st *stores) (*workerPart, error) {
+	cfg, m := s.cfg, s.m
+	gw, err := newGateway(cfg, s.logger, m)
+	if err != nil {
+		return nil, err
+	}
+	pay, err := workers.NewPaymentWorker(st.payments, gw, s.logger, s.now)
+	if err != nil {
+		return nil, err
+	}
+	sub := broker.New(cfg.Broker.URL, st.topo, s.logger)
+	w := &workerPart{}
+	w.add(sub.Close)
+	// A failed message's next attempt is scheduled in PostgreSQL (the outbox), not in a
+	// broker delay queue.
+	payOpt := broker.ConsumeOptions{Prefetch: cfg.Workers.Prefetch, Concurrency: cfg.Workers.Concurrency, Observe: m.Consumer,
+		Retry: outbox.Scheduler(st.db), Now: s.now}
+	hooks := workers.NewWebhooks(st.webhooks, workers.WebhookOptions{Policy: st.policy, Sealer: st.sealer, Logger: s.logger, Now: s.now,
+		Delivery: store.DeliveryPolicy{Retry: webhook.Retry{Base: cfg.Webhooks.BackoffBase, MaxAge: cfg.Webhooks.MaxAge,
+			MaxAttempts: cfg.Webhooks.MaxAttempts}, DisableAfter: cfg.Webhooks.DisableAfter}})
+	hookOpt := broker.ConsumeOptions{Observe: m.Consumer, Retry: outbox.Scheduler(st.db), Now: s.now}
+	w.run = func(ctx context.Context) error {
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return pay.Run(ctx, sub, payOpt) })
+		g.Go(func() error { return hooks.Run(ctx, sub, hookOpt) })
+		return g.Wait()
+	}
+	return w, nil
+}
+
+// Run consumes until ctx ends.
+func (w *workerPart) Run(ctx context.Context) error { return w.run(ctx) }
+
+// sweeperPart runs the sweeper: expiries, retention, the queue tables' upkeep and, with
+// the redis strategy, the counters' sync.
+type sweeperPart struct {
+	closers
+	*workers.Sweeper
+}
+
+func newSweeper(s *service, st *stores) *sweeperPart {
+	cfg := s.cfg
+	opt := workers.SweeperOptions{Interval: cfg.Workers.SweepInterval, KeyRetention: cfg.Checkout.KeyRetention,
+		OutboxRetention: cfg.Relay.Retention, Logger: s.logger, Now: s.now, OnFailure: s.m.SweepFailed}
+	if st.ordersOf.Redis != nil {
+		opt.StockSync = func(ctx context.Context) error { return st.orders.SyncStockCache(ctx, nil) }
+	}
+	return &sweeperPart{Sweeper: workers.NewSweeper(st.orders, store.NewMaintenance(st.db, s.now), opt)}
+}
+
+// apiPart is the GraphQL API and the Stripe webhook: its own pools (checkout, catalog
+// reads), its order adapter (the strategy's checkout), and the status feed of
+// subscriptions.
+type apiPart struct {
+	closers
+	feed *feed.Feed
+}
+
+func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, err error) {
+	cfg, m := s.cfg, e.metrics
+	a := &apiPart{}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	// Separate pools: a checkout rush cannot take the catalog's connections, nor the
+	// relay's and workers'.
+	checkoutDB, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxOpenConns: cfg.Database.CheckoutConns, QueryHook: store.TraceHook("checkout")})
+	if err != nil {
+		return nil, err
+	}
+	a.add(checkoutDB.Close)
+	// Catalog reads from a replica when DATABASE_READ_URL is set.
+	readURL := cfg.Database.URL
+	if cfg.Database.ReadURL != "" {
+		readURL = cfg.Database.ReadURL
+	}
+	readDB, err := store.Open(ctx, readURL, store.Options{MaxOpenConns: cfg.Database.ReadConns, QueryHook: store.TraceHook("checkout")})
+	if err != nil {
+		return nil, err
+	}
+	a.add(readDB.Close)
+	var catalogStore catalog.Store = store.NewCatalog(readDB, s.now)
+	if cfg.Database.ReadURL != "" {
+		// Catalog writes (admin mutations) go to the primary; reads may lag.
+		catalogStore = catalog.ReadSplit{Writer: store.NewCatalog(checkoutDB, s.now), Reader: catalogStore}
+	}
+	m.DBStats(checkoutDB.DB, "checkout-api")
+	m.DBStats(readDB.DB, "catalog-read")
+	strategy, err := store.ParseStrategy(cfg.Checkout.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	opt := st.ordersOf
+	opt.Strategy, opt.OnRetry = strategy, m.ReservationRetry
+	opt.Batch = store.BatchOptions{MaxSize: cfg.Checkout.BatchMaxSize, MaxWait: cfg.Checkout.BatchMaxWait, Workers: cfg.Checkout.BatchWorkers,
+		Queue: cfg.Checkout.Queue, OnBatch: m.ReservationBatch}
+	orders := store.NewOrders(checkoutDB, opt)
+	a.add(func() error { orders.Close(); return nil })
+	svc, err := checkout.NewService(orders, store.NewCarts(checkoutDB, s.now), cfg.Checkout.ReservationTTL, s.now)
+	if err != nil {
+		return nil, err
+	}
+	svc.CheckoutTimeout = cfg.Checkout.Timeout
+	feedBroker := broker.New(cfg.Broker.URL, st.topo, s.logger)
+	a.add(feedBroker.Close)
+	a.feed = feed.New(feedBroker, st.orders, 16, s.logger)
+	res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: catalog.NewService(catalogStore), Orders: orders, Feed: a.feed,
+		WebhookService: webhook.NewService(st.webhooks, st.policy, func() string { return uuid.Must(uuid.NewV7()).String() }).WithSealer(st.sealer)}
+	gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, s.logger)
+	if err != nil {
+		return nil, err
+	}
+	a.add(func() error { closeGQL(); return nil })
+	shed, clientKey, err := newShedder(cfg, m, gqlOpt)
+	if err != nil {
+		return nil, err
+	}
+	sockets := gqlhttp.SocketOptionsFromConfig(cfg)
+	sockets.ClientKey, sockets.Allow = clientKey, shed.AllowKey
+	e.mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: s.logger, Verifier: auth.NewVerifier(cfg.Auth.JWTSecret),
+		Introspection: cfg.Introspection(), HTTP: gqlOpt, Metrics: m, Overload: shed.Middleware, Sockets: sockets}))
+	if !cfg.Production() {
+		e.mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
+	}
+	e.mux.Handle("POST /webhooks/stripe", &stripegw.WebhookHandler{Payments: st.payments, Secret: cfg.Payment.StripeWebhookSecret,
+		Tolerance: 5 * time.Minute, Logger: s.logger})
+	return a, nil
+}
+
+// Run runs the status feed of subscriptions.
+func (a *apiPart) Run(ctx context.Context) error { return a.feed.Run(ctx) }
+
+// newShedder is the API's load shedding: bulkheads per class of request and each
+// client's rate. The client of a request is its JWT subject, else its address, read
+// from CLIENT_IP_HEADER only when the peer is one of TRUSTED_PROXIES.
+func newShedder(cfg config.Config, m *metrics.Metrics, gqlOpt gqlhttp.Options) (*overload.Shedder, func(*http.Request) string, error) {
+	trusted, err := overload.ParsePrefixes(cfg.Overload.TrustedProxies)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	clients, err := overload.NewClients(trusted, cfg.Overload.ClientIPHeader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	o := cfg.Overload
+	shed := overload.New(overload.Options{
+		ClientKey: clients.Key,
+		Limits:    map[overload.Class]int{overload.Checkout: o.CheckoutConcurrency, overload.Read: o.ReadConcurrency, overload.Other: o.OtherConcurrency},
+		MaxWait:   o.MaxWait,
+		Rate:      rate.Limit(o.ClientRate),
+		Burst:     o.ClientBurst,
+		Classify:  overload.GraphQL(gqlOpt.Persisted.Manifest.Document),
+		Reject:    gqlhttp.Refuse,
+		OnReject: func(c overload.Class, status int) {
+			reason := "busy"
+			if status == http.StatusTooManyRequests {
+				reason = "rate_limited"
+			}
+			m.Shed(string(c), reason)
+		},
+	})
+	for _, c := range []overload.Class{overload.Checkout, overload.Read, overload.Other} {
+		m.InFlight(string(c), func() int { return shed.InFlight(c) })
+	}
+	return shed, clients.Key, nil
+}
+
+// newGateway builds the configured payment provider behind its circuit breaker and
+// retries.
+func newGateway(cfg config.Config, logger *slog.Logger, m *metrics.Metrics) (*payment.Resilient, error) {
+	var gw payment.Gateway
+	switch cfg.Payment.Provider {
+	case "stripe":
+		s, err := stripegw.New(stripegw.Config{SecretKey: cfg.Payment.StripeSecretKey, APIBase: cfg.Payment.StripeAPIBase})
+		if err != nil {
+			return nil, err
+		}
+		gw = s
+	default:
+		gw = sandbox.New()
+	}
+	r := payment.NewResilient(payment.Traced(gw), payment.ResilientOptions{
+		OnRetry: func(op string, err error, wait time.Duration) {
+			logger.Warn("payment call failed; retrying", "op", op, "error", err, "retryIn", wait.String())
+		},
+		OnStateChange: func(name string, _, to gobreaker.State) { m.BreakerState(name, to) },
+	})
+	m.BreakerState(r.BreakerName(), r.State())
+	return r, nil
+}
+
+// gatewayName is the provider newGateway builds; its breaker is "payment-" + it.
+func gatewayName(cfg config.Config) string {
+	if cfg.Payment.Provider == "stripe" {
+		return "stripe"
+	}
+	return "sandbox"
+}
+
+// redisClient connects to REDIS_URL (rediss:// verified with REDIS_TLS_CA_FILE, and
+// REDIS_TLS_CERT_FILE presented).
+func redisClient(cfg config.Config, logger *slog.Logger) (*redis.Client, error) {
+	opt, err := tlsx.RedisOptions(cfg.Redis.URL, redisTLSFiles(cfg), logger)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 2*time.Second, time.Second, time.Second
+	return redis.NewClient(opt), nil
+}
+
+// tlsSettings builds the listeners' TLS configuration (nil without TLS_CERT_FILE), the
+// partner certificates of TLS_PARTNER_CLIENTS, and rewrites cfg's AMQP_URL with the
+// AMQP_TLS_* files; any file that cannot be loaded stops the start here.
+func tlsSettings(cfg *config.Config, logger *slog.Logger) (*tls.Config, *auth.PartnerCerts, error) {
+	partners, err := auth.NewPartnerCerts(cfg.TLS.PartnerClients)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	b := cfg.Broker
+	if cfg.Broker.URL, err = tlsx.AMQPURL(b.URL, tlsx.Files{CA: b.CAFile, Cert: b.CertFile, Key: b.KeyFile}); err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	t := cfg.TLS
+	if t.CertFile == "" {
+		return nil, partners, nil
+	}
+	c, err := tlsx.Server(tlsx.ServerOptions{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile,
+		ClientAuth: tlsx.ClientAuth(t.ClientAuth), Logger: logger})
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	logger.Info("tls: partners authenticated by certificate", "identities", partners.Len())
+	return c, partners, nil
+}
+
+// listen serves srv over HTTPS when it has a TLS configuration, else plain HTTP.
+func listen(srv *http.Server) error {
+	if srv.TLSConfig != nil {
+		return srv.ListenAndServeTLS("", "")
+	}
+	return srv.ListenAndServe()
+}
+
+// redisTLSFiles are the REDIS_TLS_* files.
+func redisTLSFiles(cfg config.Config) tlsx.Files {
+	return tlsx.Files{CA: cfg.Redis.CAFile, Cert: cfg.Redis.CertFile, Key: cfg.Redis.KeyFile}
+}
