@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/platform/config"
 	"github.com/checkout-backend/checkout/workers"

@@ -82,9 +82,9 @@ type service struct {
 	cfg    config.Config
 	logger *slog.Logger
 	// now is the one clock every part reads.
-	now  func() time.Time
-	m    *metrics.Metrics // made by the first phase (the edge)
-	mode string
+	now        func() time.Time
+	m          *metrics.Metrics // made by the first phase (the edge)
+	mode       string
 	components []component
 	closed     bool
 }
