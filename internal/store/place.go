@@ -124,95 +124,118 @@ func (s *Orders) place(ctx context.Context, ins []placeIn) ([]placed, []error, e
 // size: keys, carts (cart checkouts only), prices, orders, the holder's reads, then one
 // script with every write that follows the allocation.
 func (s *Orders) placeIn(ctx context.Context, tx bun.Tx, ins []placeIn) ([]placed, []error, int, error) {
-	n := len(ins)
-	out, errs := make([]placed, n), make([]error, n)
-
+	b := &batch{ins: ins, out: make([]placed, len(ins)), errs: make([]error, len(ins))}
 	// 1. Idempotency keys first: a duplicate of another transaction's key waits here.
-	fresh, err := claimKeys(ctx, tx, ins)
+	if err := b.claim(ctx, tx); err != nil {
+		return nil, nil, 0, err
+	}
+	// 2. Lines and prices, then the orders with their items, before the rows are held.
+	if err := b.price(ctx, tx); err != nil {
+		return nil, nil, 0, err
+	}
+	if len(b.orders) == 0 {
+		return b.out, b.errs, 0, nil
+	}
+	// 3. The holder allocates in arrival order, holding the rows it read: the row locks
+	// are taken last, so they are held for the shortest time.
+	wants := make([]want, len(b.priced))
+	for j, i := range b.priced {
+		wants[j] = b.wants[i]
+	}
+	allocs, refused, err := s.holder.allocate(ctx, tx, wants)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	var keyed []int // the checkouts whose key this transaction stored
+	// 4. One round trip writes the rest.
+	n, err := b.write(ctx, tx, allocs, refused, s.now().Truncate(time.Microsecond))
+	return b.out, b.errs, n, err
+}
+
+// batch is one checkout transaction's working state: each checkout's answer (out or
+// errs), and the orders that go on from one step to the next.
+type batch struct {
+	ins  []placeIn
+	out  []placed
+	errs []error
+	// keyed are the checkouts whose key this transaction stored, wants their lines.
+	keyed []int
+	wants []want
+	// priced are the keyed checkouts that were priced, in arrival order; orders[j] is
+	// the order of ins[priced[j]].
+	priced []int
+	orders []checkout.Order
+}
+
+// claim stores the keys and answers the checkouts whose key was used before.
+func (b *batch) claim(ctx context.Context, tx bun.Tx) error {
+	fresh, err := claimKeys(ctx, tx, b.ins)
+	if err != nil {
+		return err
+	}
 	var used []int
-	for i := range ins {
+	for i := range b.ins {
 		if fresh[i] {
-			keyed = append(keyed, i)
+			b.keyed = append(b.keyed, i)
 		} else {
 			used = append(used, i)
 		}
 	}
-	if err := replays(ctx, tx, ins, used, out, errs); err != nil {
-		return nil, nil, 0, err
-	}
+	return replays(ctx, tx, b.ins, used, b.out, b.errs)
+}
 
-	// 2. Lines (a cart's, read under its lock) and prices, then the orders with their
-	// items, before the inventory rows are held.
-	wants, err := linesOf(ctx, tx, ins, keyed, errs)
-	if err != nil {
-		return nil, nil, 0, err
+// price reads each keyed checkout's lines (a cart's under its lock) and their prices,
+// and inserts the orders it could price, with their items.
+func (b *batch) price(ctx context.Context, tx bun.Tx) error {
+	var err error
+	if b.wants, err = linesOf(ctx, tx, b.ins, b.keyed, b.errs); err != nil {
+		return err
 	}
 	var skus []string
-	for _, i := range keyed {
-		if errs[i] == nil {
-			for _, l := range wants[i].lines {
+	for _, i := range b.keyed {
+		if b.errs[i] == nil {
+			for _, l := range b.wants[i].lines {
 				skus = append(skus, l.SKU)
 			}
 		}
 	}
 	prices, err := pricesOf(ctx, tx, skus)
 	if err != nil {
-		return nil, nil, 0, err
+		return err
 	}
-	var priced []int
-	var orders []checkout.Order
 	var tokens []string
-	for _, i := range keyed {
-		if errs[i] != nil {
+	for _, i := range b.keyed {
+		if b.errs[i] != nil {
 			continue
 		}
-		items, total, currency, err := checkout.PriceLines(wants[i].lines, prices, wants[i].field, ins[i].p.CartID != "")
+		items, total, currency, err := checkout.PriceLines(b.wants[i].lines, prices, b.wants[i].field, b.ins[i].p.CartID != "")
 		if err != nil {
-			errs[i] = err
+			b.errs[i] = err
 			continue
 		}
-		priced = append(priced, i)
-		orders = append(orders, newOrder(ins[i].p, items, total, currency))
-		tokens = append(tokens, ins[i].p.PaymentToken)
+		b.priced = append(b.priced, i)
+		b.orders = append(b.orders, newOrder(b.ins[i].p, items, total, currency))
+		tokens = append(tokens, b.ins[i].p.PaymentToken)
 	}
-	if len(orders) > 0 {
-		if err := insertOrders(ctx, tx, orders, tokens); err != nil {
-			return nil, nil, 0, err
-		}
+	if len(b.orders) == 0 {
+		return nil
 	}
+	return insertOrders(ctx, tx, b.orders, tokens)
+}
 
-	// 3. The holder allocates in arrival order, holding the rows it read. The row locks
-	// are taken last, so they are held for the shortest time.
-	var allocs []allocation
-	var refused []error
-	if len(priced) > 0 {
-		pw := make([]want, len(priced))
-		for j, i := range priced {
-			pw[j] = wants[i]
-		}
-		if allocs, refused, err = s.holder.allocate(ctx, tx, pw); err != nil {
-			return nil, nil, 0, err
-		}
-	}
-
-	// 4. In one round trip: what was refused leaves nothing behind; the reserved units,
-	// the reservations, the carts' order and the events are written.
-	var sc script
+// write sends, in one round trip, what follows the allocation: what was refused leaves
+// nothing behind (its key and order deleted); the reserved units, the reservations, the
+// carts' order and the events are written. It returns how many orders it placed; with
+// none it writes nothing (the transaction rolls back).
+func (b *batch) write(ctx context.Context, tx bun.Tx, allocs []allocation, refused []error, now time.Time) (int, error) {
 	var total allocation
 	var res reservationRows
-	var placedOrders []checkout.Order
-	var placedHeaders []map[string]string
-	var placedCarts, cartOrder, cartID []string
-	var cartAt []time.Time
+	var carts cartRows
+	var envs []event.Envelope
 	var dropOrders []string
-	for j, i := range priced {
-		o := orders[j]
+	for j, i := range b.priced {
+		o := b.orders[j]
 		if refused[j] != nil {
-			errs[i] = refused[j]
+			b.errs[i] = refused[j]
 			dropOrders = append(dropOrders, o.ID)
 			continue
 		}
@@ -221,21 +244,29 @@ func (s *Orders) placeIn(ctx context.Context, tx bun.Tx, ins []placeIn) ([]place
 			total.add(a.sku[k], a.warehouse[k], a.qty[k])
 			res.add(o, a.sku[k], a.warehouse[k], a.qty[k])
 		}
-		out[i] = placed{order: o}
-		c := ins[i].p.CartID
-		placedOrders, placedHeaders, placedCarts = append(placedOrders, o), append(placedHeaders, ins[i].headers), append(placedCarts, c)
+		b.out[i] = placed{order: o}
+		c := b.ins[i].p.CartID
 		if c != "" {
-			cartOrder, cartID, cartAt = append(cartOrder, o.ID), append(cartID, c), append(cartAt, o.CreatedAt)
+			carts.add(o, c)
 		}
+		env, err := orderEvent(o, c)
+		if err != nil {
+			return 0, err
+		}
+		for h, v := range b.ins[i].headers {
+			env.Headers[h] = v
+		}
+		envs = append(envs, env)
 	}
+	if len(envs) == 0 {
+		return 0, nil
+	}
+	var sc script
 	var dc, dk []string
-	for _, i := range keyed {
-		if errs[i] != nil {
-			dc, dk = append(dc, ins[i].p.CustomerID), append(dk, ins[i].p.IdempotencyKey)
+	for _, i := range b.keyed {
+		if b.errs[i] != nil {
+			dc, dk = append(dc, b.ins[i].p.CustomerID), append(dk, b.ins[i].p.IdempotencyKey)
 		}
-	}
-	if len(placedOrders) == 0 {
-		return out, errs, 0, nil // rolled back: nothing of the refused is left
 	}
 	if len(dc) > 0 {
 		sc.add(`DELETE FROM idempotency_keys WHERE (customer_id, key) IN (SELECT * FROM unnest(?::text[], ?::text[]))`, pgArray(dc), pgArray(dk))
@@ -245,34 +276,33 @@ func (s *Orders) placeIn(ctx context.Context, tx bun.Tx, ins []placeIn) ([]place
 	}
 	sc.add(`UPDATE inventory i SET reserved = i.reserved + v.q, version = i.version + 1, updated_at = ?
 		FROM (SELECT sku, wh, sum(q)::int AS q FROM unnest(?::text[], ?::text[], ?::int[]) AS u(sku, wh, q) GROUP BY sku, wh) AS v
-		WHERE i.sku = v.sku AND i.warehouse = v.wh`, s.now().Truncate(time.Microsecond), pgArray(total.sku), pgArray(total.warehouse), pgArray(total.qty))
+		WHERE i.sku = v.sku AND i.warehouse = v.wh`, now, pgArray(total.sku), pgArray(total.warehouse), pgArray(total.qty))
 	sc.add(`INSERT INTO reservations (order_id, sku, warehouse, quantity, expires_at, created_at, updated_at)
 		SELECT o, sku, wh, q, e, a, a FROM unnest(?::uuid[], ?::text[], ?::text[], ?::int[], ?::timestamptz[], ?::timestamptz[]) AS v(o, sku, wh, q, e, a)`,
 		pgArray(res.order), pgArray(res.sku), pgArray(res.warehouse), pgArray(res.qty), pgArray(res.expires), pgArray(res.at))
-	if len(cartID) > 0 {
+	if len(carts.id) > 0 {
 		sc.add(`UPDATE carts c SET order_id = v.o, updated_at = v.at FROM unnest(?::uuid[], ?::uuid[], ?::timestamptz[]) AS v(o, c, at)
-			WHERE c.id = v.c`, pgArray(cartOrder), pgArray(cartID), pgArray(cartAt))
-	}
-	envs := make([]event.Envelope, len(placedOrders))
-	for k, o := range placedOrders {
-		env, err := orderEvent(o, placedCarts[k])
-		if err != nil {
-			return nil, nil, 0, err
-		}
-		for h, v := range placedHeaders[k] {
-			env.Headers[h] = v
-		}
-		envs[k] = env
+			WHERE c.id = v.c`, pgArray(carts.order), pgArray(carts.id), pgArray(carts.at))
 	}
 	q, args, err := outbox.InsertStatement(ctx, envs)
 	if err != nil {
-		return nil, nil, 0, err
+		return 0, err
 	}
 	sc.add(q, args...)
 	if err := sc.exec(ctx, tx); err != nil {
-		return nil, nil, 0, fmt.Errorf("place orders: %w", err)
+		return 0, fmt.Errorf("place orders: %w", err)
 	}
-	return out, errs, len(placedOrders), nil
+	return len(envs), nil
+}
+
+// cartRows are the carts a transaction closes, each with the order it became.
+type cartRows struct {
+	order, id []string
+	at        []time.Time
+}
+
+func (c *cartRows) add(o checkout.Order, cartID string) {
+	c.order, c.id, c.at = append(c.order, o.ID), append(c.id, cartID), append(c.at, o.CreatedAt)
 }
 
 // reservationRows are the reservations a transaction writes, one per order, SKU and
