@@ -1,19 +1,7 @@
-// Package rabbitnode starts private RabbitMQ nodes for tests and scripts, as separate OS
-// processes with a node name, AMQP port, distribution port and data directories of their
-// own (no management plugin), alone or as a cluster joined with rabbitmqctl, optionally
-// with an amqps listener that verifies client certificates. It never touches the shared
-// broker (rabbit@localhost). Nodes are stopped by their own process id.
-//
-// Tests call Start or StartCluster, which stop the nodes at cleanup and skip the test
-// (fail it when CI is set) where RabbitMQ cannot run; scripts call Launch or
-// LaunchCluster with a directory and Detached, and later Open a node's directory.
-package rabbitnode
+package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -26,21 +14,19 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-
-	"github.com/checkout-backend/checkout/internal/testutil/nodeproc"
 )
 
-// ScriptsDir holds the RabbitMQ scripts that run the server itself (rabbitmq-server,
+// RabbitScriptsDir holds the RabbitMQ scripts that run the server itself (rabbitmq-server,
 // rabbitmqctl) rather than Debian's wrappers in /usr/sbin, which switch to the
 // rabbitmq user and the machine's node.
-var ScriptsDir = "/usr/lib/rabbitmq/bin"
+var RabbitScriptsDir = "/usr/lib/rabbitmq/bin"
 
-// MachineCookie is the Erlang cookie of the machine's RabbitMQ, shared by the private
+// RabbitMachineCookie is the Erlang cookie of the machine's RabbitMQ, shared by the private
 // nodes when it is readable (a random one otherwise).
-var MachineCookie = "/var/lib/rabbitmq/.erlang.cookie"
+var RabbitMachineCookie = "/var/lib/rabbitmq/.erlang.cookie"
 
-// TLS adds an amqps listener.
-type TLS struct {
+// RabbitTLS adds an amqps listener.
+type RabbitTLS struct {
 	// CertFile and KeyFile are the server's certificate and key; CAFile the CA that
 	// client certificates must chain to (verify_peer, fail_if_no_peer_cert).
 	CertFile, KeyFile, CAFile string
@@ -48,79 +34,68 @@ type TLS struct {
 	Only bool
 }
 
-// Options choose the node Launch or Start makes.
-type Options struct {
+// RabbitOptions choose the node LaunchRabbit or StartRabbit makes.
+type RabbitOptions struct {
 	// Dir holds the node (mnesia/, log/, home/ with the cookie, rabbitmq.conf, node.json).
-	// Start defaults it to a t.TempDir(); Launch requires it. LaunchCluster makes one
-	// directory per node under it.
+	// StartRabbit defaults it to a t.TempDir(); LaunchRabbit requires it.
+	// LaunchRabbitCluster makes one directory per node under it.
 	Dir string
 	// Name is the node name before @localhost; default "t" + random hex.
 	Name string
 	// Port, TLSPort and DistPort; 0 picks free loopback ports.
 	Port, TLSPort, DistPort int
 	// TLS adds an amqps listener on TLSPort.
-	TLS *TLS
-	// Cookie is the Erlang cookie; default MachineCookie's content, else random. Nodes of
+	TLS *RabbitTLS
+	// Cookie is the Erlang cookie; default RabbitMachineCookie's content, else random. Nodes of
 	// a cluster share it.
 	Cookie string
 	// Config is more rabbitmq.conf text.
 	Config string
-	// Detached leaves the node running when the calling process exits (scripts); Start
-	// ignores it.
+	// Detached leaves the node running when the calling process exits (scripts);
+	// StartRabbit ignores it.
 	Detached bool
 }
 
-// Node is a RabbitMQ node.
-type Node struct {
+// Rabbit is a RabbitMQ node.
+type Rabbit struct {
+	server
 	// Name is the full node name, e.g. t1a2b3c@localhost.
 	Name string
 	// Port is the AMQP port (0 when TLS.Only), TLSPort the amqps one (0 without TLS),
 	// DistPort the Erlang distribution port.
 	Port, TLSPort, DistPort int
 	// Dir is the node's directory.
-	Dir  string
-	proc *nodeproc.Process
-	opt  Options
+	Dir string
+	opt RabbitOptions
 }
 
-type state struct {
-	Options
+// rabbitState is node.json, for scripts that act on a node another command started.
+type rabbitState struct {
+	RabbitOptions
 	Pid int `json:"pid"`
 }
 
-// Start launches a node for t under t.TempDir() (unless opt.Dir is set) and kills it at
-// cleanup, on every path. When RabbitMQ is missing or the node cannot start, the test is
-// skipped with one line saying why (failed when CI is set).
-func Start(t testing.TB, opt Options) *Node {
+// StartRabbit launches a node for t under t.TempDir() (unless opt.Dir is set) and kills
+// it at cleanup, on every path. When RabbitMQ is missing or the node cannot start, the
+// test is skipped with one line saying why (failed when CI is set).
+func StartRabbit(t testing.TB, opt RabbitOptions) *Rabbit {
 	t.Helper()
-	if opt.Dir == "" {
-		opt.Dir = t.TempDir()
-	}
 	opt.Detached = false
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	n, err := Launch(ctx, opt)
-	if n != nil {
-		t.Cleanup(n.Kill)
-	}
-	if err != nil {
-		nodeproc.Unavailable(t, "rabbitnode: RabbitMQ node cannot start here: %v", err)
-	}
-	return n
+	return forTest(t, "RabbitMQ node", &opt.Dir, 2*time.Minute, func(ctx context.Context) (*Rabbit, error) { return LaunchRabbit(ctx, opt) })
 }
 
-// Launch starts a node and waits until it answers AMQP. On an error after the server
-// started, the returned node is non-nil so it can be killed.
-func Launch(ctx context.Context, opt Options) (*Node, error) {
+// LaunchRabbit starts a node and waits until it answers AMQP. On an error after the
+// server started, the returned node is non-nil so it can be killed.
+func LaunchRabbit(ctx context.Context, opt RabbitOptions) (*Rabbit, error) {
 	if opt.Dir == "" {
-		return nil, errors.New("rabbitnode: Options.Dir is required")
+		return nil, errors.New("node: RabbitOptions.Dir is required")
 	}
-	server := filepath.Join(ScriptsDir, "rabbitmq-server")
+	server := filepath.Join(RabbitScriptsDir, "rabbitmq-server")
 	if _, err := os.Stat(server); err != nil {
-		return nil, fmt.Errorf("no %s (install rabbitmq-server): %w", server, nodeproc.ErrNoBinary)
+		return nil, fmt.Errorf("no %s (install rabbitmq-server): %w", server, ErrNoBinary)
 	}
 	if _, err := exec.LookPath("erl"); err != nil {
-		return nil, fmt.Errorf("no erl on PATH (Erlang): %w", nodeproc.ErrNoBinary)
+		return nil, fmt.Errorf("no erl on PATH (Erlang): %w", ErrNoBinary)
 	}
 	var err error
 	if opt.Dir, err = filepath.Abs(opt.Dir); err != nil {
@@ -134,49 +109,44 @@ func Launch(ctx context.Context, opt Options) (*Node, error) {
 	}
 	for _, p := range []*int{&opt.Port, &opt.DistPort} {
 		if *p == 0 {
-			if *p, err = nodeproc.FreePort(); err != nil {
+			if *p, err = FreePort(); err != nil {
 				return nil, err
 			}
 		}
 	}
 	if opt.TLS != nil && opt.TLSPort == 0 {
-		if opt.TLSPort, err = nodeproc.FreePort(); err != nil {
+		if opt.TLSPort, err = FreePort(); err != nil {
 			return nil, err
 		}
 	}
-	n := &Node{Name: opt.Name + "@localhost", Port: opt.Port, TLSPort: opt.TLSPort, DistPort: opt.DistPort, Dir: opt.Dir, opt: opt}
-	if opt.TLS != nil && opt.TLS.Only {
-		n.Port = 0
-	}
+	n := newRabbit(opt.Dir, opt)
 	if err := n.writeFiles(); err != nil {
 		return nil, err
 	}
 	return n, n.start(ctx)
 }
 
-// Open returns the node another command launched in dir (from its node.json).
-func Open(dir string) (*Node, error) {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "node.json"))
-	if err != nil {
-		return nil, err
-	}
-	var s state
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, err
-	}
-	n := &Node{Name: s.Name + "@localhost", Port: s.Port, TLSPort: s.TLSPort, DistPort: s.DistPort, Dir: dir, opt: s.Options}
-	if s.TLS != nil && s.TLS.Only {
+func newRabbit(dir string, opt RabbitOptions) *Rabbit {
+	n := &Rabbit{Name: opt.Name + "@localhost", Port: opt.Port, TLSPort: opt.TLSPort, DistPort: opt.DistPort, Dir: dir, opt: opt}
+	if opt.TLS != nil && opt.TLS.Only {
 		n.Port = 0
 	}
-	n.proc, err = nodeproc.Attach(s.Pid, n.Name)
+	return n
+}
+
+// OpenRabbit returns the node another command launched in dir (from its node.json).
+func OpenRabbit(dir string) (*Rabbit, error) {
+	var s rabbitState
+	dir, err := readState(dir, &s)
+	if err != nil {
+		return nil, err
+	}
+	n := newRabbit(dir, s.RabbitOptions)
+	n.proc, err = Attach(s.Pid, n.Name)
 	return n, err
 }
 
-func (n *Node) writeFiles() error {
+func (n *Rabbit) writeFiles() error {
 	home := filepath.Join(n.Dir, "home")
 	for _, d := range []string{home, filepath.Join(n.Dir, "mnesia"), filepath.Join(n.Dir, "log")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -191,11 +161,11 @@ func (n *Node) writeFiles() error {
 	if err := os.WriteFile(filepath.Join(n.Dir, "enabled_plugins"), []byte("[].\n"), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(n.Dir, "rabbitmq-env.conf"), []byte("# rabbitmqnode: the environment comes from the process\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(n.Dir, "rabbitmq-env.conf"), []byte("# node: the environment comes from the process\n"), 0o644); err != nil {
 		return err
 	}
 	var conf strings.Builder
-	fmt.Fprintf(&conf, "# rabbitnode %s\n", n.Name)
+	fmt.Fprintf(&conf, "# node %s\n", n.Name)
 	if n.Port != 0 {
 		fmt.Fprintf(&conf, "listeners.tcp.1 = 127.0.0.1:%d\n", n.Port)
 	} else {
@@ -212,7 +182,7 @@ func (n *Node) writeFiles() error {
 
 // env is the environment of the server and of rabbitmqctl for this node: its own
 // configuration files and directories instead of /etc/rabbitmq and /var/lib/rabbitmq.
-func (n *Node) env() []string {
+func (n *Rabbit) env() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "RABBITMQ_") && !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "ERL_") {
@@ -235,53 +205,29 @@ func (n *Node) env() []string {
 	)
 }
 
-func (n *Node) start(ctx context.Context) error {
-	logf, err := os.OpenFile(filepath.Join(n.Dir, "stdout.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(filepath.Join(ScriptsDir, "rabbitmq-server"))
+func (n *Rabbit) start(ctx context.Context) error {
+	cmd := exec.Command(filepath.Join(RabbitScriptsDir, "rabbitmq-server"))
 	cmd.Dir = n.Dir
 	// RABBITMQ_ALLOW_INPUT makes the script exec the VM, so the process started here is
 	// the node itself (its pid is the one to stop); -noinput keeps the Erlang shell off.
 	cmd.Env = append(n.env(), "RABBITMQ_ALLOW_INPUT=1",
 		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-noinput -kernel inet_dist_use_interface {127,0,0,1}")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if n.opt.Detached {
-		pid, err := nodeproc.StartDetached(cmd)
-		if err != nil {
-			return fmt.Errorf("start rabbitmq-server: %w", err)
-		}
-		n.proc = &nodeproc.Process{Pid: pid}
-	} else if n.proc, err = nodeproc.Start(cmd); err != nil {
+	var err error
+	if n.proc, err = Start(cmd, StartOptions{Log: filepath.Join(n.Dir, "stdout.log"), Detached: n.opt.Detached}); err != nil {
 		return fmt.Errorf("start rabbitmq-server: %w", err)
 	}
-	b, _ := json.Marshal(state{Options: n.opt, Pid: n.proc.Pid})
-	if err := os.WriteFile(filepath.Join(n.Dir, "node.json"), b, 0o644); err != nil {
+	if err := writeState(n.Dir, rabbitState{RabbitOptions: n.opt, Pid: n.proc.Pid}); err != nil {
 		return err
 	}
 	return n.Wait(ctx)
 }
 
 // Wait waits until the node answers AMQP (a TLS-only node: accepts on its amqps port).
-func (n *Node) Wait(ctx context.Context) error {
-	for {
-		if !n.Alive() {
-			return fmt.Errorf("rabbitmq node %s exited: %s", n.Name, n.logTail())
-		}
-		if n.answers() {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("rabbitmq node %s does not answer: %w; log: %s", n.Name, ctx.Err(), n.logTail())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+func (n *Rabbit) Wait(ctx context.Context) error {
+	return n.proc.WaitReady(ctx, "rabbitmq node "+n.Name, 50*time.Millisecond, n.logTail, n.answers)
 }
 
-func (n *Node) answers() bool {
+func (n *Rabbit) answers() bool {
 	if n.Port == 0 {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.TLSPort), time.Second)
 		if err == nil {
@@ -297,46 +243,28 @@ func (n *Node) answers() bool {
 	return true
 }
 
-func (n *Node) logTail() string {
-	if s := nodeproc.LogTail(filepath.Join(n.Dir, "log", n.Name+".log"), 3); s != "" {
+func (n *Rabbit) logTail() string {
+	if s := LogTail(filepath.Join(n.Dir, "log", n.Name+".log"), 3); s != "" {
 		return s
 	}
-	return nodeproc.LogTail(filepath.Join(n.Dir, "stdout.log"), 3)
+	return LogTail(filepath.Join(n.Dir, "stdout.log"), 3)
 }
 
 // URL is the node's AMQP URL (guest, which RabbitMQ allows from loopback).
-func (n *Node) URL() string { return fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", n.Port) }
+func (n *Rabbit) URL() string { return fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", n.Port) }
 
 // TLSURL is the node's amqps URL.
-func (n *Node) TLSURL() string { return fmt.Sprintf("amqps://guest:guest@127.0.0.1:%d/", n.TLSPort) }
+func (n *Rabbit) TLSURL() string { return fmt.Sprintf("amqps://guest:guest@127.0.0.1:%d/", n.TLSPort) }
 
 // HostPort is the AMQP listener's address.
-func (n *Node) HostPort() string { return fmt.Sprintf("127.0.0.1:%d", n.Port) }
-
-// Pid is the node's (Erlang VM's) process id.
-func (n *Node) Pid() int { return n.proc.Pid }
-
-// Alive reports whether the node's process runs.
-func (n *Node) Alive() bool { return n.proc != nil && n.proc.Alive() }
-
-// Kill crashes the node: SIGKILL to the VM and everything it started (erl_child_setup,
-// inet_gethost), returning once all of it is gone. Safe to call twice.
-func (n *Node) Kill() {
-	if n.proc != nil {
-		n.proc.Kill()
-	}
-}
+func (n *Rabbit) HostPort() string { return fmt.Sprintf("127.0.0.1:%d", n.Port) }
 
 // Stop stops the node cleanly (SIGTERM), killing it if it has not stopped within 60s.
-func (n *Node) Stop() {
-	if n.proc != nil {
-		n.proc.Stop(syscall.SIGTERM, 60*time.Second)
-	}
-}
+func (n *Rabbit) Stop() { n.proc.Stop(syscall.SIGTERM, 60*time.Second) }
 
 // Restart starts a stopped or killed node again with the same name, ports and data (a
 // cluster member rejoins its cluster) and waits until it answers.
-func (n *Node) Restart(ctx context.Context) error {
+func (n *Rabbit) Restart(ctx context.Context) error {
 	if n.Alive() {
 		return fmt.Errorf("rabbitmq node %s is running", n.Name)
 	}
@@ -344,12 +272,12 @@ func (n *Node) Restart(ctx context.Context) error {
 }
 
 // Ctl runs rabbitmqctl against this node.
-func (n *Node) Ctl(ctx context.Context, args ...string) ([]byte, error) {
-	port, err := nodeproc.FreePort()
+func (n *Rabbit) Ctl(ctx context.Context, args ...string) ([]byte, error) {
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(ScriptsDir, "rabbitmqctl"), append([]string{"-n", n.Name}, args...)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(RabbitScriptsDir, "rabbitmqctl"), append([]string{"-n", n.Name}, args...)...)
 	cmd.Dir = n.Dir
 	// The CLI is an Erlang node too: give it its own distribution ports, not the
 	// machine-wide default range every concurrent rabbitmqctl would compete for.
@@ -361,51 +289,39 @@ func (n *Node) Ctl(ctx context.Context, args ...string) ([]byte, error) {
 	return out, nil
 }
 
-// Cluster is a set of nodes joined into one RabbitMQ cluster.
-type Cluster struct {
-	Nodes []*Node
+// RabbitCluster is a set of nodes joined into one RabbitMQ cluster.
+type RabbitCluster struct {
+	Nodes []*Rabbit
 }
 
-// StartCluster launches size nodes joined into one cluster for t and kills them at
-// cleanup (skips or fails the test as Start does).
-func StartCluster(t testing.TB, size int, opt Options) *Cluster {
+// StartRabbitCluster launches size nodes joined into one cluster for t and kills them at
+// cleanup (skips or fails the test as StartRabbit does).
+func StartRabbitCluster(t testing.TB, size int, opt RabbitOptions) *RabbitCluster {
 	t.Helper()
-	if opt.Dir == "" {
-		opt.Dir = t.TempDir()
-	}
 	opt.Detached = false
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	c, err := LaunchCluster(ctx, size, opt)
-	for _, n := range c.Nodes {
-		t.Cleanup(n.Kill)
-	}
-	if err != nil {
-		nodeproc.Unavailable(t, "rabbitnode: RabbitMQ cluster cannot start here: %v", err)
-	}
-	return c
+	return forTest(t, "RabbitMQ cluster", &opt.Dir, 3*time.Minute, func(ctx context.Context) (*RabbitCluster, error) { return LaunchRabbitCluster(ctx, size, opt) })
 }
 
-// LaunchCluster starts size nodes at once (one directory each under opt.Dir, one
+// LaunchRabbitCluster starts size nodes at once (one directory each under opt.Dir, one
 // cookie), then joins the others to the first one by one (rabbitmqctl stop_app,
 // join_cluster, start_app). The returned cluster holds every node started, also on error.
-func LaunchCluster(ctx context.Context, size int, opt Options) (*Cluster, error) {
+func LaunchRabbitCluster(ctx context.Context, size int, opt RabbitOptions) (*RabbitCluster, error) {
 	if opt.Cookie == "" {
 		opt.Cookie = defaultCookie()
 	}
 	if opt.Name == "" {
 		opt.Name = "t" + randomHex(3)
 	}
-	c := &Cluster{}
+	c := &RabbitCluster{}
 	errs := make(chan error, size)
-	nodes := make([]*Node, size)
+	nodes := make([]*Rabbit, size)
 	for i := range size {
 		o := opt
 		o.Name = fmt.Sprintf("%sn%d", opt.Name, i+1)
 		o.Dir = filepath.Join(opt.Dir, o.Name)
 		o.Port, o.TLSPort, o.DistPort = 0, 0, 0
 		go func() {
-			n, err := Launch(ctx, o)
+			n, err := LaunchRabbit(ctx, o)
 			nodes[i] = n
 			errs <- err
 		}()
@@ -438,8 +354,15 @@ func LaunchCluster(ctx context.Context, size int, opt Options) (*Cluster, error)
 	return c, nil
 }
 
+// Kill kills every node of the cluster.
+func (c *RabbitCluster) Kill() {
+	for _, n := range c.Nodes {
+		n.Kill()
+	}
+}
+
 // URLs are the AMQP URLs of the nodes.
-func (c *Cluster) URLs() []string {
+func (c *RabbitCluster) URLs() []string {
 	out := make([]string, len(c.Nodes))
 	for i, n := range c.Nodes {
 		out[i] = n.URL()
@@ -448,17 +371,11 @@ func (c *Cluster) URLs() []string {
 }
 
 // URL is the nodes' AMQP URLs separated by commas, the AMQP_URL syntax for a cluster.
-func (c *Cluster) URL() string { return strings.Join(c.URLs(), ",") }
+func (c *RabbitCluster) URL() string { return strings.Join(c.URLs(), ",") }
 
 func defaultCookie() string {
-	if b, err := os.ReadFile(MachineCookie); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+	if b, err := os.ReadFile(RabbitMachineCookie); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		return strings.TrimSpace(string(b))
 	}
 	return strings.ToUpper(randomHex(10))
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
