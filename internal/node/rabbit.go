@@ -302,9 +302,12 @@ func StartRabbitCluster(t testing.TB, size int, opt RabbitOptions) *RabbitCluste
 	return forTest(t, "RabbitMQ cluster", &opt.Dir, 3*time.Minute, func(ctx context.Context) (*RabbitCluster, error) { return LaunchRabbitCluster(ctx, size, opt) })
 }
 
-// LaunchRabbitCluster starts size nodes at once (one directory each under opt.Dir, one
-// cookie), then joins the others to the first one by one (rabbitmqctl stop_app,
-// join_cluster, start_app). The returned cluster holds every node started, also on error.
+// LaunchRabbitCluster starts a cluster of size nodes (one directory each under opt.Dir,
+// one cookie): the first node, then the others at once, each told the first one's name
+// in its configuration (classic_config peer discovery) so that it joins it as it boots.
+// No rabbitmqctl runs (each call is an Erlang VM of its own that takes seconds to boot).
+// A node that boots alone instead of joining is an error. The returned cluster holds
+// every node started, also on error.
 func LaunchRabbitCluster(ctx context.Context, size int, opt RabbitOptions) (*RabbitCluster, error) {
 	if opt.Cookie == "" {
 		opt.Cookie = defaultCookie()
@@ -312,46 +315,64 @@ func LaunchRabbitCluster(ctx context.Context, size int, opt RabbitOptions) (*Rab
 	if opt.Name == "" {
 		opt.Name = "t" + randomHex(3)
 	}
-	c := &RabbitCluster{}
-	errs := make(chan error, size)
-	nodes := make([]*Rabbit, size)
-	for i := range size {
+	member := func(i int) RabbitOptions {
 		o := opt
 		o.Name = fmt.Sprintf("%sn%d", opt.Name, i+1)
 		o.Dir = filepath.Join(opt.Dir, o.Name)
 		o.Port, o.TLSPort, o.DistPort = 0, 0, 0
+		return o
+	}
+	c := &RabbitCluster{}
+	first := member(0)
+	// The cluster's name is a setting the members share once they joined: a node that
+	// booted alone reports a default of its own.
+	first.Config = fmt.Sprintf("%s\ncluster_name = %s\n", first.Config, opt.Name)
+	seed, err := LaunchRabbit(ctx, first)
+	if seed != nil {
+		c.Nodes = append(c.Nodes, seed)
+	}
+	if err != nil {
+		return c, err
+	}
+	errs := make(chan error, size-1)
+	joined := make([]*Rabbit, size-1)
+	for i := range size - 1 {
+		o := member(i + 1)
+		o.Config = fmt.Sprintf("%s\ncluster_formation.peer_discovery_backend = classic_config\ncluster_formation.classic_config.nodes.1 = %s\n", o.Config, seed.Name)
 		go func() {
 			n, err := LaunchRabbit(ctx, o)
-			nodes[i] = n
+			joined[i] = n
+			if err == nil && n.Port != 0 {
+				err = n.inCluster(opt.Name)
+			}
 			errs <- err
 		}()
 	}
-	var first error
-	for range size {
-		if err := <-errs; err != nil && first == nil {
-			first = err
+	for range size - 1 {
+		if e := <-errs; e != nil && err == nil {
+			err = e
 		}
 	}
-	for _, n := range nodes {
+	for _, n := range joined {
 		if n != nil {
 			c.Nodes = append(c.Nodes, n)
 		}
 	}
-	if first != nil {
-		return c, first
+	return c, err
+}
+
+// inCluster checks that n joined the cluster named cluster: the name AMQP connections
+// are told is the one the cluster's first node was given, not a default of n's own.
+func (n *Rabbit) inCluster(cluster string) error {
+	c, err := amqp.DialConfig(n.URL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		return err
 	}
-	seed := c.Nodes[0]
-	for _, n := range c.Nodes[1:] {
-		for _, args := range [][]string{{"stop_app"}, {"join_cluster", seed.Name}, {"start_app"}} {
-			if _, err := n.Ctl(ctx, args...); err != nil {
-				return c, err
-			}
-		}
-		if err := n.Wait(ctx); err != nil {
-			return c, err
-		}
+	defer c.Close()
+	if got, _ := c.Properties["cluster_name"].(string); got != cluster {
+		return fmt.Errorf("rabbitmq node %s booted alone (cluster %q) instead of joining cluster %q: %s", n.Name, got, cluster, n.logTail())
 	}
-	return c, nil
+	return nil
 }
 
 // Kill kills every node of the cluster.
