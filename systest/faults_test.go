@@ -1,4 +1,4 @@
-package faults_test
+package systest
 
 import (
 	"context"
@@ -27,10 +27,8 @@ import (
 	"github.com/checkout-backend/checkout/workers"
 )
 
-const checkoutQ = `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } userErrors { code } } }`
-
 func placeVia(t *testing.T, api *testutil.API, customer, key string, qty int) (string, *testutil.Response) {
-	resp := api.Do(t, testutil.Token(t, customer), checkoutQ, map[string]any{"in": map[string]any{
+	resp := api.Do(t, testutil.Token(t, customer), checkoutMutation, map[string]any{"in": map[string]any{
 		"idempotencyKey": key, "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "F", "quantity": qty}}}})
 	var r struct {
 		Checkout struct {
