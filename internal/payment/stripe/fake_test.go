@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,21 +26,32 @@ type recorded struct {
 }
 
 type cachedResponse struct {
-	status int
-	body   string
+	request string // what was asked with the key (path and form)
+	status  int
+	body    string
+}
+
+// intent is what the fake remembers of a payment intent it created.
+type intent struct {
+	amount, refunded int64
+	succeeded        bool
 }
 
 // fakeStripe speaks enough of Stripe's wire format for the adapter: form
 // encoded POST /v1/payment_intents and /v1/refunds, JSON objects and Stripe
-// error objects, and idempotency: a repeated Idempotency-Key replays the
-// first completed (non-5xx, non-429) response.
+// error objects, idempotency (a repeated Idempotency-Key replays the first
+// completed, non-5xx, non-429 response; with other parameters it is an
+// idempotency_error), and a ledger of what each payment intent can still
+// refund (unknown payments, declined ones and refunds beyond the amount are
+// refused as Stripe refuses them).
 type fakeStripe struct {
 	*httptest.Server
 
 	mu       sync.Mutex
 	requests []recorded
 	replay   map[string]cachedResponse
-	charges  map[string]string // idempotency key -> payment intent id
+	charges  map[string]string  // idempotency key -> payment intent id
+	intents  map[string]*intent // by payment intent id and by its charge's id (ch_...)
 	// script, if set, may answer request n (0-based) itself by returning
 	// true, before idempotency and the default behaviour.
 	script func(n int, w http.ResponseWriter, r *http.Request) bool
@@ -47,7 +59,7 @@ type fakeStripe struct {
 
 func newFake(t *testing.T, script func(n int, w http.ResponseWriter, r *http.Request) bool) *fakeStripe {
 	t.Helper()
-	f := &fakeStripe{replay: map[string]cachedResponse{}, charges: map[string]string{}, script: script}
+	f := &fakeStripe{replay: map[string]cachedResponse{}, charges: map[string]string{}, intents: map[string]*intent{}, script: script}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.handle))
 	t.Cleanup(f.Close)
 	return f
@@ -69,14 +81,19 @@ func (f *fakeStripe) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	request := rec.Path + "?" + rec.Form.Encode()
 	if c, ok := f.replay[rec.IdempotencyKey]; ok && rec.IdempotencyKey != "" {
+		if c.request != request {
+			writeJSON(w, 400, stripeError("idempotency_error", "", "", "Keys for idempotent requests can only be used with the same parameters they were first used with."))
+			return
+		}
 		w.Header().Set("Idempotent-Replayed", "true")
 		writeJSON(w, c.status, c.body)
 		return
 	}
 	status, body := f.respond(n, rec)
 	if status < 500 && status != 429 && status != 409 {
-		f.replay[rec.IdempotencyKey] = cachedResponse{status, body}
+		f.replay[rec.IdempotencyKey] = cachedResponse{request, status, body}
 	}
 	writeJSON(w, status, body)
 }
@@ -98,6 +115,9 @@ func (f *fakeStripe) respond(n int, rec recorded) (int, string) {
 		}
 		charged := func(status int, body string) (int, string) {
 			f.charges[rec.IdempotencyKey] = id
+			n, _ := strconv.ParseInt(amount, 10, 64)
+			in := &intent{amount: n, succeeded: strings.Contains(body, `"status":"succeeded"`)}
+			f.intents[id], f.intents["ch_"+strings.TrimPrefix(id, "pi_")] = in, in
 			return status, body
 		}
 		switch name {
@@ -121,8 +141,26 @@ func (f *fakeStripe) respond(n int, rec recorded) (int, string) {
 			return 400, stripeError("invalid_request_error", "resource_missing", "", fmt.Sprintf("No such PaymentMethod: '%s'", token))
 		}
 	case rec.Method == http.MethodPost && rec.Path == "/v1/refunds":
-		return 200, fmt.Sprintf(`{"id":"re_fake%d","object":"refund","amount":%s,"payment_intent":%q,"status":"succeeded"}`,
-			n, cmp.Or(rec.Form.Get("amount"), "0"), rec.Form.Get("payment_intent"))
+		id := cmp.Or(rec.Form.Get("payment_intent"), rec.Form.Get("charge"))
+		in, ok := f.intents[id]
+		switch {
+		case !ok:
+			return 404, stripeError("invalid_request_error", "resource_missing", "", fmt.Sprintf("No such payment_intent: '%s'", id))
+		case !in.succeeded:
+			return 400, stripeError("invalid_request_error", "charge_not_refundable", "", "This PaymentIntent does not have a successful charge to refund.")
+		case in.refunded == in.amount:
+			return 400, stripeError("invalid_request_error", "charge_already_refunded", "", "Charge has already been refunded.")
+		}
+		amount := in.amount - in.refunded
+		if a := rec.Form.Get("amount"); a != "" {
+			amount, _ = strconv.ParseInt(a, 10, 64)
+		}
+		if amount > in.amount-in.refunded {
+			return 400, stripeError("invalid_request_error", "amount_too_large", "", "Refund amount is greater than unrefunded amount on charge.")
+		}
+		in.refunded += amount
+		return 200, fmt.Sprintf(`{"id":"re_fake%d","object":"refund","amount":%d,"payment_intent":%q,"status":"succeeded"}`,
+			n, amount, rec.Form.Get("payment_intent"))
 	}
 	return 404, stripeError("invalid_request_error", "", "", "Unrecognized request URL")
 }
