@@ -199,6 +199,7 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 		}
 	}()
 	// The path works under load before the broker goes.
+	began := time.Now()
 	testutil.Eventually(t, 30*time.Second, "orders paid under load", func() bool { return s.Sandbox.ChargeCount() >= 5 })
 	if err := mq.Disable(); err != nil {
 		t.Fatal(err)
@@ -208,6 +209,7 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 	if err := mq.Enable(); err != nil {
 		t.Fatal(err)
 	}
+	back := time.Now()
 	// The load goes on after the broker is back, until an order placed since is paid.
 	mu.Lock()
 	before := len(ids)
@@ -223,10 +225,15 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 	})
 	close(stop)
 	<-done
+	recovered := time.Now()
 	mu.Lock()
 	placed := append([]string(nil), ids...)
 	mu.Unlock()
 	t.Logf("%d checkouts placed, broker down for %s, outbox backlog peaked at %d", len(placed), 30*time.Second, maxBacklog)
+	defer func() {
+		t.Logf("phases: %s until paid under load, 30s down, %s until an order placed since was paid, %s until every order was paid and the outbox drained",
+			down.Sub(began).Round(time.Millisecond), recovered.Sub(back).Round(time.Millisecond), time.Since(recovered).Round(time.Millisecond))
+	}()
 	if maxBacklog < 100 {
 		t.Fatalf("outbox backlog peaked at %d: the broker was not really down (since %s)", maxBacklog, down)
 	}
