@@ -312,7 +312,7 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 				t.Fatalf("%d charges for %d orders", got, len(ids))
 			}
 			testutil.Eventually(t, 10*time.Second, "the breaker metric back to closed", func() bool { return breaker() == "0" })
-			t.Logf("%s: %d requests reached the provider for %d orders", mode, fake.Requests(), len(ids))
+			t.Logf("%s: %d requests reached the provider for %d orders", mode, len(fake.Requests()), len(ids))
 		})
 	}
 }
