@@ -42,7 +42,7 @@ func oneCheckoutOneTrace(t *testing.T, strategy store.Strategy) {
 	t.Cleanup(func() { outbox.SetHeaderInjector(nil) })
 	s := testutil.NewStack(t, testutil.StackOptions{Tracing: true, Strategy: strategy})
 	s.Product(t, "TR", 100, map[string]int{"w": 10})
-	resp := s.Do(t, testutil.Token(t, "alice"), checkoutMutation,
+	resp := s.Do(t, testutil.Token(t, "alice"), `mutation Place($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
 		map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "TR", "quantity": 1}}}})
 	var r struct {
 		Checkout struct{ Order struct{ ID string } }
@@ -126,7 +126,7 @@ func TestTrace_BatchedCheckoutsEachKeepTheirTrace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			resp, err := s.Post(tokens[i], checkoutMutation,
+			resp, err := s.Post(tokens[i], `mutation Place($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
 				map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "TB", "quantity": 1}}}})
 			if err != nil {
 				t.Errorf("checkout %d: %v", i, err)
@@ -274,7 +274,7 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			record(post(url, shoppers[i], checkoutMutation,
+			record(post(url, shoppers[i], `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
 				map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "HOT", "quantity": 1}}}}))
 		}(i)
 	}
@@ -311,7 +311,7 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 	if _, reserved := api.Stock(t, "HOT"); reserved != placed {
 		t.Fatalf("reserved %d for %d orders", reserved, placed)
 	}
-	resp, err := post(url, testutil.Token(t, "after"), checkoutMutation,
+	resp, err := post(url, testutil.Token(t, "after"), `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
 		map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "HOT", "quantity": 1}}}})
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("after the burst: %v %v", resp, err)
