@@ -210,8 +210,11 @@ func (n *Rabbit) start(ctx context.Context) error {
 	cmd.Dir = n.Dir
 	// RABBITMQ_ALLOW_INPUT makes the script exec the VM, so the process started here is
 	// the node itself (its pid is the one to stop); -noinput keeps the Erlang shell off.
+	// Schedulers that run out of work sleep at once instead of spinning (+sbwt none, as
+	// RabbitMQ advises for shared machines): a dozen nodes boot on two cores during a test
+	// run, and a spinning one takes CPU from the others.
 	cmd.Env = append(n.env(), "RABBITMQ_ALLOW_INPUT=1",
-		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-noinput -kernel inet_dist_use_interface {127,0,0,1}")
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-noinput -kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none")
 	var err error
 	if n.proc, err = Start(cmd, StartOptions{Log: filepath.Join(n.Dir, "stdout.log"), Detached: n.opt.Detached}); err != nil {
 		return fmt.Errorf("start rabbitmq-server: %w", err)
