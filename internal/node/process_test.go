@@ -24,6 +24,19 @@ func running(pids []int) []int {
 	return out
 }
 
+// withChildren waits until p has n processes under it and returns p's pid and theirs.
+func withChildren(t *testing.T, p *node.Process, n int) []int {
+	t.Helper()
+	var procs []int
+	for deadline := time.Now().Add(10 * time.Second); len(procs) < n+1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d never had %d processes under it: %v", p.Pid, n, procs)
+		}
+		procs = append([]int{p.Pid}, node.Tree(p.Pid)...)
+	}
+	return procs
+}
+
 // A process that started children (a shell with two sleeps) is killed with all of them,
 // and one that ignores the graceful signal is killed when Stop's wait ends.
 func TestProcess_KillAndStop_LeaveNoProcess(t *testing.T) {
@@ -33,13 +46,7 @@ func TestProcess_KillAndStop_LeaveNoProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var procs []int
-	for deadline := time.Now().Add(10 * time.Second); len(procs) < 3; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the shell never forked both sleeps: %v", procs)
-		}
-		procs = append([]int{p.Pid}, node.Tree(p.Pid)...)
-	}
+	procs := withChildren(t, p, 2)
 	p.Kill()
 	if p.Alive() {
 		t.Fatal("alive after Kill")
@@ -53,6 +60,7 @@ func TestProcess_KillAndStop_LeaveNoProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	withChildren(t, stubborn, 1) // the trap is set before the sleep is forked
 	if stubborn.Stop(syscall.SIGTERM, 200*time.Millisecond) {
 		t.Fatal("Stop reports a graceful stop of a process that ignores SIGTERM")
 	}
