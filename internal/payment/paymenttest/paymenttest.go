@@ -95,9 +95,9 @@ func RunGatewaySuite(t *testing.T, h Harness) {
 
 	t.Run("Name", func(t *testing.T) {
 		t.Parallel()
-		g := h.New(t).Gateway
-		if g.Name() == "" || g.Name() != g.Name() {
-			t.Fatalf("Name() = %q: want a stable, non-empty provider name", g.Name())
+		name := h.New(t).Gateway.Name()
+		if other := h.New(t).Gateway.Name(); name == "" || other != name {
+			t.Fatalf("Name() = %q, then %q: want one non-empty provider name", name, other)
 		}
 	})
 

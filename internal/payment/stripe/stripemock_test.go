@@ -8,7 +8,6 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -26,17 +25,13 @@ import (
 // CI (testutil.Required): there it fails.
 func startStripeMock(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	buildCtx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// -n builds the tool if needed and prints its path instead of running
 	// it, so the test owns the stripe-mock process itself (no `go` parent
 	// left between the test and the server).
 	var stderr bytes.Buffer
-	build := exec.CommandContext(buildCtx, goBin, "tool", "-n", "stripe-mock")
+	build := exec.CommandContext(buildCtx, "go", "tool", "-n", "stripe-mock")
 	build.Stderr = &stderr
 	out, err := build.Output()
 	if err != nil {
