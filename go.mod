@@ -146,6 +146,7 @@ require (
 tool (
 	github.com/99designs/gqlgen
 	github.com/Shopify/toxiproxy/v2/cmd/server
+	github.com/checkout-backend/checkout/cmd/checkout
 	github.com/stripe/stripe-mock
 	gotest.tools/gotestsum
 	honnef.co/go/tools/cmd/staticcheck

@@ -36,14 +36,26 @@ type checkoutResult struct {
 
 func doCheckout(t testing.TB, api *testutil.API, token string, input map[string]any) (checkoutResult, *testutil.Response) {
 	t.Helper()
-	resp := api.Do(t, token, checkoutMutation, map[string]any{"input": input})
-	var r checkoutResult
-	if resp.Data != nil && string(resp.Data) != "null" {
-		if err := json.Unmarshal(resp.Data, &r); err != nil {
-			t.Fatalf("decode: %v", err)
-		}
+	r, resp, err := tryCheckout(api, token, input)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return r, resp
+}
+
+// tryCheckout is doCheckout for goroutines other than the test's: it returns the error.
+func tryCheckout(api *testutil.API, token string, input map[string]any) (checkoutResult, *testutil.Response, error) {
+	var r checkoutResult
+	resp, err := api.Post(token, checkoutMutation, map[string]any{"input": input})
+	if err != nil {
+		return r, nil, err
+	}
+	if resp.Data != nil && string(resp.Data) != "null" {
+		if err := json.Unmarshal(resp.Data, &r); err != nil {
+			return r, resp, fmt.Errorf("decode: %v", err)
+		}
+	}
+	return r, resp, nil
 }
 
 func items(pairs ...any) []map[string]any {
@@ -65,15 +77,20 @@ func TestCheckout_FlashSale_NeverOversells(t *testing.T) {
 	placed, outOfStock := 0, 0
 	var other []string
 	var wg sync.WaitGroup
+	tokens := make([]string, buyers)
+	for i := range tokens {
+		tokens[i] = testutil.Token(t, fmt.Sprintf("buyer-%d", i))
+	}
 	for i := 0; i < buyers; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			tok := testutil.Token(t, fmt.Sprintf("buyer-%d", i))
-			r, resp := doCheckout(t, api, tok, map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": items("HOT", 1)})
+			r, resp, err := tryCheckout(api, tokens[i], map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": items("HOT", 1)})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
+			case err != nil:
+				other = append(other, err.Error())
 			case len(resp.Errors) > 0:
 				other = append(other, resp.Errors[0].Message)
 			case r.Checkout.Order != nil:
@@ -116,6 +133,10 @@ func TestCheckout_MultiItem_NoDeadlockNoPartialOrder(t *testing.T) {
 	var mu sync.Mutex
 	var failures []string
 	placed := 0
+	tokens := make([]string, 80)
+	for i := range tokens {
+		tokens[i] = testutil.Token(t, fmt.Sprintf("c%d", i))
+	}
 	for i := 0; i < 80; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -126,11 +147,12 @@ func TestCheckout_MultiItem_NoDeadlockNoPartialOrder(t *testing.T) {
 			for _, p := range perm {
 				lines = append(lines, map[string]any{"sku": skus[p], "quantity": 1 + rng.IntN(4)})
 			}
-			tok := testutil.Token(t, fmt.Sprintf("c%d", i))
-			r, resp := doCheckout(t, api, tok, map[string]any{"idempotencyKey": fmt.Sprint(i), "paymentToken": "pm_card_visa", "items": lines})
+			r, resp, err := tryCheckout(api, tokens[i], map[string]any{"idempotencyKey": fmt.Sprint(i), "paymentToken": "pm_card_visa", "items": lines})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
+			case err != nil:
+				failures = append(failures, err.Error())
 			case len(resp.Errors) > 0:
 				failures = append(failures, resp.Errors[0].Message)
 			case r.Checkout.Order != nil:
@@ -214,7 +236,11 @@ func TestCheckout_Idempotency(t *testing.T) {
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				r, resp := doCheckout(t, api, tok, input)
+				r, resp, err := tryCheckout(api, tok, input)
+				if err != nil {
+					t.Errorf("call %d: %v", i, err)
+					return
+				}
 				if r.Checkout.Order == nil {
 					t.Errorf("call %d: no order: %+v %+v", i, r.Checkout.UserErrors, resp.Errors)
 					return

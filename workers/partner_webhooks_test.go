@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,6 +113,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// settled waits until the fan-out has made the endpoint's tasks (one per event it takes)
+// and none of them is still to be sent (PENDING, QUEUED) or in flight (a PENDING task
+// stays PENDING until its attempt is recorded). From then on no delivery to the endpoint
+// can start: what its receiver got is all it will get, with no sleep to guess how long
+// a late one would take.
+func settled(t *testing.T, s *testutil.Stack, webhookID string, tasks int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("the endpoint's %d tasks made, none left to send", tasks), func() bool { return isSettled(t, s, webhookID, tasks) })
+}
+
+func isSettled(t *testing.T, s *testutil.Stack, webhookID string, tasks int) bool {
+	return s.Count(t, "SELECT count(*) FROM webhook_tasks WHERE webhook_id = ?", webhookID) == tasks &&
+		s.Count(t, "SELECT count(*) FROM webhook_tasks WHERE webhook_id = ? AND status IN ('PENDING', 'QUEUED')", webhookID) == 0
+}
+
 func newService(s *testutil.Stack, allowPrivate bool) *webhook.Service {
 	return webhook.NewService(s.WebhookStore, webhook.Policy{AllowPrivate: allowPrivate}, func() string { return uuid.Must(uuid.NewV7()).String() })
 }
@@ -136,7 +152,7 @@ func TestPartnerWebhooks_FailThreeTimesThenSucceed_OnceAndInOrder(t *testing.T) 
 
 	id := s.Checkout(t, "alice", "k", "tok_visa", checkout.Line{SKU: "PW", Quantity: 1})
 	waitFor(t, "two successful deliveries", func() bool { ok, _, _ := rcv.snapshot(); return len(ok) >= 2 })
-	time.Sleep(300 * time.Millisecond)
+	settled(t, s, wh.ID, 2)
 	ok, calls, bad := rcv.snapshot()
 	if len(bad) > 0 {
 		t.Fatalf("bad deliveries: %v", bad)
@@ -192,25 +208,37 @@ func TestPartnerWebhooks_FailingEndpointDisabled_EnableReplays(t *testing.T) {
 		t.Fatalf("reason %v", w.DisabledReason)
 	}
 	s.WaitStatus(t, id, checkout.StatusPaid, 10*time.Second)
-	time.Sleep(300 * time.Millisecond)
-	_, callsWhileDisabled, _ := rcv.snapshot()
-	time.Sleep(300 * time.Millisecond)
-	if _, calls, _ := rcv.snapshot(); calls != callsWhileDisabled || calls != 3 {
-		t.Fatalf("%d calls after disable (was %d), want 3 and no more", calls, callsWhileDisabled)
+	// An order placed after the disable: its events are fanned out to the disabled
+	// endpoint and wait PAUSED, sent to nobody.
+	later := s.Checkout(t, "bob", "k", "tok_visa", checkout.Line{SKU: "PD", Quantity: 1})
+	s.WaitStatus(t, later, checkout.StatusPaid, 10*time.Second)
+	waitFor(t, "the endpoint's 4 tasks made, none left to send (or a call after the disable)", func() bool {
+		_, calls, _ := rcv.snapshot()
+		return calls > 3 || isSettled(t, s, wh.ID, 4)
+	})
+	if _, calls, _ := rcv.snapshot(); calls != 3 {
+		t.Fatalf("%d calls, want 3: none after the endpoint was disabled", calls)
+	}
+	if n := s.Count(t, "SELECT count(*) FROM webhook_tasks WHERE webhook_id = ? AND status = 'PAUSED'", wh.ID); n != 4 {
+		t.Fatalf("%d of the disabled endpoint's 4 tasks PAUSED", n)
 	}
 
-	// The partner fixes its endpoint; re-enabling replays both events, in order.
+	// The partner fixes its endpoint; re-enabling replays every event, each order's in order.
 	rcv.mu.Lock()
 	rcv.failures = 0
 	rcv.mu.Unlock()
 	if _, err := svc.Enable(context.Background(), admin, wh.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the replay", func() bool { ok, _, _ := rcv.snapshot(); return len(ok) >= 2 })
-	time.Sleep(200 * time.Millisecond)
+	waitFor(t, "the replay", func() bool { ok, _, _ := rcv.snapshot(); return len(ok) >= 4 })
+	settled(t, s, wh.ID, 4)
 	ok, _, bad := rcv.snapshot()
-	if len(bad) > 0 || len(ok) != 2 || ok[0].Data.Order.Sequence != 1 || ok[1].Data.Order.Sequence != 2 {
-		t.Fatalf("replayed %+v (bad %v)", ok, bad)
+	sequences := map[string][]int{}
+	for _, ev := range ok {
+		sequences[ev.Data.Order.ID] = append(sequences[ev.Data.Order.ID], ev.Data.Order.Sequence)
+	}
+	if len(bad) > 0 || len(ok) != 4 || !slices.Equal(sequences[id], []int{1, 2}) || !slices.Equal(sequences[later], []int{1, 2}) {
+		t.Fatalf("replayed %+v (bad %v), want each order's placed then paid, once", ok, bad)
 	}
 	if w, _ := s.WebhookStore.Get(context.Background(), wh.ID); !w.Enabled || w.DisabledReason != nil {
 		t.Fatalf("after enable: %+v", w)
@@ -234,11 +262,36 @@ func TestPartnerWebhooks_DeletedEndpointGetsNothing(t *testing.T) {
 	}
 	id := s.Checkout(t, "alice", "k", "tok_visa", checkout.Line{SKU: "PX", Quantity: 1})
 	s.WaitStatus(t, id, checkout.StatusPaid, 10*time.Second)
-	time.Sleep(500 * time.Millisecond)
+	// With no endpoint left the fan-out writes nothing, not even its inbox row. What proves
+	// it handled the order's events: the fan-out takes events one at a time, in the order
+	// they were published; once both are published, an endpoint registered now and sent a
+	// later event gets it only after the fan-out went past them.
+	testutil.Eventually(t, 10*time.Second, "the order's events published", func() bool {
+		return s.Count(t, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+	})
+	live := &receiver{}
+	liveSrv := httptest.NewServer(live)
+	defer liveSrv.Close()
+	_, liveSecret, err := svc.Register(context.Background(), admin, liveSrv.URL, []string{"order.placed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.mu.Lock()
+	live.secret = liveSecret
+	live.mu.Unlock()
+	later := s.Checkout(t, "bob", "k", "tok_visa", checkout.Line{SKU: "PX", Quantity: 1})
+	waitFor(t, "the later order delivered to the live endpoint", func() bool {
+		ok, _, _ := live.snapshot()
+		// The first order's too, had the fan-out not reached it before the registration.
+		return slices.ContainsFunc(ok, func(r received) bool { return r.Data.Order.ID == later })
+	})
+	if n := s.Count(t, "SELECT count(*) FROM webhook_tasks WHERE webhook_id = ?", wh.ID); n != 0 {
+		t.Fatalf("%d delivery tasks made for a deleted endpoint", n)
+	}
 	if _, calls, _ := rcv.snapshot(); calls != 0 {
 		t.Fatalf("%d deliveries to a deleted endpoint", calls)
 	}
-	if list, _ := svc.List(context.Background(), admin); len(list) != 0 {
+	if list, _ := svc.List(context.Background(), admin); len(list) != 1 || list[0].ID == wh.ID {
 		t.Fatalf("deleted endpoint still listed: %+v", list)
 	}
 	if _, err := svc.Delete(context.Background(), admin, wh.ID); checkout.ErrorCode(err) != checkout.NotFound {

@@ -422,7 +422,11 @@ func TestSaga_ConcurrentRelays_AllDeliveredInOrderPerOrder(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			id := s.Checkout(t, fmt.Sprint("c", i), "k", "tok_visa", line("CR", 1))
+			id, err := s.Place(fmt.Sprint("c", i), "k", "tok_visa", line("CR", 1))
+			if err != nil {
+				t.Error(err)
+				return
+			}
 			if _, err := s.Service.CancelOrder(context.Background(), checkout.Actor{CustomerID: fmt.Sprint("c", i)}, id); err != nil {
 				t.Error(err)
 			}

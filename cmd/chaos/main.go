@@ -1,5 +1,5 @@
 // Command chaos (make chaos) runs a sustained flash sale and spread load on a private HA
-// stack (internal/hastack, started and stopped by this command: a PostgreSQL primary
+// stack (internal/node, started and stopped by this command: a PostgreSQL primary
 // and synchronous standby, a three-node RabbitMQ cluster behind toxiproxy, two checkout
 // instances behind a client-side load balancer) while it, in turn: kills the PostgreSQL
 // primary and promotes the standby; kills a RabbitMQ node; SIGKILLs an API instance;
@@ -37,7 +37,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/checkout-backend/checkout/internal/event"
-	"github.com/checkout-backend/checkout/internal/hastack"
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
 	"github.com/checkout-backend/checkout/internal/store"
 )
@@ -94,7 +94,7 @@ func run(rate int, window, gap, bound time.Duration, flashStock int, dir string)
 
 	fmt.Println("chaos: starting the HA stack (PostgreSQL primary + synchronous standby, 3 RabbitMQ nodes behind toxiproxy, 2 instances)...")
 	upCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	s, err := hastack.Up(upCtx, hastack.Options{Dir: dir, Bin: bin, ToxiproxyBin: strings.TrimSpace(string(toxi)), Log: os.Stdout,
+	s, err := node.UpHA(upCtx, node.HAOptions{Dir: dir, Bin: bin, ToxiproxyBin: strings.TrimSpace(string(toxi)), Log: os.Stdout,
 		Env: []string{"PAYMENT_PROVIDER=stripe", "STRIPE_SECRET_KEY=sk_test_chaos", "STRIPE_API_BASE=" + stripe.srv.URL,
 			"STRIPE_WEBHOOK_SECRET=whsec_chaos0123456789", "WORKER_RETRY_DELAYS=200ms,500ms,1s,2s,4s",
 			"OUTBOX_POLL_INTERVAL=200ms", "SWEEP_INTERVAL=1s", "CLIENT_RATE=0",
@@ -178,7 +178,7 @@ func firstLine(s string) string {
 	return s
 }
 
-func faultsOf(s *hastack.Stack) []fault {
+func faultsOf(s *node.HAStack) []fault {
 	proxies := func(fn func(p *toxiclient.Proxy) error) error {
 		var errs []error
 		for _, name := range s.Toxiproxy.Proxies {
@@ -251,7 +251,7 @@ func faultsOf(s *hastack.Stack) []fault {
 
 // seed creates the catalog through the API, as an admin, and registers the partner's
 // endpoint for every event, so the webhook fan-out and deliveries run through the faults.
-func seed(s *hastack.Stack, stock map[string]int, partnerURL string) error {
+func seed(s *node.HAStack, stock map[string]int, partnerURL string) error {
 	token, err := auth.Sign(s.JWTSecret, "chaos-admin", []string{"admin"}, time.Hour)
 	if err != nil {
 		return err

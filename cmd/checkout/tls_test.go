@@ -25,12 +25,9 @@ import (
 	"github.com/coder/websocket/wsjson"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/platform/tlsx"
 	"github.com/checkout-backend/checkout/internal/testutil"
-	"github.com/checkout-backend/checkout/internal/testutil/nodeproc"
-	"github.com/checkout-backend/checkout/internal/testutil/pgnode"
-	"github.com/checkout-backend/checkout/internal/testutil/rabbitnode"
-	"github.com/checkout-backend/checkout/internal/testutil/redisnode"
 )
 
 // devEnv runs `checkout certs dev` and returns the variables of its export lines.
@@ -129,7 +126,7 @@ func dig(v any, path ...string) any {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	p, err := nodeproc.FreePort()
+	p, err := node.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,9 +170,9 @@ func TestServe_EverythingOverMutualTLS(t *testing.T) {
 	}
 
 	// The dependencies, each requiring TLS and a client certificate of the CA.
-	pg := pgnode.Start(t, pgnode.Options{TLS: &pgnode.TLS{CertFile: f.Server, KeyFile: f.ServerKey, ClientCAFile: f.CA, ClientCert: "verify-full"}})
-	mq := rabbitnode.Start(t, rabbitnode.Options{TLS: &rabbitnode.TLS{CertFile: f.Server, KeyFile: f.ServerKey, CAFile: f.CA, Only: true}})
-	rd := redisnode.StartTLS(t, redisnode.TLS{CertFile: f.Server, KeyFile: f.ServerKey, CAFile: f.CA, ProbeCert: f.Client, ProbeKey: f.ClientKey})
+	pg := node.StartPostgres(t, node.PostgresOptions{TLS: &node.PostgresTLS{CertFile: f.Server, KeyFile: f.ServerKey, ClientCAFile: f.CA, ClientCert: "verify-full"}})
+	mq := node.StartRabbit(t, node.RabbitOptions{TLS: &node.RabbitTLS{CertFile: f.Server, KeyFile: f.ServerKey, CAFile: f.CA, Only: true}})
+	rd := node.StartRedisTLS(t, node.RedisTLS{CertFile: f.Server, KeyFile: f.ServerKey, CAFile: f.CA, ProbeCert: f.Client, ProbeKey: f.ClientKey})
 
 	addr, metricsAddr := freeAddr(t), freeAddr(t)
 	logPath := filepath.Join(dir, "service.log")

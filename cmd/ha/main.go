@@ -14,7 +14,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/checkout-backend/checkout/internal/hastack"
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
 )
 
@@ -32,7 +32,7 @@ func main() {
 	case "up":
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		s, err := hastack.Up(ctx, hastack.Options{Dir: *dir, Bin: *bin, Instances: *instances, Detached: true, Log: os.Stdout})
+		s, err := node.UpHA(ctx, node.HAOptions{Dir: *dir, Bin: *bin, Instances: *instances, Detached: true, Log: os.Stdout})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "ha up: %v\n", err)
 			os.Exit(1)
@@ -42,10 +42,10 @@ func main() {
 		for _, line := range s.Status() {
 			fmt.Println("  " + line)
 		}
-		fmt.Printf("\n  DATABASE_URL=%s\n  DATABASE_READ_URL=%s\n  AMQP_URL=%s\n  (JWT_SECRET is in %s/%s)\n", s.DatabaseURL, s.ReadURL, s.AMQPURL, s.Dir, hastack.StateFile)
+		fmt.Printf("\n  DATABASE_URL=%s\n  DATABASE_READ_URL=%s\n  AMQP_URL=%s\n  (JWT_SECRET is in %s/%s)\n", s.DatabaseURL, s.ReadURL, s.AMQPURL, s.Dir, node.HAStateFile)
 		fmt.Printf("\n  admin token (24h): %s\n  stop it all with: make ha-down (scripts/ha.sh down)\n", token)
 	case "status":
-		s, err := hastack.Load(*dir)
+		s, err := node.LoadHA(*dir)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "ha status: no stack in %s (%v)\n", *dir, err)
 			os.Exit(1)
@@ -54,7 +54,7 @@ func main() {
 			fmt.Println(line)
 		}
 	case "down":
-		s, err := hastack.Load(*dir)
+		s, err := node.LoadHA(*dir)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "ha down: no stack in %s (%v)\n", *dir, err)
 			os.Exit(1)

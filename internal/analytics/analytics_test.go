@@ -277,10 +277,11 @@ func TestConsumer_AcksOnlyAfterTheBatchIsWritten(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make(chan error, 3)
 		for i := range 3 {
+			env := placed(t, "o"+string(rune('a'+i)), event.OrderItemData{SKU: "S", Quantity: 1, UnitPriceCents: 100})
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs <- a.Handle(context.Background(), placed(t, "o"+string(rune('a'+i)), event.OrderItemData{SKU: "S", Quantity: 1, UnitPriceCents: 100}))
+				errs <- a.Handle(context.Background(), env)
 			}()
 		}
 		wg.Wait()

@@ -13,8 +13,8 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/testutil"
-	"github.com/checkout-backend/checkout/internal/testutil/rabbitnode"
 	"github.com/checkout-backend/checkout/workers"
 )
 
@@ -52,7 +52,7 @@ func TestTopology_AtMost12QueuesPerDeployment(t *testing.T) {
 func TestTwentyDeployments_OneBroker_AllReady(t *testing.T) {
 	t.Parallel()
 	testutil.Slow(t)
-	node := rabbitnode.Start(t, rabbitnode.Options{})
+	node := node.StartRabbit(t, node.RabbitOptions{})
 	ctx := context.Background()
 	start := time.Now()
 	for i := 0; i < 20; i++ {
@@ -321,7 +321,7 @@ func TestUpgrade_OldDelayQueuesDrainedThenDeleted(t *testing.T) {
 func TestBlockedConnection_PublishingPausesAndReadinessFails(t *testing.T) {
 	t.Parallel()
 	testutil.Slow(t)
-	node := rabbitnode.Start(t, rabbitnode.Options{})
+	node := node.StartRabbit(t, node.RabbitOptions{})
 	ctx := context.Background()
 	topo := broker.Topology{Prefix: "b.", Consumers: []broker.Consumer{{Name: "c", Types: []string{"test.event"}}}}
 	b := newBroker(t, node.URL(), topo)

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/testutil"
-	"github.com/checkout-backend/checkout/internal/testutil/pgnode"
 )
 
 // A server with autovacuum off (this machine's is) never vacuums the outbox or the
@@ -20,7 +20,7 @@ func TestVacuumQueues_OnlyWhenAutovacuumIsOff(t *testing.T) {
 	for _, autovacuum := range []string{"off", "on"} {
 		t.Run("autovacuum "+autovacuum, func(t *testing.T) {
 			t.Parallel()
-			node := pgnode.Start(t, pgnode.Options{Name: "av" + autovacuum, Settings: map[string]string{"autovacuum": autovacuum}})
+			node := node.StartPostgres(t, node.PostgresOptions{Name: "av" + autovacuum, Settings: map[string]string{"autovacuum": autovacuum}})
 			db := testutil.NewDBOn(t, node.URL())
 			ctx := context.Background()
 			// 20,000 outbox rows, published and pruned: dead rows, none live.

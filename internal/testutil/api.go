@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"github.com/google/uuid"
 	"io"
 	"net/http"
@@ -28,7 +29,8 @@ import (
 // Secret signs test tokens.
 const Secret = "test-secret-0123456789abcdef0123456789"
 
-// Token signs a token for sub with roles.
+// Token signs a token for sub with roles. From the test's goroutine only: make the
+// tokens of concurrent clients before starting them.
 func Token(t testing.TB, sub string, roles ...string) string {
 	t.Helper()
 	tok, err := auth.Sign(Secret, sub, roles, time.Hour)
@@ -167,9 +169,20 @@ func (r *Response) ErrorCode() string {
 	return c
 }
 
-// Do posts a GraphQL request with token (may be "") and decodes the response.
+// Do posts a GraphQL request with token (may be "") and decodes the response; it fails
+// the test when the answer is not a GraphQL response. From the test's goroutine only:
+// other goroutines call Post.
 func (a *API) Do(t testing.TB, token, query string, vars map[string]any) *Response {
 	t.Helper()
+	r, err := a.Post(token, query, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// Post is Do returning an error instead of failing the test: safe from any goroutine.
+func (a *API) Post(token, query string, vars map[string]any) (*Response, error) {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body)).WithContext(context.Background())
 	req.Header.Set("Content-Type", "application/json")
@@ -180,10 +193,10 @@ func (a *API) Do(t testing.TB, token, query string, vars map[string]any) *Respon
 	a.Handler.ServeHTTP(rec, req)
 	var r Response
 	if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
-		t.Fatalf("decode response (status %d): %v: %s", rec.Code, err, rec.Body.String())
+		return nil, fmt.Errorf("decode response (status %d): %v: %s", rec.Code, err, rec.Body.String())
 	}
 	r.Status = rec.Code
-	return &r
+	return &r, nil
 }
 
 // Product creates a product with stock per warehouse.

@@ -1,24 +1,44 @@
 package testutil
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os/exec"
-	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/workers"
 )
 
-// BuildCheckout builds the checkout binary (./cmd/checkout) into a directory of the test
-// and returns its path; the build cache makes every build after the first quick.
+var (
+	checkoutOnce sync.Once
+	checkoutBin  string
+	checkoutErr  error
+)
+
+// BuildCheckout returns the path of the checkout binary (./cmd/checkout, a tool of the
+// module in go.mod): `go tool -n` links it once and keeps the executable in the build
+// cache, so the tests that run the binary share one build, across packages and runs,
+// until the code changes. Tests run it; they never write to it.
 func BuildCheckout(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "checkout")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/checkout-backend/checkout/cmd/checkout").CombinedOutput(); err != nil {
-		t.Fatalf("build the checkout binary: %v\n%s", err, out)
+	checkoutOnce.Do(func() {
+		var stderr bytes.Buffer
+		cmd := exec.Command("go", "tool", "-n", "github.com/checkout-backend/checkout/cmd/checkout")
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			checkoutErr = fmt.Errorf("%v\n%s", err, stderr.String())
+		}
+		checkoutBin = strings.TrimSpace(string(out))
+	})
+	if checkoutErr != nil {
+		t.Fatalf("build the checkout binary: %v", checkoutErr)
 	}
-	return bin
+	return checkoutBin
 }
 
 // DeploymentPrefix is a fresh AMQP_PREFIX for a service the test runs: the exchange and

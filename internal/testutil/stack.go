@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"os"
 	"sync"
@@ -248,13 +249,24 @@ func (s *Stack) WaitStatus(t testing.TB, orderID string, status checkout.Status,
 	return last
 }
 
-// Checkout places an order of items through the API and returns its id.
+// Checkout places an order of items through the checkout service and returns its id,
+// failing the test otherwise. From the test's goroutine only: other goroutines call Place.
 func (s *Stack) Checkout(t testing.TB, customer, key, token string, lines ...checkout.Line) string {
 	t.Helper()
+	id, err := s.Place(customer, key, token, lines...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// Place is Checkout returning an error instead of failing the test: safe from any
+// goroutine.
+func (s *Stack) Place(customer, key, token string, lines ...checkout.Line) (string, error) {
 	o, _, err := s.Service.Checkout(context.Background(), checkout.Actor{CustomerID: customer},
 		checkout.CheckoutInput{IdempotencyKey: key, PaymentToken: token, Items: lines})
 	if err != nil {
-		t.Fatalf("checkout: %v", err)
+		return "", fmt.Errorf("checkout: %w", err)
 	}
-	return o.ID
+	return o.ID, nil
 }

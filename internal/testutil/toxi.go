@@ -11,6 +11,8 @@ import (
 	"time"
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+
+	"github.com/checkout-backend/checkout/internal/node"
 )
 
 var (
@@ -37,11 +39,11 @@ func NewToxiproxy(t testing.TB) *Toxiproxy {
 		t.Fatalf("build toxiproxy (go tool): %v", toxiBinErr)
 	}
 	port := FreePort(t)
-	cmd := exec.Command(toxiBin, "-host", "127.0.0.1", "-port", fmt.Sprint(port))
-	if err := cmd.Start(); err != nil {
+	proc, err := node.Start(exec.Command(toxiBin, "-host", "127.0.0.1", "-port", fmt.Sprint(port)), node.StartOptions{})
+	if err != nil {
 		t.Fatalf("start toxiproxy: %v", err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(proc.Kill)
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
 	Eventually(t, 10*time.Second, "toxiproxy to answer at "+endpoint, func() bool {
 		resp, err := http.Get(endpoint + "/version")

@@ -1,3 +1,7 @@
+// VictoriaLogs (Apache-2.0), a log server that takes Loki's push protocol, pinned in a
+// module of its own so its dependencies stay out of the service's go.mod. The Loki
+// shipping test (internal/platform/log) runs it: `go tool -n` here builds it once and
+// keeps the binary in the build cache, so later runs link nothing.
 module github.com/checkout-backend/checkout/tools/victorialogs
 
 go 1.26.8
@@ -22,3 +26,5 @@ require (
 	golang.org/x/oauth2 v0.36.0 // indirect
 	golang.org/x/sys v0.46.0 // indirect
 )
+
+tool github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs

@@ -27,8 +27,9 @@ import (
 
 // logServer is a real log server taking Loki's push protocol, started for one test.
 // Debian's `loki` package is not Grafana Loki (it is a genetics program) and Grafana
-// Loki's Go module is AGPL, so the test runs VictoriaLogs (Apache-2.0), built from the
-// module pinned in tools/victorialogs: it serves Loki's push API under /insert and
+// Loki's Go module is AGPL, so the test runs VictoriaLogs (Apache-2.0), the tool pinned
+// in tools/victorialogs (built once, then taken from the build cache by `go tool -n`,
+// with no link step per run): it serves Loki's push API under /insert and
 // answers LogsQL queries, whose `{service="checkout"} | unpack_json | correlationId:="..."`
 // is the LogsQL twin of the LogQL query in the README.
 type logServer struct {
@@ -44,15 +45,18 @@ func startLogServer(t *testing.T) *logServer {
 	}
 	toolDir := filepath.Join(filepath.Dir(strings.TrimSpace(string(gomod))), "tools", "victorialogs")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "victoria-logs")
-	build := exec.Command("go", "build", "-o", bin, "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs")
+	build := exec.Command("go", "tool", "-n", "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs")
 	build.Dir = toolDir
-	if out, err := build.CombinedOutput(); err != nil {
+	var stderr bytes.Buffer
+	build.Stderr = &stderr
+	out, err := build.Output()
+	if err != nil {
 		if os.Getenv("CI") == "" {
-			t.Skipf("skipping: cannot build the VictoriaLogs server from tools/victorialogs: %v", firstLine(out))
+			t.Skipf("skipping: cannot build the VictoriaLogs server from tools/victorialogs: %v", firstLine(stderr.Bytes()))
 		}
-		t.Fatalf("build VictoriaLogs (tools/victorialogs): %v\n%s", err, out)
+		t.Fatalf("build VictoriaLogs (tools/victorialogs): %v\n%s", err, stderr.String())
 	}
+	bin := strings.TrimSpace(string(out))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +65,7 @@ func startLogServer(t *testing.T) *logServer {
 	l.Close()
 	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+filepath.Join(dir, "data"), "-loggerLevel=ERROR",
 		"-retentionPeriod=1d")
-	var stderr bytes.Buffer
+	stderr.Reset()
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -10,8 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/platform/tlsx"
-	"github.com/checkout-backend/checkout/internal/testutil/redisnode"
 )
 
 func TestAMQPURL_AddsTheFilesToEveryAMQPSURL(t *testing.T) {
@@ -73,7 +73,7 @@ func TestRedisOptions_MutualTLS_VerifiedBothWays(t *testing.T) {
 	p, stranger := newPKI(t, "redis ca"), newPKI(t, "another ca")
 	srvCert, srvKey := p.server("redis")
 	probeCert, probeKey := p.client("probe", "probe")
-	n := redisnode.StartTLS(t, redisnode.TLS{CertFile: srvCert, KeyFile: srvKey, CAFile: p.CA, ProbeCert: probeCert, ProbeKey: probeKey})
+	n := node.StartRedisTLS(t, node.RedisTLS{CertFile: srvCert, KeyFile: srvKey, CAFile: p.CA, ProbeCert: probeCert, ProbeKey: probeKey})
 	cert, key := p.client("service", "checkout")
 	url := n.URL()
 	ping := func(f tlsx.Files, rawURL string) error {

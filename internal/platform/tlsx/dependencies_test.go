@@ -8,10 +8,9 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/platform/tlsx"
 	"github.com/checkout-backend/checkout/internal/store"
-	"github.com/checkout-backend/checkout/internal/testutil/pgnode"
-	"github.com/checkout-backend/checkout/internal/testutil/rabbitnode"
 )
 
 // The store reaches a PostgreSQL that requires TLS and a client certificate whose CN is
@@ -23,7 +22,7 @@ func TestPostgres_VerifyFullWithClientCertificate(t *testing.T) {
 	// The server's certificate names localhost only: verify-full to 127.0.0.1 is refused
 	// (the name is checked), verify-ca is not.
 	srvCert, srvKey := p.issue("pg-server", tlsx.Leaf{CommonName: "localhost", DNSNames: []string{"localhost"}, Server: true})
-	n := pgnode.Start(t, pgnode.Options{TLS: &pgnode.TLS{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: p.CA, ClientCert: "verify-full"}})
+	n := node.StartPostgres(t, node.PostgresOptions{TLS: &node.PostgresTLS{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: p.CA, ClientCert: "verify-full"}})
 	cert, key := p.client("pg-client", "postgres")
 	otherUser, otherUserKey := p.client("pg-other", "checkout")
 	strangerCert, strangerKey := stranger.client("pg-stranger", "postgres")
@@ -79,7 +78,7 @@ func TestBroker_AMQPS_PublishesAndConsumesWithAClientCertificate(t *testing.T) {
 	t.Parallel()
 	p, stranger := newPKI(t, "mq ca"), newPKI(t, "another ca")
 	srvCert, srvKey := p.server("mq-server")
-	n := rabbitnode.Start(t, rabbitnode.Options{TLS: &rabbitnode.TLS{CertFile: srvCert, KeyFile: srvKey, CAFile: p.CA, Only: true}})
+	n := node.StartRabbit(t, node.RabbitOptions{TLS: &node.RabbitTLS{CertFile: srvCert, KeyFile: srvKey, CAFile: p.CA, Only: true}})
 	cert, key := p.client("mq-client", "checkout")
 	topo := broker.Topology{Prefix: "tls.", Consumers: []broker.Consumer{{Name: "probe", Types: []string{"order.placed"}}},
 		RetryDelays: []time.Duration{100 * time.Millisecond}}

@@ -1,4 +1,4 @@
-package failover_test
+package systest
 
 import (
 	"bytes"
@@ -15,8 +15,6 @@ import (
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
-
-const checkoutMutation = `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } userErrors { code } } }`
 
 // answer is what a client was told about one idempotency key, in the end.
 type answer struct {

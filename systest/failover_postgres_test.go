@@ -1,4 +1,4 @@
-package failover_test
+package systest
 
 import (
 	"context"
@@ -10,12 +10,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/testutil"
-	"github.com/checkout-backend/checkout/internal/testutil/pgnode"
 )
 
 // waitSynchronous waits until primary streams to standby as its synchronous standby.
-func waitSynchronous(t *testing.T, primary *pgnode.Node, standby string) {
+func waitSynchronous(t *testing.T, primary *node.Postgres, standby string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -41,13 +41,13 @@ func waitSynchronous(t *testing.T, primary *pgnode.Node, standby string) {
 // the relay and the payment worker carry on (every order PAID, one charge each).
 func TestPostgresFailover_PrimaryKilledMidSale_NoAcknowledgedOrderLost(t *testing.T) {
 	t.Parallel()
-	primary := pgnode.Start(t, pgnode.Options{Name: "primary", SynchronousStandbys: "standby"})
+	primary := node.StartPostgres(t, node.PostgresOptions{Name: "primary", SynchronousStandbys: "standby"})
 	replication := testutil.NewToxiproxy(t).Proxy(t, "replication", primary.HostPort())
-	standby := pgnode.Start(t, pgnode.Options{Name: "standby", StandbyOf: primary, PrimaryAddr: replication.Listen})
+	standby := node.StartPostgres(t, node.PostgresOptions{Name: "standby", StandbyOf: primary, PrimaryAddr: replication.Listen})
 	waitSynchronous(t, primary, "standby")
 
 	// The standby is listed first: target_session_attrs=read-write is what finds the primary.
-	s := testutil.NewStack(t, testutil.StackOptions{DatabaseURL: pgnode.MultiHostURL("postgres", standby, primary)})
+	s := testutil.NewStack(t, testutil.StackOptions{DatabaseURL: node.MultiHostURL("postgres", standby, primary)})
 	stock := map[string]int{"FLASH": 15, "PLENTY": 100000}
 	for sku, n := range stock {
 		s.Product(t, sku, 1500, map[string]int{"w": n})

@@ -1,4 +1,4 @@
-package pgnode_test
+package node_test
 
 import (
 	"context"
@@ -8,8 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/checkout-backend/checkout/internal/testutil/nodeproc"
-	"github.com/checkout-backend/checkout/internal/testutil/pgnode"
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/testutil/testcert"
 )
 
@@ -25,26 +24,9 @@ func connect(t *testing.T, url string) *pgx.Conn {
 	return c
 }
 
-// serverProcesses lists the node's postmaster and every process under it (backends,
-// walsenders, background workers).
-func serverProcesses(n *pgnode.Node) []int {
-	return append([]int{n.Pid()}, nodeproc.Tree(n.Pid())...)
-}
-
-// running lists the pids that still run.
-func running(pids []int) []int {
-	var out []int
-	for _, p := range pids {
-		if nodeproc.Running(p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func TestNode_StartConnectStop_LeavesNoProcess(t *testing.T) {
+func TestPostgres_StartConnectStop_LeavesNoProcess(t *testing.T) {
 	t.Parallel()
-	n := pgnode.Start(t, pgnode.Options{})
+	n := node.StartPostgres(t, node.PostgresOptions{})
 	c := connect(t, n.URL())
 	var one int
 	if err := c.QueryRow(context.Background(), "SELECT 1").Scan(&one); err != nil || one != 1 {
@@ -53,7 +35,7 @@ func TestNode_StartConnectStop_LeavesNoProcess(t *testing.T) {
 	if n.Status() != "ready" {
 		t.Fatalf("status %q, want ready", n.Status())
 	}
-	procs := serverProcesses(n)
+	procs := tree(n)
 	if len(procs) < 3 {
 		t.Fatalf("expected a postmaster and its backends, found %v", procs)
 	}
@@ -66,11 +48,11 @@ func TestNode_StartConnectStop_LeavesNoProcess(t *testing.T) {
 	}
 }
 
-func TestNode_SynchronousStandby_ReplicatesAndTakesOverWhenPrimaryKilled(t *testing.T) {
+func TestPostgres_SynchronousStandby_ReplicatesAndTakesOverWhenPrimaryKilled(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	primary := pgnode.Start(t, pgnode.Options{Name: "primary", SynchronousStandbys: "standby"})
-	standby := pgnode.Start(t, pgnode.Options{Name: "standby", StandbyOf: primary})
+	primary := node.StartPostgres(t, node.PostgresOptions{Name: "primary", SynchronousStandbys: "standby"})
+	standby := node.StartPostgres(t, node.PostgresOptions{Name: "standby", StandbyOf: primary})
 	if standby.Status() != "standby" {
 		t.Fatalf("standby status %q", standby.Status())
 	}
@@ -108,7 +90,7 @@ func TestNode_SynchronousStandby_ReplicatesAndTakesOverWhenPrimaryKilled(t *test
 		t.Fatal("a hot standby accepted a write")
 	}
 
-	procs := serverProcesses(primary)
+	procs := tree(primary)
 	primary.Kill()
 	if primary.Alive() {
 		t.Fatal("primary alive after Kill")
@@ -128,20 +110,20 @@ func TestNode_SynchronousStandby_ReplicatesAndTakesOverWhenPrimaryKilled(t *test
 		t.Fatalf("promoted node has %d rows (%v), want 2", rows, err)
 	}
 	// A multi-host DSN finds the promoted node as the writable one.
-	m := connect(t, pgnode.MultiHostURL("postgres", primary, standby))
+	m := connect(t, node.MultiHostURL("postgres", primary, standby))
 	var readOnly string
 	if err := m.QueryRow(ctx, "SHOW transaction_read_only").Scan(&readOnly); err != nil || readOnly != "off" {
 		t.Fatalf("multi-host DSN: transaction_read_only=%q (%v)", readOnly, err)
 	}
 }
 
-func TestNode_TLS_RequiresAClientCertificateFromTheCA(t *testing.T) {
+func TestPostgres_TLS_RequiresAClientCertificateFromTheCA(t *testing.T) {
 	t.Parallel()
 	pki := testcert.New(t, "postgres")
 	ca, srvCert, srvKey, cliCert, cliKey := pki.CA, pki.ServerCert, pki.ServerKey, pki.ClientCert, pki.ClientKey
 	stranger := testcert.New(t, "postgres")
 	strangerCert, strangerKey := stranger.ClientCert, stranger.ClientKey
-	n := pgnode.Start(t, pgnode.Options{TLS: &pgnode.TLS{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: ca, ClientCert: "verify-full"}})
+	n := node.StartPostgres(t, node.PostgresOptions{TLS: &node.PostgresTLS{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: ca, ClientCert: "verify-full"}})
 	ctx := context.Background()
 	good := n.URL() + "&sslmode=verify-full&sslrootcert=" + ca + "&sslcert=" + cliCert + "&sslkey=" + cliKey
 	c := connect(t, strings.Replace(good, "sslmode=require&", "", 1))

@@ -1,15 +1,7 @@
-// Package hastack starts, on one machine and without Docker, the replicated deployment
-// the README's "Running in production" describes: a PostgreSQL primary and a synchronous
-// standby, a three-node RabbitMQ cluster, and checkout service instances sharing them,
-// each a process of its own under one directory. A state file records it, so that
-// another command can report on it, stop it by process id, or (cmd/chaos) kill, promote
-// and restart its parts.
-package hastack
+package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,18 +16,14 @@ import (
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 	"github.com/jackc/pgx/v5"
-
-	"github.com/checkout-backend/checkout/internal/testutil/nodeproc"
-	"github.com/checkout-backend/checkout/internal/testutil/pgnode"
-	"github.com/checkout-backend/checkout/internal/testutil/rabbitnode"
 )
 
-// Database is the service's database on the PostgreSQL nodes.
-const Database = "checkout"
+// HADatabase is the service's database on the HA stack's PostgreSQL nodes.
+const HADatabase = "checkout"
 
-// Options shape the stack Up starts.
-type Options struct {
-	// Dir holds everything (wiped by Up when nothing of a previous stack runs there).
+// HAOptions shape the stack UpHA starts.
+type HAOptions struct {
+	// Dir holds everything (wiped by UpHA when nothing of a previous stack runs there).
 	Dir string
 	// Bin is the checkout binary the instances run.
 	Bin string
@@ -53,35 +41,40 @@ type Options struct {
 	Log io.Writer
 }
 
-// Instance is one `checkout serve` process.
+// Instance is one `checkout serve` process of an HA stack.
 type Instance struct {
 	Name string   `json:"name"`
 	Addr string   `json:"addr"`
 	Pid  int      `json:"pid"`
 	Log  string   `json:"log"`
 	Env  []string `json:"env"`
-	proc *nodeproc.Process
+	proc *Process
 }
 
 // URL is the instance's base URL.
 func (i *Instance) URL() string { return "http://" + i.Addr }
 
 // Alive reports whether the instance's process runs.
-func (i *Instance) Alive() bool { return i.proc != nil && i.proc.Alive() }
+func (i *Instance) Alive() bool { return i.proc.Alive() }
 
-// Toxiproxy is the proxy server between the instances and the broker.
+// Toxiproxy is the proxy server between an HA stack's instances and its broker.
 type Toxiproxy struct {
 	Pid     int      `json:"pid"`
 	API     string   `json:"api"`
 	Proxies []string `json:"proxies"`
-	proc    *nodeproc.Process
+	proc    *Process
 }
 
 // Client talks to the toxiproxy server.
 func (x *Toxiproxy) Client() *toxiclient.Client { return toxiclient.NewClient(x.API) }
 
-// Stack is a running (or stopped) HA stack.
-type Stack struct {
+// HAStack is, on one machine and without Docker, the replicated deployment the README's
+// "Running in production" describes: a PostgreSQL primary and a synchronous standby, a
+// three-node RabbitMQ cluster, and checkout service instances sharing them, each a
+// process of its own under one directory. A state file records it, so that another
+// command can report on it, stop it by process id, or (cmd/chaos) kill, promote and
+// restart its parts.
+type HAStack struct {
 	Dir       string `json:"dir"`
 	Bin       string `json:"bin"`
 	JWTSecret string `json:"jwtSecret"`
@@ -98,17 +91,17 @@ type Stack struct {
 	Detached    bool        `json:"detached"`
 
 	// PG are the PostgreSQL nodes (the first started as primary), Rabbit the RabbitMQ ones.
-	PG     []*pgnode.Node     `json:"-"`
-	Rabbit []*rabbitnode.Node `json:"-"`
+	PG     []*Postgres `json:"-"`
+	Rabbit []*Rabbit   `json:"-"`
 	log    io.Writer
 }
 
-// StateFile is where a stack records itself under its directory.
-const StateFile = "stack.json"
+// HAStateFile is where an HA stack records itself under its directory.
+const HAStateFile = "stack.json"
 
-// Up starts the stack and waits until every instance is ready. On error it stops
+// UpHA starts the stack and waits until every instance is ready. On error it stops
 // what it started.
-func Up(ctx context.Context, opt Options) (_ *Stack, err error) {
+func UpHA(ctx context.Context, opt HAOptions) (_ *HAStack, err error) {
 	if opt.Instances == 0 {
 		opt.Instances = 2
 	}
@@ -119,7 +112,7 @@ func Up(ctx context.Context, opt Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if old, err := Load(dir); err == nil && old.anyAlive() {
+	if old, err := LoadHA(dir); err == nil && old.anyAlive() {
 		return nil, fmt.Errorf("a stack already runs in %s: stop it first (down)", dir)
 	}
 	if err := os.RemoveAll(dir); err != nil {
@@ -128,7 +121,7 @@ func Up(ctx context.Context, opt Options) (_ *Stack, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Stack{Dir: dir, Bin: opt.Bin, JWTSecret: randomHex(24), Detached: opt.Detached, log: opt.Log}
+	s := &HAStack{Dir: dir, Bin: opt.Bin, JWTSecret: randomHex(24), Detached: opt.Detached, log: opt.Log}
 	defer func() {
 		if err != nil {
 			s.Down()
@@ -136,12 +129,12 @@ func Up(ctx context.Context, opt Options) (_ *Stack, err error) {
 	}()
 	started := time.Now()
 	fmt.Fprintf(s.log, "starting PostgreSQL primary and synchronous standby...\n")
-	primary, err := pgnode.Launch(ctx, pgnode.Options{Dir: filepath.Join(dir, "pg1"), Name: "pg1", SynchronousStandbys: "pg2", Detached: opt.Detached})
+	primary, err := LaunchPostgres(ctx, PostgresOptions{Dir: filepath.Join(dir, "pg1"), Name: "pg1", SynchronousStandbys: "pg2", Detached: opt.Detached})
 	s.addPG(primary)
 	if err != nil {
 		return s, fmt.Errorf("PostgreSQL primary: %w", err)
 	}
-	standby, err := pgnode.Launch(ctx, pgnode.Options{Dir: filepath.Join(dir, "pg2"), Name: "pg2", StandbyOf: primary, Detached: opt.Detached})
+	standby, err := LaunchPostgres(ctx, PostgresOptions{Dir: filepath.Join(dir, "pg2"), Name: "pg2", StandbyOf: primary, Detached: opt.Detached})
 	s.addPG(standby)
 	if err != nil {
 		return s, fmt.Errorf("PostgreSQL standby: %w", err)
@@ -149,11 +142,11 @@ func Up(ctx context.Context, opt Options) (_ *Stack, err error) {
 	if err := createDatabase(ctx, primary.URL()); err != nil {
 		return s, err
 	}
-	s.DatabaseURL = pgnode.MultiHostURL(Database, primary, standby)
-	s.ReadURL = strings.Replace(pgnode.MultiHostURL(Database, standby, primary), "target_session_attrs=read-write", "target_session_attrs=prefer-standby", 1)
+	s.DatabaseURL = MultiHostURL(HADatabase, primary, standby)
+	s.ReadURL = strings.Replace(MultiHostURL(HADatabase, standby, primary), "target_session_attrs=read-write", "target_session_attrs=prefer-standby", 1)
 	fmt.Fprintf(s.log, "  PostgreSQL up after %s\nstarting a three-node RabbitMQ cluster...\n", time.Since(started).Round(100*time.Millisecond))
 
-	cluster, err := rabbitnode.LaunchCluster(ctx, 3, rabbitnode.Options{Dir: filepath.Join(dir, "rabbitmq"), Name: "ha" + randomHex(2), Detached: opt.Detached})
+	cluster, err := LaunchRabbitCluster(ctx, 3, RabbitOptions{Dir: filepath.Join(dir, "rabbitmq"), Name: "ha" + randomHex(2), Detached: opt.Detached})
 	for _, n := range cluster.Nodes {
 		s.Rabbit = append(s.Rabbit, n)
 		s.RabbitDirs = append(s.RabbitDirs, n.Dir)
@@ -175,7 +168,7 @@ func Up(ctx context.Context, opt Options) (_ *Stack, err error) {
 		return s, fmt.Errorf("checkout migrate: %v: %s", err, out)
 	}
 	for i := range opt.Instances {
-		port, err := nodeproc.FreePort()
+		port, err := FreePort()
 		if err != nil {
 			return s, err
 		}
@@ -190,7 +183,7 @@ func Up(ctx context.Context, opt Options) (_ *Stack, err error) {
 	return s, s.save()
 }
 
-func (s *Stack) addPG(n *pgnode.Node) {
+func (s *HAStack) addPG(n *Postgres) {
 	if n != nil {
 		s.PG = append(s.PG, n)
 		s.PGDirs = append(s.PGDirs, n.Dir)
@@ -203,41 +196,31 @@ func createDatabase(ctx context.Context, url string) error {
 		return err
 	}
 	defer c.Close(context.Background())
-	_, err = c.Exec(ctx, "CREATE DATABASE "+Database)
+	_, err = c.Exec(ctx, "CREATE DATABASE "+HADatabase)
 	return err
 }
 
-func (s *Stack) startToxiproxy(ctx context.Context, bin string) error {
-	port, err := nodeproc.FreePort()
+func (s *HAStack) startToxiproxy(ctx context.Context, bin string) error {
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}
-	logf, err := os.Create(filepath.Join(s.Dir, "toxiproxy.log"))
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
 	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", fmt.Sprint(port))
-	cmd.Stdout, cmd.Stderr = logf, logf
 	x := &Toxiproxy{API: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	if x.proc, err = s.start(cmd); err != nil {
+	if x.proc, err = Start(cmd, StartOptions{Log: filepath.Join(s.Dir, "toxiproxy.log"), Detached: s.Detached}); err != nil {
 		return fmt.Errorf("toxiproxy: %w", err)
 	}
 	x.Pid = x.proc.Pid
 	s.Toxiproxy = x
-	for {
-		if _, err := x.Client().Proxies(); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("toxiproxy does not answer: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := x.proc.WaitReady(ctx, "toxiproxy", 50*time.Millisecond, nil, func() bool {
+		_, err := x.Client().Proxies()
+		return err == nil
+	}); err != nil {
+		return err
 	}
 	var urls []string
 	for i, n := range s.Rabbit {
-		port, err := nodeproc.FreePort()
+		port, err := FreePort()
 		if err != nil {
 			return err
 		}
@@ -253,20 +236,8 @@ func (s *Stack) startToxiproxy(ctx context.Context, bin string) error {
 	return nil
 }
 
-// start runs a process of the stack, detached or tied to the caller.
-func (s *Stack) start(cmd *exec.Cmd) (*nodeproc.Process, error) {
-	if s.Detached {
-		pid, err := nodeproc.StartDetached(cmd)
-		if err != nil {
-			return nil, err
-		}
-		return &nodeproc.Process{Pid: pid}, nil
-	}
-	return nodeproc.Start(cmd)
-}
-
 // serviceCommand is the checkout binary with the stack's configuration.
-func (s *Stack) serviceCommand(ctx context.Context, args ...string) *exec.Cmd {
+func (s *HAStack) serviceCommand(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, s.Bin, args...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.DatabaseURL, "DATABASE_READ_URL="+s.ReadURL, "AMQP_URL="+s.AMQPURL,
 		"JWT_SECRET="+s.JWTSecret, "APP_ENV=development", "REDIS_URL=", "AMQP_QUORUM_SIZE=3")
@@ -274,39 +245,24 @@ func (s *Stack) serviceCommand(ctx context.Context, args ...string) *exec.Cmd {
 }
 
 // StartInstance starts (or restarts) an instance and waits until it is ready.
-func (s *Stack) StartInstance(ctx context.Context, in *Instance) error {
-	logf, err := os.OpenFile(in.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
+func (s *HAStack) StartInstance(ctx context.Context, in *Instance) error {
 	cmd := s.serviceCommand(context.Background(), "serve")
 	cmd.Env = append(append(cmd.Env, "HTTP_ADDR="+in.Addr), in.Env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if in.proc, err = s.start(cmd); err != nil {
+	var err error
+	if in.proc, err = Start(cmd, StartOptions{Log: in.Log, Detached: s.Detached}); err != nil {
 		return fmt.Errorf("%s: %w", in.Name, err)
 	}
 	in.Pid = in.proc.Pid
-	for {
-		if !in.Alive() {
-			return fmt.Errorf("%s exited: %s", in.Name, nodeproc.LogTail(in.Log, 3))
-		}
-		if ready(in.URL()) == http.StatusOK {
-			return s.save()
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w; log: %s", in.Name, ctx.Err(), nodeproc.LogTail(in.Log, 3))
-		case <-time.After(100 * time.Millisecond):
-		}
+	if err := in.proc.WaitReady(ctx, in.Name, 100*time.Millisecond, func() string { return LogTail(in.Log, 3) },
+		func() bool { return ready(in.URL()) == http.StatusOK }); err != nil {
+		return err
 	}
+	return s.save()
 }
 
 // KillInstance SIGKILLs an instance and everything it started.
-func (s *Stack) KillInstance(in *Instance) {
-	if in.proc != nil {
-		in.proc.Kill()
-	}
+func (s *HAStack) KillInstance(in *Instance) {
+	in.proc.Kill()
 }
 
 func ready(base string) int {
@@ -319,46 +275,46 @@ func ready(base string) int {
 	return resp.StatusCode
 }
 
-func (s *Stack) save() error {
+func (s *HAStack) save() error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(s.Dir, StateFile), b, 0o600)
+	return os.WriteFile(filepath.Join(s.Dir, HAStateFile), b, 0o600)
 }
 
-// Load reads the stack recorded in dir and attaches to its processes that still run.
-func Load(dir string) (*Stack, error) {
-	b, err := os.ReadFile(filepath.Join(dir, StateFile))
+// LoadHA reads the stack recorded in dir and attaches to its processes that still run.
+func LoadHA(dir string) (*HAStack, error) {
+	b, err := os.ReadFile(filepath.Join(dir, HAStateFile))
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{log: io.Discard}
+	s := &HAStack{log: io.Discard}
 	if err := json.Unmarshal(b, s); err != nil {
 		return nil, err
 	}
 	for _, d := range s.PGDirs {
-		n, _ := pgnode.Open(d)
+		n, _ := OpenPostgres(d)
 		if n != nil {
 			s.PG = append(s.PG, n)
 		}
 	}
 	for _, d := range s.RabbitDirs {
-		n, _ := rabbitnode.Open(d)
+		n, _ := OpenRabbit(d)
 		if n != nil {
 			s.Rabbit = append(s.Rabbit, n)
 		}
 	}
 	for _, in := range s.Instances {
-		in.proc, _ = nodeproc.Attach(in.Pid, "serve")
+		in.proc, _ = Attach(in.Pid, "serve")
 	}
 	if s.Toxiproxy != nil {
-		s.Toxiproxy.proc, _ = nodeproc.Attach(s.Toxiproxy.Pid, "-port "+strings.TrimPrefix(s.Toxiproxy.API, "http://127.0.0.1:"))
+		s.Toxiproxy.proc, _ = Attach(s.Toxiproxy.Pid, "-port "+strings.TrimPrefix(s.Toxiproxy.API, "http://127.0.0.1:"))
 	}
 	return s, nil
 }
 
-func (s *Stack) anyAlive() bool {
+func (s *HAStack) anyAlive() bool {
 	for _, n := range s.PG {
 		if n.Alive() {
 			return true
@@ -374,16 +330,14 @@ func (s *Stack) anyAlive() bool {
 			return true
 		}
 	}
-	return s.Toxiproxy != nil && s.Toxiproxy.proc != nil && s.Toxiproxy.proc.Alive()
+	return s.Toxiproxy != nil && s.Toxiproxy.proc.Alive()
 }
 
 // Down stops everything by process id: the instances first (SIGTERM: they drain), then
 // the brokers and the databases (clean shutdowns), then the proxy. Files stay.
-func (s *Stack) Down() {
+func (s *HAStack) Down() {
 	for _, in := range s.Instances {
-		if in.proc != nil {
-			in.proc.Stop(syscall.SIGTERM, 30*time.Second)
-		}
+		in.proc.Stop(syscall.SIGTERM, 30*time.Second)
 	}
 	done := make(chan struct{}, len(s.Rabbit))
 	for _, n := range s.Rabbit {
@@ -395,13 +349,13 @@ func (s *Stack) Down() {
 	for i := len(s.PG) - 1; i >= 0; i-- {
 		s.PG[i].Stop()
 	}
-	if s.Toxiproxy != nil && s.Toxiproxy.proc != nil {
+	if s.Toxiproxy != nil {
 		s.Toxiproxy.proc.Kill()
 	}
 }
 
 // Primary is the PostgreSQL node that accepts writes, or nil.
-func (s *Stack) Primary() *pgnode.Node {
+func (s *HAStack) Primary() *Postgres {
 	for _, n := range s.PG {
 		if n.Status() == "ready" {
 			return n
@@ -413,7 +367,7 @@ func (s *Stack) Primary() *pgnode.Node {
 // RebuildStandby does what a failover manager does after a promotion: the dead node's
 // slot gets a fresh standby of the new primary (pg_basebackup on the same port, so the
 // instances' DATABASE_URL still lists it), and the new primary makes it synchronous.
-func (s *Stack) RebuildStandby(ctx context.Context) error {
+func (s *HAStack) RebuildStandby(ctx context.Context) error {
 	primary := s.Primary()
 	if primary == nil {
 		return errors.New("no primary")
@@ -423,7 +377,7 @@ func (s *Stack) RebuildStandby(ctx context.Context) error {
 			continue
 		}
 		dir := n.Dir + "-rebuilt"
-		standby, err := pgnode.Launch(ctx, pgnode.Options{Dir: dir, Name: n.Name, Port: n.Port, StandbyOf: primary, Detached: s.Detached})
+		standby, err := LaunchPostgres(ctx, PostgresOptions{Dir: dir, Name: n.Name, Port: n.Port, StandbyOf: primary, Detached: s.Detached})
 		if standby != nil {
 			s.PG[i], s.PGDirs[i] = standby, standby.Dir
 		}
@@ -447,7 +401,7 @@ func (s *Stack) RebuildStandby(ctx context.Context) error {
 }
 
 // Status describes each process of the stack, one line each.
-func (s *Stack) Status() []string {
+func (s *HAStack) Status() []string {
 	var out []string
 	state := func(alive bool) string {
 		if alive {
@@ -463,13 +417,13 @@ func (s *Stack) Status() []string {
 		if role == "" {
 			role = "DOWN"
 		}
-		out = append(out, fmt.Sprintf("postgres  %-6s %-8s pid %-7d %s", n.Name, role, pidOf(n.Alive(), n.Pid), n.URLFor(Database)))
+		out = append(out, fmt.Sprintf("postgres  %-6s %-8s pid %-7d %s", n.Name, role, pidOf(n.Alive(), n.Pid), n.URLFor(HADatabase)))
 	}
 	for _, n := range s.Rabbit {
 		out = append(out, fmt.Sprintf("rabbitmq  %-6s %-8s pid %-7d %s (node %s)", "", state(n.Alive()), pidOf(n.Alive(), n.Pid), n.URL(), n.Name))
 	}
 	if x := s.Toxiproxy; x != nil {
-		out = append(out, fmt.Sprintf("toxiproxy        %-8s pid %-7d %s", state(x.proc != nil && x.proc.Alive()), x.Pid, x.API))
+		out = append(out, fmt.Sprintf("toxiproxy        %-8s pid %-7d %s", state(x.proc.Alive()), x.Pid, x.API))
 	}
 	for _, in := range s.Instances {
 		st := state(in.Alive())
@@ -486,10 +440,4 @@ func pidOf(alive bool, pid func() int) int {
 		return 0
 	}
 	return pid()
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -1,4 +1,4 @@
-package faults_test
+package systest
 
 import (
 	"context"
@@ -27,11 +27,14 @@ import (
 	"github.com/checkout-backend/checkout/workers"
 )
 
-const checkoutQ = `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } userErrors { code } } }`
-
-func placeVia(t *testing.T, api *testutil.API, customer, key string, qty int) (string, *testutil.Response) {
-	resp := api.Do(t, testutil.Token(t, customer), checkoutQ, map[string]any{"in": map[string]any{
+// placeVia checks out qty of F through api with a token of the customer's. It is safe
+// from any goroutine: an answer that is not a GraphQL response is an error.
+func placeVia(api *testutil.API, token, key string, qty int) (string, *testutil.Response, error) {
+	resp, err := api.Post(token, checkoutMutation, map[string]any{"in": map[string]any{
 		"idempotencyKey": key, "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "F", "quantity": qty}}}})
+	if err != nil {
+		return "", nil, err
+	}
 	var r struct {
 		Checkout struct {
 			Order *struct{ ID string }
@@ -39,9 +42,19 @@ func placeVia(t *testing.T, api *testutil.API, customer, key string, qty int) (s
 	}
 	json.Unmarshal(resp.Data, &r)
 	if r.Checkout.Order != nil {
-		return r.Checkout.Order.ID, resp
+		return r.Checkout.Order.ID, resp, nil
 	}
-	return "", resp
+	return "", resp, nil
+}
+
+// tokens signs one token per customer, prefix0, prefix1...: before the goroutines that
+// use them (testutil.Token fails the test, which only the test's goroutine may do).
+func tokens(t *testing.T, prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = testutil.Token(t, fmt.Sprint(prefix, i))
+	}
+	return out
 }
 
 // consistent checks what a crash must never leave: every order whole, reserved stock equal
@@ -76,11 +89,14 @@ func TestPostgres_Latency_And_ResetMidCheckout(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	start := time.Now()
+	slow := tokens(t, "slow", 8)
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			if id, resp := placeVia(t, api, fmt.Sprint("slow", i), "k", 1); id == "" {
+			if id, resp, err := placeVia(api, slow[i], "k", 1); err != nil {
+				t.Errorf("checkout under latency: %v", err)
+			} else if id == "" {
 				t.Errorf("checkout under latency failed: %s %+v", resp.Data, resp.Errors)
 			}
 		}(i)
@@ -93,6 +109,7 @@ func TestPostgres_Latency_And_ResetMidCheckout(t *testing.T) {
 	var failed, placed atomic.Int32
 	var codes sync.Map
 	stop := make(chan struct{})
+	clients := tokens(t, "c", 8)
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -103,7 +120,11 @@ func TestPostgres_Latency_And_ResetMidCheckout(t *testing.T) {
 					return
 				default:
 				}
-				id, resp := placeVia(t, api, fmt.Sprint("c", i), fmt.Sprint(n), 1)
+				id, resp, err := placeVia(api, clients[i], fmt.Sprint(n), 1)
+				if err != nil {
+					t.Errorf("checkout during the reset: %v", err)
+					continue
+				}
 				if resp.Status >= 500 {
 					t.Errorf("status %d", resp.Status)
 				}
@@ -138,8 +159,8 @@ func TestPostgres_Latency_And_ResetMidCheckout(t *testing.T) {
 	}
 	// Nothing half-written, and the service recovers by itself.
 	consistent(t, direct, seed, 1000)
-	if id, resp := placeVia(t, api, "after", "k", 1); id == "" {
-		t.Fatalf("no recovery: %s %+v", resp.Data, resp.Errors)
+	if id, resp, err := placeVia(api, testutil.Token(t, "after"), "k", 1); err != nil || id == "" {
+		t.Fatalf("no recovery: %v %+v", err, resp)
 	}
 }
 
@@ -164,7 +185,11 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 				return
 			case <-time.After(50 * time.Millisecond): // the load: a checkout every 50 ms
 			}
-			id := s.Checkout(t, fmt.Sprint("c", n%50), fmt.Sprint(n), "tok_visa", checkout.Line{SKU: "F", Quantity: 1})
+			id, err := s.Place(fmt.Sprint("c", n%50), fmt.Sprint(n), "tok_visa", checkout.Line{SKU: "F", Quantity: 1})
+			if err != nil {
+				t.Errorf("checkout while the broker is away: %v", err)
+				continue
+			}
 			mu.Lock()
 			ids = append(ids, id)
 			mu.Unlock()
@@ -174,6 +199,7 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 		}
 	}()
 	// The path works under load before the broker goes.
+	began := time.Now()
 	testutil.Eventually(t, 30*time.Second, "orders paid under load", func() bool { return s.Sandbox.ChargeCount() >= 5 })
 	if err := mq.Disable(); err != nil {
 		t.Fatal(err)
@@ -183,6 +209,7 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 	if err := mq.Enable(); err != nil {
 		t.Fatal(err)
 	}
+	back := time.Now()
 	// The load goes on after the broker is back, until an order placed since is paid.
 	mu.Lock()
 	before := len(ids)
@@ -198,10 +225,15 @@ func TestRabbitMQ_Down30s_UnderLoad(t *testing.T) {
 	})
 	close(stop)
 	<-done
+	recovered := time.Now()
 	mu.Lock()
 	placed := append([]string(nil), ids...)
 	mu.Unlock()
 	t.Logf("%d checkouts placed, broker down for %s, outbox backlog peaked at %d", len(placed), 30*time.Second, maxBacklog)
+	defer func() {
+		t.Logf("phases: %s until paid under load, 30s down, %s until an order placed since was paid, %s until every order was paid and the outbox drained",
+			down.Sub(began).Round(time.Millisecond), recovered.Sub(back).Round(time.Millisecond), time.Since(recovered).Round(time.Millisecond))
+	}()
 	if maxBacklog < 100 {
 		t.Fatalf("outbox backlog peaked at %d: the broker was not really down (since %s)", maxBacklog, down)
 	}
@@ -280,7 +312,7 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 				t.Fatalf("%d charges for %d orders", got, len(ids))
 			}
 			testutil.Eventually(t, 10*time.Second, "the breaker metric back to closed", func() bool { return breaker() == "0" })
-			t.Logf("%s: %d requests reached the provider for %d orders", mode, fake.Requests(), len(ids))
+			t.Logf("%s: %d requests reached the provider for %d orders", mode, len(fake.Requests()), len(ids))
 		})
 	}
 }
@@ -319,9 +351,9 @@ func TestRabbitMQ_DownAtStart_ServiceHealsWhenItComes(t *testing.T) {
 	go relay.Run(ctx)
 	go w.Run(ctx, sub, broker.ConsumeOptions{})
 
-	id, resp := placeVia(t, api, "c", "k", 1)
-	if id == "" {
-		t.Fatalf("checkout without a broker: %s %+v", resp.Data, resp.Errors)
+	id, resp, err := placeVia(api, testutil.Token(t, "c"), "k", 1)
+	if err != nil || id == "" {
+		t.Fatalf("checkout without a broker: %v %+v", err, resp)
 	}
 	testutil.Eventually(t, 20*time.Second, "the relay to fail to publish without a broker", func() bool {
 		return api.Count(t, "SELECT count(*) FROM outbox WHERE last_error IS NOT NULL") > 0

@@ -1,4 +1,4 @@
-package failover_test
+package systest
 
 import (
 	"bytes"
@@ -14,9 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/testutil"
-	"github.com/checkout-backend/checkout/internal/testutil/nodeproc"
-	"github.com/checkout-backend/checkout/internal/testutil/pgnode"
 )
 
 func gql(t *testing.T, base, token, query string, vars map[string]any) map[string]any {
@@ -48,25 +47,20 @@ func gql(t *testing.T, base, token, query string, vars map[string]any) map[strin
 // primary); once replay resumes, the catalog shows it.
 func TestServe_CatalogReadsFromTheReplica_CheckoutOnThePrimary(t *testing.T) {
 	t.Parallel()
-	primary := pgnode.Start(t, pgnode.Options{Name: "primary"})
-	standby := pgnode.Start(t, pgnode.Options{Name: "replica", StandbyOf: primary})
+	primary := node.StartPostgres(t, node.PostgresOptions{Name: "primary"})
+	standby := node.StartPostgres(t, node.PostgresOptions{Name: "replica", StandbyOf: primary})
 	dir := t.TempDir()
 	bin := testutil.BuildCheckout(t)
 	prefix := testutil.DeploymentPrefix(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	logf, err := os.Create(filepath.Join(dir, "service.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
+	logPath := filepath.Join(dir, "service.log")
 	cmd := exec.Command(bin, "serve", "-migrate")
 	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr,
-		"DATABASE_URL="+pgnode.MultiHostURL("postgres", standby, primary),
+		"DATABASE_URL="+node.MultiHostURL("postgres", standby, primary),
 		"DATABASE_READ_URL="+standby.URL(),
 		fmt.Sprintf("AMQP_URL=amqp://guest:guest@127.0.0.1:%d/,%s", testutil.FreePort(t), testutil.AMQPURL()),
 		"AMQP_PREFIX="+prefix, "WORKER_RETRY_DELAYS=1s", "JWT_SECRET="+testutil.Secret, "REDIS_URL=", "APP_ENV=development")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	svc, err := nodeproc.Start(cmd)
+	svc, err := node.Start(cmd, node.StartOptions{Log: logPath})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +68,7 @@ func TestServe_CatalogReadsFromTheReplica_CheckoutOnThePrimary(t *testing.T) {
 	base := "http://" + addr
 	testutil.Eventually(t, 60*time.Second, "the service ready", func() bool {
 		if !svc.Alive() {
-			t.Fatalf("the service exited: %s", nodeproc.LogTail(logf.Name(), 5))
+			t.Fatalf("the service exited: %s", node.LogTail(logPath, 5))
 		}
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {

@@ -1,4 +1,4 @@
-package e2e_test
+package systest
 
 import (
 	"bytes"
@@ -111,13 +111,21 @@ func TestTrace_BatchedCheckoutsEachKeepTheirTrace(t *testing.T) {
 	ids := make([]string, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
+	tokens := make([]string, n)
+	for i := range tokens {
+		tokens[i] = testutil.Token(t, fmt.Sprint("buyer", i))
+	}
 	for i := range ids {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			resp := s.Do(t, testutil.Token(t, fmt.Sprint("buyer", i)), `mutation Place($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
+			resp, err := s.Post(tokens[i], `mutation Place($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
 				map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "TB", "quantity": 1}}}})
+			if err != nil {
+				t.Errorf("checkout %d: %v", i, err)
+				return
+			}
 			var r struct {
 				Checkout struct{ Order struct{ ID string } }
 			}
@@ -175,7 +183,8 @@ func TestTrace_BatchedCheckoutsEachKeepTheirTrace(t *testing.T) {
 	}
 }
 
-func post(t *testing.T, url, token, query string, vars map[string]any) (*http.Response, error) {
+// post sends a GraphQL request over HTTP; safe from any goroutine.
+func post(url, token, query string, vars map[string]any) (*http.Response, error) {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -222,9 +231,9 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 	stop := make(chan struct{})
 	var swg sync.WaitGroup
 	swg.Add(1)
+	tok := testutil.Token(t, "steady")
 	go func() {
 		defer swg.Done()
-		tok := testutil.Token(t, "steady")
 		for {
 			select {
 			case <-stop:
@@ -232,7 +241,7 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 			case <-time.After(100 * time.Millisecond): // the steady client's pace
 			}
 			start := time.Now()
-			resp, err := post(t, url, tok, `query { products(first: 5) { edges { node { sku available } } } }`, nil)
+			resp, err := post(url, tok, `query { products(first: 5) { edges { node { sku available } } } }`, nil)
 			if err != nil || resp.StatusCode != 200 {
 				code := -1
 				if resp != nil {
@@ -251,11 +260,15 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 
 	// The burst: 400 shoppers check out at once, and one client floods reads.
 	var wg sync.WaitGroup
+	shoppers := make([]string, 400)
+	for i := range shoppers {
+		shoppers[i] = testutil.Token(t, fmt.Sprint("shopper", i))
+	}
 	for i := 0; i < 400; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			record(post(t, url, testutil.Token(t, fmt.Sprint("shopper", i)), `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
+			record(post(url, shoppers[i], `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
 				map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "HOT", "quantity": 1}}}}))
 		}(i)
 	}
@@ -264,7 +277,7 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			record(post(t, url, flood, `query { product(sku: "HOT") { available } }`, nil))
+			record(post(url, flood, `query { product(sku: "HOT") { available } }`, nil))
 		}()
 	}
 	wg.Wait()
@@ -292,7 +305,7 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 	if _, reserved := api.Stock(t, "HOT"); reserved != placed {
 		t.Fatalf("reserved %d for %d orders", reserved, placed)
 	}
-	resp, err := post(t, url, testutil.Token(t, "after"), `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
+	resp, err := post(url, testutil.Token(t, "after"), `mutation($in: CheckoutInput!) { checkout(input: $in) { order { id } } }`,
 		map[string]any{"in": map[string]any{"idempotencyKey": "k", "paymentToken": "tok_visa", "items": []any{map[string]any{"sku": "HOT", "quantity": 1}}}})
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("after the burst: %v %v", resp, err)

@@ -1,4 +1,4 @@
-package faults_test
+package systest
 
 import (
 	"context"
@@ -72,5 +72,3 @@ func TestRabbitMQ_StalledWhileRelayPublishes_DeadlinesHold_NothingLost(t *testin
 		return n == 0
 	})
 }
-
-func line(sku string, q int) checkout.Line { return checkout.Line{SKU: sku, Quantity: q} }

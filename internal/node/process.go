@@ -1,68 +1,73 @@
-// Package nodeproc runs the server processes of private test nodes (PostgreSQL,
-// RabbitMQ): each in a session of its own, stopped by its own process id together with
-// every process it started, so neither a passing nor a failing test leaves a server behind.
-package nodeproc
+package node
 
 import (
-	"errors"
+	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Process is a started (or attached) server process and the tree under it.
+// Process is a started (or attached) server process and the tree under it. It is the one
+// way this package (and the tests and commands that run servers) starts a process and
+// stops it: by its own process id, never by name.
 type Process struct {
 	// Pid is the process id of the server (the leader of its session and group).
 	Pid  int
-	cmd  *exec.Cmd
-	done chan struct{}
+	done chan struct{} // closed when a process this one started and waits for exits
+}
+
+// StartOptions say how Start runs a command.
+type StartOptions struct {
+	// Log, when set, receives the command's standard output and error (appended).
+	Log string
+	// Detached leaves the process running when the caller exits (scripts: make ha);
+	// nothing waits for it here, and it is stopped later through Attach. Otherwise it
+	// gets SIGKILL when the caller dies without stopping it (a test binary killed by its
+	// timeout runs no cleanup), and it is reaped on exit.
+	Detached bool
 }
 
 var subreaperOnce sync.Once
 
 // Start starts cmd in a new session, so the server and what it spawns form a group of
-// their own that a terminal or the caller's signals do not reach, and reaps it on exit.
-// The server gets SIGKILL if the caller dies without stopping it (a test binary killed
-// by its timeout runs no cleanup). The caller becomes a child subreaper: grandchildren
-// orphaned by a kill are its to reap.
-func Start(cmd *exec.Cmd) (*Process, error) {
-	subreaperOnce.Do(func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) })
+// their own that a terminal or the caller's signals do not reach. Unless detached, the
+// caller becomes a child subreaper: grandchildren orphaned by a kill are its to reap.
+func Start(cmd *exec.Cmd, opt StartOptions) (*Process, error) {
+	if opt.Log != "" {
+		logf, err := os.OpenFile(opt.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		defer logf.Close() // the child holds its own copy
+		cmd.Stdout, cmd.Stderr = logf, logf
+	}
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setsid = true
+	if opt.Detached {
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		pid := cmd.Process.Pid
+		cmd.Process.Release()
+		return &Process{Pid: pid}, nil
+	}
+	subreaperOnce.Do(func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) })
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &Process{Pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
+	p := &Process{Pid: cmd.Process.Pid, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	return p, nil
-}
-
-// StartDetached starts cmd in a new session for a process meant to outlive the caller
-// (scripts): nothing waits for it here; stop it later with Attach(pid).Stop or Kill.
-func StartDetached(cmd *exec.Cmd) (int, error) {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setsid = true
-	if err := cmd.Start(); err != nil {
-		return 0, err
-	}
-	pid := cmd.Process.Pid
-	cmd.Process.Release()
-	return pid, nil
 }
 
 // Attach returns the process pid, started by another command, if it is alive and its
@@ -81,11 +86,15 @@ func Attach(pid int, mark string) (*Process, error) {
 	return nil, fmt.Errorf("process %d is not the one started for %s", pid, mark)
 }
 
-// Exited is closed when the process has exited (only for processes this one started).
+// Exited is closed when the process has exited (only for attached processes this one
+// started; nil otherwise).
 func (p *Process) Exited() <-chan struct{} { return p.done }
 
 // Alive reports whether the server process still runs.
 func (p *Process) Alive() bool {
+	if p == nil {
+		return false
+	}
 	if p.done != nil {
 		select {
 		case <-p.done:
@@ -94,8 +103,7 @@ func (p *Process) Alive() bool {
 			return true
 		}
 	}
-	s := state(p.Pid)
-	return s != 0 && s != 'Z'
+	return Running(p.Pid)
 }
 
 // Signal sends sig to the server process alone (a graceful stop asks the server).
@@ -103,8 +111,11 @@ func (p *Process) Signal(sig syscall.Signal) error { return syscall.Kill(p.Pid, 
 
 // Kill stops the process and every process under it at once with SIGKILL, as a machine
 // that loses power would: the tree is frozen first (SIGSTOP) so nothing forks while it is
-// collected, then killed, and Kill returns once all of it is gone.
+// collected, then killed, and Kill returns once all of it is gone. Safe on nil and twice.
 func (p *Process) Kill() {
+	if p == nil {
+		return
+	}
 	syscall.Kill(p.Pid, syscall.SIGSTOP)
 	tree := Tree(p.Pid)
 	for _, pid := range tree {
@@ -120,17 +131,18 @@ func (p *Process) Kill() {
 
 // Stop sends sig (a server's graceful shutdown signal) and waits up to timeout for the
 // process to exit; then it kills whatever of the tree is left. It reports whether the
-// server stopped by itself.
+// server stopped by itself. Safe on nil.
 func (p *Process) Stop(sig syscall.Signal, timeout time.Duration) bool {
+	if p == nil {
+		return true
+	}
 	tree := Tree(p.Pid)
 	p.Signal(sig)
 	deadline := time.After(timeout)
-	graceful := true
 wait:
 	for p.Alive() {
 		select {
 		case <-deadline:
-			graceful = false
 			break wait
 		case <-p.done:
 		case <-time.After(20 * time.Millisecond):
@@ -141,12 +153,37 @@ wait:
 		return false
 	}
 	for _, pid := range tree {
-		if s := state(pid); s != 0 && s != 'Z' {
+		if Running(pid) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 	p.waitGone(tree)
-	return graceful
+	return true
+}
+
+// WaitReady checks ready every interval until it holds. It fails when the process exits
+// first or ctx ends, with what and the tail of the server's log (logTail, may be nil).
+func (p *Process) WaitReady(ctx context.Context, what string, every time.Duration, logTail func() string, ready func() bool) error {
+	tail := func() string {
+		if logTail == nil {
+			return ""
+		}
+		return "; log: " + logTail()
+	}
+	for {
+		if !p.Alive() {
+			return fmt.Errorf("%s exited%s", what, tail())
+		}
+		if ready() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w%s", what, ctx.Err(), tail())
+		case <-p.done:
+		case <-time.After(every):
+		}
+	}
 }
 
 // waitGone waits until the server and tree have exited, reaping those that became this
@@ -158,10 +195,7 @@ func (p *Process) waitGone(tree []int) {
 	for _, pid := range append([]int{p.Pid}, tree...) {
 		for {
 			var ws syscall.WaitStatus
-			if n, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); n == pid {
-				break
-			}
-			if s := state(pid); s == 0 || s == 'Z' {
+			if n, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); n == pid || !Running(pid) {
 				break
 			}
 			time.Sleep(5 * time.Millisecond)
@@ -232,78 +266,22 @@ func state(pid int) byte {
 	return f[0][0]
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+// server is what every kind of node shares: the process it runs as.
+type server struct {
+	proc *Process
 }
 
-// Unavailable ends t when a node cannot run on this machine: a skip with one line saying
-// why, or a failure when CI is set (a required suite that skipped must not make CI green).
-func Unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
+// Pid is the server's process id (0 before it started).
+func (s *server) Pid() int {
+	if s.proc == nil {
+		return 0
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s (CI is set: a node that cannot start fails the run)", msg)
-	}
-	t.Skip(msg)
+	return s.proc.Pid
 }
 
-// ErrNoBinary means a server binary is not installed.
-var ErrNoBinary = errors.New("binary not found")
+// Alive reports whether the server's process runs.
+func (s *server) Alive() bool { return s.proc.Alive() }
 
-// LookBinary finds name in dirs, then on PATH.
-func LookBinary(name string, dirs ...string) (string, error) {
-	for _, d := range dirs {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("%s: %w", name, ErrNoBinary)
-}
-
-// LogTail returns the last n lines of a log file, for error messages.
-func LogTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// OpenAccess makes dir and its parents traversable (o+x) for a server run as another
-// OS user (PostgreSQL refuses to run as root); directories that already are stay as they are.
-func OpenAccess(dir string) error {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return err
-	}
-	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
-		st, err := os.Stat(d)
-		if err != nil {
-			return err
-		}
-		if st.Mode().Perm()&0o001 != 0 {
-			continue
-		}
-		if err := os.Chmod(d, st.Mode().Perm()|0o011); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// Kill crashes the server: SIGKILL to it and everything it started at once, as a lost
+// machine would. It returns once all of it is gone. Safe to call twice.
+func (s *server) Kill() { s.proc.Kill() }

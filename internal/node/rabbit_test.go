@@ -1,4 +1,4 @@
-package rabbitnode_test
+package node_test
 
 import (
 	"context"
@@ -12,8 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/checkout-backend/checkout/internal/testutil/nodeproc"
-	"github.com/checkout-backend/checkout/internal/testutil/rabbitnode"
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/testutil/testcert"
 )
 
@@ -31,22 +30,10 @@ func dial(t *testing.T, url string) *amqp.Channel {
 	return ch
 }
 
-func tree(n *rabbitnode.Node) []int { return append([]int{n.Pid()}, nodeproc.Tree(n.Pid())...) }
-
-func running(pids []int) []int {
-	var out []int
-	for _, p := range pids {
-		if nodeproc.Running(p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func TestNode_StartConnectStop_LeavesNoProcess(t *testing.T) {
+func TestRabbit_StartConnectStop_LeavesNoProcess(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	n := rabbitnode.Start(t, rabbitnode.Options{})
+	n := node.StartRabbit(t, node.RabbitOptions{})
 	t.Logf("one node answered AMQP after %s", time.Since(start).Round(10*time.Millisecond))
 	ch := dial(t, n.URL())
 	q, err := ch.QueueDeclare("", false, true, true, false, nil)
@@ -74,10 +61,10 @@ func TestNode_StartConnectStop_LeavesNoProcess(t *testing.T) {
 	}
 }
 
-func TestCluster_ThreeNodes_QuorumQueueOnThreeMembersSurvivesAKill(t *testing.T) {
+func TestRabbitCluster_ThreeNodes_QuorumQueueOnThreeMembersSurvivesAKill(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	c := rabbitnode.StartCluster(t, 3, rabbitnode.Options{})
+	c := node.StartRabbitCluster(t, 3, node.RabbitOptions{})
 	t.Logf("three-node cluster formed after %s", time.Since(start).Round(10*time.Millisecond))
 	ctx := context.Background()
 	ch := dial(t, c.Nodes[0].URL())
@@ -142,10 +129,10 @@ func TestCluster_ThreeNodes_QuorumQueueOnThreeMembersSurvivesAKill(t *testing.T)
 	}
 }
 
-func TestNode_TLS_RequiresAClientCertificate(t *testing.T) {
+func TestRabbit_TLS_RequiresAClientCertificate(t *testing.T) {
 	t.Parallel()
 	pki := testcert.New(t, "client")
-	n := rabbitnode.Start(t, rabbitnode.Options{TLS: &rabbitnode.TLS{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, CAFile: pki.CA, Only: true}})
+	n := node.StartRabbit(t, node.RabbitOptions{TLS: &node.RabbitTLS{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, CAFile: pki.CA, Only: true}})
 	if n.Port != 0 {
 		t.Fatalf("TLS-only node has a plain port %d", n.Port)
 	}

@@ -1,4 +1,4 @@
-package failover_test
+package systest
 
 import (
 	"context"
@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/checkout-backend/checkout/internal/broker"
+	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/testutil"
-	"github.com/checkout-backend/checkout/internal/testutil/rabbitnode"
 )
 
 // queueMembers lists each queue's quorum members, as the cluster tells.
-func queueMembers(t *testing.T, cluster *rabbitnode.Cluster) map[string][]string {
+func queueMembers(t *testing.T, cluster *node.RabbitCluster) map[string][]string {
 	t.Helper()
 	out, err := cluster.Nodes[1].Ctl(context.Background(), "list_queues", "name", "members", "--formatter", "json", "--quiet")
 	if err != nil {
@@ -40,7 +40,7 @@ func queueMembers(t *testing.T, cluster *rabbitnode.Cluster) map[string][]string
 // order is PAID with one charge, every event consumed.
 func TestRabbitFailover_NodeKilledMidSale_EveryOrderPaidOnce(t *testing.T) {
 	t.Parallel()
-	cluster := rabbitnode.StartCluster(t, 3, rabbitnode.Options{})
+	cluster := node.StartRabbitCluster(t, 3, node.RabbitOptions{})
 	s := testutil.NewStack(t, testutil.StackOptions{AMQPURL: cluster.URL(), PrivateBroker: true})
 
 	// The replication factor is the topology's: 3 by default, and 2 when set so.
