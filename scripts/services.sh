@@ -578,7 +578,7 @@ ensure_promtool() {
 	say "installed promtool and prometheus (Debian package prometheus)"
 }
 
-# --- analytics and logs (issue 14) ---
+# Analytics and logs: the report test's browser, and what stands in for Loki.
 ensure_chromium() {
 	have chromium || have chromium-browser || have google-chrome && return 0
 	apt_install --no-install-recommends chromium ||
@@ -592,7 +592,6 @@ note_loki() {
 	if have loki && loki -version 2>&1 | grep -q '^loki, version'; then return 0; fi
 	say "Grafana Loki cannot be installed here: Debian has no package of it (Debian's 'loki' is a genetics program); the log shipping test runs VictoriaLogs from tools/victorialogs instead"
 }
-# --- end analytics and logs ---
 
 # ---------------------------------------------------------------- main
 
@@ -603,8 +602,8 @@ if [[ $need_redis -eq 1 || -n ${REDIS_URL:-} ]]; then
 fi
 if [[ $need_tools -eq 1 ]]; then
 	ensure_promtool
-	ensure_chromium # analytics (issue 14)
-	note_loki       # analytics (issue 14)
+	ensure_chromium # the analytics report test
+	note_loki       # the log shipping test
 fi
 # keep the logs of failed attempts (die exits before this), drop the rest
 if [[ -n $LOGDIR ]]; then rm -rf "$LOGDIR"; fi

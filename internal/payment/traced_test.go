@@ -40,8 +40,8 @@ func TestTraced_ChargeIsAChildSpanWithOutcomeAndNoToken(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, a := range charge.Attributes {
-		attrs[string(a.Key)] = a.Value.Emit()
-		if strings.Contains(a.Value.Emit(), token) {
+		attrs[string(a.Key)] = a.Value.String()
+		if strings.Contains(a.Value.String(), token) {
 			t.Errorf("attribute %s holds the token", a.Key)
 		}
 	}
