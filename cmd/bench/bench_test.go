@@ -148,10 +148,10 @@ func TestIntegrityProbe(t *testing.T) {
 	}
 	// OK: 10 units, an order of 3 pending (reserved 3) and one of 2 paid (sold 2).
 	// BAD: 5 units, all reserved, but orders hold 7.
-	exec(`INSERT INTO products (sku, name, price_cents, currency) VALUES ('OK', 'ok', 100, 'USD'), ('BAD', 'bad', 100, 'USD')`)
-	exec(`INSERT INTO inventory (sku, warehouse, on_hand, reserved) VALUES ('OK', 'a', 4, 3), ('OK', 'b', 4, 0), ('BAD', 'a', 5, 5)`)
+	exec(`INSERT INTO products (sku, name, price_cents, currency, created_at, updated_at) VALUES ('OK', 'ok', 100, 'USD', now(), now()), ('BAD', 'bad', 100, 'USD', now(), now())`)
+	exec(`INSERT INTO inventory (sku, warehouse, on_hand, reserved, updated_at) VALUES ('OK', 'a', 4, 3, now()), ('OK', 'b', 4, 0, now()), ('BAD', 'a', 5, 5, now())`)
 	order := func(id, status, sku string, qty int) {
-		exec(`INSERT INTO orders (id, customer_id, status, total_cents, currency) VALUES (?, 'bench-x-w-0001', ?, 0, 'USD')`, id, status)
+		exec(`INSERT INTO orders (id, customer_id, status, total_cents, currency, created_at, updated_at) VALUES (?, 'bench-x-w-0001', ?, 0, 'USD', now(), now())`, id, status)
 		exec(`INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents) VALUES (?, 1, ?, ?, 100)`, id, sku, qty)
 	}
 	order("00000000-0000-0000-0000-000000000001", "PENDING_PAYMENT", "OK", 3)

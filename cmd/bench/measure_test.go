@@ -144,7 +144,7 @@ func TestPipelineProbe(t *testing.T) {
 		if status == "PAID" {
 			exec(`INSERT INTO outbox (event_id, type, aggregate_id, payload, created_at, published_at) VALUES (?, 'order.paid', ?, '{}', ?, ?)`,
 				"20000000-0000-0000-0000-00000000000"+string(rune('0'+n)), id, ms(paidAfter), ms(paidAfter+5))
-			exec(`INSERT INTO payments (order_id, provider, amount_cents, currency, status) VALUES (?, 'sandbox', 0, 'USD', 'succeeded')`, id)
+			exec(`INSERT INTO payments (order_id, provider, amount_cents, currency, status, created_at, updated_at) VALUES (?, 'sandbox', 0, 'USD', 'succeeded', now(), now())`, id)
 		}
 		return id
 	}
@@ -190,7 +190,7 @@ func TestPipelineProbe(t *testing.T) {
 	}
 
 	// An order still waiting for its payment: the wait runs out and says so.
-	exec(`INSERT INTO orders (id, customer_id, status, total_cents, currency) VALUES ('00000000-0000-0000-0000-0000000000aa', 'bench-x-w-0009', 'PENDING_PAYMENT', 0, 'USD')`)
+	exec(`INSERT INTO orders (id, customer_id, status, total_cents, currency, created_at, updated_at) VALUES ('00000000-0000-0000-0000-0000000000aa', 'bench-x-w-0009', 'PENDING_PAYMENT', 0, 'USD', now(), now())`)
 	env.opts.settle = 300 * time.Millisecond
 	r = &Report{}
 	if err := (pipelineProbe{}).After(ctx, env, r); err != nil {

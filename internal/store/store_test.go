@@ -624,3 +624,32 @@ func TestOpen_SessionSettings(t *testing.T) {
 		t.Errorf("jit=on in the URL: jit %s", got["jit"])
 	}
 }
+
+// TestSchema_EveryTimeFromTheServiceClock: no column takes its time from PostgreSQL's
+// clock (migration 0012), so every row's time is the service's (a test's fixed clock
+// included), and an INSERT that forgets one fails instead of taking the server's.
+func TestSchema_EveryTimeFromTheServiceClock(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	var defaults []string
+	if err := db.NewRaw(`SELECT table_name || '.' || column_name FROM information_schema.columns
+		WHERE table_schema = current_schema() AND data_type LIKE 'timestamp%' AND column_default IS NOT NULL
+		AND table_name <> 'bun_migrations' -- bun's own record of what ran
+		ORDER BY 1`).Scan(context.Background(), &defaults); err != nil {
+		t.Fatal(err)
+	}
+	if len(defaults) > 0 {
+		t.Fatalf("columns whose default is PostgreSQL's clock: %v", defaults)
+	}
+	// Webhook endpoints are listed by created_at: the service's clock, here fixed in
+	// the past, orders them.
+	at := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	hooks := store.NewWebhooks(db.DB, func() time.Time { return at })
+	w, err := hooks.Register(context.Background(), "0192f3a0-0000-7000-8000-000000000001", "https://partner.example/hook", []string{"*"}, "sealed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.CreatedAt.Equal(at) {
+		t.Fatalf("created_at %s, want the service's clock %s", w.CreatedAt, at)
+	}
+}

@@ -24,16 +24,16 @@ func TestVacuumQueues_OnlyWhenAutovacuumIsOff(t *testing.T) {
 			db := testutil.NewDBOn(t, node.URL())
 			ctx := context.Background()
 			// 20,000 outbox rows, published and pruned: dead rows, none live.
-			if _, err := db.ExecContext(ctx, `INSERT INTO outbox (event_id, type, aggregate_id, payload)
-				SELECT gen_random_uuid(), 'order.placed', 'o' || i, '{}' FROM generate_series(1, 20000) i`); err != nil {
+			if _, err := db.ExecContext(ctx, `INSERT INTO outbox (event_id, type, aggregate_id, payload, created_at)
+				SELECT gen_random_uuid(), 'order.placed', 'o' || i, '{}', now() FROM generate_series(1, 20000) i`); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := db.ExecContext(ctx, "DELETE FROM outbox"); err != nil {
 				t.Fatal(err)
 			}
 			// 20,000 orders placed, then paid: one dead version each.
-			if _, err := db.ExecContext(ctx, `INSERT INTO orders (id, customer_id, status, total_cents, currency)
-				SELECT gen_random_uuid(), 'c' || i, 'PENDING_PAYMENT', 100, 'USD' FROM generate_series(1, 20000) i`); err != nil {
+			if _, err := db.ExecContext(ctx, `INSERT INTO orders (id, customer_id, status, total_cents, currency, created_at, updated_at)
+				SELECT gen_random_uuid(), 'c' || i, 'PENDING_PAYMENT', 100, 'USD', now(), now() FROM generate_series(1, 20000) i`); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := db.ExecContext(ctx, "UPDATE orders SET status = 'PAID'"); err != nil {

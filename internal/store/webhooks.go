@@ -68,8 +68,10 @@ func getWebhook(ctx context.Context, db bun.IDB, id string, lock bool) (*webhook
 // Register stores a new endpoint.
 func (s *Webhooks) Register(ctx context.Context, id, url string, events []string, secret string) (webhook.Webhook, error) {
 	var r webhookRow
-	err := s.db.NewRaw("INSERT INTO webhooks (id, url, events, secret) VALUES (?, ?, ?, ?) RETURNING "+webhookCols,
-		id, url, pgdialect.Array(events), secret).Scan(ctx, &r)
+	// created_at orders List: the service's clock, like every other row's time.
+	now := s.now()
+	err := s.db.NewRaw("INSERT INTO webhooks (id, url, events, secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING "+webhookCols,
+		id, url, pgdialect.Array(events), secret, now, now).Scan(ctx, &r)
 	if err != nil {
 		return webhook.Webhook{}, fmt.Errorf("register webhook: %w", err)
 	}

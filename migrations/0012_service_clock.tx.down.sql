@@ -1,0 +1,13 @@
+ALTER TABLE products ALTER COLUMN created_at SET DEFAULT now(), ALTER COLUMN updated_at SET DEFAULT now();
+ALTER TABLE inventory ALTER COLUMN updated_at SET DEFAULT now();
+ALTER TABLE carts ALTER COLUMN created_at SET DEFAULT now(), ALTER COLUMN updated_at SET DEFAULT now();
+ALTER TABLE cart_items ALTER COLUMN added_at SET DEFAULT now();
+ALTER TABLE orders ALTER COLUMN created_at SET DEFAULT now(), ALTER COLUMN updated_at SET DEFAULT now();
+ALTER TABLE reservations ALTER COLUMN created_at SET DEFAULT now(), ALTER COLUMN updated_at SET DEFAULT now();
+ALTER TABLE idempotency_keys ALTER COLUMN created_at SET DEFAULT now();
+ALTER TABLE outbox ALTER COLUMN created_at SET DEFAULT now();
+ALTER TABLE payments ALTER COLUMN created_at SET DEFAULT now(), ALTER COLUMN updated_at SET DEFAULT now();
+ALTER TABLE inbox ALTER COLUMN processed_at SET DEFAULT now();
+ALTER TABLE webhooks ALTER COLUMN created_at SET DEFAULT now(), ALTER COLUMN updated_at SET DEFAULT now();
+ALTER TABLE webhook_tasks ALTER COLUMN created_at SET DEFAULT now(), ALTER COLUMN updated_at SET DEFAULT now();
+ALTER TABLE stock_moves ALTER COLUMN created_at SET DEFAULT now();
