@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"golang.org/x/time/rate"
 
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/overload"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry/telemetrytest"
@@ -201,7 +202,7 @@ func TestOverload_BurstShedSteadyClientServed(t *testing.T) {
 	db := testutil.NewDB(t)
 	shed := overload.New(overload.Options{
 		Limits:  map[overload.Class]int{overload.Checkout: 4, overload.Read: 64, overload.Other: 8},
-		MaxWait: 50 * time.Millisecond, Rate: rate.Limit(20), Burst: 10,
+		MaxWait: 50 * time.Millisecond, Rate: rate.Limit(20), Burst: 10, Classify: gqlhttp.Classify(nil),
 	})
 	api := testutil.NewAPI(t, db, testutil.APIOptions{Overload: shed.Middleware})
 	api.Product(t, "HOT", 100, map[string]int{"w": 100000})

@@ -407,7 +407,7 @@ func newShedder(cfg config.Config, m *metrics.Metrics, gqlOpt gqlhttp.Options) (
 		MaxWait:   o.MaxWait,
 		Rate:      rate.Limit(o.ClientRate),
 		Burst:     o.ClientBurst,
-		Classify:  overload.GraphQL(gqlOpt.Persisted.Manifest.Document),
+		Classify:  gqlhttp.Classify(gqlOpt.Persisted.Manifest.Document),
 		Reject:    gqlhttp.Refuse,
 		OnReject: func(c overload.Class, status int) {
 			reason := "busy"

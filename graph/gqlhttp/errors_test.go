@@ -21,7 +21,7 @@ func TestAnswersOfThePlatformsMiddleware(t *testing.T) {
 	t.Run("Shed_503And429", func(t *testing.T) {
 		t.Parallel()
 		shed := overload.New(overload.Options{Rate: 0.001, Burst: 1, Limits: map[overload.Class]int{overload.Read: 1},
-			MaxWait: -1, RetryAfter: 2 * time.Second, Reject: gqlhttp.Refuse})
+			MaxWait: -1, RetryAfter: 2 * time.Second, Reject: gqlhttp.Refuse, Classify: gqlhttp.Classify(nil)})
 		hold, release := make(chan struct{}), make(chan struct{})
 		h := shed.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.RemoteAddr == "10.0.0.1:1" {

@@ -83,12 +83,6 @@ var domainExceptions = map[string]part{
 		ext("go.opentelemetry.io/otel")),
 }
 
-// platformExceptions: overload sorts requests into bulkheads by reading the GraphQL
-// operation's tokens (gqlparser's lexer, no parsing, no gqlgen).
-var platformExceptions = map[string]part{
-	module + "/internal/platform/overload": gqlparse,
-}
-
 func rules(std func(string) bool) []rule {
 	return []rule{
 		{
@@ -125,9 +119,6 @@ func rules(std func(string) bool) []rule {
 		{
 			says: "internal/platform is a leaf: no adapter, no amqp091, pgx, bun, gqlgen or gqlparser", from: platform, closure: true,
 			forbid: func(from, to string) bool {
-				if ok := platformExceptions[from]; ok != nil && ok(to) {
-					return false
-				}
 				return adapters(to) || cmd(to) || amqp(to) || pgx(to) || bun(to) || gqlgen(to) || gqlparse(to)
 			},
 		},

@@ -56,7 +56,8 @@ type Options struct {
 	// MaxClients bounds the clients whose buckets are kept (least recently seen are
 	// dropped first; default 10000).
 	MaxClients int
-	// Classify sorts a request (default GraphQL(nil)).
+	// Classify sorts a request into its class (the API's: gqlhttp.Classify; default:
+	// every request is Other).
 	Classify func(*http.Request) Class
 	// ClientKey names the client a request counts against (default ClientKey: the JWT
 	// subject, else the peer address; Clients.Key believes trusted proxies).
@@ -97,7 +98,7 @@ func New(opt Options) *Shedder {
 		opt.Burst = max(1, int(math.Ceil(float64(opt.Rate))))
 	}
 	if opt.Classify == nil {
-		opt.Classify = GraphQL(nil)
+		opt.Classify = func(*http.Request) Class { return Other }
 	}
 	if opt.ClientKey == nil {
 		opt.ClientKey = ClientKey

@@ -1,4 +1,4 @@
-package overload
+package gqlhttp
 
 import (
 	"bytes"
@@ -9,32 +9,35 @@ import (
 
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/lexer"
+
+	"github.com/checkout-backend/checkout/internal/platform/overload"
 )
 
 // MaxPeek is how much of a POST body the classifier reads; a larger body is
 // classified Other (and still reaches the handler whole).
 const MaxPeek = 64 << 10
 
-// GraphQL returns a classifier for GraphQL over HTTP requests: WebSocket upgrades are
+// Classify returns the shedder's classifier (overload.Options.Classify) of GraphQL over
+// HTTP requests: WebSocket upgrades are
 // Stream; GET is Read (mutations are refused over GET); a POST is classified from its
 // JSON body by tokenizing the selected operation (no parsing or validation): a mutation
 // with a root checkout field is Checkout, another mutation Other, a query Read. A
 // persisted query sent by hash alone is looked up with lookup (nil: it is Other). The
 // body is given back to the next handler intact.
-func GraphQL(lookup func(sha256Hash string) (query string, ok bool)) func(*http.Request) Class {
-	return func(r *http.Request) Class {
+func Classify(lookup func(sha256Hash string) (query string, ok bool)) func(*http.Request) overload.Class {
+	return func(r *http.Request) overload.Class {
 		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			return Stream
+			return overload.Stream
 		}
 		switch r.Method {
 		case http.MethodGet:
-			return Read
+			return overload.Read
 		case http.MethodPost:
 		default:
-			return Other
+			return overload.Other
 		}
 		if r.Body == nil || r.Body == http.NoBody {
-			return Other
+			return overload.Other
 		}
 		peek, err := io.ReadAll(io.LimitReader(r.Body, MaxPeek+1))
 		r.Body = struct {
@@ -42,7 +45,7 @@ func GraphQL(lookup func(sha256Hash string) (query string, ok bool)) func(*http.
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(peek), r.Body), r.Body}
 		if err != nil || len(peek) > MaxPeek {
-			return Other
+			return overload.Other
 		}
 		var p struct {
 			Query         string `json:"query"`
@@ -54,7 +57,7 @@ func GraphQL(lookup func(sha256Hash string) (query string, ok bool)) func(*http.
 			} `json:"extensions"`
 		}
 		if json.Unmarshal(peek, &p) != nil {
-			return Other
+			return overload.Other
 		}
 		if p.Query == "" && p.Extensions.PersistedQuery.Hash != "" && lookup != nil {
 			p.Query, _ = lookup(p.Extensions.PersistedQuery.Hash)
@@ -65,7 +68,7 @@ func GraphQL(lookup func(sha256Hash string) (query string, ok bool)) func(*http.
 
 // ClassifyQuery classifies the operation of document named operationName (the first
 // one when ""), reading tokens only.
-func ClassifyQuery(document, operationName string) Class {
+func ClassifyQuery(document, operationName string) overload.Class {
 	l := lexer.New(&ast.Source{Input: document})
 	var (
 		kind, name  string   // the top-level definition being read
@@ -76,7 +79,7 @@ func ClassifyQuery(document, operationName string) Class {
 	for {
 		tok, err := l.ReadToken()
 		if err != nil || tok.Kind == lexer.EOF {
-			return Other
+			return overload.Other
 		}
 		switch tok.Kind {
 		case lexer.ParenL:
@@ -103,17 +106,17 @@ func ClassifyQuery(document, operationName string) Class {
 			if kind != "fragment" && (operationName == "" || operationName == name) {
 				switch kind {
 				case "query":
-					return Read
+					return overload.Read
 				case "subscription":
-					return Stream
+					return overload.Stream
 				case "mutation":
 					for _, f := range rootFields {
 						if f == "checkout" {
-							return Checkout
+							return overload.Checkout
 						}
 					}
 				}
-				return Other
+				return overload.Other
 			}
 			kind, name, rootFields = "", "", rootFields[:0]
 		case lexer.Name:
