@@ -17,7 +17,7 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/checkout"
-	"github.com/checkout-backend/checkout/internal/payment"
+	"github.com/checkout-backend/checkout/internal/payment/resilience"
 	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 	stripegw "github.com/checkout-backend/checkout/internal/payment/stripe"
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
@@ -263,7 +263,7 @@ func TestPaymentProvider_DownOrHanging_BreakerOpens_ChargedOnceAfter(t *testing.
 			var opened atomic.Bool
 			var opens atomic.Int32
 			m := metrics.New(metrics.Options{Breakers: []string{"payment-stripe"}})
-			res := payment.NewResilient(gw, payment.ResilientOptions{FailureThreshold: 3, OpenTimeout: 500 * time.Millisecond,
+			res := resilience.New(gw, resilience.Options{FailureThreshold: 3, OpenTimeout: 500 * time.Millisecond,
 				InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond, MaxTries: 2,
 				OnStateChange: func(name string, from, to gobreaker.State) {
 					m.BreakerState(name, to) // as serve wires it

@@ -25,6 +25,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/feed"
 	"github.com/checkout-backend/checkout/internal/payment"
+	"github.com/checkout-backend/checkout/internal/payment/resilience"
 	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 	stripegw "github.com/checkout-backend/checkout/internal/payment/stripe"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
@@ -425,7 +426,7 @@ func newShedder(cfg config.Config, m *metrics.Metrics, gqlOpt gqlhttp.Options) (
 
 // newGateway builds the configured payment provider behind its circuit breaker and
 // retries.
-func newGateway(cfg config.Config, logger *slog.Logger, m *metrics.Metrics) (*payment.Resilient, error) {
+func newGateway(cfg config.Config, logger *slog.Logger, m *metrics.Metrics) (*resilience.Gateway, error) {
 	var gw payment.Gateway
 	switch cfg.Payment.Provider {
 	case "stripe":
@@ -437,7 +438,7 @@ func newGateway(cfg config.Config, logger *slog.Logger, m *metrics.Metrics) (*pa
 	default:
 		gw = sandbox.New()
 	}
-	r := payment.NewResilient(payment.Traced(gw), payment.ResilientOptions{
+	r := resilience.New(resilience.Traced(gw), resilience.Options{
 		OnRetry: func(op string, err error, wait time.Duration) {
 			logger.Warn("payment call failed; retrying", "op", op, "error", err, "retryIn", wait.String())
 		},

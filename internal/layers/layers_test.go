@@ -48,7 +48,7 @@ var (
 	// adapters talk to the world; only cmd/checkout (and tests) see them all.
 	adapters = anyOf(mod("internal/store"), mod("internal/broker"), mod("outbox"), mod("workers"),
 		mod("internal/feed"), mod("internal/redishold"), mod("internal/analytics/..."),
-		mod("internal/payment/stripe"), mod("internal/payment/sandbox"), graph)
+		mod("internal/payment/stripe"), mod("internal/payment/sandbox"), mod("internal/payment/resilience"), graph)
 
 	amqp     = ext("github.com/rabbitmq/amqp091-go")
 	pgx      = ext("github.com/jackc/pgx")
@@ -77,10 +77,6 @@ var domainExceptions = map[string]part{
 	// The outbound-address policy (server-side request forgery) is the webhook
 	// domain's own rule; ssrf is a leaf built on the standard library.
 	module + "/internal/webhook": ext("code.dny.dev/ssrf"),
-	// The payment port holds its decorators, Resilient (a breaker and retries) and
-	// Traced (spans), beside the Gateway interface.
-	module + "/internal/payment": anyOf(ext("github.com/sony/gobreaker"), ext("github.com/cenkalti/backoff/v5"),
-		ext("go.opentelemetry.io/otel")),
 }
 
 func rules(std func(string) bool) []rule {

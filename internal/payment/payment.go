@@ -26,8 +26,6 @@ import (
 	"io"
 	"net"
 
-	"github.com/sony/gobreaker"
-
 	"github.com/checkout-backend/checkout/internal/cardnum"
 )
 
@@ -200,9 +198,9 @@ func describe(kind, provider, op string, status int, code, msg string) string {
 // IsTransient reports whether err is a temporary failure or an unknown
 // outcome, so that the same request (same idempotency key) may be retried:
 // a TransientError, a network error or timeout, context.DeadlineExceeded,
-// an unexpected EOF, or the circuit breaker rejecting the call
-// (gobreaker.ErrOpenState, gobreaker.ErrTooManyRequests). A *PermanentError,
-// ErrPending and context.Canceled are not transient.
+// or an unexpected EOF (a circuit breaker that refuses a call answers a
+// TransientError: resilience.New). A *PermanentError, ErrPending and
+// context.Canceled are not transient.
 func IsTransient(err error) bool {
 	if err == nil {
 		return false
@@ -212,8 +210,6 @@ func IsTransient(err error) bool {
 	case errors.As(err, &perm), errors.Is(err, ErrPending), errors.Is(err, context.Canceled):
 		return false
 	case errors.Is(err, ErrTransient),
-		errors.Is(err, gobreaker.ErrOpenState),
-		errors.Is(err, gobreaker.ErrTooManyRequests),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, io.EOF):

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/checkout-backend/checkout/internal/payment"
-	"github.com/sony/gobreaker"
 )
 
 func TestIsTransient(t *testing.T) {
@@ -28,8 +27,6 @@ func TestIsTransient(t *testing.T) {
 		{"PermanentError", &payment.PermanentError{HTTPStatus: 400}, false},
 		{"wrapped PermanentError", fmt.Errorf("worker: %w", &payment.PermanentError{}), false},
 		{"pending", fmt.Errorf("x: %w", payment.ErrPending), false},
-		{"breaker open", gobreaker.ErrOpenState, true},
-		{"breaker half-open busy", gobreaker.ErrTooManyRequests, true},
 		{"deadline", context.DeadlineExceeded, true},
 		{"canceled", context.Canceled, false},
 		{"net timeout", timeout, true},

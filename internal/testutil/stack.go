@@ -12,6 +12,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/payment"
+	"github.com/checkout-backend/checkout/internal/payment/resilience"
 	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 	"github.com/checkout-backend/checkout/internal/store"
@@ -165,7 +166,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		s.Gateway = s.Sandbox
 	}
 	if opt.Tracing {
-		s.Gateway = payment.Traced(s.Gateway)
+		s.Gateway = resilience.Traced(s.Gateway)
 	}
 	s.Payments = store.NewPayments(db.DB, s.Orders)
 	t.Cleanup(s.Payments.Close)

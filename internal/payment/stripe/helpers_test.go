@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/checkout-backend/checkout/internal/payment"
+	"github.com/checkout-backend/checkout/internal/payment/resilience"
 	"github.com/checkout-backend/checkout/internal/payment/stripe"
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
@@ -38,9 +39,9 @@ func chargeReq(token, key string) payment.ChargeRequest {
 }
 
 // fastResilient keeps backoff waits to milliseconds.
-func fastResilient(g payment.Gateway, o payment.ResilientOptions) *payment.Resilient {
+func fastResilient(g payment.Gateway, o resilience.Options) *resilience.Gateway {
 	o.InitialInterval = 5 * time.Millisecond
 	o.MaxInterval = 20 * time.Millisecond
 	o.MaxElapsedTime = 3 * time.Second
-	return payment.NewResilient(g, o)
+	return resilience.New(g, o)
 }

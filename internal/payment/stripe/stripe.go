@@ -1,6 +1,6 @@
 // Package stripe is the payment.Gateway for Stripe, built on stripe-go's
 // PaymentIntents and Refunds APIs with its own client (never the global
-// stripe.Key), no library retries (payment.Resilient retries) and a silent
+// stripe.Key), no library retries (resilience.Gateway retries) and a silent
 // library logger. It also verifies and decodes Stripe webhooks (ParseWebhook).
 //
 // A charge creates and confirms a PaymentIntent in one call, with the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/checkout-backend/checkout/internal/payment"
+	"github.com/checkout-backend/checkout/internal/payment/resilience"
 	"github.com/sony/gobreaker"
 )
 
@@ -61,7 +62,7 @@ func TestChargeWireFormat(t *testing.T) {
 func TestChargeProcessingIsPending(t *testing.T) {
 	t.Parallel()
 	f := newFake(t, nil)
-	r := fastResilient(newGateway(t, f.URL, time.Second), payment.ResilientOptions{})
+	r := fastResilient(newGateway(t, f.URL, time.Second), resilience.Options{})
 	c, err := r.Charge(context.Background(), chargeReq("pm_card_processing", "k"))
 	if !errors.Is(err, payment.ErrPending) || payment.IsTransient(err) || c.ProviderPaymentID != "pi_fake0" {
 		t.Fatalf("Charge = %+v, %v; want the intent id and ErrPending", c, err)
@@ -75,7 +76,7 @@ func TestChargeProcessingIsPending(t *testing.T) {
 func TestDeclineIsNotRetried(t *testing.T) {
 	t.Parallel()
 	f := newFake(t, nil)
-	r := fastResilient(newGateway(t, f.URL, time.Second), payment.ResilientOptions{FailureThreshold: 1})
+	r := fastResilient(newGateway(t, f.URL, time.Second), resilience.Options{FailureThreshold: 1})
 	c, err := r.Charge(context.Background(), chargeReq("pm_card_chargeDeclinedInsufficientFunds", "order-7/charge"))
 	if err != nil {
 		t.Fatalf("Charge: %v", err)
@@ -130,7 +131,7 @@ func TestServerErrorThenSuccessChargesOnce(t *testing.T) {
 		return false
 	})
 	var retried error
-	r := fastResilient(newGateway(t, f.URL, time.Second), payment.ResilientOptions{
+	r := fastResilient(newGateway(t, f.URL, time.Second), resilience.Options{
 		OnRetry: func(_ string, err error, _ time.Duration) { retried = err },
 	})
 	c, err := r.Charge(context.Background(), chargeReq("pm_card_visa", "order-7/charge/1"))
@@ -174,7 +175,7 @@ func TestServerErrorsOpenBreaker(t *testing.T) {
 		transitions []string
 	)
 	const threshold = 3
-	r := fastResilient(newGateway(t, f.URL, time.Second), payment.ResilientOptions{
+	r := fastResilient(newGateway(t, f.URL, time.Second), resilience.Options{
 		FailureThreshold: threshold,
 		MaxTries:         5,
 		OnStateChange: func(name string, from, to gobreaker.State) {

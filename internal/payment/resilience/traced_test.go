@@ -1,4 +1,4 @@
-package payment_test
+package resilience_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/checkout-backend/checkout/internal/payment"
+	"github.com/checkout-backend/checkout/internal/payment/resilience"
 	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 	"github.com/checkout-backend/checkout/internal/platform/telemetry/telemetrytest"
@@ -16,7 +17,7 @@ import (
 // Not parallel: telemetry.Record swaps the process-wide tracer provider.
 func TestTraced_ChargeIsAChildSpanWithOutcomeAndNoToken(t *testing.T) {
 	exp := telemetrytest.Record(t)
-	gw := payment.Traced(sandbox.New())
+	gw := resilience.Traced(sandbox.New())
 	if gw.Name() != "sandbox" {
 		t.Fatalf("name %q", gw.Name())
 	}

@@ -1,4 +1,4 @@
-package payment_test
+package resilience_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/sony/gobreaker"
 
 	"github.com/checkout-backend/checkout/internal/payment"
+	"github.com/checkout-backend/checkout/internal/payment/resilience"
 	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
@@ -48,7 +49,7 @@ var (
 )
 
 // fast are options that keep tests quick.
-func fast(o payment.ResilientOptions) payment.ResilientOptions {
+func fast(o resilience.Options) resilience.Options {
 	o.InitialInterval = 5 * time.Millisecond
 	o.MaxInterval = 20 * time.Millisecond
 	if o.MaxElapsedTime == 0 {
@@ -66,7 +67,7 @@ func TestResilientRetriesTransientWithSameRequest(t *testing.T) {
 		return succeeded, nil
 	}}
 	var retries int
-	r := payment.NewResilient(g, fast(payment.ResilientOptions{OnRetry: func(op string, err error, _ time.Duration) {
+	r := resilience.New(g, fast(resilience.Options{OnRetry: func(op string, err error, _ time.Duration) {
 		if op != "charge" || !payment.IsTransient(err) {
 			t.Errorf("OnRetry(%q, %v)", op, err)
 		}
@@ -106,7 +107,7 @@ func TestResilientNeverRetriesDeclineOrPermanent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			g := &scripted{script: func(int) (payment.Charge, error) { return tc.charge, tc.err }}
-			r := payment.NewResilient(g, fast(payment.ResilientOptions{FailureThreshold: 2}))
+			r := resilience.New(g, fast(resilience.Options{FailureThreshold: 2}))
 			for range 5 {
 				c, err := r.Charge(context.Background(), req)
 				if c != tc.charge || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
@@ -141,7 +142,7 @@ func TestResilientBreakerOpensFailsFastAndRecovers(t *testing.T) {
 		}
 		return payment.Charge{}, unavail
 	}}
-	r := payment.NewResilient(g, fast(payment.ResilientOptions{
+	r := resilience.New(g, fast(resilience.Options{
 		FailureThreshold: 3,
 		OpenTimeout:      300 * time.Millisecond,
 		MaxTries:         1,
@@ -196,7 +197,7 @@ func TestResilientBreakerOpensFailsFastAndRecovers(t *testing.T) {
 func TestResilientGivesUpAfterMaxTries(t *testing.T) {
 	t.Parallel()
 	g := &scripted{script: func(int) (payment.Charge, error) { return payment.Charge{}, unavail }}
-	r := payment.NewResilient(g, fast(payment.ResilientOptions{MaxTries: 3, FailureThreshold: 100}))
+	r := resilience.New(g, fast(resilience.Options{MaxTries: 3, FailureThreshold: 100}))
 	_, err := r.Charge(context.Background(), req)
 	if !errors.Is(err, unavail) || g.calls() != 3 {
 		t.Fatalf("err = %v after %d calls; want the last transient error after 3", err, g.calls())
@@ -206,7 +207,7 @@ func TestResilientGivesUpAfterMaxTries(t *testing.T) {
 func TestResilientStopsOnContext(t *testing.T) {
 	t.Parallel()
 	g := &scripted{script: func(int) (payment.Charge, error) { return payment.Charge{}, unavail }}
-	r := payment.NewResilient(g, payment.ResilientOptions{
+	r := resilience.New(g, resilience.Options{
 		InitialInterval: time.Second, MaxInterval: time.Second, MaxTries: -1, MaxElapsedTime: -1, FailureThreshold: 100,
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -225,7 +226,7 @@ func TestResilientOverSandboxLostResponseChargesOnce(t *testing.T) {
 	t.Parallel()
 	sb := sandbox.New()
 	sb.DropNextResponses(2) // the sandbox charges, but the first two answers are lost
-	r := payment.NewResilient(sb, fast(payment.ResilientOptions{}))
+	r := resilience.New(sb, fast(resilience.Options{}))
 	c, err := r.Charge(context.Background(), req)
 	if err != nil || c.Status != payment.StatusSucceeded {
 		t.Fatalf("Charge = %+v, %v", c, err)
@@ -242,7 +243,7 @@ func TestResilientPermanentOnLastTryIsUnwrapped(t *testing.T) {
 	t.Parallel()
 	perm := &payment.PermanentError{Op: "charge", HTTPStatus: 400}
 	g := &scripted{script: func(int) (payment.Charge, error) { return payment.Charge{}, perm }}
-	r := payment.NewResilient(g, fast(payment.ResilientOptions{MaxTries: 1}))
+	r := resilience.New(g, fast(resilience.Options{MaxTries: 1}))
 	if _, err := r.Charge(context.Background(), req); err != perm {
 		t.Fatalf("err = %#v, want the gateway's *PermanentError itself", err)
 	}

@@ -1,10 +1,11 @@
-package payment_test
+package resilience_test
 
 import (
 	"testing"
 
 	"github.com/checkout-backend/checkout/internal/payment"
 	"github.com/checkout-backend/checkout/internal/payment/paymenttest"
+	"github.com/checkout-backend/checkout/internal/payment/resilience"
 	"github.com/checkout-backend/checkout/internal/payment/sandbox"
 )
 
@@ -18,8 +19,8 @@ func TestGatewayContract_Wrappers(t *testing.T) {
 		{Token: "tok_chargeDeclinedInsufficientFunds", Status: payment.StatusDeclined, DeclineCode: "insufficient_funds", Message: sandbox.MsgInsufficientFunds},
 	}
 	for name, wrap := range map[string]func(payment.Gateway) payment.Gateway{
-		"Resilient": func(g payment.Gateway) payment.Gateway { return payment.NewResilient(g, payment.ResilientOptions{}) },
-		"Traced":    payment.Traced,
+		"Resilient": func(g payment.Gateway) payment.Gateway { return resilience.New(g, resilience.Options{}) },
+		"Traced":    resilience.Traced,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -1,4 +1,4 @@
-package payment
+package resilience
 
 import (
 	"context"
@@ -7,14 +7,16 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/checkout-backend/checkout/internal/payment"
 )
 
 // Traced wraps g so each call is a client span in the caller's trace (payment.charge,
 // payment.refund) with the provider, order, amount and outcome, never the token. Put it
-// under Resilient, NewResilient(Traced(g), ...), to see every attempt.
-func Traced(g Gateway) Gateway { return traced{g} }
+// under Gateway, New(Traced(g), ...), to see every attempt.
+func Traced(g payment.Gateway) payment.Gateway { return traced{g} }
 
-type traced struct{ g Gateway }
+type traced struct{ g payment.Gateway }
 
 func (t traced) Name() string { return t.g.Name() }
 
@@ -28,12 +30,12 @@ func end(span trace.Span, err error) {
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
-		span.SetAttributes(attribute.Bool("payment.transient", IsTransient(err)))
+		span.SetAttributes(attribute.Bool("payment.transient", payment.IsTransient(err)))
 	}
 	span.End()
 }
 
-func (t traced) Charge(ctx context.Context, r ChargeRequest) (Charge, error) {
+func (t traced) Charge(ctx context.Context, r payment.ChargeRequest) (payment.Charge, error) {
 	ctx, span := t.start(ctx, "charge", r.OrderID)
 	span.SetAttributes(attribute.Int64("payment.amount_cents", r.AmountCents), attribute.String("payment.currency", r.Currency))
 	c, err := t.g.Charge(ctx, r)
@@ -47,7 +49,7 @@ func (t traced) Charge(ctx context.Context, r ChargeRequest) (Charge, error) {
 	return c, err
 }
 
-func (t traced) Refund(ctx context.Context, r RefundRequest) (Refund, error) {
+func (t traced) Refund(ctx context.Context, r payment.RefundRequest) (payment.Refund, error) {
 	ctx, span := t.start(ctx, "refund", r.OrderID)
 	ref, err := t.g.Refund(ctx, r)
 	if err == nil {

@@ -1,4 +1,8 @@
-package payment
+// Package resilience wraps a payment.Gateway for production: New sends every call
+// through a circuit breaker (sony/gobreaker) and retries transient failures with
+// backoff and jitter; Traced makes each call a span. The payment port itself stays
+// free of them.
+package resilience
 
 import (
 	"context"
@@ -9,9 +13,11 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/sony/gobreaker"
+
+	"github.com/checkout-backend/checkout/internal/payment"
 )
 
-// Defaults for ResilientOptions.
+// Defaults for Options.
 const (
 	DefaultFailureThreshold = 5
 	DefaultOpenTimeout      = 30 * time.Second
@@ -21,8 +27,8 @@ const (
 	DefaultMaxTries         = 5
 )
 
-// ResilientOptions configures NewResilient. Zero values take the defaults.
-type ResilientOptions struct {
+// Options configures New. Zero values take the defaults.
+type Options struct {
 	// BreakerName names the circuit breaker; default "payment-" + g.Name().
 	BreakerName string
 	// FailureThreshold is the number of consecutive transient failures that
@@ -43,29 +49,29 @@ type ResilientOptions struct {
 	MaxTries int
 	// OnStateChange, if set, is called on each breaker transition (e.g. to
 	// export a metric). It runs under the breaker's lock: it must not call
-	// back into the Resilient.
+	// back into the Gateway.
 	OnStateChange func(name string, from, to gobreaker.State)
 	// OnRetry, if set, is called before each retry with the error that
 	// caused it and the wait before the next attempt.
 	OnRetry func(op string, err error, wait time.Duration)
 }
 
-// Resilient is a Gateway that sends every call through a circuit breaker and
+// Gateway is a payment.Gateway that sends every call through a circuit breaker and
 // retries transient failures with capped exponential backoff and full
 // jitter. Each retry resends the identical request, with the same
 // idempotency key, so a retried charge is never a second charge. Declines,
-// *PermanentError, ErrPending and context cancellation are never retried and
+// *payment.PermanentError, payment.ErrPending and context cancellation are never retried and
 // never count against the breaker.
-type Resilient struct {
-	g    Gateway
+type Gateway struct {
+	g    payment.Gateway
 	cb   *gobreaker.CircuitBreaker
-	opts ResilientOptions
+	opts Options
 }
 
-var _ Gateway = (*Resilient)(nil)
+var _ payment.Gateway = (*Gateway)(nil)
 
-// NewResilient wraps g.
-func NewResilient(g Gateway, opts ResilientOptions) *Resilient {
+// New wraps g.
+func New(g payment.Gateway, opts Options) *Gateway {
 	if opts.BreakerName == "" {
 		opts.BreakerName = "payment-" + g.Name()
 	}
@@ -97,32 +103,32 @@ func NewResilient(g Gateway, opts ResilientOptions) *Resilient {
 		},
 		// Only provider trouble counts: declines (nil error), permanent
 		// errors, pending outcomes and caller cancellation do not.
-		IsSuccessful:  func(err error) bool { return !IsTransient(err) },
+		IsSuccessful:  func(err error) bool { return !payment.IsTransient(err) },
 		OnStateChange: opts.OnStateChange,
 	})
-	return &Resilient{g: g, cb: cb, opts: opts}
+	return &Gateway{g: g, cb: cb, opts: opts}
 }
 
-// Name returns the wrapped Gateway's provider name.
-func (r *Resilient) Name() string { return r.g.Name() }
+// Name returns the wrapped gateway's provider name.
+func (r *Gateway) Name() string { return r.g.Name() }
 
 // BreakerName returns the circuit breaker's name, e.g. "payment-stripe".
-func (r *Resilient) BreakerName() string { return r.cb.Name() }
+func (r *Gateway) BreakerName() string { return r.cb.Name() }
 
 // State returns the circuit breaker's current state.
-func (r *Resilient) State() gobreaker.State { return r.cb.State() }
+func (r *Gateway) State() gobreaker.State { return r.cb.State() }
 
 // Charge charges req, retrying transient failures with the same request.
-func (r *Resilient) Charge(ctx context.Context, req ChargeRequest) (Charge, error) {
-	return call(ctx, r, "charge", func() (Charge, error) { return r.g.Charge(ctx, req) })
+func (r *Gateway) Charge(ctx context.Context, req payment.ChargeRequest) (payment.Charge, error) {
+	return call(ctx, r, "charge", func() (payment.Charge, error) { return r.g.Charge(ctx, req) })
 }
 
 // Refund refunds req, retrying transient failures with the same request.
-func (r *Resilient) Refund(ctx context.Context, req RefundRequest) (Refund, error) {
-	return call(ctx, r, "refund", func() (Refund, error) { return r.g.Refund(ctx, req) })
+func (r *Gateway) Refund(ctx context.Context, req payment.RefundRequest) (payment.Refund, error) {
+	return call(ctx, r, "refund", func() (payment.Refund, error) { return r.g.Refund(ctx, req) })
 }
 
-func call[T any](ctx context.Context, r *Resilient, op string, fn func() (T, error)) (T, error) {
+func call[T any](ctx context.Context, r *Gateway, op string, fn func() (T, error)) (T, error) {
 	var last error
 	attempt := func() (T, error) {
 		out, err := r.cb.Execute(func() (any, error) { return fn() })
@@ -130,8 +136,13 @@ func call[T any](ctx context.Context, r *Resilient, op string, fn func() (T, err
 		if err == nil {
 			return res, nil
 		}
+		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+			// The breaker refused the call: nothing reached the provider, so the same
+			// request may be tried again later (errors.Is still finds the breaker's error).
+			err = &payment.TransientError{Provider: r.g.Name(), Op: op, Msg: err.Error(), Err: err}
+		}
 		last = err
-		if !IsTransient(err) {
+		if !payment.IsTransient(err) {
 			return res, backoff.Permanent(err)
 		}
 		return res, err
