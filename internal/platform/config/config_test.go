@@ -54,6 +54,7 @@ func TestProduction_RefusesUnsafeSettings(t *testing.T) {
 		{"unencrypted database DSN", func(c *config.Config) { c.Database.URL = "host=db user=u sslmode=disable" }, "sslmode=disable"},
 		{"guest AMQP", func(c *config.Config) { c.Broker.URL = "amqps://guest:guest@mq:5671/" }, "guest"},
 		{"Stripe without its webhook secret", func(c *config.Config) { c.Payment.StripeWebhookSecret = "" }, "STRIPE_WEBHOOK_SECRET"},
+		{"profiles served", func(c *config.Config) { c.Debug.Pprof = true }, "CHECKOUT_PPROF"},
 	} {
 		for _, env := range []string{"production", "Prod"} {
 			c := safeProduction(env)
