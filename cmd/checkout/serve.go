@@ -89,14 +89,16 @@ type service struct {
 	closed     bool
 }
 
-// build builds the components in phases: the stores (pools, broker, adapters) first,
-// then the relay, the workers, the sweeper and analytics, the API, and last the HTTP
-// listeners, which serve what the others registered.
+// build builds the components in phases: the edge (metrics, logs, TLS), the stores
+// (pools, broker, adapters), then the relay, the workers, the sweeper and analytics, the
+// API, and last the edge's HTTP listeners, which serve what the others registered. A
+// phase that fails closes what it opened; run's caller closes the phases built.
 func (s *service) build(ctx context.Context, p parts, migrate bool) error {
 	edge, err := newEdge(s)
 	if err != nil {
 		return err
 	}
+	s.add(edge) // its listeners are made last (ready), once every phase registered
 	st, err := newStores(ctx, s, edge, p, migrate)
 	if err != nil {
 		return err
@@ -131,7 +133,6 @@ func (s *service) build(ctx context.Context, p parts, migrate bool) error {
 		s.add(a)
 	}
 	edge.ready(p)
-	s.add(edge)
 	return nil
 }
 
