@@ -202,7 +202,7 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 	// it, and never for one that rolled back. Relays are woken after each commit that
 	// wrote events: at once in this process, by a coalesced NOTIFY in the others.
 	st.notifier = outbox.NewNotifier(st.db)
-	st.ordersOf = store.OrdersOptions{Now: s.now, OnCommit: m.OrderCommitted, OnRedisFallback: m.RedisFallback, Notify: st.notifier.Notify}
+	st.ordersOf = store.OrdersOptions{OnCommit: m.OrderCommitted, OnRedisFallback: m.RedisFallback, Notify: st.notifier.Notify}
 	strategy, err := store.ParseStrategy(cfg.Checkout.Strategy)
 	if err != nil {
 		return nil, err
@@ -215,7 +215,7 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 		st.add(rdb.Close)
 		st.ordersOf.Redis = redishold.New(rdb, cfg.Broker.Prefix+"checkout:")
 	}
-	st.orders = store.NewOrders(st.db, st.ordersOf)
+	st.orders = store.NewOrders(st.db, s.now, st.ordersOf)
 	if strategy == store.StrategyRedis {
 		if err := st.orders.SyncStockCache(ctx, nil); err != nil {
 			s.logger.Warn("redis stock counters not synced at start; checkouts use row locks until they are", "error", err)
@@ -352,7 +352,7 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	opt.Strategy, opt.OnRetry = strategy, m.ReservationRetry
 	opt.Batch = store.BatchOptions{MaxSize: cfg.Checkout.BatchMaxSize, MaxWait: cfg.Checkout.BatchMaxWait, Workers: cfg.Checkout.BatchWorkers,
 		Queue: cfg.Checkout.Queue, OnBatch: m.ReservationBatch}
-	orders := store.NewOrders(checkoutDB, opt)
+	orders := store.NewOrders(checkoutDB, s.now, opt)
 	a.add(func() error { orders.Close(); return nil })
 	svc, err := checkout.NewService(orders, store.NewCarts(checkoutDB, s.now), cfg.Checkout.ReservationTTL, s.now)
 	if err != nil {

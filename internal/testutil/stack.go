@@ -93,7 +93,8 @@ type StackOptions struct {
 	// Webhooks runs the partner webhook consumers (retries from 50ms).
 	Webhooks        bool
 	WebhookDelivery store.DeliveryPolicy
-	// Now is the webhook delivery loop's clock (default time.Now).
+	// Now is the partner webhooks' clock, their store's and delivery loop's (default
+	// time.Now: a test's setting, defaulted here; the components take no nil clock).
 	Now func() time.Time
 	// OnCommit, when set, is told every committed order change (metrics).
 	OnCommit func(checkout.Order)
@@ -138,6 +139,9 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	}
 	if opt.DatabaseURL == "" {
 		opt.DatabaseURL = DatabaseURL()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
 	}
 	db := NewDBOn(t, opt.DatabaseURL, dbOpt)
 	extra := opt.Extra
