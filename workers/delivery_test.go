@@ -156,7 +156,7 @@ func TestWebhookFanOut_FailsOnceForEvent1_Event2StillAfterIt(t *testing.T) {
 		Delivery: store.DeliveryPolicy{Retry: webhook.Retry{Base: 50 * time.Millisecond, MaxAge: time.Minute}}, Logger: testLogger()})
 	// Were a failed event scheduled for later (as the saga's consumers do), the next
 	// event would overtake it: the retry here is published again at once.
-	retry := func(ctx context.Context, consumer string, e event.Envelope, attempt int, _ time.Time) error {
+	retry := func(ctx context.Context, consumer string, e event.Envelope, attempt int, _ time.Duration) error {
 		e.Destination = consumer
 		return b.Publish(ctx, []event.Envelope{e})
 	}

@@ -255,7 +255,7 @@ func (w *Webhooks) Run(ctx context.Context, b *broker.Broker, opt broker.Consume
 	errc := make(chan error, 1)
 	go func() {
 		errc <- b.Consume(ctx, WebhookFanOutConsumer, broker.ConsumeOptions{Prefetch: 1, Concurrency: 1, Observe: opt.Observe,
-			Retry: opt.Retry, Now: opt.Now}, w.HandleOrderEvent)
+			Retry: opt.Retry}, w.HandleOrderEvent)
 	}()
 	inFlight := make(chan struct{}, w.opt.Concurrency)
 	var wg sync.WaitGroup

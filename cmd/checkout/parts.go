@@ -239,8 +239,8 @@ type relayPart struct {
 
 func newRelay(s *service, st *stores) (*relayPart, error) {
 	cfg := s.cfg
-	r, err := outbox.NewRelay(st.db, broker.TracePublisher(st.pub), outbox.RelayOptions{Batch: cfg.Relay.Batch,
-		Poll: cfg.Relay.PollInterval, Logger: s.logger, Now: s.now, Observe: s.m.RelayBatch, Notifier: st.notifier})
+	r, err := outbox.NewRelay(st.db, broker.TracePublisher(st.pub), s.now, outbox.RelayOptions{Batch: cfg.Relay.Batch,
+		Poll: cfg.Relay.PollInterval, Logger: s.logger, Observe: s.m.RelayBatch, Notifier: st.notifier})
 	if err != nil {
 		return nil, err
 	}
@@ -270,11 +270,11 @@ func newWorkers(s *service, st *stores) (*workerPart, error) {
 	// A failed message's next attempt is scheduled in PostgreSQL (the outbox), not in a
 	// broker delay queue.
 	payOpt := broker.ConsumeOptions{Prefetch: cfg.Workers.Prefetch, Concurrency: cfg.Workers.Concurrency, Observe: m.Consumer,
-		Retry: outbox.Scheduler(st.db), Now: s.now}
+		Retry: outbox.Scheduler(st.db, s.now)}
 	hooks := workers.NewWebhooks(st.webhooks, workers.WebhookOptions{Policy: st.policy, Sealer: st.sealer, Logger: s.logger, Now: s.now,
 		Delivery: store.DeliveryPolicy{Retry: webhook.Retry{Base: cfg.Webhooks.BackoffBase, MaxAge: cfg.Webhooks.MaxAge,
 			MaxAttempts: cfg.Webhooks.MaxAttempts}, DisableAfter: cfg.Webhooks.DisableAfter}})
-	hookOpt := broker.ConsumeOptions{Observe: m.Consumer, Retry: outbox.Scheduler(st.db), Now: s.now}
+	hookOpt := broker.ConsumeOptions{Observe: m.Consumer, Retry: outbox.Scheduler(st.db, s.now)}
 	w.run = func(ctx context.Context) error {
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return pay.Run(ctx, sub, payOpt) })

@@ -200,7 +200,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		if opt.Relay.Notifier == nil {
 			opt.Relay.Notifier = notifier
 		}
-		relay, err := outbox.NewRelay(db.DB, pub, opt.Relay)
+		relay, err := outbox.NewRelay(db.DB, pub, time.Now, opt.Relay)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,7 +210,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		sub := broker.New(opt.AMQPURL, s.Topology, logger)
 		t.Cleanup(func() { sub.Close() })
 		s.Go(func(ctx context.Context) error {
-			return s.Workers.Run(ctx, sub, broker.ConsumeOptions{Prefetch: 16, Concurrency: 8, Retry: outbox.Scheduler(db.DB)})
+			return s.Workers.Run(ctx, sub, broker.ConsumeOptions{Prefetch: 16, Concurrency: 8, Retry: outbox.Scheduler(db.DB, time.Now)})
 		})
 	}
 	if opt.Webhooks {
