@@ -586,8 +586,7 @@ func TestSaga_ExpiryPaymentRace_NoPaidOrderWithoutStock(t *testing.T) {
 				gw.let(id)
 			}
 		}}
-	sweeper := workers.NewSweeper(orders, nil, workers.SweeperOptions{Logger: testLogger(),
-		Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	sweeper := workers.NewSweeper(orders, nil, func() time.Time { return time.Now().Add(time.Hour) }, workers.SweeperOptions{Logger: testLogger()})
 	expiredBySweep, err := sweeper.SweepOnce(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -271,7 +271,7 @@ func newWorkers(s *service, st *stores) (*workerPart, error) {
 	// broker delay queue.
 	payOpt := broker.ConsumeOptions{Prefetch: cfg.Workers.Prefetch, Concurrency: cfg.Workers.Concurrency, Observe: m.Consumer,
 		Retry: outbox.Scheduler(st.db, s.now)}
-	hooks := workers.NewWebhooks(st.webhooks, workers.WebhookOptions{Policy: st.policy, Sealer: st.sealer, Logger: s.logger, Now: s.now,
+	hooks := workers.NewWebhooks(st.webhooks, s.now, workers.WebhookOptions{Policy: st.policy, Sealer: st.sealer, Logger: s.logger,
 		Delivery: store.DeliveryPolicy{Retry: webhook.Retry{Base: cfg.Webhooks.BackoffBase, MaxAge: cfg.Webhooks.MaxAge,
 			MaxAttempts: cfg.Webhooks.MaxAttempts}, DisableAfter: cfg.Webhooks.DisableAfter}})
 	hookOpt := broker.ConsumeOptions{Observe: m.Consumer, Retry: outbox.Scheduler(st.db, s.now)}
@@ -297,11 +297,11 @@ type sweeperPart struct {
 func newSweeper(s *service, st *stores) *sweeperPart {
 	cfg := s.cfg
 	opt := workers.SweeperOptions{Interval: cfg.Workers.SweepInterval, KeyRetention: cfg.Checkout.KeyRetention,
-		OutboxRetention: cfg.Relay.Retention, Logger: s.logger, Now: s.now, OnFailure: s.m.SweepFailed}
+		OutboxRetention: cfg.Relay.Retention, Logger: s.logger, OnFailure: s.m.SweepFailed}
 	if st.ordersOf.Redis != nil {
 		opt.StockSync = func(ctx context.Context) error { return st.orders.SyncStockCache(ctx, nil) }
 	}
-	return &sweeperPart{Sweeper: workers.NewSweeper(st.orders, store.NewMaintenance(st.db, s.now), opt)}
+	return &sweeperPart{Sweeper: workers.NewSweeper(st.orders, store.NewMaintenance(st.db, s.now), s.now, opt)}
 }
 
 // apiPart is the GraphQL API and the Stripe webhook: its own pools (checkout, catalog

@@ -214,8 +214,8 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		})
 	}
 	if opt.Webhooks {
-		wh := workers.NewWebhooks(s.WebhookStore, workers.WebhookOptions{Policy: webhook.Policy{AllowPrivate: true},
-			Delivery: opt.WebhookDelivery, Timeout: 2 * time.Second, Poll: 20 * time.Millisecond, Logger: logger, Now: opt.Now})
+		wh := workers.NewWebhooks(s.WebhookStore, opt.Now, workers.WebhookOptions{Policy: webhook.Policy{AllowPrivate: true},
+			Delivery: opt.WebhookDelivery, Timeout: 2 * time.Second, Poll: 20 * time.Millisecond, Logger: logger})
 		sub := broker.New(opt.AMQPURL, s.Topology, logger)
 		t.Cleanup(func() { sub.Close() })
 		s.Go(func(ctx context.Context) error {
@@ -225,7 +225,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if opt.SweepInterval == 0 {
 		opt.SweepInterval = 100 * time.Millisecond
 	}
-	s.Sweeper = workers.NewSweeper(s.Orders, store.NewMaintenance(db.DB, time.Now), workers.SweeperOptions{Interval: opt.SweepInterval, Logger: logger})
+	s.Sweeper = workers.NewSweeper(s.Orders, store.NewMaintenance(db.DB, time.Now), time.Now, workers.SweeperOptions{Interval: opt.SweepInterval, Logger: logger})
 	if !opt.NoSweeper {
 		s.Go(s.Sweeper.Run)
 	}
