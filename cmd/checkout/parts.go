@@ -362,7 +362,7 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	feedBroker := broker.New(cfg.Broker.URL, st.topo, s.logger)
 	a.add(feedBroker.Close)
 	a.feed = feed.New(feedBroker, st.orders, 16, s.logger)
-	res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: catalog.NewService(catalogStore), Orders: orders, Feed: a.feed,
+	res := &graph.Resolver{Now: s.now, ObserveCheckout: m.Checkout, Service: svc, Catalog: catalog.NewService(catalogStore), Orders: orders, Feed: a.feed,
 		WebhookService: webhook.NewService(st.webhooks, st.policy, func() string { return uuid.Must(uuid.NewV7()).String() }).WithSealer(st.sealer)}
 	gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, s.logger)
 	if err != nil {

@@ -105,7 +105,7 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 		t.Fatal(err)
 	}
 	cat := store.NewCatalog(db.DB, opt.Now)
-	res := &graph.Resolver{Service: svc, Catalog: catalog.NewService(cat), Orders: orders, Feed: opt.Feed,
+	res := &graph.Resolver{Now: opt.Now, Service: svc, Catalog: catalog.NewService(cat), Orders: orders, Feed: opt.Feed,
 		WebhookService: webhook.NewService(store.NewWebhooks(db.DB, opt.Now), webhook.Policy{AllowPrivate: !opt.StrictWebhookURLs},
 			func() string { return uuid.Must(uuid.NewV7()).String() })}
 	var logTo io.Writer = testWriter{t}
