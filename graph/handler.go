@@ -146,7 +146,7 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 // Handler wraps the server with CORS (outermost, so a preflight needs nothing else),
 // auth, load shedding, the count of sockets and dataloaders.
 func Handler(r *Resolver, opt HandlerOptions) http.Handler {
-	sockets := gqlhttp.NewSockets(opt.Sockets)
+	sockets := gqlhttp.NewSockets(opt.Sockets, r.Now)
 	h := sockets.Middleware(LoaderMiddleware(r.Catalog, NewServer(r, opt, sockets)))
 	if opt.Overload != nil {
 		h = opt.Overload(h)

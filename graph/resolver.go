@@ -3,6 +3,8 @@
 package graph
 
 import (
+	"time"
+
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/webhook"
@@ -12,6 +14,9 @@ import (
 
 // Resolver holds the resolvers' dependencies.
 type Resolver struct {
+	// Now is the clock, a dependency like the others (the sockets' token expiry):
+	// required, never defaulted; Handler panics without it.
+	Now     func() time.Time
 	Service *checkout.Service
 	Catalog *catalog.Service
 	Orders  checkout.OrderStore

@@ -3,6 +3,10 @@
 // through a Publisher, then MarkPublished move it to the broker. Relay runs that loop.
 // The outbox knows envelopes and one small Publisher interface; only the broker adapter
 // knows AMQP.
+//
+// The clock is a dependency: NewRelay and Scheduler take it as their now argument,
+// never default it and refuse a nil one; the one-statement functions (Claim,
+// MarkPublished, Backlog, ScheduleRetry) take the time itself.
 package outbox
 
 import (
@@ -242,9 +246,14 @@ func Backlog(ctx context.Context, db bun.IDB, now time.Time) (int, time.Duration
 	return res.N, max(now.Sub(*res.Oldest), 0), nil
 }
 
-// Scheduler returns ScheduleRetry over db, in the shape of broker.RetryScheduler.
-func Scheduler(db bun.IDB) func(ctx context.Context, consumer string, env event.Envelope, attempt int, due time.Time) error {
-	return func(ctx context.Context, consumer string, env event.Envelope, attempt int, due time.Time) error {
-		return ScheduleRetry(ctx, db, consumer, env, attempt, due)
+// Scheduler returns ScheduleRetry over db, in the shape of broker.RetryScheduler: a
+// retry asked for after delay is due at now()+delay. A nil clock panics (a programming
+// error).
+func Scheduler(db bun.IDB, now func() time.Time) func(ctx context.Context, consumer string, env event.Envelope, attempt int, delay time.Duration) error {
+	if now == nil {
+		panic("outbox: Scheduler with a nil clock")
+	}
+	return func(ctx context.Context, consumer string, env event.Envelope, attempt int, delay time.Duration) error {
+		return ScheduleRetry(ctx, db, consumer, env, attempt, now().Add(delay))
 	}
 }

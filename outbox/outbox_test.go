@@ -212,7 +212,7 @@ func TestRelay_FailuresRetried_EveryEventOnceInOrder(t *testing.T) {
 		want[agg] = insert(t, db, agg, 4)
 	}
 	pub := &publisher{failN: 2}
-	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Batch: 3, Poll: 10 * time.Millisecond})
+	relay, err := outbox.NewRelay(db.DB, pub, time.Now, outbox.RelayOptions{Batch: 3, Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestRelay_StalledBrokerReleasesTheBatchAtTheDeadline(t *testing.T) {
 	db := testutil.NewDB(t)
 	insert(t, db, "o", 1)
 	pub := &publisher{stall: make(chan struct{})}
-	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Batch: 100, Poll: time.Second, PublishTimeout: 200 * time.Millisecond, Lease: time.Hour})
+	relay, err := outbox.NewRelay(db.DB, pub, time.Now, outbox.RelayOptions{Batch: 100, Poll: time.Second, PublishTimeout: 200 * time.Millisecond, Lease: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestRelay_WokenAfterCommit_InProcessAndByNotify(t *testing.T) {
 	local, remote := outbox.NewNotifier(closed.DB), outbox.NewNotifier(other.DB)
 	insert(t, db, "first", 1)
 	pub := &publisher{}
-	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Batch: 100, Poll: time.Hour, Notifier: local})
+	relay, err := outbox.NewRelay(db.DB, pub, time.Now, outbox.RelayOptions{Batch: 100, Poll: time.Hour, Notifier: local})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,6 +299,52 @@ func TestRelay_WokenAfterCommit_InProcessAndByNotify(t *testing.T) {
 		got := pub.published()
 		return len(got) == 3 && got[2].ID == third[0]
 	})
+}
+
+// TestClock_IsADependency: the relay and the retry scheduler refuse to be made without
+// a clock, and what they write is at the clock they were given: a batch's published_at,
+// a retry's available_at (the clock's now plus the broker's delay).
+func TestClock_IsADependency(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	ctx := context.Background()
+	if _, err := outbox.NewRelay(db.DB, &publisher{}, nil, outbox.RelayOptions{Batch: 1, Poll: time.Second}); err == nil {
+		t.Fatal("NewRelay took a nil clock")
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != "outbox: Scheduler with a nil clock" {
+				t.Fatalf("Scheduler with a nil clock: recovered %v, want its panic", r)
+			}
+		}()
+		outbox.Scheduler(db.DB, nil)
+	}()
+
+	at := t0.Add(time.Hour) // far from the wall clock, after the rows' t0
+	clock := func() time.Time { return at }
+	insert(t, db, "o1", 1)
+	insert(t, db, "o2", 1)
+	relay, err := outbox.NewRelay(db.DB, &publisher{}, clock, outbox.RelayOptions{Batch: 10, Poll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := relay.RelayOnce(ctx); err != nil || n != 2 {
+		t.Fatalf("relayed %d, %v; want 2", n, err)
+	}
+	if n := testutil.Count(t, db, "SELECT count(*) FROM outbox WHERE published_at = ?", at); n != 2 {
+		t.Fatalf("%d rows published at the relay's clock %s, want 2", n, at)
+	}
+
+	env, err := event.New("test.event", "o", t0, map[string]int{"n": 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Scheduler(db.DB, clock)(ctx, "c", env, 2, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.Count(t, db, "SELECT count(*) FROM outbox WHERE destination = 'c' AND available_at = ?", at.Add(5*time.Second)); n != 1 {
+		t.Fatalf("%d retries due at the scheduler's clock plus the delay (%s), want 1", n, at.Add(5*time.Second))
+	}
 }
 
 func TestBacklog(t *testing.T) {

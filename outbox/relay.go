@@ -27,8 +27,6 @@ type RelayOptions struct {
 	// PublishTimeout): a relay that dies mid-batch delays those rows by at most this.
 	Lease  time.Duration
 	Logger *slog.Logger
-	// Now is the clock (default time.Now).
-	Now func() time.Time
 	// AfterConfirm runs after the broker confirmed a batch and before the rows are
 	// marked; an error aborts the batch as a crash would (tests).
 	AfterConfirm func() error
@@ -43,13 +41,15 @@ type RelayOptions struct {
 type Relay struct {
 	db  *bun.DB
 	pub Publisher
+	now func() time.Time
 	opt RelayOptions
 }
 
-// NewRelay returns a relay over db publishing with pub.
-func NewRelay(db *bun.DB, pub Publisher, opt RelayOptions) (*Relay, error) {
-	if db == nil || pub == nil {
-		return nil, errors.New("outbox: nil database or publisher")
+// NewRelay returns a relay over db publishing with pub; now is its clock (claims,
+// leases, published_at), refused when nil like the other dependencies.
+func NewRelay(db *bun.DB, pub Publisher, now func() time.Time, opt RelayOptions) (*Relay, error) {
+	if db == nil || pub == nil || now == nil {
+		return nil, errors.New("outbox: nil database, publisher or clock")
 	}
 	if opt.Batch <= 0 || opt.Poll <= 0 {
 		// Batch and Poll are configuration (OUTBOX_BATCH, OUTBOX_POLL_INTERVAL): the
@@ -68,10 +68,7 @@ func NewRelay(db *bun.DB, pub Publisher, opt RelayOptions) (*Relay, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
-	return &Relay{db: db, pub: pub, opt: opt}, nil
+	return &Relay{db: db, pub: pub, now: now, opt: opt}, nil
 }
 
 // Run relays until ctx ends. It wakes when this process's Notifier says events were
@@ -120,7 +117,7 @@ func (r *Relay) Run(ctx context.Context) error {
 // error recorded (outbox.last_error).
 func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	token := uuid.NewString()
-	rows, err := Claim(ctx, r.db, token, r.opt.Now(), r.opt.Lease, r.opt.Batch)
+	rows, err := Claim(ctx, r.db, token, r.now(), r.opt.Lease, r.opt.Batch)
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
@@ -132,7 +129,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	// The marks below must land even when ctx ends meanwhile (shutdown): a confirmed
 	// batch left unmarked is published again.
 	bg := context.WithoutCancel(ctx)
-	start := r.opt.Now()
+	start := r.now()
 	pctx, cancel := context.WithTimeout(ctx, r.opt.PublishTimeout)
 	err = r.pub.Publish(pctx, envs)
 	cancel()
@@ -147,7 +144,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		}
 		return 0, fmt.Errorf("publish %d events: %w", len(rows), err)
 	}
-	confirmed := r.opt.Now()
+	confirmed := r.now()
 	mctx, cancel := context.WithTimeout(bg, 10*time.Second)
 	defer cancel()
 	if err := MarkPublished(mctx, r.db, ids, confirmed); err != nil {

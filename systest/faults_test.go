@@ -344,7 +344,7 @@ func TestRabbitMQ_DownAtStart_ServiceHealsWhenItComes(t *testing.T) {
 	w, _ := workers.NewPaymentWorker(pays, sb, nil, time.Now)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	relay, err := outbox.NewRelay(db.DB, pub, outbox.RelayOptions{Batch: 100, Poll: 100 * time.Millisecond, PublishTimeout: 2 * time.Second})
+	relay, err := outbox.NewRelay(db.DB, pub, time.Now, outbox.RelayOptions{Batch: 100, Poll: 100 * time.Millisecond, PublishTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,11 +152,11 @@ func TestWebhookFanOut_FailsOnceForEvent1_Event2StillAfterIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	flaky := &flakyFanOut{DeliveryStore: s.WebhookStore, failType: event.OrderPlaced}
-	wh := workers.NewWebhooks(flaky, workers.WebhookOptions{Policy: webhook.Policy{AllowPrivate: true}, Timeout: 2 * time.Second, Poll: 20 * time.Millisecond,
+	wh := workers.NewWebhooks(flaky, time.Now, workers.WebhookOptions{Policy: webhook.Policy{AllowPrivate: true}, Timeout: 2 * time.Second, Poll: 20 * time.Millisecond,
 		Delivery: store.DeliveryPolicy{Retry: webhook.Retry{Base: 50 * time.Millisecond, MaxAge: time.Minute}}, Logger: testLogger()})
 	// Were a failed event scheduled for later (as the saga's consumers do), the next
 	// event would overtake it: the retry here is published again at once.
-	retry := func(ctx context.Context, consumer string, e event.Envelope, attempt int, _ time.Time) error {
+	retry := func(ctx context.Context, consumer string, e event.Envelope, attempt int, _ time.Duration) error {
 		e.Destination = consumer
 		return b.Publish(ctx, []event.Envelope{e})
 	}
@@ -199,8 +199,8 @@ func TestSweeper_AnOrderItCannotMove_TheRestStillExpire(t *testing.T) {
 		ids = append(ids, s.Checkout(t, "c", "k"+string(rune('a'+i)), "tok_visa", line("SW", 1)))
 	}
 	var failures []string
-	sw := workers.NewSweeper(brokenOrders{OrderStore: s.Orders, bad: ids[0]}, nil, workers.SweeperOptions{
-		Now: func() time.Time { return time.Now().Add(time.Hour) }, Logger: testLogger(),
+	anHourOn := func() time.Time { return time.Now().Add(time.Hour) }
+	sw := workers.NewSweeper(brokenOrders{OrderStore: s.Orders, bad: ids[0]}, nil, anHourOn, workers.SweeperOptions{Logger: testLogger(),
 		OnFailure: func(id string, _ error) { failures = append(failures, id) }})
 	n, err := sw.SweepOnce(context.Background())
 	if err != nil || n != 4 {

@@ -3,6 +3,9 @@
 // the reservation expiry sweeper. Each consumer is idempotent: the store records the
 // event ids it processed in the inbox table in the same transaction as its effects.
 // Workers use the domain's ports; they run no SQL.
+//
+// The clock is a dependency: each constructor takes it as its now argument, next to
+// the other dependencies, and never defaults it (a nil clock is refused).
 package workers
 
 import (
@@ -42,18 +45,24 @@ type PaymentWorker struct {
 	now      func() time.Time
 }
 
-// NewPaymentWorker returns the payment and refund handlers.
+// NewPaymentWorker returns the payment and refund handlers; now is their clock (a
+// charge past its reservation's expiry is not made). A nil store, gateway or clock is
+// refused.
 func NewPaymentWorker(payments checkout.PaymentStore, gw payment.Gateway, logger *slog.Logger, now func() time.Time) (*PaymentWorker, error) {
-	if payments == nil || gw == nil {
+	if payments == nil || gw == nil || now == nil {
 		return nil, errors.New("workers: nil dependency")
 	}
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if now == nil {
-		now = time.Now
-	}
 	return &PaymentWorker{payments: payments, gateway: gw, logger: logger, now: now}, nil
+}
+
+// mustClock refuses a nil clock: constructor was called without its dependency.
+func mustClock(constructor string, now func() time.Time) {
+	if now == nil {
+		panic("workers: " + constructor + " with a nil clock")
+	}
 }
 
 // ChargeKey is the provider idempotency key of an order's charge: every attempt, by any

@@ -389,7 +389,7 @@ func TestSaga_ConcurrentRelays_AllDeliveredInOrderPerOrder(t *testing.T) {
 	s := testutil.NewStack(t, testutil.StackOptions{NoRelay: true, NoWorkers: true, NoSweeper: true, Extra: []broker.Consumer{audit}})
 	s.Product(t, "CR", 100, map[string]int{"w": 1000})
 	for i := 0; i < 3; i++ {
-		relay, err := outbox.NewRelay(s.DB.DB, s.Broker, outbox.RelayOptions{Batch: 7, Poll: 20 * time.Millisecond})
+		relay, err := outbox.NewRelay(s.DB.DB, s.Broker, time.Now, outbox.RelayOptions{Batch: 7, Poll: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -586,8 +586,7 @@ func TestSaga_ExpiryPaymentRace_NoPaidOrderWithoutStock(t *testing.T) {
 				gw.let(id)
 			}
 		}}
-	sweeper := workers.NewSweeper(orders, nil, workers.SweeperOptions{Logger: testLogger(),
-		Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	sweeper := workers.NewSweeper(orders, nil, func() time.Time { return time.Now().Add(time.Hour) }, workers.SweeperOptions{Logger: testLogger()})
 	expiredBySweep, err := sweeper.SweepOnce(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -25,7 +25,6 @@ type SweeperOptions struct {
 	KeyRetention    time.Duration
 	OutboxRetention time.Duration
 	Logger          *slog.Logger
-	Now             func() time.Time
 	// OnFailure, when set, is told each order the sweeper could not expire (metrics).
 	OnFailure func(orderID string, err error)
 	// StockSync, when set, runs every sweep (the redis strategy's counters rebuilt from
@@ -41,21 +40,22 @@ type SweeperOptions struct {
 type Sweeper struct {
 	orders checkout.OrderStore
 	pruner Maintainer
+	now    func() time.Time
 	opt    SweeperOptions
 }
 
 // NewSweeper returns a sweeper over orders; pruner may be nil (no folding or pruning).
-func NewSweeper(orders checkout.OrderStore, pruner Maintainer, opt SweeperOptions) *Sweeper {
+// now is its clock (what has expired, when to prune); a nil clock panics (a programming
+// error).
+func NewSweeper(orders checkout.OrderStore, pruner Maintainer, now func() time.Time, opt SweeperOptions) *Sweeper {
+	mustClock("NewSweeper", now)
 	if opt.Interval <= 0 {
 		opt.Interval = 5 * time.Second
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
-	return &Sweeper{orders: orders, pruner: pruner, opt: opt}
+	return &Sweeper{orders: orders, pruner: pruner, now: now, opt: opt}
 }
 
 // Run sweeps until ctx ends, and prunes once an hour.
@@ -82,7 +82,7 @@ func (s *Sweeper) Run(ctx context.Context) error {
 				s.opt.Logger.Warn("stock counter sync failed", "error", err)
 			}
 		}
-		if now := s.opt.Now(); s.pruner != nil && now.Sub(lastPrune) > time.Hour {
+		if now := s.now(); s.pruner != nil && now.Sub(lastPrune) > time.Hour {
 			lastPrune = now
 			s.prune(ctx)
 		}
@@ -121,7 +121,7 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int, error) {
 	total := 0
 	skip := map[string]bool{}
 	for {
-		ids, err := s.orders.ExpiredOrders(ctx, s.opt.Now(), sweepBatch+len(skip))
+		ids, err := s.orders.ExpiredOrders(ctx, s.now(), sweepBatch+len(skip))
 		if err != nil {
 			return total, err
 		}
@@ -133,7 +133,7 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int, error) {
 			}
 			fresh++
 			o, err := s.orders.Transition(ctx, id, func(o *checkout.Order) (checkout.Change, error) {
-				if o.Status != checkout.StatusPendingPayment || o.ReservationExpiresAt == nil || !s.opt.Now().After(*o.ReservationExpiresAt) {
+				if o.Status != checkout.StatusPendingPayment || o.ReservationExpiresAt == nil || !s.now().After(*o.ReservationExpiresAt) {
 					return checkout.Change{}, nil
 				}
 				return checkout.Change{To: checkout.StatusExpired}, nil

@@ -43,7 +43,6 @@ type WebhookOptions struct {
 	// this process's loop at once).
 	Poll   time.Duration
 	Logger *slog.Logger
-	Now    func() time.Time
 }
 
 // DeliveryStore is what delivering partner webhooks needs of the store
@@ -62,6 +61,7 @@ type DeliveryStore interface {
 type Webhooks struct {
 	store  DeliveryStore
 	client *http.Client
+	now    func() time.Time
 	opt    WebhookOptions
 
 	mu    sync.Mutex
@@ -69,8 +69,11 @@ type Webhooks struct {
 	wake  chan struct{}
 }
 
-// NewWebhooks returns the webhook consumers' handlers.
-func NewWebhooks(s DeliveryStore, opt WebhookOptions) *Webhooks {
+// NewWebhooks returns the webhook consumers' handlers; now is the delivery loop's clock
+// (what is due, attempt latencies, chain repairs). A nil clock panics (a programming
+// error).
+func NewWebhooks(s DeliveryStore, now func() time.Time, opt WebhookOptions) *Webhooks {
+	mustClock("NewWebhooks", now)
 	if opt.Timeout == 0 {
 		opt.Timeout = 10 * time.Second
 	}
@@ -79,9 +82,6 @@ func NewWebhooks(s DeliveryStore, opt WebhookOptions) *Webhooks {
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
-	}
-	if opt.Now == nil {
-		opt.Now = time.Now
 	}
 	if opt.Delivery.Retry.MaxAge == 0 {
 		opt.Delivery.Retry.MaxAge = 24 * time.Hour
@@ -101,7 +101,7 @@ func NewWebhooks(s DeliveryStore, opt WebhookOptions) *Webhooks {
 	}
 	client := &http.Client{Transport: tr, Timeout: opt.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &Webhooks{store: s, client: client, opt: opt, slots: map[string]chan struct{}{}, wake: make(chan struct{}, 1)}
+	return &Webhooks{store: s, client: client, now: now, opt: opt, slots: map[string]chan struct{}{}, wake: make(chan struct{}, 1)}
 }
 
 // HandleOrderEvent makes the delivery tasks of an order event.
@@ -152,7 +152,7 @@ func (w *Webhooks) deliverDue(ctx context.Context, inFlight chan struct{}, wg *s
 	if free == 0 {
 		return 0, nil
 	}
-	tasks, err := w.store.ClaimDue(ctx, w.opt.Now(), free, 2*w.opt.Timeout+5*time.Second)
+	tasks, err := w.store.ClaimDue(ctx, w.now(), free, 2*w.opt.Timeout+5*time.Second)
 	if err != nil {
 		return 0, err
 	}
@@ -208,7 +208,7 @@ func (w *Webhooks) Deliver(ctx context.Context, t *store.Task) error {
 }
 
 func (w *Webhooks) post(ctx context.Context, t *store.Task) store.Attempt {
-	start := w.opt.Now()
+	start := w.now()
 	a := store.Attempt{At: start}
 	// The address is checked again now: a name can point elsewhere than at registration.
 	if err := w.opt.Policy.ValidateURL(ctx, t.URL); err != nil {
@@ -230,7 +230,7 @@ func (w *Webhooks) post(ctx context.Context, t *store.Task) store.Attempt {
 	}
 	req.Header.Set("Checkout-Signature", sig)
 	resp, err := w.client.Do(req)
-	a.Latency = w.opt.Now().Sub(start)
+	a.Latency = w.now().Sub(start)
 	if err != nil {
 		a.Err = "request failed: " + errors.Unwrap(err).Error()
 		if errors.Unwrap(err) == nil {
@@ -255,7 +255,7 @@ func (w *Webhooks) Run(ctx context.Context, b *broker.Broker, opt broker.Consume
 	errc := make(chan error, 1)
 	go func() {
 		errc <- b.Consume(ctx, WebhookFanOutConsumer, broker.ConsumeOptions{Prefetch: 1, Concurrency: 1, Observe: opt.Observe,
-			Retry: opt.Retry, Now: opt.Now}, w.HandleOrderEvent)
+			Retry: opt.Retry}, w.HandleOrderEvent)
 	}()
 	inFlight := make(chan struct{}, w.opt.Concurrency)
 	var wg sync.WaitGroup
@@ -278,7 +278,7 @@ func (w *Webhooks) Run(ctx context.Context, b *broker.Broker, opt broker.Consume
 		case <-w.wake:
 		case <-poll.C:
 		case <-repair.C:
-			if n, err := w.store.RepairChains(ctx, w.opt.Now()); err != nil && ctx.Err() == nil {
+			if n, err := w.store.RepairChains(ctx, w.now()); err != nil && ctx.Err() == nil {
 				w.opt.Logger.Warn("repairing webhook chains failed", "error", err)
 			} else if n > 0 {
 				w.opt.Logger.Warn("webhook chains without a head repaired", "chains", n)

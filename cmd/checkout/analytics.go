@@ -77,10 +77,10 @@ func newAnalyticsPart(ctx context.Context, s *service, st *stores) (_ *analytics
 	m.Registry().MustRegister(flushes, rows)
 	flushes.WithLabelValues("ok")
 	flushes.WithLabelValues("error")
-	consumer, err := analytics.New(sink, analytics.Options{MaxBatch: cfg.Batch, FlushInterval: cfg.FlushInterval,
+	consumer, err := analytics.New(sink, s.now, analytics.Options{MaxBatch: cfg.Batch, FlushInterval: cfg.FlushInterval,
 		Stock: func(ctx context.Context, skus []string) (map[string]int, error) {
 			return store.Available(ctx, st.db, skus)
-		}, Logger: s.logger, Now: s.now,
+		}, Logger: s.logger,
 		Observe: func(events, n int, took time.Duration, err error) {
 			if err != nil {
 				flushes.WithLabelValues("error").Inc()

@@ -203,7 +203,7 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 	// it, and never for one that rolled back. Relays are woken after each commit that
 	// wrote events: at once in this process, by a coalesced NOTIFY in the others.
 	st.notifier = outbox.NewNotifier(st.db)
-	st.ordersOf = store.OrdersOptions{Now: s.now, OnCommit: m.OrderCommitted, OnRedisFallback: m.RedisFallback, Notify: st.notifier.Notify}
+	st.ordersOf = store.OrdersOptions{OnCommit: m.OrderCommitted, OnRedisFallback: m.RedisFallback, Notify: st.notifier.Notify}
 	strategy, err := store.ParseStrategy(cfg.Checkout.Strategy)
 	if err != nil {
 		return nil, err
@@ -216,7 +216,7 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 		st.add(rdb.Close)
 		st.ordersOf.Redis = redishold.New(rdb, cfg.Broker.Prefix+"checkout:")
 	}
-	st.orders = store.NewOrders(st.db, st.ordersOf)
+	st.orders = store.NewOrders(st.db, s.now, st.ordersOf)
 	if strategy == store.StrategyRedis {
 		if err := st.orders.SyncStockCache(ctx, nil); err != nil {
 			s.logger.Warn("redis stock counters not synced at start; checkouts use row locks until they are", "error", err)
@@ -240,8 +240,8 @@ type relayPart struct {
 
 func newRelay(s *service, st *stores) (*relayPart, error) {
 	cfg := s.cfg
-	r, err := outbox.NewRelay(st.db, broker.TracePublisher(st.pub), outbox.RelayOptions{Batch: cfg.Relay.Batch,
-		Poll: cfg.Relay.PollInterval, Logger: s.logger, Now: s.now, Observe: s.m.RelayBatch, Notifier: st.notifier})
+	r, err := outbox.NewRelay(st.db, broker.TracePublisher(st.pub), s.now, outbox.RelayOptions{Batch: cfg.Relay.Batch,
+		Poll: cfg.Relay.PollInterval, Logger: s.logger, Observe: s.m.RelayBatch, Notifier: st.notifier})
 	if err != nil {
 		return nil, err
 	}
@@ -271,11 +271,11 @@ func newWorkers(s *service, st *stores) (*workerPart, error) {
 	// A failed message's next attempt is scheduled in PostgreSQL (the outbox), not in a
 	// broker delay queue.
 	payOpt := broker.ConsumeOptions{Prefetch: cfg.Workers.Prefetch, Concurrency: cfg.Workers.Concurrency, Observe: m.Consumer,
-		Retry: outbox.Scheduler(st.db), Now: s.now}
-	hooks := workers.NewWebhooks(st.webhooks, workers.WebhookOptions{Policy: st.policy, Sealer: st.sealer, Logger: s.logger, Now: s.now,
+		Retry: outbox.Scheduler(st.db, s.now)}
+	hooks := workers.NewWebhooks(st.webhooks, s.now, workers.WebhookOptions{Policy: st.policy, Sealer: st.sealer, Logger: s.logger,
 		Delivery: store.DeliveryPolicy{Retry: webhook.Retry{Base: cfg.Webhooks.BackoffBase, MaxAge: cfg.Webhooks.MaxAge,
 			MaxAttempts: cfg.Webhooks.MaxAttempts}, DisableAfter: cfg.Webhooks.DisableAfter}})
-	hookOpt := broker.ConsumeOptions{Observe: m.Consumer, Retry: outbox.Scheduler(st.db), Now: s.now}
+	hookOpt := broker.ConsumeOptions{Observe: m.Consumer, Retry: outbox.Scheduler(st.db, s.now)}
 	w.run = func(ctx context.Context) error {
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return pay.Run(ctx, sub, payOpt) })
@@ -298,11 +298,11 @@ type sweeperPart struct {
 func newSweeper(s *service, st *stores) *sweeperPart {
 	cfg := s.cfg
 	opt := workers.SweeperOptions{Interval: cfg.Workers.SweepInterval, KeyRetention: cfg.Checkout.KeyRetention,
-		OutboxRetention: cfg.Relay.Retention, Logger: s.logger, Now: s.now, OnFailure: s.m.SweepFailed}
+		OutboxRetention: cfg.Relay.Retention, Logger: s.logger, OnFailure: s.m.SweepFailed}
 	if st.ordersOf.Redis != nil {
 		opt.StockSync = func(ctx context.Context) error { return st.orders.SyncStockCache(ctx, nil) }
 	}
-	return &sweeperPart{Sweeper: workers.NewSweeper(st.orders, store.NewMaintenance(st.db, s.now), opt)}
+	return &sweeperPart{Sweeper: workers.NewSweeper(st.orders, store.NewMaintenance(st.db, s.now), s.now, opt)}
 }
 
 // apiPart is the GraphQL API and the Stripe webhook: its own pools (checkout, catalog
@@ -353,7 +353,7 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	opt.Strategy, opt.OnRetry = strategy, m.ReservationRetry
 	opt.Batch = store.BatchOptions{MaxSize: cfg.Checkout.BatchMaxSize, MaxWait: cfg.Checkout.BatchMaxWait, Workers: cfg.Checkout.BatchWorkers,
 		Queue: cfg.Checkout.Queue, OnBatch: m.ReservationBatch}
-	orders := store.NewOrders(checkoutDB, opt)
+	orders := store.NewOrders(checkoutDB, s.now, opt)
 	a.add(func() error { orders.Close(); return nil })
 	svc, err := checkout.NewService(orders, store.NewCarts(checkoutDB, s.now), cfg.Checkout.ReservationTTL, s.now)
 	if err != nil {
@@ -363,7 +363,7 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	feedBroker := broker.New(cfg.Broker.URL, st.topo, s.logger)
 	a.add(feedBroker.Close)
 	a.feed = feed.New(feedBroker, st.orders, 16, s.logger)
-	res := &graph.Resolver{ObserveCheckout: m.Checkout, Service: svc, Catalog: catalog.NewService(catalogStore), Orders: orders, Feed: a.feed,
+	res := &graph.Resolver{Now: s.now, ObserveCheckout: m.Checkout, Service: svc, Catalog: catalog.NewService(catalogStore), Orders: orders, Feed: a.feed,
 		WebhookService: webhook.NewService(st.webhooks, st.policy, func() string { return uuid.Must(uuid.NewV7()).String() }).WithSealer(st.sealer)}
 	gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, s.logger)
 	if err != nil {

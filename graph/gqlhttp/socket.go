@@ -65,8 +65,6 @@ type SocketOptions struct {
 	// Allow, when set, takes a token of a client's rate for each subscription, or says
 	// how long until one is there (overload.Shedder.AllowKey).
 	Allow func(key string) (time.Duration, bool)
-	// Now is the clock (default time.Now).
-	Now func() time.Time
 }
 
 // SocketIdentity is what connection_init authenticated: the client key its subscriptions
@@ -84,13 +82,19 @@ type SocketAuthFunc func(ctx context.Context, p transport.InitPayload) (context.
 // Sockets holds the state of the open sockets; safe for concurrent use.
 type Sockets struct {
 	opt     SocketOptions
+	now     func() time.Time
 	mu      sync.Mutex
 	sockets map[string]int
 	subs    map[string]int
 }
 
-// NewSockets returns a Sockets for o.
-func NewSockets(o SocketOptions) *Sockets {
+// NewSockets returns a Sockets for o; now is its clock (when an identity's token stops
+// being valid). The clock is a dependency, never defaulted: a nil one panics (a
+// programming error).
+func NewSockets(o SocketOptions, now func() time.Time) *Sockets {
+	if now == nil {
+		panic("gqlhttp: NewSockets with a nil clock")
+	}
 	def := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
 			*v = d
@@ -108,10 +112,7 @@ func NewSockets(o SocketOptions) *Sockets {
 			return "ip:" + host
 		}
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	return &Sockets{opt: o, sockets: map[string]int{}, subs: map[string]int{}}
+	return &Sockets{opt: o, now: now, sockets: map[string]int{}, subs: map[string]int{}}
 }
 
 // socket is the state of one socket, in its request's context.
@@ -208,7 +209,7 @@ func (s *Sockets) Transport(auth SocketAuthFunc) transport.Websocket {
 				return ctx, nil, nil
 			}
 			ctx, cancel := context.WithCancel(ctx)
-			expire := time.AfterFunc(id.ValidUntil.Sub(s.opt.Now()), func() {
+			expire := time.AfterFunc(id.ValidUntil.Sub(s.now()), func() {
 				if sock.conn != nil {
 					sock.conn.WriteClose(CloseForbidden, "Forbidden: the token has expired")
 				}
@@ -245,7 +246,7 @@ func (g socketGuard) InterceptOperation(ctx context.Context, next graphql.Operat
 		return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{e}})
 	}
 	o := g.s.opt
-	if !sock.id.ValidUntil.IsZero() && !o.Now().Before(sock.id.ValidUntil) {
+	if !sock.id.ValidUntil.IsZero() && !g.s.now().Before(sock.id.ValidUntil) {
 		return refuse(newError(CodeUnauthenticated, "the token of this connection has expired: connect again with a new one"))
 	}
 	if op := graphql.GetOperationContext(ctx).Operation; op == nil || op.Operation != ast.Subscription {

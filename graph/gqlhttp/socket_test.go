@@ -63,7 +63,7 @@ func TestSocketWrite_ToAClientThatStoppedReading_TimesOut(t *testing.T) {
 
 func TestNewSockets_Defaults(t *testing.T) {
 	t.Parallel()
-	s := NewSockets(SocketOptions{})
+	s := NewSockets(SocketOptions{}, time.Now)
 	if s.opt.InitTimeout != DefaultSocketInitTimeout || s.opt.PingInterval != DefaultSocketPingInterval || s.opt.WriteTimeout != DefaultSocketWriteTimeout {
 		t.Fatalf("defaults: %+v", s.opt)
 	}
@@ -73,13 +73,24 @@ func TestNewSockets_Defaults(t *testing.T) {
 	}
 }
 
+// The clock is a dependency: NewSockets refuses to run without one.
+func TestNewSockets_NilClockPanics(t *testing.T) {
+	t.Parallel()
+	defer func() {
+		if r := recover(); r != "gqlhttp: NewSockets with a nil clock" {
+			t.Fatalf("NewSockets with a nil clock: recovered %v, want its panic", r)
+		}
+	}()
+	NewSockets(SocketOptions{}, nil)
+}
+
 // An operation that reaches a socket after its token's end (before the close has gone
 // out) is refused, and nothing of it runs.
 func TestSocketGuard_RefusesOperationsAfterTheTokensEnd(t *testing.T) {
 	t.Parallel()
 	end := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	now := end.Add(-time.Second)
-	s := NewSockets(SocketOptions{Now: func() time.Time { return now }})
+	s := NewSockets(SocketOptions{}, func() time.Time { return now })
 	sock := &socket{key: "sub:alice", id: SocketIdentity{Key: "sub:alice", ValidUntil: end}}
 	ctx := context.WithValue(context.Background(), socketKey{}, sock)
 	ctx = graphql.WithOperationContext(ctx, &graphql.OperationContext{Operation: &ast.OperationDefinition{Operation: ast.Subscription}})

@@ -269,7 +269,7 @@ func TestConsumer_AcksOnlyAfterTheBatchIsWritten(t *testing.T) {
 	t.Run("FullBatch_WrittenWithoutWaitingForTheTimer", func(t *testing.T) {
 		t.Parallel()
 		sink := &recordingSink{}
-		a, err := analytics.New(sink, analytics.Options{MaxBatch: 3, FlushInterval: time.Hour, Logger: clog.New(io.Discard, 8)})
+		a, err := analytics.New(sink, time.Now, analytics.Options{MaxBatch: 3, FlushInterval: time.Hour, Logger: clog.New(io.Discard, 8)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,7 +299,7 @@ func TestConsumer_AcksOnlyAfterTheBatchIsWritten(t *testing.T) {
 	t.Run("PartialBatch_WrittenByTheTimer", func(t *testing.T) {
 		t.Parallel()
 		sink := &recordingSink{}
-		a, _ := analytics.New(sink, analytics.Options{MaxBatch: 100, FlushInterval: 20 * time.Millisecond, Logger: clog.New(io.Discard, 8)})
+		a, _ := analytics.New(sink, time.Now, analytics.Options{MaxBatch: 100, FlushInterval: 20 * time.Millisecond, Logger: clog.New(io.Discard, 8)})
 		startFlusher(t, a)
 		if err := a.Handle(context.Background(), placed(t, "o1", event.OrderItemData{SKU: "S", Quantity: 2, UnitPriceCents: 100})); err != nil {
 			t.Fatal(err)
@@ -311,7 +311,7 @@ func TestConsumer_AcksOnlyAfterTheBatchIsWritten(t *testing.T) {
 	t.Run("SinkDown_EventsGivenBack", func(t *testing.T) {
 		t.Parallel()
 		sink := &recordingSink{fail: errors.New("disk full")}
-		a, _ := analytics.New(sink, analytics.Options{MaxBatch: 1, WriteTimeout: 50 * time.Millisecond, Logger: clog.New(io.Discard, 8)})
+		a, _ := analytics.New(sink, time.Now, analytics.Options{MaxBatch: 1, WriteTimeout: 50 * time.Millisecond, Logger: clog.New(io.Discard, 8)})
 		startFlusher(t, a)
 		if err := a.Handle(context.Background(), placed(t, "o1")); err == nil {
 			t.Fatal("handler acked an event its sink did not write")
@@ -319,12 +319,37 @@ func TestConsumer_AcksOnlyAfterTheBatchIsWritten(t *testing.T) {
 	})
 	t.Run("Undecodable_DeadLettered", func(t *testing.T) {
 		t.Parallel()
-		a, _ := analytics.New(&recordingSink{}, analytics.Options{Logger: clog.New(io.Discard, 8)})
+		a, _ := analytics.New(&recordingSink{}, time.Now, analytics.Options{Logger: clog.New(io.Discard, 8)})
 		env := event.Envelope{ID: "e1", Type: event.OrderPaid, Payload: json.RawMessage(`{"order": 7}`)}
 		if err := a.Handle(context.Background(), env); err == nil || !strings.Contains(err.Error(), "decode") {
 			t.Fatalf("want a permanent decode error, got %v", err)
 		}
 	})
+}
+
+// TestConsumer_ClockIsADependency: New refuses a nil clock, and a batch's stock
+// observations carry the time of the clock it was given.
+func TestConsumer_ClockIsADependency(t *testing.T) {
+	t.Parallel()
+	if _, err := analytics.New(&recordingSink{}, nil, analytics.Options{}); err == nil {
+		t.Fatal("analytics.New took a nil clock")
+	}
+	at := time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
+	sink := &recordingSink{}
+	a, err := analytics.New(sink, func() time.Time { return at }, analytics.Options{MaxBatch: 1, Logger: clog.New(io.Discard, 8),
+		Stock: func(context.Context, []string) (map[string]int, error) { return map[string]int{"S": 4}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startFlusher(t, a)
+	if err := a.Handle(context.Background(), placed(t, "o1", event.OrderItemData{SKU: "S", Quantity: 1, UnitPriceCents: 100})); err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.batches) != 1 || len(sink.batches[0].Stock) != 1 || !sink.batches[0].Stock[0].ObservedAt.Equal(at) {
+		t.Fatalf("stock observations %+v, want one observed at the clock's %s", sink.batches, at)
+	}
 }
 
 // TestRedelivery_CountedOnce: an event written, then delivered again to a new process
@@ -338,7 +363,7 @@ func TestRedelivery_CountedOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, _ := analytics.New(sink, analytics.Options{MaxBatch: 1, Logger: clog.New(io.Discard, 8)})
+		a, _ := analytics.New(sink, time.Now, analytics.Options{MaxBatch: 1, Logger: clog.New(io.Discard, 8)})
 		ctx, cancel := context.WithCancel(context.Background())
 		stop, done := make(chan struct{}), make(chan struct{})
 		go func() { defer close(done); a.RunFlusher(ctx, stop) }()

@@ -49,7 +49,6 @@ type Options struct {
 	// Observe, when set, is told each flush: events, rows and the outcome.
 	Observe func(events, rows int, took time.Duration, err error)
 	Logger  *slog.Logger
-	Now     func() time.Time
 }
 
 // Analytics is the analytics consumer: its handler takes an event's facts into the
@@ -58,6 +57,7 @@ type Options struct {
 // or its first event has waited FlushInterval.
 type Analytics struct {
 	sink    Sink
+	now     func() time.Time
 	opt     Options
 	in      chan pending
 	flushed *lru.Cache[string, struct{}]
@@ -69,10 +69,11 @@ type pending struct {
 	done  chan error
 }
 
-// New returns the consumer writing to sink.
-func New(sink Sink, opt Options) (*Analytics, error) {
-	if sink == nil {
-		return nil, errors.New("analytics: nil sink")
+// New returns the consumer writing to sink; now is its clock (when stock is observed).
+// A nil sink or clock is refused: the clock is a dependency, never defaulted.
+func New(sink Sink, now func() time.Time, opt Options) (*Analytics, error) {
+	if sink == nil || now == nil {
+		return nil, errors.New("analytics: nil sink or clock")
 	}
 	if opt.MaxBatch <= 0 {
 		opt.MaxBatch = 500
@@ -86,16 +87,13 @@ func New(sink Sink, opt Options) (*Analytics, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
 	// Recently written event ids: a redelivery of an event whose ack was lost (the
 	// channel dropped after the write) is acked without a second copy of its rows.
 	flushed, err := lru.New[string, struct{}](8 * opt.MaxBatch)
 	if err != nil {
 		return nil, err
 	}
-	return &Analytics{sink: sink, opt: opt, in: make(chan pending, opt.MaxBatch), flushed: flushed}, nil
+	return &Analytics{sink: sink, now: now, opt: opt, in: make(chan pending, opt.MaxBatch), flushed: flushed}, nil
 }
 
 // ConsumeOptions are the broker options that let a whole batch be in hand at once.
@@ -221,7 +219,7 @@ func (a *Analytics) flush(ctx context.Context, batch []pending) {
 			// Observations are best effort: the facts are written without them.
 			a.opt.Logger.WarnContext(ctx, "analytics: stock levels not read", "error", err)
 		}
-		at := a.opt.Now().UTC()
+		at := a.now().UTC()
 		for _, sku := range skus {
 			if n, ok := levels[sku]; ok {
 				b.Stock = append(b.Stock, Stock{EventID: uuid.Must(uuid.NewV7()).String(), SKU: sku, Available: int32(n), ObservedAt: at})

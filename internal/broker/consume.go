@@ -32,9 +32,10 @@ func Permanent(err error) error { return permanentError{err} }
 // IsPermanent reports whether err was marked Permanent.
 func IsPermanent(err error) bool { var p permanentError; return errors.As(err, &p) }
 
-// RetryScheduler schedules attempt number attempt of env for consumer at due (in
-// PostgreSQL: outbox.ScheduleRetry), so the relay publishes it then.
-type RetryScheduler func(ctx context.Context, consumer string, env event.Envelope, attempt int, due time.Time) error
+// RetryScheduler schedules attempt number attempt of env for consumer after delay (in
+// PostgreSQL: outbox.Scheduler, whose clock makes the due time), so the relay publishes
+// it then. The broker has no clock of its own: it only says how long to wait.
+type RetryScheduler func(ctx context.Context, consumer string, env event.Envelope, attempt int, delay time.Duration) error
 
 // ConsumeOptions bound a consumer.
 type ConsumeOptions struct {
@@ -47,8 +48,6 @@ type ConsumeOptions struct {
 	// Retry schedules a failed message's next attempt; without it a failure is
 	// retried in place (as for an InPlace consumer).
 	Retry RetryScheduler
-	// Now is the clock of retry due times (default time.Now).
-	Now func() time.Time
 	// Observe, when set, is told each outcome: "ack", "retry", "dead_letter",
 	// "requeue", and whether the delivery was a redelivery.
 	Observe func(consumer, outcome string, redelivered bool, took time.Duration)
@@ -65,9 +64,6 @@ func (b *Broker) Consume(ctx context.Context, consumer string, opt ConsumeOption
 	}
 	if opt.HandlerTimeout == 0 {
 		opt.HandlerTimeout = 60 * time.Second
-	}
-	if opt.Now == nil {
-		opt.Now = time.Now
 	}
 	bo := reconnectBackOff()
 	for {
@@ -223,9 +219,9 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 		observe("dead_letter")
 		return
 	}
-	due := opt.Now().Add(b.topo.delay(attempt + 1))
+	delay := b.topo.delay(attempt + 1)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	serr := opt.Retry(sctx, consumer, env, attempt+1, due)
+	serr := opt.Retry(sctx, consumer, env, attempt+1, delay)
 	cancel()
 	if serr != nil {
 		// The retry could not be scheduled (the database is away): the broker keeps the
@@ -240,7 +236,7 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 		return
 	}
 	b.logger.WarnContext(ctx, "event handling failed; retry scheduled", "consumer", consumer, "eventId", env.ID, "type", env.Type,
-		"attempt", attempt, "nextAttemptAt", due.UTC().Format(time.RFC3339Nano), "error", err)
+		"attempt", attempt, "retryIn", delay.String(), "error", err)
 	d.Ack(false)
 	observe("retry")
 }

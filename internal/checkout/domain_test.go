@@ -259,7 +259,7 @@ func TestService_Authorization(t *testing.T) {
 	const id = "0192d3e4-5a6b-7c8d-9e0f-123456789012"
 	newSvc := func(status Status) (*Service, *fakeOrders) {
 		f := &fakeOrders{orders: map[string]*Order{id: {ID: id, CustomerID: "alice", Status: status}}}
-		s, err := NewService(f, nilCarts{}, time.Minute, nil)
+		s, err := NewService(f, nilCarts{}, time.Minute, time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}

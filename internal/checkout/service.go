@@ -38,16 +38,18 @@ type Service struct {
 	CheckoutTimeout time.Duration
 }
 
-// NewService builds a Service; ttl is how long a reservation is held unpaid.
+// NewService builds a Service; ttl is how long a reservation is held unpaid, and now is
+// the clock of its checkouts (their Now and reservation expiry). The clock is a
+// dependency like the stores: a nil one is refused, never defaulted.
 func NewService(orders OrderStore, carts CartStore, ttl time.Duration, now func() time.Time) (*Service, error) {
 	if orders == nil || carts == nil {
 		return nil, fmt.Errorf("checkout: nil store")
 	}
+	if now == nil {
+		return nil, fmt.Errorf("checkout: nil clock")
+	}
 	if ttl <= 0 {
 		return nil, fmt.Errorf("checkout: reservation ttl must be positive, got %s", ttl)
-	}
-	if now == nil {
-		now = time.Now
 	}
 	return &Service{orders: orders, carts: carts, ttl: ttl, now: now}, nil
 }

@@ -35,7 +35,7 @@ func TestBatch_AFailureNoCheckForesaw_FailsOnlyItsOrder(t *testing.T) {
 	var first atomic.Bool
 	var mu sync.Mutex
 	var sizes []int
-	orders := store.NewOrders(db.DB, store.OrdersOptions{Strategy: store.StrategyBatch, Batch: store.BatchOptions{
+	orders := store.NewOrders(db.DB, time.Now, store.OrdersOptions{Strategy: store.StrategyBatch, Batch: store.BatchOptions{
 		Workers: 1, MaxSize: 11, MaxWait: 30 * time.Second, OnBatch: func(n int) {
 			mu.Lock()
 			sizes = append(sizes, n)
@@ -47,11 +47,11 @@ func TestBatch_AFailureNoCheckForesaw_FailsOnlyItsOrder(t *testing.T) {
 		}}})
 	t.Cleanup(orders.Close)
 	t.Cleanup(open) // runs first: a failing test never leaves the batch held
-	svc, err := checkout.NewService(orders, store.NewCarts(db.DB, nil), 10*time.Minute, nil)
+	svc, err := checkout.NewService(orders, store.NewCarts(db.DB, time.Now), 10*time.Minute, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat := store.NewCatalog(db.DB, nil)
+	cat := store.NewCatalog(db.DB, time.Now)
 	if _, err := cat.UpsertProduct(ctx, catalogProduct("B")); err != nil {
 		t.Fatal(err)
 	}

@@ -18,11 +18,9 @@ type Carts struct {
 	now func() time.Time
 }
 
-// NewCarts returns the cart adapter; now is the clock (time.Now when nil).
+// NewCarts returns the cart adapter; now is its clock (a nil clock panics).
 func NewCarts(db *bun.DB, now func() time.Time) *Carts {
-	if now == nil {
-		now = time.Now
-	}
+	mustClock("NewCarts", now)
 	return &Carts{db: db, now: now}
 }
 

@@ -19,11 +19,9 @@ type Catalog struct {
 	now func() time.Time
 }
 
-// NewCatalog returns the catalog adapter; now is the clock (time.Now when nil).
+// NewCatalog returns the catalog adapter; now is its clock (a nil clock panics).
 func NewCatalog(db *bun.DB, now func() time.Time) *Catalog {
-	if now == nil {
-		now = time.Now
-	}
+	mustClock("NewCatalog", now)
 	return &Catalog{db: db, now: now}
 }
 

@@ -3,6 +3,11 @@
 // helper (InTx), applies the embedded migrations with bun's migrate package, and maps
 // PostgreSQL errors to domain errors. The domain decides; the store loads, applies the
 // decision and saves.
+//
+// The clock is a dependency: each adapter's constructor takes it as its now argument,
+// next to the database, and never defaults it; a nil clock panics (a programming
+// error). Every time a row carries comes from that clock, never from time.Now or
+// PostgreSQL's now().
 package store
 
 import (
@@ -25,6 +30,13 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/checkout"
 )
+
+// mustClock refuses a nil clock: constructor was called without its dependency.
+func mustClock(constructor string, now func() time.Time) {
+	if now == nil {
+		panic("store: " + constructor + " with a nil clock")
+	}
+}
 
 // Options tunes the connection pool and the session limits of its connections.
 type Options struct {

@@ -16,11 +16,9 @@ type Maintenance struct {
 	now func() time.Time
 }
 
-// NewMaintenance returns the pruning adapter; now is the clock (time.Now when nil).
+// NewMaintenance returns the pruning adapter; now is its clock (a nil clock panics).
 func NewMaintenance(db *bun.DB, now func() time.Time) *Maintenance {
-	if now == nil {
-		now = time.Now
-	}
+	mustClock("NewMaintenance", now)
 	return &Maintenance{db: db, now: now}
 }
 

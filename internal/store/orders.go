@@ -22,8 +22,6 @@ type OrdersOptions struct {
 	Redis RedisHolds
 	// Batch tunes StrategyBatch.
 	Batch BatchOptions
-	// Now is the one clock (default time.Now).
-	Now func() time.Time
 	// OnCommit, when set, is told every order change after its transaction committed
 	// (business metrics: each status change counted once, never one that rolled back).
 	OnCommit func(o checkout.Order)
@@ -55,15 +53,14 @@ type Orders struct {
 	soldOut sync.Map
 }
 
-// NewOrders returns the order adapter over db. Close stops a batch strategy's workers.
-func NewOrders(db *bun.DB, opt OrdersOptions) *Orders {
+// NewOrders returns the order adapter over db; now is its clock (a nil clock panics), and
+// that of the Payments made over it. Close stops a batch strategy's workers.
+func NewOrders(db *bun.DB, now func() time.Time, opt OrdersOptions) *Orders {
+	mustClock("NewOrders", now)
 	if opt.Strategy == "" {
 		opt.Strategy = StrategyLock
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
-	s := &Orders{db: db, strategy: opt.Strategy, holder: rowLock{}, now: opt.Now, onCommit: opt.OnCommit, notify: opt.Notify}
+	s := &Orders{db: db, strategy: opt.Strategy, holder: rowLock{}, now: now, onCommit: opt.OnCommit, notify: opt.Notify}
 	switch opt.Strategy {
 	case StrategyOptimistic:
 		s.holder = compareAndSet{onRetry: opt.OnRetry}

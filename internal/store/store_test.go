@@ -237,14 +237,14 @@ func fixture(t *testing.T, stock int, opt store.OrdersOptions) (*testutil.DB, *s
 	t.Helper()
 	db := testutil.NewDB(t)
 	ctx := context.Background()
-	cat := store.NewCatalog(db.DB, nil)
+	cat := store.NewCatalog(db.DB, time.Now)
 	if _, err := cat.UpsertProduct(ctx, catalogProduct("S")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cat.SetStock(ctx, "S", "w1", stock); err != nil {
 		t.Fatal(err)
 	}
-	orders := store.NewOrders(db.DB, opt)
+	orders := store.NewOrders(db.DB, time.Now, opt)
 	place := func(customer, key string, qty int) (checkout.Order, bool, error) {
 		now := time.Now()
 		return orders.PlaceOrder(ctx, checkout.PlaceOrder{OrderID: uuid.Must(uuid.NewV7()).String(), CustomerID: customer,

@@ -46,9 +46,9 @@ func newStrategyEnv(t *testing.T, strategy store.Strategy, n int) *strategyEnv {
 		if e.redis != nil {
 			opt.Redis = e.redis
 		}
-		orders := store.NewOrders(e.db.DB, opt)
+		orders := store.NewOrders(e.db.DB, time.Now, opt)
 		t.Cleanup(orders.Close)
-		svc, err := checkout.NewService(orders, store.NewCarts(e.db.DB, nil), 10*time.Minute, nil)
+		svc, err := checkout.NewService(orders, store.NewCarts(e.db.DB, time.Now), 10*time.Minute, time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func redisClient(t *testing.T, url string) *redis.Client {
 func (e *strategyEnv) product(t *testing.T, sku string, price int64, currency string, stock map[string]int) {
 	t.Helper()
 	ctx := context.Background()
-	cat := store.NewCatalog(e.db.DB, nil)
+	cat := store.NewCatalog(e.db.DB, time.Now)
 	if _, err := cat.UpsertProduct(ctx, catalog.Product{SKU: sku, Name: sku, PriceCents: price, Currency: currency}); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestStrategies(t *testing.T) {
 				if _, _, err := e.checkout(0, "late", "k", line("HOT", 1)); checkout.ErrorCode(err) != checkout.OutOfStock {
 					t.Fatalf("after sell-out: %v", err)
 				}
-				if _, err := store.NewCatalog(e.db.DB, nil).SetStock(context.Background(), "HOT", "w", 51); err != nil {
+				if _, err := store.NewCatalog(e.db.DB, time.Now).SetStock(context.Background(), "HOT", "w", 51); err != nil {
 					t.Fatal(err)
 				}
 				if e.redis != nil {
@@ -516,9 +516,9 @@ func TestRedisStrategy_PostgreSQLHasTheLastWord(t *testing.T) {
 		db := testutil.NewDB(t)
 		down := redishold.New(redisClient(t, "redis://127.0.0.1:1/0"), "down:")
 		var fallbacks atomic.Int32
-		orders := store.NewOrders(db.DB, store.OrdersOptions{Strategy: store.StrategyRedis, Redis: down, OnRedisFallback: func(error) { fallbacks.Add(1) }})
-		svc, _ := checkout.NewService(orders, store.NewCarts(db.DB, nil), time.Minute, nil)
-		cat := store.NewCatalog(db.DB, nil)
+		orders := store.NewOrders(db.DB, time.Now, store.OrdersOptions{Strategy: store.StrategyRedis, Redis: down, OnRedisFallback: func(error) { fallbacks.Add(1) }})
+		svc, _ := checkout.NewService(orders, store.NewCarts(db.DB, time.Now), time.Minute, time.Now)
+		cat := store.NewCatalog(db.DB, time.Now)
 		cat.UpsertProduct(ctx, catalog.Product{SKU: "X", Name: "X", PriceCents: 1, Currency: "USD"})
 		cat.SetStock(ctx, "X", "w", 1)
 		if _, _, err := svc.Checkout(ctx, checkout.Actor{CustomerID: "c"}, checkout.CheckoutInput{IdempotencyKey: "k", PaymentToken: "tok_visa", Items: []checkout.Line{line("X", 1)}}); err != nil {

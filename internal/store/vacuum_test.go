@@ -53,7 +53,7 @@ func TestVacuumQueues_OnlyWhenAutovacuumIsOff(t *testing.T) {
 			testutil.Eventually(t, 10*time.Second, "the dead rows in the statistics", func() bool {
 				return dead() >= 20000 && deadIn("orders") >= 20000
 			})
-			done, err := store.NewMaintenance(db.DB, nil).VacuumQueues(ctx)
+			done, err := store.NewMaintenance(db.DB, time.Now).VacuumQueues(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}

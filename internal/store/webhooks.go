@@ -24,11 +24,9 @@ type Webhooks struct {
 	now func() time.Time
 }
 
-// NewWebhooks returns the webhooks adapter; now is the clock (time.Now when nil).
+// NewWebhooks returns the webhooks adapter; now is its clock (a nil clock panics).
 func NewWebhooks(db *bun.DB, now func() time.Time) *Webhooks {
-	if now == nil {
-		now = time.Now
-	}
+	mustClock("NewWebhooks", now)
 	return &Webhooks{db: db, now: now}
 }
 

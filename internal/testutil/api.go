@@ -64,7 +64,8 @@ type APIOptions struct {
 	NoIntrospection bool
 	// Log, when set, also receives the API's JSON log lines.
 	Log io.Writer
-	// Now is the clock of every part (default time.Now).
+	// Now is the clock of every part (default time.Now: a test's setting, defaulted
+	// here; the components themselves take no nil clock).
 	Now func() time.Time
 	// Strategy is the reservation strategy (default lock).
 	Strategy store.Strategy
@@ -97,14 +98,14 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	orders := store.NewOrders(db.DB, store.OrdersOptions{Strategy: opt.Strategy, Now: opt.Now, OnCommit: opt.OnCommit, Notify: opt.Notify})
+	orders := store.NewOrders(db.DB, opt.Now, store.OrdersOptions{Strategy: opt.Strategy, OnCommit: opt.OnCommit, Notify: opt.Notify})
 	t.Cleanup(orders.Close)
 	svc, err := checkout.NewService(orders, store.NewCarts(db.DB, opt.Now), opt.TTL, opt.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cat := store.NewCatalog(db.DB, opt.Now)
-	res := &graph.Resolver{Service: svc, Catalog: catalog.NewService(cat), Orders: orders, Feed: opt.Feed,
+	res := &graph.Resolver{Now: opt.Now, Service: svc, Catalog: catalog.NewService(cat), Orders: orders, Feed: opt.Feed,
 		WebhookService: webhook.NewService(store.NewWebhooks(db.DB, opt.Now), webhook.Policy{AllowPrivate: !opt.StrictWebhookURLs},
 			func() string { return uuid.Must(uuid.NewV7()).String() })}
 	var logTo io.Writer = testWriter{t}

@@ -94,7 +94,8 @@ type StackOptions struct {
 	// Webhooks runs the partner webhook consumers (retries from 50ms).
 	Webhooks        bool
 	WebhookDelivery store.DeliveryPolicy
-	// Now is the webhook delivery loop's clock (default time.Now).
+	// Now is the partner webhooks' clock, their store's and delivery loop's (default
+	// time.Now: a test's setting, defaulted here; the components take no nil clock).
 	Now func() time.Time
 	// OnCommit, when set, is told every committed order change (metrics).
 	OnCommit func(checkout.Order)
@@ -139,6 +140,9 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	}
 	if opt.DatabaseURL == "" {
 		opt.DatabaseURL = DatabaseURL()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
 	}
 	db := NewDBOn(t, opt.DatabaseURL, dbOpt)
 	extra := opt.Extra
@@ -197,7 +201,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		if opt.Relay.Notifier == nil {
 			opt.Relay.Notifier = notifier
 		}
-		relay, err := outbox.NewRelay(db.DB, pub, opt.Relay)
+		relay, err := outbox.NewRelay(db.DB, pub, time.Now, opt.Relay)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,12 +211,12 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		sub := broker.New(opt.AMQPURL, s.Topology, logger)
 		t.Cleanup(func() { sub.Close() })
 		s.Go(func(ctx context.Context) error {
-			return s.Workers.Run(ctx, sub, broker.ConsumeOptions{Prefetch: 16, Concurrency: 8, Retry: outbox.Scheduler(db.DB)})
+			return s.Workers.Run(ctx, sub, broker.ConsumeOptions{Prefetch: 16, Concurrency: 8, Retry: outbox.Scheduler(db.DB, time.Now)})
 		})
 	}
 	if opt.Webhooks {
-		wh := workers.NewWebhooks(s.WebhookStore, workers.WebhookOptions{Policy: webhook.Policy{AllowPrivate: true},
-			Delivery: opt.WebhookDelivery, Timeout: 2 * time.Second, Poll: 20 * time.Millisecond, Logger: logger, Now: opt.Now})
+		wh := workers.NewWebhooks(s.WebhookStore, opt.Now, workers.WebhookOptions{Policy: webhook.Policy{AllowPrivate: true},
+			Delivery: opt.WebhookDelivery, Timeout: 2 * time.Second, Poll: 20 * time.Millisecond, Logger: logger})
 		sub := broker.New(opt.AMQPURL, s.Topology, logger)
 		t.Cleanup(func() { sub.Close() })
 		s.Go(func(ctx context.Context) error {
@@ -222,7 +226,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if opt.SweepInterval == 0 {
 		opt.SweepInterval = 100 * time.Millisecond
 	}
-	s.Sweeper = workers.NewSweeper(s.Orders, store.NewMaintenance(db.DB, time.Now), workers.SweeperOptions{Interval: opt.SweepInterval, Logger: logger})
+	s.Sweeper = workers.NewSweeper(s.Orders, store.NewMaintenance(db.DB, time.Now), time.Now, workers.SweeperOptions{Interval: opt.SweepInterval, Logger: logger})
 	if !opt.NoSweeper {
 		s.Go(s.Sweeper.Run)
 	}

@@ -61,7 +61,7 @@ func Run(t testing.TB) *Sale {
 	}
 	sale := &Sale{Stack: s, Dir: dir, Flushes: &atomic.Int64{}}
 	flushed := make(chan struct{}, 1)
-	a, err := analytics.New(sink, analytics.Options{MaxBatch: 32, FlushInterval: 100 * time.Millisecond,
+	a, err := analytics.New(sink, time.Now, analytics.Options{MaxBatch: 32, FlushInterval: 100 * time.Millisecond,
 		Stock: func(ctx context.Context, skus []string) (map[string]int, error) {
 			return store.Available(ctx, s.DB.DB, skus)
 		},
