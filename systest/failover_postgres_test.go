@@ -69,6 +69,12 @@ func TestPostgresFailover_PrimaryKilledMidSale_NoAcknowledgedOrderLost(t *testin
 	testutil.Eventually(t, 30*time.Second, "outbox drained", func() bool {
 		return s.Count(t, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
 	})
+	// And every sale folded into inventory: a fold that committed while the replies are
+	// held would wait on the standby holding the inventory row, and the probe would time
+	// out on its lock instead of committing (seen once on a loaded machine).
+	testutil.Eventually(t, 30*time.Second, "sales folded", func() bool {
+		return s.Count(t, "SELECT count(*) FROM stock_moves") == 0
+	})
 	// The standby still receives and applies WAL but its flush reports no longer reach
 	// the primary: a commit from now on waits for an acknowledgement that never comes.
 	if _, err := replication.AddToxic("hold-replies", "timeout", "upstream", 1, toxiclient.Attributes{"timeout": 0}); err != nil {
