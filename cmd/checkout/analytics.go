@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
-	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/api/option"
 
@@ -28,7 +27,7 @@ func newAnalyticsSink(ctx context.Context, cfg config.Analytics) (analytics.Sink
 	noop := func() {}
 	switch cfg.Sink {
 	case "elasticsearch":
-		es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: cfg.ElasticsearchURLs, APIKey: cfg.ElasticsearchAPIKey})
+		es, err := esink.Transport(cfg.ElasticsearchURLs, cfg.ElasticsearchAPIKey, true)
 		if err != nil {
 			return nil, noop, fmt.Errorf("elasticsearch: %w", err)
 		}

@@ -1,5 +1,6 @@
 // Package esink is the Elasticsearch analytics sink: each batch is indexed through the
-// bulk API of the official client (go-elasticsearch), one index per table and day
+// bulk API of the official client (go-elasticsearch's esapi over its transport; the
+// typed client, which costs minutes of compilation, is not used), one index per table and day
 // (PREFIX-orders-2026.11.27), with document ids made from event ids, so indexing an
 // event again overwrites its documents instead of adding copies. Items the cluster
 // rejects for a passing reason (429, 5xx) are sent again, alone, with backoff.
@@ -12,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/elastic-transport-go/v8/elastictransport"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/checkout-backend/checkout/internal/analytics"
 )
@@ -33,12 +36,31 @@ type Options struct {
 
 // Sink indexes batches into Elasticsearch.
 type Sink struct {
-	es  *elasticsearch.Client
+	es  esapi.Transport
 	opt Options
 }
 
-// New returns a sink using es.
-func New(es *elasticsearch.Client, opt Options) (*Sink, error) {
+// Transport is the client of the Elasticsearch nodes at urls, authenticated with apiKey
+// (none when empty); retry retries a request refused with 502, 503 or 504 on another
+// node, as the official client does.
+func Transport(urls []string, apiKey string, retry bool) (esapi.Transport, error) {
+	cfg := elastictransport.Config{APIKey: apiKey, DisableRetry: !retry}
+	for _, u := range urls {
+		parsed, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || parsed.Host == "" {
+			return nil, fmt.Errorf("esink: %q is not a URL of an Elasticsearch node", u)
+		}
+		cfg.URLs = append(cfg.URLs, parsed)
+	}
+	if len(cfg.URLs) == 0 {
+		return nil, errors.New("esink: no Elasticsearch URL")
+	}
+	return elastictransport.New(cfg)
+}
+
+// New returns a sink using es (Transport, or any esapi.Transport such as the official
+// *elasticsearch.Client).
+func New(es esapi.Transport, opt Options) (*Sink, error) {
 	if es == nil {
 		return nil, errors.New("esink: nil client")
 	}
@@ -159,7 +181,7 @@ func (s *Sink) Write(ctx context.Context, b analytics.Batch) error {
 // request itself failed) and an error describing the failures; a non-nil error with no
 // docs to retry means some were refused for good.
 func (s *Sink) bulk(ctx context.Context, docs []Doc) ([]Doc, error) {
-	res, err := s.es.Bulk(bytes.NewReader(NDJSON(docs)), s.es.Bulk.WithContext(ctx))
+	res, err := esapi.BulkRequest{Body: bytes.NewReader(NDJSON(docs))}.Do(ctx, s.es)
 	if err != nil {
 		return docs, fmt.Errorf("esink: bulk: %w", err)
 	}

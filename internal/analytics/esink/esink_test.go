@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/checkout-backend/checkout/internal/analytics"
 	"github.com/checkout-backend/checkout/internal/analytics/esink"
 )
@@ -90,7 +88,7 @@ func newSink(t *testing.T, status func(n, i int) int) (*esink.Sink, *bulkServer)
 	bs := &bulkServer{t: t, status: status}
 	srv := httptest.NewServer(bs)
 	t.Cleanup(srv.Close)
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{srv.URL}, DisableRetry: true})
+	es, err := esink.Transport([]string{srv.URL}, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,5 +199,40 @@ func TestBulk_StillFailing_GivesUpAfterAttempts(t *testing.T) {
 	}
 	if n := len(bs.requests()); n != 5 {
 		t.Fatalf("%d requests, want 5 (Attempts)", n)
+	}
+}
+
+// The transport authenticates every request with the configured API key, and a URL that
+// names no node is refused at start.
+func TestTransport_APIKeyAndURLs(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Header.Get("Authorization"):
+		default:
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"errors":false,"items":[]}`)
+	}))
+	defer srv.Close()
+	tp, err := esink.Transport([]string{srv.URL}, "c2VjcmV0", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := esink.New(tp, esink.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(context.Background(), batch()); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-got; !strings.EqualFold(a, "ApiKey c2VjcmV0") { // the scheme is case-insensitive
+		t.Fatalf("Authorization %q, want the API key", a)
+	}
+	for _, bad := range [][]string{nil, {"not a url"}, {"http://"}} {
+		if _, err := esink.Transport(bad, "", true); err == nil {
+			t.Errorf("Transport(%q) accepted", bad)
+		}
 	}
 }
