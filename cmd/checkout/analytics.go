@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"time"
 
-	"cloud.google.com/go/bigquery"
 	"github.com/prometheus/client_golang/prometheus"
+	bq "google.golang.org/api/bigquery/v2"
 	"google.golang.org/api/option"
 
 	"github.com/checkout-backend/checkout/internal/analytics"
@@ -38,12 +38,12 @@ func newAnalyticsSink(ctx context.Context, cfg config.Analytics) (analytics.Sink
 		if cfg.BigQueryEndpoint != "" {
 			opts = append(opts, option.WithEndpoint(cfg.BigQueryEndpoint))
 		}
-		client, err := bigquery.NewClient(ctx, cfg.BigQueryProject, opts...)
+		api, err := bq.NewService(ctx, opts...)
 		if err != nil {
 			return nil, noop, fmt.Errorf("bigquery: %w", err)
 		}
-		s, err := bqsink.New(cfg.Dir, client, cfg.BigQueryDataset)
-		return s, func() { client.Close() }, err
+		s, err := bqsink.New(cfg.Dir, api, cfg.BigQueryProject, cfg.BigQueryDataset)
+		return s, noop, err
 	default:
 		s, err := parquetsink.New(cfg.Dir)
 		return s, noop, err

@@ -1,8 +1,10 @@
 // Package bqsink is the BigQuery analytics sink: batches are written as Parquet files
 // (parquetsink, the same layout), then each file is appended to its table by a load job
-// through the official client (cloud.google.com/go/bigquery), uploaded from the local
-// file. A job's id is made from the file's name, so loading a file again (a retried
-// batch) finds the first job instead of appending its rows twice.
+// through BigQuery's REST API (google.golang.org/api/bigquery/v2, the API the
+// cloud.google.com/go/bigquery client wraps, without its storage-read and gRPC
+// dependencies), uploaded from the local file. A job's id is made from the file's name,
+// so loading a file again (a retried batch) finds the first job instead of appending its
+// rows twice.
 package bqsink
 
 import (
@@ -14,7 +16,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"cloud.google.com/go/bigquery"
+	"time"
+
+	bq "google.golang.org/api/bigquery/v2"
 	"google.golang.org/api/googleapi"
 
 	"github.com/checkout-backend/checkout/internal/analytics"
@@ -24,20 +28,22 @@ import (
 // Sink writes Parquet files and loads them into BigQuery.
 type Sink struct {
 	files   *parquetsink.Sink
-	client  *bigquery.Client
+	api     *bq.Service
+	project string
 	dataset string
 }
 
-// New returns a sink keeping its files under dir and loading them into dataset.
-func New(dir string, client *bigquery.Client, dataset string) (*Sink, error) {
-	if client == nil || dataset == "" {
-		return nil, errors.New("bqsink: a client and a dataset are required")
+// New returns a sink keeping its files under dir and loading them into project's
+// dataset through api (bq.NewService; credentials: Application Default Credentials).
+func New(dir string, api *bq.Service, project, dataset string) (*Sink, error) {
+	if api == nil || project == "" || dataset == "" {
+		return nil, errors.New("bqsink: a BigQuery service, a project and a dataset are required")
 	}
 	files, err := parquetsink.New(dir)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{files: files, client: client, dataset: dataset}
+	s := &Sink{files: files, api: api, project: project, dataset: dataset}
 	files.OnFile = s.load
 	return s, nil
 }
@@ -73,26 +79,54 @@ func (s *Sink) loadFile(ctx context.Context, f parquetsink.File) error {
 		return err
 	}
 	defer r.Close()
-	src := bigquery.NewReaderSource(r)
-	src.SourceFormat = bigquery.Parquet
-	l := s.client.Dataset(s.dataset).Table(f.Table).LoaderFrom(src)
-	l.WriteDisposition = bigquery.WriteAppend
-	l.CreateDisposition = bigquery.CreateIfNeeded
-	l.TimePartitioning = &bigquery.TimePartitioning{Type: bigquery.DayPartitioningType, Field: partitionField[f.Table]}
-	l.JobID = JobID(f)
-	l.Labels = map[string]string{"source": "checkout-analytics", "table": f.Table}
-	job, err := l.Run(ctx)
+	job := &bq.Job{
+		JobReference: &bq.JobReference{ProjectId: s.project, JobId: JobID(f)},
+		Configuration: &bq.JobConfiguration{
+			Labels: map[string]string{"source": "checkout-analytics", "table": f.Table},
+			Load: &bq.JobConfigurationLoad{
+				SourceFormat:      "PARQUET",
+				WriteDisposition:  "WRITE_APPEND",
+				CreateDisposition: "CREATE_IF_NEEDED",
+				DestinationTable:  &bq.TableReference{ProjectId: s.project, DatasetId: s.dataset, TableId: f.Table},
+				TimePartitioning:  &bq.TimePartitioning{Type: "DAY", Field: partitionField[f.Table]},
+			},
+		},
+	}
+	got, err := s.api.Jobs.Insert(s.project, job).Media(r).Context(ctx).Do()
 	var gerr *googleapi.Error
 	if errors.As(err, &gerr) && gerr.Code == http.StatusConflict {
 		// Loaded by an earlier attempt: wait for that job instead.
-		job, err = s.client.JobFromID(ctx, l.JobID)
+		got, err = s.api.Jobs.Get(s.project, job.JobReference.JobId).Context(ctx).Do()
 	}
 	if err != nil {
 		return err
 	}
-	status, err := job.Wait(ctx)
-	if err != nil {
-		return err
+	return s.wait(ctx, got)
+}
+
+// wait polls the job until it is done, backing off from half a second to five, and
+// returns its error, if any.
+func (s *Sink) wait(ctx context.Context, job *bq.Job) error {
+	for pause := 500 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
+		if job.Status != nil && job.Status.State == "DONE" {
+			if e := job.Status.ErrorResult; e != nil {
+				return fmt.Errorf("job %s: %s: %s", job.JobReference.JobId, e.Reason, e.Message)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		get := s.api.Jobs.Get(s.project, job.JobReference.JobId).Context(ctx)
+		if loc := job.JobReference.Location; loc != "" {
+			get = get.Location(loc)
+		}
+		next, err := get.Do()
+		if err != nil {
+			return err
+		}
+		job = next
 	}
-	return status.Err()
 }

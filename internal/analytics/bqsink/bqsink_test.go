@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/bigquery"
+	bq "google.golang.org/api/bigquery/v2"
 	"google.golang.org/api/option"
 
 	"github.com/checkout-backend/checkout/internal/analytics"
@@ -65,6 +65,9 @@ type fakeBigQuery struct {
 	loads    []loadRequest
 	gets     []string
 	conflict bool
+	// running makes a job answer RUNNING until it was looked up once; failed makes it
+	// end with an error.
+	running, failed bool
 }
 
 func (f *fakeBigQuery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -106,22 +109,29 @@ func (f *fakeBigQuery) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, `{"error":{"code":409,"message":"Already Exists: Job shop-analytics:US.%s","errors":[{"reason":"duplicate","message":"Already Exists"}],"status":"ALREADY_EXISTS"}}`, lr.Job.JobReference.JobID)
 			return
 		}
-		fmt.Fprint(w, jobResource(lr.Job.JobReference.JobID))
+		fmt.Fprint(w, f.jobResource(lr.Job.JobReference.JobID, !f.running))
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/bigquery/v2/projects/shop-analytics/jobs/"):
 		id := strings.TrimPrefix(r.URL.Path, "/bigquery/v2/projects/shop-analytics/jobs/")
 		f.mu.Lock()
 		f.gets = append(f.gets, id)
 		f.mu.Unlock()
-		fmt.Fprint(w, jobResource(id))
+		fmt.Fprint(w, f.jobResource(id, true))
 	default:
 		f.t.Errorf("unexpected %s %s", r.Method, r.URL)
 		w.WriteHeader(404)
 	}
 }
 
-func jobResource(id string) string {
+func (f *fakeBigQuery) jobResource(id string, done bool) string {
+	status := `{"state":"RUNNING"}`
+	switch {
+	case done && f.failed:
+		status = `{"state":"DONE","errorResult":{"reason":"invalid","message":"Parquet schema mismatch"}}`
+	case done:
+		status = `{"state":"DONE"}`
+	}
 	return fmt.Sprintf(`{"kind":"bigquery#job","id":"shop-analytics:US.%[1]s","jobReference":{"projectId":"shop-analytics","jobId":%[1]q,"location":"US"},
-		"configuration":{"jobType":"LOAD","load":{"sourceFormat":"PARQUET"}},"status":{"state":"DONE"},"statistics":{"load":{"outputRows":"1"}}}`, id)
+		"configuration":{"jobType":"LOAD","load":{"sourceFormat":"PARQUET"}},"status":%[2]s,"statistics":{"load":{"outputRows":"1"}}}`, id, status)
 }
 
 func newSink(t *testing.T, f *fakeBigQuery) (*bqsink.Sink, string) {
@@ -129,14 +139,13 @@ func newSink(t *testing.T, f *fakeBigQuery) (*bqsink.Sink, string) {
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
-	client, err := bigquery.NewClient(ctx, "shop-analytics", option.WithEndpoint(srv.URL+"/bigquery/v2/"),
+	api, err := bq.NewService(ctx, option.WithEndpoint(srv.URL+"/bigquery/v2/"),
 		option.WithoutAuthentication(), option.WithHTTPClient(srv.Client()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { client.Close() })
 	dir := t.TempDir()
-	s, err := bqsink.New(dir, client, "checkout")
+	s, err := bqsink.New(dir, api, "shop-analytics", "checkout")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,4 +225,24 @@ func TestLoadJob_AlreadyExists_WaitsForTheEarlierJob(t *testing.T) {
 
 func globParquet(dir, table string) ([]string, error) {
 	return filepath.Glob(filepath.Join(dir, "table="+table, "dt=*", "hour=*", "*.parquet"))
+}
+
+// TestLoadJob_WaitsUntilDone_AndSaysWhyItFailed: a job still running is looked up until
+// it is done; one that ends with an error fails the batch with BigQuery's reason, so the
+// events are given back to the broker and loaded again.
+func TestLoadJob_WaitsUntilDone_AndSaysWhyItFailed(t *testing.T) {
+	t.Parallel()
+	f := &fakeBigQuery{t: t, running: true}
+	s, _ := newSink(t, f)
+	if err := s.Write(context.Background(), batch()); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.gets) != 2 {
+		t.Fatalf("%d lookups of 2 running jobs, want one each", len(f.gets))
+	}
+	f = &fakeBigQuery{t: t, failed: true}
+	s, _ = newSink(t, f)
+	if err := s.Write(context.Background(), batch()); err == nil || !strings.Contains(err.Error(), "Parquet schema mismatch") {
+		t.Fatalf("a failed load job: %v, want its reason", err)
+	}
 }

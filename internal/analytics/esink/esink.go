@@ -44,18 +44,25 @@ type Sink struct {
 // (none when empty); retry retries a request refused with 502, 503 or 504 on another
 // node, as the official client does.
 func Transport(urls []string, apiKey string, retry bool) (esapi.Transport, error) {
-	cfg := elastictransport.Config{APIKey: apiKey, DisableRetry: !retry}
+	var nodes []*url.URL
 	for _, u := range urls {
 		parsed, err := url.Parse(strings.TrimSpace(u))
 		if err != nil || parsed.Host == "" {
 			return nil, fmt.Errorf("esink: %q is not a URL of an Elasticsearch node", u)
 		}
-		cfg.URLs = append(cfg.URLs, parsed)
+		nodes = append(nodes, parsed)
 	}
-	if len(cfg.URLs) == 0 {
+	if len(nodes) == 0 {
 		return nil, errors.New("esink: no Elasticsearch URL")
 	}
-	return elastictransport.New(cfg)
+	opts := []elastictransport.Option{elastictransport.WithURLs(nodes...)}
+	if apiKey != "" {
+		opts = append(opts, elastictransport.WithAPIKey(apiKey))
+	}
+	if !retry {
+		opts = append(opts, elastictransport.WithDisableRetry())
+	}
+	return elastictransport.NewClient(opts...)
 }
 
 // New returns a sink using es (Transport, or any esapi.Transport such as the official
