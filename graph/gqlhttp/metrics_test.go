@@ -2,7 +2,6 @@ package gqlhttp_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,33 +15,8 @@ import (
 
 	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
+	"github.com/checkout-backend/checkout/internal/platform/metrics/metricstest"
 )
-
-// scrape reads /metrics as Prometheus would.
-func scrape(t *testing.T, m *metrics.Metrics) string {
-	t.Helper()
-	srv := httptest.NewServer(m.Handler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d\n%s", resp.StatusCode, b)
-	}
-	return string(b)
-}
-
-func wantLines(t *testing.T, body string, lines ...string) {
-	t.Helper()
-	for _, l := range lines {
-		if !strings.Contains(body, "\n"+l+"\n") {
-			t.Errorf("/metrics lacks line %q", l)
-		}
-	}
-}
 
 // measuredServer is a gqlgen server over a mock schema: checkout answers a userError,
 // fail answers a GraphQL error, name answers data.
@@ -91,7 +65,7 @@ func TestMetrics_GraphQLExtension(t *testing.T) {
 		req.Header.Set("Content-Type", "application/json")
 		h.ServeHTTP(httptest.NewRecorder(), req)
 	}
-	wantLines(t, scrape(t, m),
+	metricstest.WantLines(t, metricstest.Scrape(t, m),
 		`graphql_request_duration_seconds_count{operation="checkout",outcome="user_error"} 1`,
 		`graphql_request_duration_seconds_count{operation="Checkout",outcome="user_error"} 1`,
 		`graphql_request_duration_seconds_count{operation="Names",outcome="ok"} 1`,

@@ -5,9 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,40 +16,15 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/platform/metrics"
+	"github.com/checkout-backend/checkout/internal/platform/metrics/metricstest"
 )
-
-// scrape reads /metrics as Prometheus would.
-func scrape(t *testing.T, m *metrics.Metrics) string {
-	t.Helper()
-	srv := httptest.NewServer(m.Handler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d\n%s", resp.StatusCode, b)
-	}
-	return string(b)
-}
-
-func wantLines(t *testing.T, body string, lines ...string) {
-	t.Helper()
-	for _, l := range lines {
-		if !strings.Contains(body, "\n"+l+"\n") {
-			t.Errorf("/metrics lacks line %q", l)
-		}
-	}
-}
 
 func TestMetrics_ContractSeriesExistFromStart(t *testing.T) {
 	t.Parallel()
 	m := metrics.New(metrics.Options{Breakers: []string{"payment-sandbox"}, Consumers: []string{"payment"}})
 	m.OutboxBacklog(func(context.Context) (int, time.Duration, error) { return 3, 90 * time.Second, nil })
-	body := scrape(t, m)
-	wantLines(t, body,
+	body := metricstest.Scrape(t, m)
+	metricstest.WantLines(t, body,
 		`checkout_circuit_breaker_state{name="payment-sandbox"} 0`,
 		`checkout_outbox_backlog 3`,
 		`checkout_outbox_oldest_age_seconds 90`,
@@ -63,10 +35,10 @@ func TestMetrics_ContractSeriesExistFromStart(t *testing.T) {
 		`# TYPE checkout_orders_total counter`,
 	)
 	for _, s := range metrics.Statuses {
-		wantLines(t, body, fmt.Sprintf(`checkout_orders_total{status=%q} 0`, s))
+		metricstest.WantLines(t, body, fmt.Sprintf(`checkout_orders_total{status=%q} 0`, s))
 	}
 	for _, o := range metrics.Outcomes {
-		wantLines(t, body, fmt.Sprintf(`checkout_checkouts_total{outcome=%q} 0`, o))
+		metricstest.WantLines(t, body, fmt.Sprintf(`checkout_checkouts_total{outcome=%q} 0`, o))
 	}
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total"} {
 		if !strings.Contains(body, "\n"+name+" ") {
@@ -80,7 +52,7 @@ func TestMetrics_BreakerState(t *testing.T) {
 	m := metrics.New(metrics.Options{Breakers: []string{"payment-stripe"}})
 	for state, want := range map[gobreaker.State]string{gobreaker.StateOpen: "2", gobreaker.StateHalfOpen: "1", gobreaker.StateClosed: "0"} {
 		m.BreakerState("payment-stripe", state)
-		wantLines(t, scrape(t, m), `checkout_circuit_breaker_state{name="payment-stripe"} `+want)
+		metricstest.WantLines(t, metricstest.Scrape(t, m), `checkout_circuit_breaker_state{name="payment-stripe"} `+want)
 	}
 }
 
@@ -107,7 +79,7 @@ func TestMetrics_RecordersShowUp(t *testing.T) {
 	defer db.Close()
 	db.SetMaxOpenConns(9)
 	m.DBStats(db, "checkout")
-	wantLines(t, scrape(t, m),
+	metricstest.WantLines(t, metricstest.Scrape(t, m),
 		`graphql_request_duration_seconds_count{operation="checkout",outcome="user_error"} 1`,
 		`graphql_request_duration_seconds_bucket{operation="checkout",outcome="user_error",le="0.05"} 1`,
 		`graphql_request_duration_seconds_count{operation="anonymous",outcome="ok"} 1`,
@@ -139,7 +111,7 @@ func TestMetrics_OperationLabelsAreBounded(t *testing.T) {
 		t.Fatalf("%d graphql_request_duration_seconds series; want at most 203", n)
 	}
 	// The pre-created "checkout" holds one of the 200 names.
-	wantLines(t, scrape(t, m), `graphql_request_duration_seconds_count{operation="other",outcome="ok"} 801`)
+	metricstest.WantLines(t, metricstest.Scrape(t, m), `graphql_request_duration_seconds_count{operation="other",outcome="ok"} 801`)
 }
 
 func TestMetrics_BacklogReadFailureKeepsLastValues(t *testing.T) {
@@ -155,15 +127,15 @@ func TestMetrics_BacklogReadFailureKeepsLastValues(t *testing.T) {
 		}
 		return 12, 5 * time.Second, nil
 	})
-	scrape(t, m)
+	metricstest.Scrape(t, m)
 	fail.Store(true)
-	wantLines(t, scrape(t, m),
+	metricstest.WantLines(t, metricstest.Scrape(t, m),
 		`checkout_outbox_backlog 12`,
 		`checkout_outbox_oldest_age_seconds 5`,
 	)
 	// The error counter is gathered alongside, so the next scrape shows it for sure.
 	fail.Store(false)
-	wantLines(t, scrape(t, m), `checkout_metrics_collect_errors_total{collector="outbox"} 1`)
+	metricstest.WantLines(t, metricstest.Scrape(t, m), `checkout_metrics_collect_errors_total{collector="outbox"} 1`)
 }
 
 func TestMetrics_OrderCommitted_CountsStatusAndRevenue(t *testing.T) {
@@ -171,7 +143,7 @@ func TestMetrics_OrderCommitted_CountsStatusAndRevenue(t *testing.T) {
 	m := metrics.New(metrics.Options{})
 	m.OrderCommitted(checkout.Order{Status: checkout.StatusPendingPayment, TotalCents: 2500, Currency: "EUR"})
 	m.OrderCommitted(checkout.Order{Status: checkout.StatusPaid, TotalCents: 2500, Currency: "EUR"})
-	wantLines(t, scrape(t, m),
+	metricstest.WantLines(t, metricstest.Scrape(t, m),
 		`checkout_orders_total{status="PENDING_PAYMENT"} 1`,
 		`checkout_orders_total{status="PAID"} 1`,
 		`checkout_orders_total{status="EXPIRED"} 0`,
@@ -191,10 +163,10 @@ func TestMetrics_HangingReadDoesNotHoldTheScrape(t *testing.T) {
 		<-release // ignores ctx, as a stuck dial would
 		return []metrics.QueueDepth{{Queue: "checkout.payment.dlq", Messages: 9}}, nil
 	})
-	scrape(t, m)
+	metricstest.Scrape(t, m)
 	for range 3 {
 		start := time.Now()
-		wantLines(t, scrape(t, m), `checkout_rabbitmq_queue_messages{queue="checkout.payment.dlq"} 2`)
+		metricstest.WantLines(t, metricstest.Scrape(t, m), `checkout_rabbitmq_queue_messages{queue="checkout.payment.dlq"} 2`)
 		if took := time.Since(start); took > time.Second {
 			t.Fatalf("scrape took %v", took)
 		}
@@ -203,7 +175,7 @@ func TestMetrics_HangingReadDoesNotHoldTheScrape(t *testing.T) {
 		t.Errorf("%d reads started; a stuck read must not be started again", n)
 	}
 	close(release)
-	wantLines(t, scrape(t, m),
+	metricstest.WantLines(t, metricstest.Scrape(t, m),
 		`checkout_rabbitmq_queue_messages{queue="checkout.payment.dlq"} 9`,
 		`checkout_metrics_collect_errors_total{collector="rabbitmq"} 3`)
 }
