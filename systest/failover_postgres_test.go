@@ -40,6 +40,7 @@ func waitSynchronous(t *testing.T, primary *node.Postgres, standby string) {
 // found again by retrying its idempotency key, not placed twice; nothing is oversold;
 // the relay and the payment worker carry on (every order PAID, one charge each).
 func TestPostgresFailover_PrimaryKilledMidSale_NoAcknowledgedOrderLost(t *testing.T) {
+	testutil.Slow(t) // a private RabbitMQ or PostgreSQL node of its own
 	t.Parallel()
 	primary := node.StartPostgres(t, node.PostgresOptions{Name: "primary", SynchronousStandbys: "standby"})
 	replication := testutil.NewToxiproxy(t).Proxy(t, "replication", primary.HostPort())

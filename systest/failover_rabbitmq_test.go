@@ -39,6 +39,7 @@ func queueMembers(t *testing.T, cluster *node.RabbitCluster) map[string][]string
 // relay and the consumers move to a live node, the queues elect new leaders, and every
 // order is PAID with one charge, every event consumed.
 func TestRabbitFailover_NodeKilledMidSale_EveryOrderPaidOnce(t *testing.T) {
+	testutil.Slow(t) // a private RabbitMQ or PostgreSQL node of its own
 	t.Parallel()
 	cluster := node.StartRabbitCluster(t, 3, node.RabbitOptions{})
 	s := testutil.NewStack(t, testutil.StackOptions{AMQPURL: cluster.URL(), PrivateBroker: true})

@@ -46,6 +46,7 @@ func gql(t *testing.T, base, token, query string, vars map[string]any) map[strin
 // reads (they go to the replica) while a checkout of it succeeds (checkout reads the
 // primary); once replay resumes, the catalog shows it.
 func TestServe_CatalogReadsFromTheReplica_CheckoutOnThePrimary(t *testing.T) {
+	testutil.Slow(t) // a private RabbitMQ or PostgreSQL node of its own
 	t.Parallel()
 	primary := node.StartPostgres(t, node.PostgresOptions{Name: "primary"})
 	standby := node.StartPostgres(t, node.PostgresOptions{Name: "replica", StandbyOf: primary})

@@ -142,6 +142,7 @@ func freeAddr(t *testing.T) string {
 // over wss without a token), the saga over amqps, persisted queries stored in Redis
 // over TLS, and a rotated server certificate served on the next handshake.
 func TestServe_EverythingOverMutualTLS(t *testing.T) {
+	testutil.Slow(t) // a private RabbitMQ or PostgreSQL node of its own
 	t.Parallel()
 	dir := t.TempDir()
 	bin := testutil.BuildCheckout(t)

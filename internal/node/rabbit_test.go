@@ -14,6 +14,8 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/testutil/testcert"
+
+	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
 func dial(t *testing.T, url string) *amqp.Channel {
@@ -31,6 +33,7 @@ func dial(t *testing.T, url string) *amqp.Channel {
 }
 
 func TestRabbit_StartConnectStop_LeavesNoProcess(t *testing.T) {
+	testutil.Slow(t) // a private RabbitMQ or PostgreSQL node of its own
 	t.Parallel()
 	start := time.Now()
 	n := node.StartRabbit(t, node.RabbitOptions{})
@@ -62,6 +65,7 @@ func TestRabbit_StartConnectStop_LeavesNoProcess(t *testing.T) {
 }
 
 func TestRabbitCluster_ThreeNodes_QuorumQueueOnThreeMembersSurvivesAKill(t *testing.T) {
+	testutil.Slow(t) // a private RabbitMQ or PostgreSQL node of its own
 	t.Parallel()
 	start := time.Now()
 	c := node.StartRabbitCluster(t, 3, node.RabbitOptions{})
@@ -130,6 +134,7 @@ func TestRabbitCluster_ThreeNodes_QuorumQueueOnThreeMembersSurvivesAKill(t *test
 }
 
 func TestRabbit_TLS_RequiresAClientCertificate(t *testing.T) {
+	testutil.Slow(t) // a private RabbitMQ or PostgreSQL node of its own
 	t.Parallel()
 	pki := testcert.New(t, "client")
 	n := node.StartRabbit(t, node.RabbitOptions{TLS: &node.RabbitTLS{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, CAFile: pki.CA, Only: true}})

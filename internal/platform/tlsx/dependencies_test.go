@@ -11,6 +11,8 @@ import (
 	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/platform/tlsx"
 	"github.com/checkout-backend/checkout/internal/store"
+
+	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
 // The store reaches a PostgreSQL that requires TLS and a client certificate whose CN is
@@ -75,6 +77,7 @@ func TestPostgres_VerifyFullWithClientCertificate(t *testing.T) {
 // AMQP_TLS_* files added to its URL; without a certificate, or trusting another CA, it
 // is refused.
 func TestBroker_AMQPS_PublishesAndConsumesWithAClientCertificate(t *testing.T) {
+	testutil.Slow(t) // a private RabbitMQ or PostgreSQL node of its own
 	t.Parallel()
 	p, stranger := newPKI(t, "mq ca"), newPKI(t, "another ca")
 	srvCert, srvKey := p.server("mq-server")
