@@ -10,8 +10,11 @@ import (
 	"github.com/checkout-backend/checkout/migrations"
 )
 
-// migrateLockID is the session advisory lock that serializes migrators: bun's own
-// migration lock fails at once when held, this one makes a second process wait.
+// migrateLockID is the class of the session advisory lock that serializes migrators:
+// bun's own migration lock fails at once when held, this one makes a second process
+// wait. The lock's second key is the schema migrated (hashtext(current_schema())): the
+// migrations and bun's table live in the connection's schema, so migrators of different
+// schemas (the tests, each in a schema of its own) never wait for each other.
 const migrateLockID = 7263541
 
 func migrator(db *bun.DB) (*migrate.Migrator, error) {
@@ -34,10 +37,10 @@ func withMigrationLock(ctx context.Context, db *bun.DB, fn func(*migrate.Migrato
 		return err
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", migrateLockID); err != nil {
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?, hashtext(current_schema()))", migrateLockID); err != nil {
 		return fmt.Errorf("migrate lock: %w", err)
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", migrateLockID)
+	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?, hashtext(current_schema()))", migrateLockID)
 	if err := m.Init(ctx); err != nil {
 		return fmt.Errorf("migrate init: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
+	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
 // logServer is a real log server taking Loki's push protocol, started for one test.
@@ -129,6 +130,7 @@ func (s *logServer) query(t *testing.T, q string) []map[string]string {
 // with only the low-cardinality labels (service, level, operation) as stream labels and
 // nothing secret in them.
 func TestLoki_LinesFoundByCorrelationID(t *testing.T) {
+	testutil.Slow(t) // it builds and starts VictoriaLogs
 	t.Parallel()
 	srv := startLogServer(t)
 	loki, err := clog.NewLoki(clog.LokiOptions{URL: srv.base, FlushInterval: 50 * time.Millisecond})
