@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
 	"github.com/checkout-backend/checkout/internal/payment"
@@ -246,7 +247,12 @@ func TestSubscription_200Subscribers_OneStalled(t *testing.T) {
 		lines = append(lines, checkout.Line{SKU: sku, Quantity: 1})
 	}
 	const sockBuf = 4096 // the kernel doubles it: about 10 KB in flight on a stalled socket
-	inst := s.NewInstance(t, testutil.InstanceOptions{SendBuffer: sockBuf})
+	// The server's write to the stalled socket (the SLOW_SUBSCRIBER error) waits until
+	// the client reads at the end: the write deadline and the ping deadline are longer
+	// than the test, otherwise, on a loaded machine, the server closes the socket first
+	// (correctly) and the client reads EOF instead of the error.
+	inst := s.NewInstance(t, testutil.InstanceOptions{SendBuffer: sockBuf,
+		Sockets: gqlhttp.SocketOptions{WriteTimeout: 2 * time.Minute, PingInterval: 2 * time.Minute}})
 	id := s.Checkout(t, "alice", "k", "tok_visa", lines...)
 	order, err := s.Orders.Order(context.Background(), id)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/feed"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 )
@@ -111,6 +112,8 @@ type InstanceOptions struct {
 	// SendBuffer, when set, is the SO_SNDBUF of every connection the instance accepts,
 	// so that a client that stops reading blocks the server's writes after kilobytes.
 	SendBuffer int
+	// Sockets configure the instance's WebSocket connections; zero: defaults.
+	Sockets gqlhttp.SocketOptions
 }
 
 // NewInstance starts an API instance (its own feed queue) on an httptest server.
@@ -124,7 +127,7 @@ func (s *Stack) NewInstance(t testing.TB, opts ...InstanceOptions) *Instance {
 	fb := NewBroker(t, AMQPURL(), s.Topology)
 	f := feed.New(fb, s.Orders, 16, logger)
 	s.Go(f.Run)
-	api := NewAPI(t, s.DB, APIOptions{TTL: s.ttl, Feed: f})
+	api := NewAPI(t, s.DB, APIOptions{TTL: s.ttl, Feed: f, Sockets: opt.Sockets})
 	srv := httptest.NewUnstartedServer(api.Handler)
 	if opt.SendBuffer > 0 {
 		// Accepted connections inherit the listening socket's buffer size.
