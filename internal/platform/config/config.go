@@ -231,6 +231,10 @@ type GraphQL struct {
 	// APQMaxEntries is how many automatic persisted queries are stored per APQ_TTL
 	// window (in Redis).
 	APQMaxEntries int `env:"APQ_MAX_ENTRIES" envDefault:"2000"`
+	// APQMaxEntriesPerClient is how many of them one client (JWT subject, else IPv4
+	// address or IPv6 prefix) may store per APQ_TTL window; anonymous clients together
+	// store at most half of APQ_MAX_ENTRIES.
+	APQMaxEntriesPerClient int `env:"APQ_MAX_ENTRIES_PER_CLIENT" envDefault:"100"`
 	// APQTTL is how long an automatic persisted query is kept.
 	APQTTL time.Duration `env:"APQ_TTL" envDefault:"24h"`
 }
@@ -495,7 +499,8 @@ func (c Config) valueProblems() error {
 		"GRAPHQL_MAX_ALIASES": int64(c.GraphQL.MaxAliases), "GRAPHQL_MAX_ROOT_FIELDS": int64(c.GraphQL.MaxRootFields),
 		"GRAPHQL_MAX_BODY_BYTES": c.GraphQL.MaxBodyBytes, "GRAPHQL_MAX_TOKENS": int64(c.GraphQL.MaxTokens),
 		"APQ_MAX_QUERY_BYTES": int64(c.GraphQL.APQMaxQueryBytes), "APQ_MAX_ENTRIES": int64(c.GraphQL.APQMaxEntries),
-		"APQ_TTL": int64(c.GraphQL.APQTTL), "SOCKET_INIT_TIMEOUT": int64(c.Sockets.InitTimeout),
+		"APQ_MAX_ENTRIES_PER_CLIENT": int64(c.GraphQL.APQMaxEntriesPerClient),
+		"APQ_TTL":                    int64(c.GraphQL.APQTTL), "SOCKET_INIT_TIMEOUT": int64(c.Sockets.InitTimeout),
 		"SOCKET_PING_INTERVAL": int64(c.Sockets.PingInterval), "SOCKET_WRITE_TIMEOUT": int64(c.Sockets.WriteTimeout),
 		"CHECKOUT_CONCURRENCY": int64(c.Overload.CheckoutConcurrency), "READ_CONCURRENCY": int64(c.Overload.ReadConcurrency),
 		"OTHER_CONCURRENCY": int64(c.Overload.OtherConcurrency), "OVERLOAD_MAX_WAIT": int64(c.Overload.MaxWait),
