@@ -460,3 +460,31 @@ func TestM5_AnonymousChurnDoesNotResetAnAuthenticatedBucket(t *testing.T) {
 		t.Fatalf("after 20,000 anonymous clients the card tester's bucket is full again: %d", w.Code)
 	}
 }
+
+// M3: a request's cost is taken all or nothing: a checkout refused by the checkout rate
+// leaves the client's other tokens where they were, and no request costs more than a
+// full bucket.
+func TestM3_AllowTakesTheWholeCostOrNothing(t *testing.T) {
+	t.Parallel()
+	s := overload.New(overload.Options{Rate: 0.001, Burst: 3, CheckoutRate: 0.001, CheckoutBurst: 1})
+	steps := []struct {
+		cost overload.Cost
+		ok   bool
+	}{
+		{overload.Cost{Operations: 1, Checkouts: 1}, true},
+		{overload.Cost{Operations: 1, Checkouts: 1}, false}, // no checkout token left
+		{overload.Cost{Operations: 2}, true},                // the refused checkout took none
+		{overload.Cost{}, false},                            // a request costs at least one
+	}
+	for i, st := range steps {
+		if wait, ok := s.Allow("sub:alice", st.cost); ok != st.ok || (!ok && wait <= 0) {
+			t.Fatalf("step %d %+v: ok %v wait %v, want ok %v", i, st.cost, ok, wait, st.ok)
+		}
+	}
+	if _, ok := s.Allow("sub:bob", overload.Cost{Operations: 50}); !ok {
+		t.Error("a cost above the burst must take the full bucket, not be refused for ever")
+	}
+	if _, ok := s.AllowKey("sub:bob"); ok {
+		t.Error("the full bucket was not taken")
+	}
+}
