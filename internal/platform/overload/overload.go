@@ -248,10 +248,7 @@ func (s *Shedder) Middleware(next http.Handler) http.Handler {
 			s.reject(w, r, class, http.StatusTooManyRequests, wait)
 			return
 		}
-		if !isUpgrade(r) {
-			// A socket's operations run concurrently, each taking its own token.
-			r = r.WithContext(context.WithValue(r.Context(), chargeKey{}, &charge{s: s, key: key, paid: cost}))
-		}
+		r = s.paid(r, key, cost)
 		b := s.bulkheads[class]
 		if b == nil || isUpgrade(r) {
 			next.ServeHTTP(w, r)
@@ -287,6 +284,16 @@ type charge struct {
 	s    *Shedder
 	key  string
 	paid Cost
+}
+
+// paid notes in r's context that its client key paid cost at the door (Charge and
+// ClientOf read it). Not on a WebSocket upgrade: a socket's operations run concurrently,
+// each taking its own token.
+func (s *Shedder) paid(r *http.Request, key string, cost Cost) *http.Request {
+	if isUpgrade(r) {
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), chargeKey{}, &charge{s: s, key: key, paid: cost}))
 }
 
 // ClientOf names the client of a request the Middleware let through (as
