@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/checkout-backend/checkout/graph/gqlhttp"
+	"github.com/checkout-backend/checkout/internal/platform/overload"
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
@@ -262,5 +265,52 @@ func TestAPQ_AllowMode_StoreIsBounded(t *testing.T) {
 	}
 	if stored(qs[2]) {
 		t.Fatal("a third text was stored past MaxEntries = 2")
+	}
+}
+
+// L1: the store's quota is shared fairly: one client registering 2,000 trivial texts (the
+// whole APQ_MAX_ENTRIES of the window) leaves other clients, anonymous or signed in, able
+// to register theirs.
+func TestL1_OneClientsRegistrationsLeaveOthersAbleToRegister(t *testing.T) {
+	t.Parallel()
+	client := redisClient(t)
+	prefix := redisPrefix(t, client)
+	cache := gqlhttp.NewRedisCache(client, prefix, time.Hour, nil)
+	shed := overload.New(overload.Options{}) // no rate limit: only the client's key
+	api := newTransportAPI(t, testutil.APIOptions{Overload: shed.Middleware,
+		HTTP: gqlhttp.Options{Persisted: gqlhttp.PersistedOptions{Cache: cache}}})
+	register := func(addr, token, q string) {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"query": q, "extensions": pqExt(sha256Hex(q))})
+		req := httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(string(b)))
+		req.RemoteAddr = addr
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		w := httptest.NewRecorder()
+		api.Handler.ServeHTTP(w, req)
+		if w.Code != http.StatusOK || strings.Contains(w.Body.String(), `"errors"`) {
+			t.Fatalf("register: %d %s", w.Code, w.Body.String())
+		}
+	}
+	stored := func(q string) bool {
+		n, err := client.Exists(context.Background(), prefix+sha256Hex(q)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	for i := range gqlhttp.DefaultAPQMaxEntries {
+		register("203.0.113.66:1", "", fmt.Sprintf("{ a%d: __typename }", i))
+	}
+	for _, c := range []struct{ who, addr, token, q string }{
+		{"another anonymous client", "198.51.100.7:1", "", "{ other: __typename }"},
+		{"a signed-in customer", "203.0.113.66:1", testutil.Token(t, "alice"), "{ alice: __typename }"},
+	} {
+		register(c.addr, c.token, c.q)
+		if !stored(c.q) {
+			t.Errorf("%s could not register after one client's %d registrations", c.who, gqlhttp.DefaultAPQMaxEntries)
+		}
 	}
 }

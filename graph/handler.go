@@ -91,12 +91,14 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 	}
 	// In this order: a persisted query's hash becomes its document; the guard refuses a
 	// document over a limit before gqlgen validates it; the complexity limit needs the
-	// validated document; an automatic persisted query is stored only once it passed all.
+	// validated document; the operation's cost is charged to its client once it is known;
+	// an automatic persisted query is stored only once it passed all.
 	for _, e := range persisted.Lookup {
 		srv.Use(e)
 	}
 	srv.Use(gqlhttp.NewGuard(limits, opt.Introspection))
 	srv.Use(gqlhttp.NewComplexityLimit(limits.MaxComplexity))
+	srv.Use(gqlhttp.OperationCost{})
 	srv.Use(persisted.Register)
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		oc := graphql.GetOperationContext(ctx)

@@ -74,7 +74,7 @@ func startLocalService(ctx context.Context, opts options, out io.Writer) (s *loc
 	// caller sets them, the bulkhead admits the bench's concurrency and the per-client
 	// rate limit is off. The strategies suite runs the service as users run it.
 	if !opts.asUsersRun {
-		for k, v := range map[string]string{"CHECKOUT_CONCURRENCY": "64", "CLIENT_RATE": "0", "SOCKETS_PER_CLIENT": "0"} {
+		for k, v := range map[string]string{"CHECKOUT_CONCURRENCY": "64", "CLIENT_RATE": "0", "CHECKOUT_RATE": "0", "SOCKETS_PER_CLIENT": "0"} {
 			if os.Getenv(k) == "" {
 				set[k] = v
 			}

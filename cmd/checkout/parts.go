@@ -402,14 +402,19 @@ func newShedder(cfg config.Config, m *metrics.Metrics, gqlOpt gqlhttp.Options) (
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
 	o := cfg.Overload
+	clients.IPv6Prefix = o.ClientIPv6Prefix
 	shed := overload.New(overload.Options{
-		ClientKey: clients.Key,
-		Limits:    map[overload.Class]int{overload.Checkout: o.CheckoutConcurrency, overload.Read: o.ReadConcurrency, overload.Other: o.OtherConcurrency},
-		MaxWait:   o.MaxWait,
-		Rate:      rate.Limit(o.ClientRate),
-		Burst:     o.ClientBurst,
-		Classify:  gqlhttp.Classify(gqlOpt.Persisted.Manifest.Document),
-		Reject:    gqlhttp.Refuse,
+		ClientKey:           clients.Key,
+		Limits:              map[overload.Class]int{overload.Checkout: o.CheckoutConcurrency, overload.Read: o.ReadConcurrency, overload.Other: o.OtherConcurrency},
+		MaxWait:             o.MaxWait,
+		Rate:                rate.Limit(o.ClientRate),
+		Burst:               o.ClientBurst,
+		CheckoutRate:        rate.Limit(o.CheckoutRate),
+		CheckoutBurst:       o.CheckoutBurst,
+		MaxClients:          o.ClientBuckets,
+		MaxAnonymousClients: o.AnonymousBuckets,
+		Classify:            gqlhttp.Classify(gqlOpt.Persisted.Manifest.Document),
+		Reject:              gqlhttp.Refuse,
 		OnReject: func(c overload.Class, status int) {
 			reason := "busy"
 			if status == http.StatusTooManyRequests {

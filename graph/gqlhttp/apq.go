@@ -2,34 +2,50 @@ package gqlhttp
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/checkout-backend/checkout/internal/platform/overload"
 )
 
 // RedisCache stores automatic persisted queries (hash -> query text) in Redis, so a hash
 // registered on one instance runs on every other. What anyone can store is bounded: an
 // entry lives TTL after it was stored (a use does not extend it; the client then sends
 // the text once more), and at most MaxEntries are stored per TTL window, so Redis holds
-// at most 2 x MaxEntries texts of at most PersistedOptions.MaxQueryBytes each. A text read
-// back is hashed again and ignored unless it matches its key, so whoever can write to
-// Redis cannot make a hash run another document. Redis being slow or down never fails a
-// request: a lookup then misses (the client resends the text) and a store is dropped;
-// both are logged.
+// at most 2 x MaxEntries texts of at most PersistedOptions.MaxQueryBytes each. The window's
+// quota is shared fairly, so that no client can spend it for everyone: each client (as
+// the shedder named it: overload.ClientOf) stores at most MaxPerClient texts per window,
+// and anonymous clients together at most half of MaxEntries, so clients that rotate
+// addresses can fill the anonymous half but never keep signed-in clients from
+// registering. A text not stored still runs; its client sends the text again next time.
+// A text read back is hashed again and ignored unless it matches its key, so whoever can
+// write to Redis cannot make a hash run another document. Redis being slow or down never
+// fails a request: a lookup then misses (the client resends the text) and a store is
+// dropped; both are logged.
 type RedisCache struct {
 	// MaxEntries bounds the texts stored per TTL window (0: DefaultAPQMaxEntries).
 	MaxEntries int
+	// MaxPerClient bounds the texts one client stores per TTL window (0:
+	// DefaultAPQMaxPerClient). A request no shedder let through (no client is known)
+	// is held to MaxEntries alone.
+	MaxPerClient int
 
 	client  redis.UniversalClient
 	prefix  string
 	ttl     time.Duration
 	timeout time.Duration
 	logger  *slog.Logger
+	full    [3]atomic.Int64 // the last window each quota was logged spent in
 }
 
 var _ graphql.Cache[string] = (*RedisCache)(nil)
@@ -40,6 +56,10 @@ const (
 	DefaultAPQTTL = 24 * time.Hour
 	// DefaultAPQMaxEntries bounds the texts stored per TTL window.
 	DefaultAPQMaxEntries = 2000
+	// DefaultAPQMaxPerClient bounds the texts one client stores per TTL window: a
+	// storefront registers each of its few dozen operations once, and only where no
+	// other client registered it first.
+	DefaultAPQMaxPerClient = 100
 )
 
 // NewRedisCache stores under prefix+hash; ttl 0 is DefaultAPQTTL.
@@ -71,29 +91,59 @@ func (c *RedisCache) Get(ctx context.Context, hash string) (string, bool) {
 	return v, true
 }
 
-// Add stores the text of a hash, unless MaxEntries were stored in this TTL window.
+// storeQuota takes one text of a window's quotas, all or none: the window's (KEYS[1],
+// ARGV[1]), the client's (KEYS[2], ARGV[2]) and, for an anonymous client, the anonymous
+// share (KEYS[3], ARGV[3]). It answers 0 when taken, else which quota is spent. ARGV[4]
+// is the counters' lifetime (ms); ARGV[5] is "1" for a client, "2" for an anonymous
+// one, "0" when no client is known. The keys share a hash tag (one Redis Cluster slot).
+var storeQuota = redis.NewScript(`
+local function n(k) return tonumber(redis.call('GET', k) or '0') end
+if n(KEYS[1]) >= tonumber(ARGV[1]) then return 1 end
+if ARGV[5] ~= '0' and n(KEYS[2]) >= tonumber(ARGV[2]) then return 2 end
+if ARGV[5] == '2' and n(KEYS[3]) >= tonumber(ARGV[3]) then return 3 end
+local keys = {KEYS[1]}
+if ARGV[5] ~= '0' then table.insert(keys, KEYS[2]) end
+if ARGV[5] == '2' then table.insert(keys, KEYS[3]) end
+for _, k in ipairs(keys) do
+  redis.call('INCR', k)
+  redis.call('PEXPIRE', k, ARGV[4])
+end
+return 0
+`)
+
+// Add stores the text of a hash, unless a quota of this TTL window is spent: the
+// window's MaxEntries, the client's MaxPerClient, or the anonymous clients' half.
 func (c *RedisCache) Add(ctx context.Context, hash, query string) {
+	client := overload.ClientOf(ctx)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
-	limit := c.MaxEntries
+	limit, perClient := c.MaxEntries, c.MaxPerClient
 	if limit <= 0 {
 		limit = DefaultAPQMaxEntries
 	}
+	if perClient <= 0 {
+		perClient = DefaultAPQMaxPerClient
+	}
 	window := time.Now().UnixNano() / int64(c.ttl)
-	counter := c.prefix + "stored:" + strconv.FormatInt(window, 10)
-	var n *redis.IntCmd
-	_, err := c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		n = p.Incr(ctx, counter)
-		p.Expire(ctx, counter, 2*c.ttl)
-		return nil
-	})
+	tag := c.prefix + "stored:{" + strconv.FormatInt(window, 10) + "}"
+	sum := sha256.Sum256([]byte(client))
+	kind := "1"
+	switch {
+	case client == "":
+		kind = "0"
+	case strings.HasPrefix(client, overload.AnonymousKeyPrefix):
+		kind = "2"
+	}
+	spent, err := storeQuota.Run(ctx, c.client, []string{tag, tag + ":client:" + hex.EncodeToString(sum[:16]), tag + ":anonymous"},
+		limit, perClient, max(1, limit/2), (2 * c.ttl).Milliseconds(), kind).Int()
 	switch {
 	case err != nil:
 		c.logger.WarnContext(ctx, "persisted query store: store failed", "error", err)
 		return
-	case n.Val() > int64(limit):
-		if n.Val() == int64(limit)+1 {
-			c.logger.WarnContext(ctx, "persisted query store: full for this window; new texts are not stored", "maxEntries", limit, "ttl", c.ttl.String())
+	case spent != 0:
+		if c.full[spent-1].Swap(window) != window {
+			c.logger.WarnContext(ctx, "persisted query store: "+[]string{"full", "a client's quota is spent", "the anonymous share is spent"}[spent-1]+
+				" for this window; such new texts are not stored", "maxEntries", limit, "maxPerClient", perClient, "ttl", c.ttl.String())
 		}
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -83,7 +84,7 @@ func TestGraphQLClassifier(t *testing.T) {
 				before, _ = io.ReadAll(r.Body)
 				r.Body = io.NopCloser(strings.NewReader(string(before)))
 			}
-			if got := classify(r); got != c.want {
+			if got, _ := classify(r); got != c.want {
 				t.Errorf("class %q, want %q", got, c.want)
 			}
 			if r.Body != nil {
@@ -93,5 +94,49 @@ func TestGraphQLClassifier(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// M3: the classifier counts what a request costs the client's rate: the root fields of
+// the operation that runs (aliases, inline fragments and fragments spread at the root
+// looked through, directives not mistaken for fields), and its checkouts, without
+// changing its class.
+func TestM3_ClassifyQueryCountsRootFieldsAndCheckouts(t *testing.T) {
+	t.Parallel()
+	const co = `checkout(input: {cartId: "c"}) { order { id } }`
+	for _, c := range []struct {
+		name, doc, op string
+		class         overload.Class
+		cost          overload.Cost
+	}{
+		{"OneCheckout", `mutation { ` + co + ` }`, "", overload.Checkout, overload.Cost{Operations: 1, Checkouts: 1}},
+		{"TenAliasedCheckouts", `mutation { a: ` + co + ` b: ` + co + ` c: ` + co + ` d: ` + co + ` e: ` + co +
+			` f: ` + co + ` g: ` + co + ` h: ` + co + ` i: ` + co + ` j: ` + co + ` }`, "", overload.Checkout, overload.Cost{Operations: 10, Checkouts: 10}},
+		{"AliasedCreateCarts", `mutation { a: createCart { id } b: createCart { id } checkout: createCart { id } }`, "", overload.Other, overload.Cost{Operations: 3}},
+		{"TypenameIsFree", `mutation { __typename createCart { id } }`, "", overload.Other, overload.Cost{Operations: 1}},
+		{"Directives", `mutation M($s: Boolean!) @dir { a: createCart @skip(if: $s) { id } b: ` + co + ` }`, "", overload.Checkout, overload.Cost{Operations: 2, Checkouts: 1}},
+		{"InlineFragments", `mutation { ... on Mutation { a: ` + co + ` } ... @include(if: true) { b: ` + co + ` } ... on Mutation @skip(if: false) { c: ` + co + ` } }`,
+			"", overload.Checkout, overload.Cost{Operations: 3, Checkouts: 3}},
+		{"SpreadsLookedThroughEachFragmentOnce", `mutation { ...F ...F ...G } fragment F on Mutation { a: ` + co + ` ...G } fragment G on Mutation { b: ` + co + ` ...F cancelOrder(id: "1") { order { id } } }`,
+			"", overload.Checkout, overload.Cost{Operations: 3, Checkouts: 2}},
+		{"FragmentBeforeTheOperation", `fragment F on Mutation { a: ` + co + ` } mutation { ...F }`, "", overload.Checkout, overload.Cost{Operations: 1, Checkouts: 1}},
+		{"NestedFieldsAreNotRoot", `query { products(first: 2) { edges { node { sku } } } order(id: "1") { checkout: id } }`, "", overload.Read, overload.Cost{Operations: 2}},
+		{"SelectedOperation", `query A { a b c } mutation B { ` + co + ` }`, "B", overload.Checkout, overload.Cost{Operations: 1, Checkouts: 1}},
+		{"QueryCheckoutsAreNotCheckouts", `query { checkout }`, "", overload.Read, overload.Cost{Operations: 1}},
+		{"Broken", `mutation { ` + co, "", overload.Other, overload.Cost{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			class, cost := gqlhttp.ClassifyQuery(c.doc, c.op)
+			if class != c.class || cost != c.cost {
+				t.Errorf("%q %+v, want %q %+v", class, cost, c.class, c.cost)
+			}
+		})
+	}
+	// GET counts its query parameter.
+	classify := gqlhttp.Classify(nil)
+	r := httptest.NewRequest(http.MethodGet, "/graphql?query="+url.QueryEscape(`{ a: products { edges { cursor } } b: products { edges { cursor } } }`), nil)
+	if class, cost := classify(r); class != overload.Read || cost.Operations != 2 {
+		t.Errorf("GET: %q %+v", class, cost)
 	}
 }

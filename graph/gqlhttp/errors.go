@@ -32,6 +32,7 @@ const (
 	CodeQueryTooDeep               = "QUERY_TOO_DEEP"
 	CodeTooManyAliases             = "TOO_MANY_ALIASES"
 	CodeTooManyRootFields          = "TOO_MANY_ROOT_FIELDS"
+	CodeTooManyCheckouts           = "TOO_MANY_CHECKOUTS"
 	CodeTooManyTokens              = "TOO_MANY_TOKENS"
 	CodeComplexityLimitExceeded    = "COMPLEXITY_LIMIT_EXCEEDED" // gqlgen's own code
 	CodeIntrospectionDisabled      = "INTROSPECTION_DISABLED"

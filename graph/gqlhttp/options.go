@@ -27,7 +27,7 @@ const APQKeyPrefix = "checkout:apq:"
 // FromConfig builds the options from the configuration (config.Validate checked its
 // values): it loads the manifest of PERSISTED_QUERIES_MANIFEST and, with REDIS_URL,
 // stores automatic persisted queries in Redis (shared by every instance, bounded by
-// APQ_MAX_ENTRIES and APQ_TTL). release closes the Redis client.
+// APQ_MAX_ENTRIES, APQ_MAX_ENTRIES_PER_CLIENT and APQ_TTL). release closes the Redis client.
 func FromConfig(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ Options, release func(), _ error) {
 	release = func() {}
 	q := cfg.GraphQL
@@ -78,7 +78,7 @@ func FromConfig(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ 
 			logger.Warn("persisted query store: Redis is not reachable yet", "error", err)
 		}
 		shared := NewRedisCache(client, APQKeyPrefix, q.APQTTL, logger)
-		shared.MaxEntries = q.APQMaxEntries
+		shared.MaxEntries, shared.MaxPerClient = q.APQMaxEntries, q.APQMaxEntriesPerClient
 		opt.Persisted.Cache = NewTiered(shared, 1000)
 		store = "redis"
 	}

@@ -150,11 +150,26 @@ func (w *specWriter) Write(b []byte) (int, error) {
 		resp.Errors = w.exec.errs
 	}
 	status := requestErrorStatus(w.media, resp.Errors)
-	if status == http.StatusMethodNotAllowed {
+	switch status {
+	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", http.MethodPost)
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", retryAfter(resp.Errors))
 	}
 	writeJSON(w.ResponseWriter, w.media, status, resp)
 	return len(b), nil
+}
+
+// retryAfter is the Retry-After of a RATE_LIMITED error (whole seconds, at least 1).
+func retryAfter(errs gqlerror.List) string {
+	for _, e := range errs {
+		if codeOf(e) == CodeRateLimited {
+			if s, ok := e.Extensions["retryAfter"].(float64); ok && s >= 1 {
+				return strconv.Itoa(int(s))
+			}
+		}
+	}
+	return "1"
 }
 
 // requestErrorStatus is the status of a response to a request that failed before
@@ -162,8 +177,12 @@ func (w *specWriter) Write(b []byte) (int, error) {
 // for any client), a 4xx with application/graphql-response+json.
 func requestErrorStatus(media string, errs gqlerror.List) int {
 	for _, e := range errs {
-		if codeOf(e) == CodeMethodNotAllowed {
+		switch codeOf(e) {
+		case CodeMethodNotAllowed:
 			return http.StatusMethodNotAllowed
+		case CodeRateLimited:
+			// As the shedder answers a client over its rate, whatever the media type.
+			return http.StatusTooManyRequests
 		}
 	}
 	if media != MediaGraphQLResponse {

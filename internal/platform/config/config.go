@@ -231,6 +231,10 @@ type GraphQL struct {
 	// APQMaxEntries is how many automatic persisted queries are stored per APQ_TTL
 	// window (in Redis).
 	APQMaxEntries int `env:"APQ_MAX_ENTRIES" envDefault:"2000"`
+	// APQMaxEntriesPerClient is how many of them one client (JWT subject, else IPv4
+	// address or IPv6 prefix) may store per APQ_TTL window; anonymous clients together
+	// store at most half of APQ_MAX_ENTRIES.
+	APQMaxEntriesPerClient int `env:"APQ_MAX_ENTRIES_PER_CLIENT" envDefault:"100"`
 	// APQTTL is how long an automatic persisted query is kept.
 	APQTTL time.Duration `env:"APQ_TTL" envDefault:"24h"`
 }
@@ -267,12 +271,30 @@ type Overload struct {
 	OtherConcurrency int `env:"OTHER_CONCURRENCY" envDefault:"32"`
 	// MaxWait is how long a request waits for a slot before 503 with Retry-After.
 	MaxWait time.Duration `env:"OVERLOAD_MAX_WAIT" envDefault:"100ms"`
-	// ClientRate is each client's rate in requests/s (JWT subject, else its address);
-	// over it 429 with Retry-After; 0 turns it off. WebSocket upgrades and each
-	// subscription take a token too.
+	// ClientRate is each client's rate in operations/s (JWT subject, else its IPv4
+	// address or IPv6 prefix): a request costs one token per root field of its
+	// operation; over it 429 with Retry-After; 0 turns it off. WebSocket upgrades and
+	// each subscription take a token too.
 	ClientRate float64 `env:"CLIENT_RATE" envDefault:"50"`
-	// ClientBurst is each client's burst.
+	// ClientBurst is each client's burst (keep it at least GRAPHQL_MAX_ROOT_FIELDS: a
+	// request never takes more than a full bucket).
 	ClientBurst int `env:"CLIENT_BURST" envDefault:"100"`
+	// CheckoutRate is each client's rate of checkouts per second, a bucket of its own
+	// besides CLIENT_RATE (card testing is checkouts); over it 429 with Retry-After and
+	// RATE_LIMITED; 0 turns it off.
+	CheckoutRate float64 `env:"CHECKOUT_RATE" envDefault:"1"`
+	// CheckoutBurst is each client's burst of checkouts.
+	CheckoutBurst int `env:"CHECKOUT_BURST" envDefault:"5"`
+	// ClientIPv6Prefix is how many leading bits of an IPv6 address name one anonymous
+	// client (a host is given a whole /64); IPv4 clients are their address.
+	ClientIPv6Prefix int `env:"CLIENT_IPV6_PREFIX" envDefault:"64"`
+	// ClientBuckets bounds the signed-in clients whose rate buckets are kept (least
+	// recently seen dropped first).
+	ClientBuckets int `env:"CLIENT_BUCKETS" envDefault:"100000"`
+	// AnonymousBuckets bounds the anonymous clients whose rate buckets are kept, in a
+	// table of their own: when it is full and its oldest bucket is not full, new
+	// anonymous clients share one bucket rather than reset another's.
+	AnonymousBuckets int `env:"CLIENT_ANONYMOUS_BUCKETS" envDefault:"50000"`
 	// TrustedProxies are your reverse proxies (CIDR prefixes or addresses, comma
 	// separated): only from them is CLIENT_IP_HEADER believed.
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
@@ -477,13 +499,15 @@ func (c Config) valueProblems() error {
 		"GRAPHQL_MAX_ALIASES": int64(c.GraphQL.MaxAliases), "GRAPHQL_MAX_ROOT_FIELDS": int64(c.GraphQL.MaxRootFields),
 		"GRAPHQL_MAX_BODY_BYTES": c.GraphQL.MaxBodyBytes, "GRAPHQL_MAX_TOKENS": int64(c.GraphQL.MaxTokens),
 		"APQ_MAX_QUERY_BYTES": int64(c.GraphQL.APQMaxQueryBytes), "APQ_MAX_ENTRIES": int64(c.GraphQL.APQMaxEntries),
-		"APQ_TTL": int64(c.GraphQL.APQTTL), "SOCKET_INIT_TIMEOUT": int64(c.Sockets.InitTimeout),
+		"APQ_MAX_ENTRIES_PER_CLIENT": int64(c.GraphQL.APQMaxEntriesPerClient),
+		"APQ_TTL":                    int64(c.GraphQL.APQTTL), "SOCKET_INIT_TIMEOUT": int64(c.Sockets.InitTimeout),
 		"SOCKET_PING_INTERVAL": int64(c.Sockets.PingInterval), "SOCKET_WRITE_TIMEOUT": int64(c.Sockets.WriteTimeout),
 		"CHECKOUT_CONCURRENCY": int64(c.Overload.CheckoutConcurrency), "READ_CONCURRENCY": int64(c.Overload.ReadConcurrency),
 		"OTHER_CONCURRENCY": int64(c.Overload.OtherConcurrency), "OVERLOAD_MAX_WAIT": int64(c.Overload.MaxWait),
 		"ANALYTICS_BATCH": int64(c.Analytics.Batch), "ANALYTICS_FLUSH_INTERVAL": int64(c.Analytics.FlushInterval),
 		"WEBHOOK_BACKOFF_BASE": int64(c.Webhooks.BackoffBase), "WEBHOOK_MAX_AGE": int64(c.Webhooks.MaxAge),
 		"WEBHOOK_DISABLE_AFTER": int64(c.Webhooks.DisableAfter), "RESERVATION_TTL": int64(c.Checkout.ReservationTTL),
+		"CLIENT_BUCKETS": int64(c.Overload.ClientBuckets), "CLIENT_ANONYMOUS_BUCKETS": int64(c.Overload.AnonymousBuckets),
 	} {
 		if v <= 0 {
 			return fmt.Errorf("config: %s must be positive", name)
@@ -491,13 +515,19 @@ func (c Config) valueProblems() error {
 	}
 	for name, v := range map[string]int64{"WEBHOOK_MAX_ATTEMPTS": int64(c.Webhooks.MaxAttempts),
 		"SOCKETS_PER_CLIENT": int64(c.Sockets.PerClient), "SUBSCRIPTIONS_PER_CLIENT": int64(c.Sockets.SubscriptionsPerClient),
-		"CLIENT_BURST": int64(c.Overload.ClientBurst)} {
+		"CLIENT_BURST": int64(c.Overload.ClientBurst), "CHECKOUT_BURST": int64(c.Overload.CheckoutBurst)} {
 		if v < 0 {
 			return fmt.Errorf("config: %s must not be negative", name)
 		}
 	}
 	if c.Overload.ClientRate < 0 {
 		return fmt.Errorf("config: CLIENT_RATE must not be negative")
+	}
+	if c.Overload.CheckoutRate < 0 {
+		return fmt.Errorf("config: CHECKOUT_RATE must not be negative")
+	}
+	if p := c.Overload.ClientIPv6Prefix; p < 16 || p > 128 {
+		return fmt.Errorf("config: CLIENT_IPV6_PREFIX must be 16 to 128 (bits of an IPv6 address; 64 is a host)")
 	}
 	if len(c.Workers.RetryDelays) == 0 || slices.ContainsFunc(c.Workers.RetryDelays, func(d time.Duration) bool { return d <= 0 }) {
 		return fmt.Errorf("config: WORKER_RETRY_DELAYS must be one or more positive durations")

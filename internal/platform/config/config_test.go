@@ -219,3 +219,26 @@ func TestLoad_TelemetrySettings(t *testing.T) {
 		t.Fatalf("the traces protocol wins: %v", err)
 	}
 }
+
+// The rate settings of operations, checkouts and anonymous clients are read and checked.
+func TestLoad_RateSettings(t *testing.T) {
+	t.Setenv("CHECKOUT_RATE", "0.5")
+	t.Setenv("CLIENT_IPV6_PREFIX", "56")
+	c, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := c.Overload; o.CheckoutRate != 0.5 || o.CheckoutBurst != 5 || o.ClientIPv6Prefix != 56 || o.ClientBuckets != 100000 ||
+		o.AnonymousBuckets != 50000 || c.GraphQL.APQMaxEntriesPerClient != 100 {
+		t.Fatalf("%+v %+v", o, c.GraphQL)
+	}
+	for name, bad := range map[string]string{"CHECKOUT_RATE": "-1", "CHECKOUT_BURST": "-1", "CLIENT_IPV6_PREFIX": "8",
+		"CLIENT_ANONYMOUS_BUCKETS": "0", "CLIENT_BUCKETS": "0", "APQ_MAX_ENTRIES_PER_CLIENT": "0"} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, bad)
+			if _, err := config.Load(); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s=%s: %v", name, bad, err)
+			}
+		})
+	}
+}

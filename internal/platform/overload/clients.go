@@ -17,10 +17,21 @@ import (
 // proxy sets, but only when the request does come from a trusted proxy (otherwise anyone
 // could name any address), and from the right end of the header (the entries a client
 // sends itself come first): the rightmost address that is not a trusted proxy's.
+//
+// An anonymous client is its IPv4 address, but its IPv6 prefix (IPv6Prefix bits, /64 by
+// default): a host is given a whole /64 (an ISP's customer often a /56 or /48) and picks
+// any address in it, so keying by address would give one host 2^64 buckets.
 type Clients struct {
+	// IPv6Prefix is how many leading bits of an IPv6 address name an anonymous client
+	// (CLIENT_IPV6_PREFIX; 0 is DefaultIPv6Prefix).
+	IPv6Prefix int
+
 	trusted  []netip.Prefix
 	strategy realclientip.Strategy
 }
+
+// DefaultIPv6Prefix is the IPv6 prefix of one anonymous client: the /64 of a host.
+const DefaultIPv6Prefix = 64
 
 // NewClients trusts the proxies in trusted (TRUSTED_PROXIES), which set header:
 // X-Forwarded-For ("" is that) or Forwarded (RFC 7239). Name the one header your proxy
@@ -62,12 +73,33 @@ func ParsePrefixes(list []string) ([]netip.Prefix, error) {
 }
 
 // Key names the caller: "sub:<JWT subject>" when auth ran before and the token was good,
-// else "ip:<Addr>".
+// else AnonymousKeyPrefix and its address: an IPv4 address (IPv4-mapped IPv6 is
+// IPv4), or the IPv6Prefix prefix of an IPv6 address ("ip:2001:db8:1:2::/64").
 func (c *Clients) Key(r *http.Request) string {
 	if a, err := auth.FromContext(r.Context()); err == nil && a.CustomerID != "" {
 		return "sub:" + a.CustomerID
 	}
-	return "ip:" + c.Addr(r)
+	return AnonymousKeyPrefix + c.anonymous(c.Addr(r))
+}
+
+func (c *Clients) anonymous(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	bits := c.IPv6Prefix
+	if bits <= 0 || bits > 128 {
+		bits = DefaultIPv6Prefix
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
 }
 
 // Addr is the client's address: the peer's, or when the peer is a trusted proxy, the

@@ -2,17 +2,30 @@
 // (checkout, read, other, stream), each with its own bound on requests served at once (a
 // bulkhead), so a checkout rush cannot starve reads and the other way round. Past its
 // bound a request waits a short time for a slot, then is answered 503 with Retry-After.
-// A client over its own rate (a token bucket per JWT subject, else per client address:
-// see Clients) is answered 429 with Retry-After. Options.Reject writes the body of both
-// answers (the API's are GraphQL errors). WebSocket upgrades take a token of their client's rate but no bulkhead slot (a
-// socket is long-lived; its subscriptions take tokens through AllowKey).
+// A client over its own rate (a token bucket per JWT subject, else per client address or
+// IPv6 prefix: see Clients) is answered 429 with Retry-After. A request costs one token
+// per operation it runs (the root fields of its operation, as Options.Classify counts
+// them), so ten aliased fields cost ten; checkouts also take tokens of a second, slower
+// bucket of the same client (Options.CheckoutRate). Options.Reject writes the body of
+// both answers (the API's are GraphQL errors). WebSocket upgrades take a token of their
+// client's rate but no bulkhead slot (a socket is long-lived; its subscriptions take
+// tokens through AllowKey).
+//
+// Authenticated and anonymous clients have separate tables of buckets, so no number of
+// anonymous addresses can push a signed-in client's bucket out (which would give it back
+// full). When the anonymous table is full, the least recently seen bucket is dropped only
+// if it is full anyway (dropping it loses nothing); otherwise the table is churning
+// faster than buckets refill, which only a flood of addresses does, and new anonymous
+// clients share one bucket until it calms down.
 package overload
 
 import (
+	"context"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,8 +48,26 @@ const (
 const (
 	DefaultMaxWait    = 100 * time.Millisecond
 	DefaultRetryAfter = time.Second
-	DefaultMaxClients = 10000
+	DefaultMaxClients = 100000
+	// DefaultMaxAnonymousClients bounds the anonymous buckets kept: at the default rate
+	// a bucket refills in 2 s, so only more new addresses than this every 2 s make
+	// newcomers share the overflow bucket.
+	DefaultMaxAnonymousClients = 50000
 )
+
+// AnonymousKeyPrefix starts the key of a client known by its address (Clients.Key):
+// such buckets live in the anonymous table.
+const AnonymousKeyPrefix = "ip:"
+
+// Cost is what a request takes from its client's buckets.
+type Cost struct {
+	// Operations is the root fields of the operation the request runs: one token each
+	// of the client's rate (below 1 counts as 1).
+	Operations int
+	// Checkouts is the checkout root fields among them: one token each of the client's
+	// checkout rate.
+	Checkouts int
+}
 
 // Options configure a Shedder. Zero values take the defaults.
 type Options struct {
@@ -53,12 +84,24 @@ type Options struct {
 	// per-client limit.
 	Rate  rate.Limit
 	Burst int
-	// MaxClients bounds the clients whose buckets are kept (least recently seen are
-	// dropped first; default 10000).
+	// CheckoutRate and CheckoutBurst are each client's second bucket, taken by checkouts
+	// only (Cost.Checkouts): checkouts per second, and how many may come at once
+	// (default: CheckoutRate rounded up, at least 1). Zero CheckoutRate: no checkout
+	// rate.
+	CheckoutRate  rate.Limit
+	CheckoutBurst int
+	// MaxClients bounds the authenticated clients whose buckets are kept (least
+	// recently seen are dropped first; default DefaultMaxClients).
 	MaxClients int
-	// Classify sorts a request into its class (the API's: gqlhttp.Classify; default:
-	// every request is Other).
-	Classify func(*http.Request) Class
+	// MaxAnonymousClients bounds the anonymous clients (keys starting with
+	// AnonymousKeyPrefix) whose buckets are kept, in a table of their own (default
+	// DefaultMaxAnonymousClients).
+	MaxAnonymousClients int
+	// Classify sorts a request into its class and says what it costs (the API's:
+	// gqlhttp.Classify; default: every request is Other and costs one token). A
+	// request never takes more than a full bucket: a client's Burst should be at least
+	// the root fields an operation may have.
+	Classify func(*http.Request) (Class, Cost)
 	// ClientKey names the client a request counts against (default ClientKey: the JWT
 	// subject, else the peer address; Clients.Key believes trusted proxies).
 	ClientKey func(*http.Request) string
@@ -74,7 +117,23 @@ type Options struct {
 type Shedder struct {
 	opt       Options
 	bulkheads map[Class]*bulkhead
-	clients   *lru.Cache[string, *rate.Limiter]
+	clients   *lru.Cache[string, *buckets] // authenticated; nil: no rate at all
+	anonymous *lru.Cache[string, *buckets]
+	admit     sync.Mutex // new anonymous clients, one at a time
+	overflow  *buckets   // new anonymous clients while the anonymous table churns
+}
+
+// buckets are one client's: its rate and its checkout rate (nil: not limited).
+type buckets struct{ requests, checkouts *rate.Limiter }
+
+// full says whether taking b away loses nothing: it would be made anew just as it is.
+func (b *buckets) full(now time.Time) bool {
+	for _, l := range []*rate.Limiter{b.requests, b.checkouts} {
+		if l != nil && l.TokensAt(now) < float64(l.Burst()) {
+			return false
+		}
+	}
+	return true
 }
 
 type bulkhead struct {
@@ -94,11 +153,17 @@ func New(opt Options) *Shedder {
 	if opt.MaxClients <= 0 {
 		opt.MaxClients = DefaultMaxClients
 	}
+	if opt.MaxAnonymousClients <= 0 {
+		opt.MaxAnonymousClients = DefaultMaxAnonymousClients
+	}
 	if opt.Burst <= 0 {
 		opt.Burst = max(1, int(math.Ceil(float64(opt.Rate))))
 	}
+	if opt.CheckoutBurst <= 0 {
+		opt.CheckoutBurst = max(1, int(math.Ceil(float64(opt.CheckoutRate))))
+	}
 	if opt.Classify == nil {
-		opt.Classify = func(*http.Request) Class { return Other }
+		opt.Classify = func(*http.Request) (Class, Cost) { return Other, Cost{} }
 	}
 	if opt.ClientKey == nil {
 		opt.ClientKey = ClientKey
@@ -114,10 +179,56 @@ func New(opt Options) *Shedder {
 			s.bulkheads[c] = &bulkhead{slots: make(chan struct{}, n)}
 		}
 	}
-	if opt.Rate > 0 {
-		s.clients, _ = lru.New[string, *rate.Limiter](opt.MaxClients)
+	if opt.Rate > 0 || opt.CheckoutRate > 0 {
+		s.clients, _ = lru.New[string, *buckets](opt.MaxClients)
+		s.anonymous, _ = lru.New[string, *buckets](opt.MaxAnonymousClients)
+		s.overflow = s.newBuckets()
 	}
 	return s
+}
+
+func (s *Shedder) newBuckets() *buckets {
+	b := &buckets{}
+	if s.opt.Rate > 0 {
+		b.requests = rate.NewLimiter(s.opt.Rate, s.opt.Burst)
+	}
+	if s.opt.CheckoutRate > 0 {
+		b.checkouts = rate.NewLimiter(s.opt.CheckoutRate, s.opt.CheckoutBurst)
+	}
+	return b
+}
+
+// bucketsOf returns the buckets of the client named key, made on first sight.
+func (s *Shedder) bucketsOf(key string, now time.Time) *buckets {
+	table := s.clients
+	anonymous := strings.HasPrefix(key, AnonymousKeyPrefix)
+	if anonymous {
+		table = s.anonymous
+	}
+	if b, ok := table.Get(key); ok {
+		return b
+	}
+	if !anonymous {
+		b := s.newBuckets()
+		if prev, found, _ := table.PeekOrAdd(key, b); found {
+			return prev
+		}
+		return b
+	}
+	s.admit.Lock()
+	defer s.admit.Unlock()
+	if b, ok := table.Peek(key); ok {
+		return b
+	}
+	if table.Len() >= s.opt.MaxAnonymousClients {
+		if _, oldest, ok := table.GetOldest(); ok && !oldest.full(now) {
+			return s.overflow
+		}
+		table.RemoveOldest()
+	}
+	b := s.newBuckets()
+	table.Add(key, b)
+	return b
 }
 
 // InFlight returns the requests of class being served (metrics).
@@ -131,11 +242,13 @@ func (s *Shedder) InFlight(class Class) int {
 // Middleware sheds what next cannot serve in time.
 func (s *Shedder) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		class := s.opt.Classify(r)
-		if wait, ok := s.AllowKey(s.opt.ClientKey(r)); !ok {
+		class, cost := s.opt.Classify(r)
+		key := s.opt.ClientKey(r)
+		if wait, ok := s.Allow(key, cost); !ok {
 			s.reject(w, r, class, http.StatusTooManyRequests, wait)
 			return
 		}
+		r = s.paid(r, key, cost)
 		b := s.bulkheads[class]
 		if b == nil || isUpgrade(r) {
 			next.ServeHTTP(w, r)
@@ -154,22 +267,91 @@ func isUpgrade(r *http.Request) bool { return strings.EqualFold(r.Header.Get("Up
 
 // AllowKey takes a token from the bucket of the client named key (as ClientKey names
 // it), or says how long until one is there.
-func (s *Shedder) AllowKey(key string) (time.Duration, bool) {
+func (s *Shedder) AllowKey(key string) (time.Duration, bool) { return s.Allow(key, Cost{}) }
+
+// Allow takes what c costs from the buckets of the client named key, all of it or
+// nothing: max(1, c.Operations) tokens of its rate and c.Checkouts of its checkout rate,
+// each at most a full bucket. Refused, it says how long until there are enough.
+func (s *Shedder) Allow(key string, c Cost) (time.Duration, bool) {
+	return s.take(key, max(1, c.Operations), c.Checkouts)
+}
+
+// chargeKey holds, in the context of a request the Middleware let through, its client
+// and what it paid.
+type chargeKey struct{}
+
+type charge struct {
+	s    *Shedder
+	key  string
+	paid Cost
+}
+
+// paid notes in r's context that its client key paid cost at the door (Charge and
+// ClientOf read it). Not on a WebSocket upgrade: a socket's operations run concurrently,
+// each taking its own token.
+func (s *Shedder) paid(r *http.Request, key string, cost Cost) *http.Request {
+	if isUpgrade(r) {
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), chargeKey{}, &charge{s: s, key: key, paid: cost}))
+}
+
+// ClientOf names the client of a request the Middleware let through (as
+// Options.ClientKey named it), or "" outside one (and on a WebSocket).
+func ClientOf(ctx context.Context) string {
+	if c, _ := ctx.Value(chargeKey{}).(*charge); c != nil {
+		return c.key
+	}
+	return ""
+}
+
+// Charge takes from the request's client what c costs beyond what the Middleware took
+// at the door, once the operation is known: the door reads only what it can see (a
+// persisted query sent by hash alone costs one there). Refused, it says how long until
+// there are enough, and nothing is taken. Outside a Shedder's Middleware it allows.
+// One request's operations are charged one after the other.
+func Charge(ctx context.Context, c Cost) (time.Duration, bool) {
+	ch, _ := ctx.Value(chargeKey{}).(*charge)
+	if ch == nil {
+		return 0, true
+	}
+	ops := max(1, c.Operations) - max(1, ch.paid.Operations)
+	checkouts := c.Checkouts - ch.paid.Checkouts
+	if ops <= 0 && checkouts <= 0 {
+		return 0, true
+	}
+	wait, ok := ch.s.take(ch.key, max(0, ops), max(0, checkouts))
+	if ok {
+		ch.paid = Cost{Operations: max(c.Operations, ch.paid.Operations), Checkouts: max(c.Checkouts, ch.paid.Checkouts)}
+	}
+	return wait, ok
+}
+
+func (s *Shedder) take(key string, ops, checkouts int) (time.Duration, bool) {
 	if s.clients == nil {
 		return 0, true
 	}
-	lim, ok := s.clients.Get(key)
-	if !ok {
-		lim = rate.NewLimiter(s.opt.Rate, s.opt.Burst)
-		if prev, found, _ := s.clients.PeekOrAdd(key, lim); found {
-			lim = prev
-		}
-	}
 	now := time.Now()
-	res := lim.ReserveN(now, 1)
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return d, false
+	b := s.bucketsOf(key, now)
+	var (
+		wait  time.Duration
+		taken []*rate.Reservation
+	)
+	take := func(l *rate.Limiter, n int) {
+		if l == nil || n <= 0 {
+			return
+		}
+		res := l.ReserveN(now, min(n, l.Burst()))
+		taken = append(taken, res)
+		wait = max(wait, res.DelayFrom(now))
+	}
+	take(b.requests, ops)
+	take(b.checkouts, checkouts)
+	if wait > 0 {
+		for _, res := range taken {
+			res.CancelAt(now)
+		}
+		return wait, false
 	}
 	return 0, true
 }

@@ -35,11 +35,11 @@ func post(body string) *http.Request {
 // header (the API's classifier, which reads GraphQL, is gqlhttp.Classify).
 func newShedder(o overload.Options) *overload.Shedder {
 	if o.Classify == nil {
-		o.Classify = func(r *http.Request) overload.Class {
+		o.Classify = func(r *http.Request) (overload.Class, overload.Cost) {
 			if c := r.Header.Get("X-Test-Class"); c != "" {
-				return overload.Class(c)
+				return overload.Class(c), overload.Cost{}
 			}
-			return overload.Other
+			return overload.Other, overload.Cost{}
 		}
 	}
 	return overload.New(o)
@@ -263,19 +263,40 @@ func TestSteadyClientWithinBudget_KeepsSucceeding(t *testing.T) {
 
 func TestClientBuckets_AreBounded(t *testing.T) {
 	t.Parallel()
-	s := newShedder(overload.Options{Rate: 0.001, Burst: 1, MaxClients: 10})
+	s := newShedder(overload.Options{Rate: 0.001, Burst: 1, MaxClients: 10, MaxAnonymousClients: 10})
 	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	as := func(sub string) *http.Request {
+		r := post(readBody)
+		return r.WithContext(auth.WithActor(r.Context(), checkout.Actor{CustomerID: sub}))
+	}
 	for i := range 1000 {
+		serve(h, as(fmt.Sprint("customer-", i)))
+	}
+	// The first customer's bucket was dropped with the least recently seen: it starts
+	// afresh, which proves only MaxClients buckets are held.
+	if w := serve(h, as("customer-0")); w.Code != http.StatusOK {
+		t.Errorf("status %d: the first customer's bucket is still held", w.Code)
+	}
+
+	// Anonymous clients: the table holds 10 buckets, none of them full, so dropping one
+	// would hand its owner a fresh bucket. The newcomers share one bucket instead: of
+	// 990 new addresses one is served, and the first 10 keep their empty buckets.
+	from := func(i int) *http.Request {
 		r := post(readBody)
 		r.RemoteAddr = fmt.Sprintf("10.1.%d.%d:1", i/256, i%256)
-		serve(h, r)
+		return r
 	}
-	// The first client's bucket was dropped with the least recently seen: it starts
-	// afresh, which proves only MaxClients buckets are held.
-	r := post(readBody)
-	r.RemoteAddr = "10.1.0.0:1"
-	if w := serve(h, r); w.Code != http.StatusOK {
-		t.Errorf("status %d: the first client's bucket is still held", w.Code)
+	served := 0
+	for i := range 1000 {
+		if serve(h, from(i)).Code == http.StatusOK {
+			served++
+		}
+	}
+	if served != 11 {
+		t.Errorf("%d of 1000 anonymous clients served; want the 10 kept and one for the newcomers", served)
+	}
+	if w := serve(h, from(0)); w.Code != http.StatusTooManyRequests {
+		t.Errorf("the first anonymous client got a fresh bucket: %d", w.Code)
 	}
 }
 
@@ -343,7 +364,7 @@ func TestClients_TrustedProxies(t *testing.T) {
 		{"two trusted hops", req("192.0.2.1:5000", "X-Forwarded-For", "203.0.113.8, 10.9.9.9"), "ip:203.0.113.8"},
 		{"header repeated", req("10.1.2.3:5000", "X-Forwarded-For", "1.2.3.4", "X-Forwarded-For", "203.0.113.9"), "ip:203.0.113.9"},
 		{"Forwarded is not the configured header", req("10.1.2.3:5000", "Forwarded", "for=203.0.113.10"), "ip:10.1.2.3"},
-		{"IPv6 peer", req("[2001:db8::1]:5000", "X-Forwarded-For", "203.0.113.11"), "ip:2001:db8::1"},
+		{"IPv6 peer", req("[2001:db8::1]:5000", "X-Forwarded-For", "203.0.113.11"), "ip:2001:db8::/64"},
 	} {
 		if got := clients.Key(tc.r); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
@@ -353,7 +374,7 @@ func TestClients_TrustedProxies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fwd.Key(req("10.1.2.3:5000", "Forwarded", `for="[2001:db8:cafe::17]:4711";proto=https`)); got != "ip:2001:db8:cafe::17" {
+	if got := fwd.Key(req("10.1.2.3:5000", "Forwarded", `for="[2001:db8:cafe::17]:4711";proto=https`)); got != "ip:2001:db8:cafe::/64" {
 		t.Errorf("Forwarded: %s", got)
 	}
 	if _, err := overload.NewClients(nil, "X-Real-IP"); err == nil {
@@ -377,5 +398,93 @@ func TestClients_TrustedProxies(t *testing.T) {
 	}
 	if w := serve(h, req("198.51.100.30:1", "X-Forwarded-For", "203.0.113.99")); w.Code != http.StatusTooManyRequests {
 		t.Errorf("a spoofed X-Forwarded-For got a fresh bucket: %d", w.Code)
+	}
+}
+
+// M5: an anonymous IPv6 client is its /64 (CLIENT_IPV6_PREFIX): a host holds a whole
+// /64, so 200 of its addresses are one client, not 200 fresh buckets. IPv4 (and IPv4
+// written as IPv6) stays per address.
+func TestM5_AddressesOfOneIPv6Slash64AreOneClient(t *testing.T) {
+	t.Parallel()
+	s := newShedder(overload.Options{Rate: 0.001, Burst: 5})
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	from := func(addr string) *httptest.ResponseRecorder {
+		r := post(readBody)
+		r.RemoteAddr = addr
+		return serve(h, r)
+	}
+	served := 0
+	for i := range 200 {
+		if from(fmt.Sprintf("[2001:db8:1:2:%x:%x::1]:443", i, i*7)).Code == http.StatusOK {
+			served++
+		}
+	}
+	if served != 5 {
+		t.Fatalf("%d of 200 requests from one /64 served, want the burst of 5", served)
+	}
+	if w := from("[2001:db8:1:3::1]:443"); w.Code != http.StatusOK {
+		t.Errorf("the next /64 is another client: %d", w.Code)
+	}
+	// IPv4 is per address, written as IPv4 or as IPv4-mapped IPv6.
+	for range 5 {
+		from("192.0.2.10:1")
+	}
+	if w := from("[::ffff:192.0.2.10]:1"); w.Code != http.StatusTooManyRequests {
+		t.Errorf("an IPv4-mapped address is its IPv4 address: %d", w.Code)
+	}
+	if w := from("192.0.2.11:1"); w.Code != http.StatusOK {
+		t.Errorf("the next IPv4 address is another client: %d", w.Code)
+	}
+}
+
+// M5: anonymous clients cannot evict an authenticated client's bucket: 20,000 anonymous
+// addresses (more than the buckets kept) leave a card tester's empty bucket empty.
+func TestM5_AnonymousChurnDoesNotResetAnAuthenticatedBucket(t *testing.T) {
+	t.Parallel()
+	s := newShedder(overload.Options{Rate: 0.001, Burst: 1})
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	tester := func() *httptest.ResponseRecorder {
+		r := post(readBody)
+		r.RemoteAddr = "198.51.100.1:1"
+		return serve(h, r.WithContext(auth.WithActor(r.Context(), checkout.Actor{CustomerID: "card-tester"})))
+	}
+	if w := tester(); w.Code != http.StatusOK {
+		t.Fatalf("first request: %d", w.Code)
+	}
+	for i := range 20000 {
+		r := post(readBody)
+		r.RemoteAddr = fmt.Sprintf("10.%d.%d.%d:1", i>>16, (i>>8)&255, i&255)
+		serve(h, r)
+	}
+	if w := tester(); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("after 20,000 anonymous clients the card tester's bucket is full again: %d", w.Code)
+	}
+}
+
+// M3: a request's cost is taken all or nothing: a checkout refused by the checkout rate
+// leaves the client's other tokens where they were, and no request costs more than a
+// full bucket.
+func TestM3_AllowTakesTheWholeCostOrNothing(t *testing.T) {
+	t.Parallel()
+	s := overload.New(overload.Options{Rate: 0.001, Burst: 3, CheckoutRate: 0.001, CheckoutBurst: 1})
+	steps := []struct {
+		cost overload.Cost
+		ok   bool
+	}{
+		{overload.Cost{Operations: 1, Checkouts: 1}, true},
+		{overload.Cost{Operations: 1, Checkouts: 1}, false}, // no checkout token left
+		{overload.Cost{Operations: 2}, true},                // the refused checkout took none
+		{overload.Cost{}, false},                            // a request costs at least one
+	}
+	for i, st := range steps {
+		if wait, ok := s.Allow("sub:alice", st.cost); ok != st.ok || (!ok && wait <= 0) {
+			t.Fatalf("step %d %+v: ok %v wait %v, want ok %v", i, st.cost, ok, wait, st.ok)
+		}
+	}
+	if _, ok := s.Allow("sub:bob", overload.Cost{Operations: 50}); !ok {
+		t.Error("a cost above the burst must take the full bucket, not be refused for ever")
+	}
+	if _, ok := s.AllowKey("sub:bob"); ok {
+		t.Error("the full bucket was not taken")
 	}
 }
