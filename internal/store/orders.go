@@ -78,14 +78,13 @@ func NewOrders(db *bun.DB, now func() time.Time, opt OrdersOptions) *Orders {
 		}
 	case StrategyBatch:
 		b := opt.Batch
-		// Two checkouts with one idempotency key, of one cart, or of one customer never
-		// share a batch: the second waits for the next. (One customer's checkouts are
-		// decided one after the other anyway, under the customer's lock; apart, one
-		// refused for stock never counts against the other's purchase limits.)
+		// Two checkouts with one idempotency key, or of one cart, never share a batch:
+		// the second waits for the next. (Two of one customer may: the batch decides
+		// them in arrival order under one lock on the customer, see standings.)
 		s.group = newBatched(groupOptions{name: "store.checkout_batch", maxSize: b.MaxSize, maxWait: b.MaxWait,
 			workers: b.Workers, queue: b.Queue, onBatch: b.OnBatch},
 			func(in placeIn) []string {
-				keys := []string{"key\x00" + in.p.CustomerID + "\x00" + in.p.IdempotencyKey, "customer\x00" + in.p.CustomerID}
+				keys := []string{"key\x00" + in.p.CustomerID + "\x00" + in.p.IdempotencyKey}
 				if in.p.CartID != "" {
 					keys = append(keys, "cart\x00"+in.p.CartID)
 				}

@@ -219,7 +219,9 @@ func (b *batch) price(ctx context.Context, tx bun.Tx) error {
 		cand = append(cand, i)
 	}
 	// Purchase limits, under a lock on each customer, in arrival order: an order placed
-	// counts against the same customer's next one.
+	// counts against the same customer's next one in this batch. (Should the holder then
+	// refuse that order for stock, the next one was judged as if it stood: a refusal
+	// that errs on the safe side, for a customer with two checkouts in one batch.)
 	held, err := standings(ctx, tx, b.ins, cand, b.wants, limits)
 	if err != nil {
 		return err
