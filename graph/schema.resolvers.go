@@ -29,7 +29,9 @@ func (r *mutationResolver) UpsertProduct(ctx context.Context, input model.Produc
 	if err != nil {
 		return nil, err
 	}
-	p, err := r.Catalog.UpsertProduct(ctx, a, catalog.Product{SKU: input.Sku, Name: input.Name, PriceCents: int64(input.PriceCents), Currency: input.Currency})
+	limit, set := input.MaxPerCustomer.ValueOK()
+	p, err := r.Catalog.UpsertProduct(ctx, a, catalog.Product{SKU: input.Sku, Name: input.Name, PriceCents: int64(input.PriceCents), Currency: input.Currency,
+		MaxPerCustomer: limit, KeepMaxPerCustomer: !set})
 	if err != nil {
 		return nil, inputError(ctx, accessError(ctx, err))
 	}

@@ -72,9 +72,11 @@ func startLocalService(ctx context.Context, opts options, out io.Writer) (s *loc
 	}
 	// The workloads suite measures the checkout path, not the load shedding: unless the
 	// caller sets them, the bulkhead admits the bench's concurrency and the per-client
-	// rate limit is off. The strategies suite runs the service as users run it.
+	// rate limit and cap on unpaid orders (its customers order faster than the saga
+	// pays) are off. The strategies suite runs the service as users run it.
 	if !opts.asUsersRun {
-		for k, v := range map[string]string{"CHECKOUT_CONCURRENCY": "64", "CLIENT_RATE": "0", "CHECKOUT_RATE": "0", "SOCKETS_PER_CLIENT": "0"} {
+		for k, v := range map[string]string{"CHECKOUT_CONCURRENCY": "64", "CLIENT_RATE": "0", "CHECKOUT_RATE": "0", "SOCKETS_PER_CLIENT": "0",
+			"CHECKOUT_MAX_UNPAID_ORDERS": "0"} {
 			if os.Getenv(k) == "" {
 				set[k] = v
 			}

@@ -97,7 +97,7 @@ func run(rate int, window, gap, bound time.Duration, flashStock int, dir string)
 	s, err := node.UpHA(upCtx, node.HAOptions{Dir: dir, Bin: bin, ToxiproxyBin: strings.TrimSpace(string(toxi)), Log: os.Stdout,
 		Env: []string{"PAYMENT_PROVIDER=stripe", "STRIPE_SECRET_KEY=sk_test_chaos", "STRIPE_API_BASE=" + stripe.srv.URL,
 			"STRIPE_WEBHOOK_SECRET=whsec_chaos0123456789", "WORKER_RETRY_DELAYS=200ms,500ms,1s,2s,4s",
-			"OUTBOX_POLL_INTERVAL=200ms", "SWEEP_INTERVAL=1s", "CLIENT_RATE=0", "CHECKOUT_RATE=0",
+			"OUTBOX_POLL_INTERVAL=200ms", "SWEEP_INTERVAL=1s", "CLIENT_RATE=0", "CHECKOUT_RATE=0", "CHECKOUT_MAX_UNPAID_ORDERS=0",
 			"WEBHOOK_ALLOW_PRIVATE=true", "WEBHOOK_BACKOFF_BASE=200ms"}})
 	cancel()
 	if s != nil {

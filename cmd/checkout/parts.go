@@ -203,7 +203,8 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 	// it, and never for one that rolled back. Relays are woken after each commit that
 	// wrote events: at once in this process, by a coalesced NOTIFY in the others.
 	st.notifier = outbox.NewNotifier(st.db)
-	st.ordersOf = store.OrdersOptions{OnCommit: m.OrderCommitted, OnRedisFallback: m.RedisFallback, Notify: st.notifier.Notify}
+	st.ordersOf = store.OrdersOptions{OnCommit: m.OrderCommitted, OnRedisFallback: m.RedisFallback, Notify: st.notifier.Notify,
+		ActionHold: cfg.Checkout.ActionHoldTTL}
 	strategy, err := store.ParseStrategy(cfg.Checkout.Strategy)
 	if err != nil {
 		return nil, err
@@ -360,6 +361,8 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 		return nil, err
 	}
 	svc.CheckoutTimeout = cfg.Checkout.Timeout
+	svc.Limits = checkout.PurchaseLimits{MaxUnpaidOrders: cfg.Checkout.MaxUnpaidOrders,
+		MaxFailedPayments: cfg.Checkout.MaxFailedPayments, FailedPaymentWindow: cfg.Checkout.FailedPaymentWindow}
 	feedBroker := broker.New(cfg.Broker.URL, st.topo, s.logger)
 	a.add(feedBroker.Close)
 	a.feed = feed.New(feedBroker, st.orders, 16, s.logger)

@@ -11,8 +11,11 @@ import (
 	"github.com/checkout-backend/checkout/internal/store"
 )
 
+// twoPerCustomer is the demo flash-sale item's purchase limit.
+var twoPerCustomer = 2
+
 // demoCatalog is the demo shop: a few products, one of them spread over two warehouses
-// and one scarce (a flash-sale item).
+// and one scarce (a flash-sale item, at most two per customer).
 var demoCatalog = []struct {
 	p     catalog.Product
 	stock map[string]int
@@ -21,7 +24,7 @@ var demoCatalog = []struct {
 	{catalog.Product{SKU: "TSHIRT-WHT-L", Name: "White T-shirt, L", PriceCents: 1999, Currency: "USD"}, map[string]int{"ams": 60}},
 	{catalog.Product{SKU: "HOODIE-GRY-M", Name: "Grey hoodie, M", PriceCents: 4999, Currency: "USD"}, map[string]int{"nyc": 40}},
 	{catalog.Product{SKU: "MUG-LOGO", Name: "Logo mug", PriceCents: 1299, Currency: "USD"}, map[string]int{"ams": 200, "nyc": 200}},
-	{catalog.Product{SKU: "SNEAKER-LTD-42", Name: "Limited sneaker, 42 (flash sale)", PriceCents: 15000, Currency: "USD"}, map[string]int{"ams": 50}},
+	{catalog.Product{SKU: "SNEAKER-LTD-42", Name: "Limited sneaker, 42 (flash sale)", PriceCents: 15000, Currency: "USD", MaxPerCustomer: &twoPerCustomer}, map[string]int{"ams": 50}},
 	{catalog.Product{SKU: "CAP-RED", Name: "Red cap", PriceCents: 1499, Currency: "USD"}, map[string]int{"nyc": 75}},
 	{catalog.Product{SKU: "SOCKS-3PK", Name: "Socks, 3-pack", PriceCents: 999, Currency: "USD"}, map[string]int{"ams": 300}},
 	{catalog.Product{SKU: "TOTE-CANVAS", Name: "Canvas tote", PriceCents: 2499, Currency: "USD"}, map[string]int{"ams": 10, "nyc": 10}},

@@ -132,11 +132,12 @@ type ComplexityRoot struct {
 	}
 
 	Product struct {
-		Available  func(childComplexity int) int
-		Currency   func(childComplexity int) int
-		Name       func(childComplexity int) int
-		PriceCents func(childComplexity int) int
-		SKU        func(childComplexity int) int
+		Available      func(childComplexity int) int
+		Currency       func(childComplexity int) int
+		MaxPerCustomer func(childComplexity int) int
+		Name           func(childComplexity int) int
+		PriceCents     func(childComplexity int) int
+		SKU            func(childComplexity int) int
 	}
 
 	ProductConnection struct {
@@ -661,6 +662,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Product.Currency(childComplexity), true
+	case "Product.maxPerCustomer":
+		if e.ComplexityRoot.Product.MaxPerCustomer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Product.MaxPerCustomer(childComplexity), true
 	case "Product.name":
 		if e.ComplexityRoot.Product.Name == nil {
 			break
@@ -1066,6 +1073,32 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../../schema/limits.graphqls", Input: `# Purchase limits (a flash-sale feature): compatible extensions of the contract, listed in
+# docs/api-clients.md ("Extensions to the contract").
+
+extend input ProductInput {
+  """
+  The most units of this product one customer may hold in its open and paid orders
+  together (PENDING_PAYMENT, PAID, SHIPPED); null: no limit. Omitted: an update keeps the
+  product's limit, a new product has none.
+  """
+  maxPerCustomer: Int
+}
+
+extend type Product {
+  "The most units one customer may hold in its open and paid orders; null: no limit."
+  maxPerCustomer: Int
+}
+
+extend enum UserErrorCode {
+  "A line would take the customer past the product's maxPerCustomer (its open and paid orders counted)."
+  PURCHASE_LIMIT_EXCEEDED
+  "The customer already has the most orders awaiting payment (CHECKOUT_MAX_UNPAID_ORDERS): pay or cancel one."
+  TOO_MANY_UNPAID_ORDERS
+  "The customer's payments failed too often lately (CHECKOUT_MAX_FAILED_PAYMENTS within CHECKOUT_FAILED_PAYMENT_WINDOW): try again later."
+  TOO_MANY_FAILED_PAYMENTS
+}
+`, BuiltIn: false},
 	{Name: "../../schema/schema.graphqls", Input: `# The checkout API. See ../shared/API.md for the contract; every name here is public.
 
 "An RFC 3339 timestamp."
@@ -1481,6 +1514,8 @@ func (ec *executionContext) childFields_Product(ctx context.Context, field graph
 		return ec.fieldContext_Product_currency(ctx, field)
 	case "available":
 		return ec.fieldContext_Product_available(ctx, field)
+	case "maxPerCustomer":
+		return ec.fieldContext_Product_maxPerCustomer(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Product", field.Name)
 }
@@ -3819,6 +3854,29 @@ func (ec *executionContext) _Product_available(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_Product_available(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Product", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Product_maxPerCustomer(ctx context.Context, field graphql.CollectedField, obj *catalog.Product) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Product_maxPerCustomer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MaxPerCustomer, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Product_maxPerCustomer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Product", field, false, false, "Int")
 }
 
@@ -6235,7 +6293,7 @@ func (ec *executionContext) unmarshalInputProductInput(ctx context.Context, obj 
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"sku", "name", "priceCents", "currency"}
+	fieldsInOrder := [...]string{"sku", "name", "priceCents", "currency", "maxPerCustomer"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -6270,6 +6328,13 @@ func (ec *executionContext) unmarshalInputProductInput(ctx context.Context, obj 
 				return it, err
 			}
 			it.Currency = data
+		case "maxPerCustomer":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxPerCustomer"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxPerCustomer = graphql.OmittableOf(data)
 		}
 	}
 	return it, nil
@@ -7009,6 +7074,11 @@ func (ec *executionContext) _Product(ctx context.Context, sel ast.SelectionSet, 
 		case "available":
 			out.Values[i] = ec._Product_available(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "maxPerCustomer":
+			out.Values[i] = ec._Product_maxPerCustomer(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/webhook"
@@ -77,6 +78,10 @@ type ProductInput struct {
 	Name       string `json:"name"`
 	PriceCents int    `json:"priceCents"`
 	Currency   string `json:"currency"`
+	// The most units of this product one customer may hold in its open and paid orders
+	// together (PENDING_PAYMENT, PAID, SHIPPED); null: no limit. Omitted: an update keeps the
+	// product's limit, a new product has none.
+	MaxPerCustomer graphql.Omittable[*int] `json:"maxPerCustomer,omitempty"`
 }
 
 type Query struct {
@@ -197,6 +202,12 @@ const (
 	UserErrorCodeInvalidTransition    UserErrorCode = "INVALID_TRANSITION"
 	UserErrorCodeInvalidWebhookURL    UserErrorCode = "INVALID_WEBHOOK_URL"
 	UserErrorCodeNotFound             UserErrorCode = "NOT_FOUND"
+	// A line would take the customer past the product's maxPerCustomer (its open and paid orders counted).
+	UserErrorCodePurchaseLimitExceeded UserErrorCode = "PURCHASE_LIMIT_EXCEEDED"
+	// The customer already has the most orders awaiting payment (CHECKOUT_MAX_UNPAID_ORDERS): pay or cancel one.
+	UserErrorCodeTooManyUnpaidOrders UserErrorCode = "TOO_MANY_UNPAID_ORDERS"
+	// The customer's payments failed too often lately (CHECKOUT_MAX_FAILED_PAYMENTS within CHECKOUT_FAILED_PAYMENT_WINDOW): try again later.
+	UserErrorCodeTooManyFailedPayments UserErrorCode = "TOO_MANY_FAILED_PAYMENTS"
 )
 
 var AllUserErrorCode = []UserErrorCode{
@@ -212,11 +223,14 @@ var AllUserErrorCode = []UserErrorCode{
 	UserErrorCodeInvalidTransition,
 	UserErrorCodeInvalidWebhookURL,
 	UserErrorCodeNotFound,
+	UserErrorCodePurchaseLimitExceeded,
+	UserErrorCodeTooManyUnpaidOrders,
+	UserErrorCodeTooManyFailedPayments,
 }
 
 func (e UserErrorCode) IsValid() bool {
 	switch e {
-	case UserErrorCodeOutOfStock, UserErrorCodeUnknownSku, UserErrorCodeInvalidQuantity, UserErrorCodeCartNotFound, UserErrorCodeCartEmpty, UserErrorCodeIdempotencyKeyReused, UserErrorCodeInvalidPaymentToken, UserErrorCodeInvalidInput, UserErrorCodeOrderNotCancellable, UserErrorCodeInvalidTransition, UserErrorCodeInvalidWebhookURL, UserErrorCodeNotFound:
+	case UserErrorCodeOutOfStock, UserErrorCodeUnknownSku, UserErrorCodeInvalidQuantity, UserErrorCodeCartNotFound, UserErrorCodeCartEmpty, UserErrorCodeIdempotencyKeyReused, UserErrorCodeInvalidPaymentToken, UserErrorCodeInvalidInput, UserErrorCodeOrderNotCancellable, UserErrorCodeInvalidTransition, UserErrorCodeInvalidWebhookURL, UserErrorCodeNotFound, UserErrorCodePurchaseLimitExceeded, UserErrorCodeTooManyUnpaidOrders, UserErrorCodeTooManyFailedPayments:
 		return true
 	}
 	return false

@@ -27,6 +27,12 @@ type Product struct {
 	Currency   string
 	// Available is on hand minus reserved over all warehouses.
 	Available int
+	// MaxPerCustomer is the most units of this product one customer may hold in its
+	// open and paid orders together (a flash sale's fairness); nil: no limit.
+	MaxPerCustomer *int
+	// KeepMaxPerCustomer, on UpsertProduct only, leaves the stored MaxPerCustomer as it
+	// is (an update that does not mention the limit keeps it; a new product has none).
+	KeepMaxPerCustomer bool
 }
 
 // InventoryLevel is the stock of one SKU in one warehouse.
@@ -72,6 +78,8 @@ func ValidateProduct(p *Product) error {
 		return checkout.Errorf(checkout.InvalidInput, []string{"input", "priceCents"}, "priceCents must be between 0 and %d", int64(MaxPriceCents))
 	case !currencyRe.MatchString(p.Currency):
 		return checkout.Errorf(checkout.InvalidInput, []string{"input", "currency"}, "currency must be an ISO 4217 code such as USD")
+	case !p.KeepMaxPerCustomer && p.MaxPerCustomer != nil && (*p.MaxPerCustomer < 1 || *p.MaxPerCustomer > MaxOnHand):
+		return checkout.Errorf(checkout.InvalidInput, []string{"input", "maxPerCustomer"}, "maxPerCustomer must be between 1 and %d, or null for no limit", MaxOnHand)
 	}
 	return nil
 }

@@ -26,6 +26,18 @@ const (
 	NotFound             Code = "NOT_FOUND"
 )
 
+// The user error codes this service adds to the contract (compatible extensions of
+// UserErrorCode): purchase limits.
+const (
+	// PurchaseLimitExceeded: a line would take the customer past the product's units
+	// per customer (its open and paid orders counted).
+	PurchaseLimitExceeded Code = "PURCHASE_LIMIT_EXCEEDED"
+	// TooManyUnpaidOrders: the customer already has the most orders awaiting payment.
+	TooManyUnpaidOrders Code = "TOO_MANY_UNPAID_ORDERS"
+	// TooManyFailedPayments: the customer's payments failed too often lately.
+	TooManyFailedPayments Code = "TOO_MANY_FAILED_PAYMENTS"
+)
+
 // Error is a domain error a client may see: a code, the input field it concerns and a
 // message. Anything that is not an *Error is internal: logged, never shown.
 type Error struct {

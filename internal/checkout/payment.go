@@ -92,10 +92,14 @@ type PaymentDecision struct {
 	Refund bool
 	// Note, with Refund, is what the order says about it.
 	Note string
+	// AwaitsCustomer is set when a pending order's payment needs the customer (3-D
+	// Secure): the order keeps its stock only for the shorter action hold.
+	AwaitsCustomer bool
 }
 
 // DecidePayment applies the saga's rules: a success pays a pending order; a decline
-// fails it and releases its stock; requires_action waits for the webhook; and a success
+// fails it and releases its stock; requires_action waits for the webhook (with the
+// order's hold shortened to the action hold: AwaitsCustomer); and a success
 // that arrives after the order left PENDING_PAYMENT (expired, cancelled, failed) asks
 // for a refund, so no charge stands for stock that was given back.
 func DecidePayment(o *Order, r PaymentResult) PaymentDecision {
@@ -108,6 +112,8 @@ func DecidePayment(o *Order, r PaymentResult) PaymentDecision {
 			reason = "declined"
 		}
 		return PaymentDecision{Change: Change{To: StatusPaymentFailed, PaymentFailureReason: &reason}}
+	case o.Status == StatusPendingPayment && r.Status == PaymentRequiresAction:
+		return PaymentDecision{AwaitsCustomer: true}
 	case r.Status == PaymentSucceeded && (o.Status == StatusExpired || o.Status == StatusCancelled || o.Status == StatusPaymentFailed):
 		return PaymentDecision{Refund: true, Note: "payment arrived after the order was " + string(o.Status) + "; a refund was requested"}
 	}

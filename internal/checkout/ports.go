@@ -40,6 +40,9 @@ type PlaceOrder struct {
 	PaymentToken string
 	Now          time.Time
 	ExpiresAt    time.Time
+	// Bounds are the customer's service-wide bounds; the products' own limits are the
+	// store's to read. The store checks both under a lock on the customer.
+	Bounds CustomerBounds
 }
 
 // OrderPage is a page of orders.

@@ -36,6 +36,8 @@ type Service struct {
 	// CheckoutTimeout, when positive, bounds each checkout: past it the caller gets
 	// ErrUnavailable (retryable with the same key) instead of waiting on.
 	CheckoutTimeout time.Duration
+	// Limits bound what one customer may hold unpaid (zero values: no bound).
+	Limits PurchaseLimits
 }
 
 // NewService builds a Service; ttl is how long a reservation is held unpaid, and now is
@@ -100,6 +102,7 @@ func (s *Service) Checkout(ctx context.Context, a Actor, in CheckoutInput) (Orde
 	p.RequestHash = requestHash(p)
 	p.Now = s.now().UTC()
 	p.ExpiresAt = p.Now.Add(s.ttl)
+	p.Bounds = s.Limits.Bounds(p.Now)
 	if s.CheckoutTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.CheckoutTimeout)

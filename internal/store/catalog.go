@@ -33,13 +33,15 @@ type productRow struct {
 	PriceCents int64  `bun:"price_cents"`
 	Currency   string `bun:"currency"`
 	Available  int    `bun:"available"`
+	MaxPer     *int   `bun:"max_per_customer"`
 }
 
 func (r productRow) product() catalog.Product {
-	return catalog.Product{SKU: r.SKU, Name: r.Name, PriceCents: r.PriceCents, Currency: r.Currency, Available: r.Available}
+	return catalog.Product{SKU: r.SKU, Name: r.Name, PriceCents: r.PriceCents, Currency: r.Currency, Available: r.Available,
+		MaxPerCustomer: r.MaxPer}
 }
 
-const productSelect = `SELECT p.sku, p.name, p.price_cents, p.currency,
+const productSelect = `SELECT p.sku, p.name, p.price_cents, p.currency, p.max_per_customer,
 	COALESCE((SELECT a.available FROM stock_available a WHERE a.sku = p.sku), 0) AS available
 	FROM products p`
 
@@ -49,9 +51,13 @@ func (c *Catalog) UpsertProduct(ctx context.Context, p catalog.Product) (catalog
 		return catalog.Product{}, err
 	}
 	now := c.now()
-	_, err := c.db.ExecContext(ctx, `INSERT INTO products (sku, name, price_cents, currency, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+	// keep: the update leaves the stored limit alone (the input did not mention it).
+	_, err := c.db.ExecContext(ctx, `INSERT INTO products (sku, name, price_cents, currency, max_per_customer, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents,
-		currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at`, p.SKU, p.Name, p.PriceCents, p.Currency, now, now)
+		currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at,
+		max_per_customer = CASE WHEN ?::boolean THEN products.max_per_customer ELSE EXCLUDED.max_per_customer END`,
+		p.SKU, p.Name, p.PriceCents, p.Currency, maxPer(p), now, now, p.KeepMaxPerCustomer)
 	if err != nil {
 		return catalog.Product{}, mapErr(fmt.Errorf("upsert product: %w", err))
 	}
@@ -60,6 +66,14 @@ func (c *Catalog) UpsertProduct(ctx context.Context, p catalog.Product) (catalog
 		return catalog.Product{}, err
 	}
 	return *got, nil
+}
+
+// maxPer is the limit an upsert writes when it sets one.
+func maxPer(p catalog.Product) *int {
+	if p.KeepMaxPerCustomer {
+		return nil
+	}
+	return p.MaxPerCustomer
 }
 
 // Product returns a product by SKU, or nil.

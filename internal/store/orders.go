@@ -33,6 +33,10 @@ type OrdersOptions struct {
 	// Notify, when set, is called after a commit that wrote events (outbox.Notifier):
 	// it wakes the relays without a NOTIFY inside the transaction.
 	Notify func()
+	// ActionHold, when positive, is how long an order whose payment awaits the
+	// customer (3-D Secure) keeps its stock from that answer (ACTION_HOLD_TTL): its
+	// expiry moves earlier, never later. Payments made over these Orders apply it.
+	ActionHold time.Duration
 }
 
 // Orders implements checkout.OrderStore: the checkout transaction (place.go) and every
@@ -48,6 +52,8 @@ type Orders struct {
 	now      func() time.Time
 	onCommit func(checkout.Order)
 	notify   func()
+	// actionHold is OrdersOptions.ActionHold.
+	actionHold time.Duration
 	// soldOut remembers SKUs seen sold out, so checkouts of them are answered from a
 	// lock-free read instead of queueing on the row lock (see precheck).
 	soldOut sync.Map
@@ -60,7 +66,8 @@ func NewOrders(db *bun.DB, now func() time.Time, opt OrdersOptions) *Orders {
 	if opt.Strategy == "" {
 		opt.Strategy = StrategyLock
 	}
-	s := &Orders{db: db, strategy: opt.Strategy, holder: rowLock{}, now: now, onCommit: opt.OnCommit, notify: opt.Notify}
+	s := &Orders{db: db, strategy: opt.Strategy, holder: rowLock{}, now: now, onCommit: opt.OnCommit, notify: opt.Notify,
+		actionHold: opt.ActionHold}
 	switch opt.Strategy {
 	case StrategyOptimistic:
 		s.holder = compareAndSet{onRetry: opt.OnRetry}
@@ -72,7 +79,8 @@ func NewOrders(db *bun.DB, now func() time.Time, opt OrdersOptions) *Orders {
 	case StrategyBatch:
 		b := opt.Batch
 		// Two checkouts with one idempotency key, or of one cart, never share a batch:
-		// the second waits for the next.
+		// the second waits for the next. (Two of one customer may: the batch decides
+		// them in arrival order under one lock on the customer, see standings.)
 		s.group = newBatched(groupOptions{name: "store.checkout_batch", maxSize: b.MaxSize, maxWait: b.MaxWait,
 			workers: b.Workers, queue: b.Queue, onBatch: b.OnBatch},
 			func(in placeIn) []string {

@@ -266,6 +266,9 @@ func (p *Payments) settle(ctx context.Context, tx bun.Tx, ins []settleIn) ([]set
 			part.after.add("UPDATE orders SET payment_failure_reason = ?, updated_at = ? WHERE id = ?", d.Note, now, o.ID)
 			err = addRefundRequest(&part.after, o.ID, d.Note, now, ins[i].headers)
 		}
+		if err == nil && d.AwaitsCustomer {
+			p.shortenHold(&part.after, &o, now)
+		}
 		if err != nil {
 			errs[i] = fmt.Errorf("settle %s: %w", rep.OrderID, err)
 			dropInbox = append(dropInbox, i)
@@ -296,6 +299,27 @@ func (p *Payments) settle(ctx context.Context, tx bun.Tx, ins []settleIn) ([]set
 		return nil, nil, fmt.Errorf("settle: %w", err)
 	}
 	return out, errs, nil
+}
+
+// shortenHold moves the expiry of o, whose payment awaits its customer (3-D Secure),
+// to the action hold from now when that is earlier: an order nobody can pay without the
+// customer holds its stock for ACTION_HOLD_TTL, not the whole reservation. It runs in
+// the settlement's transaction, under the order's row lock, as the sweeper's expiry and
+// every payment do, so it is ordered with them: an expiry that came first left the
+// order EXPIRED (nothing to shorten), and a payment after it finds the new expiry. The
+// expiry only ever moves earlier, so a repeated requires_action report changes nothing.
+func (p *Payments) shortenHold(sc *script, o *checkout.Order, now time.Time) {
+	hold := p.orders.actionHold
+	if hold <= 0 || o.ReservationExpiresAt == nil {
+		return
+	}
+	until := now.Add(hold)
+	if !until.Before(*o.ReservationExpiresAt) {
+		return
+	}
+	sc.add(`UPDATE orders SET reservation_expires_at = ? WHERE id = ? AND status = 'PENDING_PAYMENT' AND reservation_expires_at > ?`, until, o.ID, until)
+	sc.add(`UPDATE reservations SET expires_at = ?, updated_at = ? WHERE order_id = ? AND status = 'HELD' AND expires_at > ?`, until, now, o.ID, until)
+	o.ReservationExpiresAt = &until
 }
 
 // runSettles is the settle group's batch: one transaction for all; after the commit,

@@ -184,7 +184,8 @@ func (b *batch) claim(ctx context.Context, tx bun.Tx) error {
 }
 
 // price reads each keyed checkout's lines (a cart's under its lock) and their prices,
-// and inserts the orders it could price, with their items.
+// checks each customer's purchase limits (standings), and inserts the orders it could
+// price and that keep within them, with their items.
 func (b *batch) price(ctx context.Context, tx bun.Tx) error {
 	var err error
 	if b.wants, err = linesOf(ctx, tx, b.ins, b.keyed, b.errs); err != nil {
@@ -198,23 +199,46 @@ func (b *batch) price(ctx context.Context, tx bun.Tx) error {
 			}
 		}
 	}
-	prices, err := pricesOf(ctx, tx, skus)
+	prices, limits, err := pricesOf(ctx, tx, skus)
 	if err != nil {
 		return err
 	}
-	var tokens []string
+	var cand []int
+	items := make([][]checkout.OrderItem, len(b.ins))
+	totals := make([]int64, len(b.ins))
+	currencies := make([]string, len(b.ins))
 	for _, i := range b.keyed {
 		if b.errs[i] != nil {
 			continue
 		}
-		items, total, currency, err := checkout.PriceLines(b.wants[i].lines, prices, b.wants[i].field, b.ins[i].p.CartID != "")
+		items[i], totals[i], currencies[i], err = checkout.PriceLines(b.wants[i].lines, prices, b.wants[i].field, b.ins[i].p.CartID != "")
 		if err != nil {
 			b.errs[i] = err
 			continue
 		}
+		cand = append(cand, i)
+	}
+	// Purchase limits, under a lock on each customer, in arrival order: an order placed
+	// counts against the same customer's next one in this batch. (Should the holder then
+	// refuse that order for stock, the next one was judged as if it stood: a refusal
+	// that errs on the safe side, for a customer with two checkouts in one batch.)
+	held, err := standings(ctx, tx, b.ins, cand, b.wants, limits)
+	if err != nil {
+		return err
+	}
+	var tokens []string
+	for _, i := range cand {
+		p := b.ins[i].p
+		if st := held[p.CustomerID]; st != nil {
+			if err := checkout.CheckStanding(p.Bounds, *st, b.wants[i].lines, limits, b.wants[i].field, p.CartID != ""); err != nil {
+				b.errs[i] = err
+				continue
+			}
+			st.Take(b.wants[i].lines)
+		}
 		b.priced = append(b.priced, i)
-		b.orders = append(b.orders, newOrder(b.ins[i].p, items, total, currency))
-		tokens = append(tokens, b.ins[i].p.PaymentToken)
+		b.orders = append(b.orders, newOrder(p, items[i], totals[i], currencies[i]))
+		tokens = append(tokens, p.PaymentToken)
 	}
 	if len(b.orders) == 0 {
 		return nil
@@ -478,24 +502,29 @@ func linesOf(ctx context.Context, tx bun.IDB, ins []placeIn, keyed []int, errs [
 	return wants, nil
 }
 
-// pricesOf reads the current price of each SKU (unknown SKUs are missing).
-func pricesOf(ctx context.Context, tx bun.IDB, skus []string) (map[string]checkout.Price, error) {
-	prices := map[string]checkout.Price{}
+// pricesOf reads the current price of each SKU (unknown SKUs are missing) and the
+// limits of units per customer of those that have one.
+func pricesOf(ctx context.Context, tx bun.IDB, skus []string) (map[string]checkout.Price, map[string]int, error) {
+	prices, limits := map[string]checkout.Price{}, map[string]int{}
 	if len(skus) == 0 {
-		return prices, nil
+		return prices, limits, nil
 	}
 	var rows []struct {
 		SKU        string `bun:"sku"`
 		PriceCents int64  `bun:"price_cents"`
 		Currency   string `bun:"currency"`
+		MaxPer     *int   `bun:"max_per_customer"`
 	}
-	if err := tx.NewRaw("SELECT sku, price_cents, currency FROM products WHERE sku IN (?)", bun.List(skus)).Scan(ctx, &rows); err != nil {
-		return nil, fmt.Errorf("prices: %w", err)
+	if err := tx.NewRaw("SELECT sku, price_cents, currency, max_per_customer FROM products WHERE sku IN (?)", bun.List(skus)).Scan(ctx, &rows); err != nil {
+		return nil, nil, fmt.Errorf("prices: %w", err)
 	}
 	for _, r := range rows {
 		prices[r.SKU] = checkout.Price{Cents: r.PriceCents, Currency: r.Currency}
+		if r.MaxPer != nil {
+			limits[r.SKU] = *r.MaxPer
+		}
 	}
-	return prices, nil
+	return prices, limits, nil
 }
 
 // insertOrders writes orders and their items in one round trip, whatever their number;

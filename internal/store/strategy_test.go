@@ -317,6 +317,14 @@ func TestStrategies(t *testing.T) {
 					t.Fatalf("another customer's key: %v", err)
 				}
 			})
+			t.Run("PurchaseLimit_ConcurrentCheckoutsOfOneCustomer_NeverAboveTheLimit", func(t *testing.T) {
+				t.Parallel()
+				testPurchaseLimit(t, strategy)
+			})
+			t.Run("UnpaidCap_ConcurrentCheckoutsOfOneCustomer_NeverAboveTheCap", func(t *testing.T) {
+				t.Parallel()
+				testUnpaidCap(t, strategy)
+			})
 			t.Run("TwoInstancesOneDatabase_NoOversell", func(t *testing.T) {
 				t.Parallel()
 				e := newStrategyEnv(t, strategy, 2)

@@ -137,6 +137,19 @@ type Checkout struct {
 	// KeyRetention is how long idempotency keys and the consumers' inbox rows are kept
 	// (at least 24h: the contract keeps keys 24 hours).
 	KeyRetention time.Duration `env:"IDEMPOTENCY_RETENTION" envDefault:"168h"`
+	// MaxUnpaidOrders caps a customer's orders awaiting payment; past it a checkout
+	// answers TOO_MANY_UNPAID_ORDERS (0: no cap).
+	MaxUnpaidOrders int `env:"CHECKOUT_MAX_UNPAID_ORDERS" envDefault:"3"`
+	// MaxFailedPayments caps a customer's failed payments within
+	// CHECKOUT_FAILED_PAYMENT_WINDOW; past it a checkout answers TOO_MANY_FAILED_PAYMENTS
+	// until the window passes (0: no cap).
+	MaxFailedPayments int `env:"CHECKOUT_MAX_FAILED_PAYMENTS" envDefault:"5"`
+	// FailedPaymentWindow is how long a failed payment counts against its customer.
+	FailedPaymentWindow time.Duration `env:"CHECKOUT_FAILED_PAYMENT_WINDOW" envDefault:"1h"`
+	// ActionHoldTTL is how long an order whose payment awaits the customer (3-D Secure)
+	// keeps its stock, from the provider's answer (at most RESERVATION_TTL from the
+	// checkout); a payment completed later is refunded.
+	ActionHoldTTL time.Duration `env:"ACTION_HOLD_TTL" envDefault:"5m"`
 }
 
 // Payment is the payment provider.
@@ -473,6 +486,10 @@ func (c Config) valueProblems() error {
 		return fmt.Errorf("config: BATCH_MAX_SIZE, BATCH_WORKERS and CHECKOUT_QUEUE must be at least 1, BATCH_MAX_WAIT positive")
 	case c.Checkout.Timeout <= 0:
 		return fmt.Errorf("config: CHECKOUT_TIMEOUT must be positive")
+	case c.Checkout.ActionHoldTTL <= 0 || c.Checkout.ActionHoldTTL > c.Checkout.ReservationTTL:
+		return fmt.Errorf("config: ACTION_HOLD_TTL must be positive and at most RESERVATION_TTL")
+	case c.Checkout.FailedPaymentWindow <= 0:
+		return fmt.Errorf("config: CHECKOUT_FAILED_PAYMENT_WINDOW must be positive")
 	case !slices.Contains([]string{"off", "allow", "require"}, c.GraphQL.PersistedQueries):
 		return fmt.Errorf("config: PERSISTED_QUERIES must be off, allow or require")
 	case c.GraphQL.PersistedQueries == "require" && c.GraphQL.Manifest == "":
@@ -515,7 +532,8 @@ func (c Config) valueProblems() error {
 	}
 	for name, v := range map[string]int64{"WEBHOOK_MAX_ATTEMPTS": int64(c.Webhooks.MaxAttempts),
 		"SOCKETS_PER_CLIENT": int64(c.Sockets.PerClient), "SUBSCRIPTIONS_PER_CLIENT": int64(c.Sockets.SubscriptionsPerClient),
-		"CLIENT_BURST": int64(c.Overload.ClientBurst), "CHECKOUT_BURST": int64(c.Overload.CheckoutBurst)} {
+		"CLIENT_BURST": int64(c.Overload.ClientBurst), "CHECKOUT_BURST": int64(c.Overload.CheckoutBurst),
+		"CHECKOUT_MAX_UNPAID_ORDERS": int64(c.Checkout.MaxUnpaidOrders), "CHECKOUT_MAX_FAILED_PAYMENTS": int64(c.Checkout.MaxFailedPayments)} {
 		if v < 0 {
 			return fmt.Errorf("config: %s must not be negative", name)
 		}

@@ -1,0 +1,120 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/checkout-backend/checkout/internal/checkout"
+)
+
+// customerLockClass is the first key of the transaction-scoped advisory locks a checkout
+// takes on its customers (the second is a hash of the customer id): a class of its own,
+// so no other advisory lock of the database shares them. Two customers whose ids hash
+// alike only wait for each other.
+const customerLockClass = 0x43555354 // "CUST"
+
+// customerLockKey is a customer's advisory lock key within customerLockClass.
+func customerLockKey(customerID string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(customerID))
+	return int32(h.Sum32())
+}
+
+// standings takes, in the checkout transaction, a lock on each customer of the checkouts
+// cand whose order must be checked against a purchase limit (a service-wide bound in
+// PlaceOrder.Bounds, or a line of a SKU in limits), then reads what those customers
+// hold: their unpaid orders, their failed payments since their window began and the
+// units of limited SKUs in their open and paid orders. The lock makes concurrent
+// checkouts of one customer, on any instance and with any strategy, decide one after
+// the other: each reads (in a statement after the lock, so with a snapshot that sees
+// every checkout of that customer committed before) what the ones before it placed.
+// Everything else that changes these counts (payments, cancellations, expiries) only
+// lowers them. Locks are taken in key order, after the keys and carts and before the
+// inventory rows, as every checkout takes them, so no two checkouts deadlock.
+// Customers that need no check are absent from the answer.
+func standings(ctx context.Context, tx bun.IDB, ins []placeIn, cand []int, wants []want, limits map[string]int) (map[string]*checkout.Standing, error) {
+	since := map[string]time.Time{} // customers with a service-wide bound: the window's start
+	limited := map[string]bool{}    // customers with a line of a limited SKU
+	var skus []string
+	for _, i := range cand {
+		p := ins[i].p
+		if p.Bounds.Any() {
+			if s, ok := since[p.CustomerID]; !ok || p.Bounds.FailedSince.Before(s) {
+				since[p.CustomerID] = p.Bounds.FailedSince
+			}
+		}
+		for _, l := range wants[i].lines {
+			if limits[l.SKU] > 0 {
+				limited[p.CustomerID] = true
+				if !slices.Contains(skus, l.SKU) {
+					skus = append(skus, l.SKU)
+				}
+			}
+		}
+	}
+	out := map[string]*checkout.Standing{}
+	var keys []int32
+	for c := range since {
+		out[c] = &checkout.Standing{Held: map[string]int{}}
+	}
+	for c := range limited {
+		out[c] = &checkout.Standing{Held: map[string]int{}}
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	for c := range out {
+		keys = append(keys, customerLockKey(c))
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?, k) FROM unnest(?::int[]) AS u(k)", customerLockClass, pgArray(keys)); err != nil {
+		return nil, fmt.Errorf("lock customers: %w", err)
+	}
+	if len(since) > 0 {
+		custs, starts := make([]string, 0, len(since)), make([]time.Time, 0, len(since))
+		for c, s := range since {
+			custs, starts = append(custs, c), append(starts, s.UTC())
+		}
+		var rows []struct {
+			CustomerID string `bun:"customer_id"`
+			Unpaid     int    `bun:"unpaid"`
+			Failed     int    `bun:"failed"`
+		}
+		if err := tx.NewRaw(`SELECT c.id AS customer_id,
+				(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PENDING_PAYMENT')::int AS unpaid,
+				(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PAYMENT_FAILED' AND o.updated_at >= c.since)::int AS failed
+			FROM unnest(?::text[], ?::timestamptz[]) AS c(id, since)`, pgArray(custs), pgArray(starts)).Scan(ctx, &rows); err != nil {
+			return nil, fmt.Errorf("customers' orders: %w", err)
+		}
+		for _, r := range rows {
+			out[r.CustomerID].Unpaid, out[r.CustomerID].FailedPayments = r.Unpaid, r.Failed
+		}
+	}
+	if len(limited) > 0 {
+		custs := make([]string, 0, len(limited))
+		for c := range limited {
+			custs = append(custs, c)
+		}
+		var rows []struct {
+			CustomerID string `bun:"customer_id"`
+			SKU        string `bun:"sku"`
+			Held       int    `bun:"held"`
+		}
+		if err := tx.NewRaw(`SELECT o.customer_id, i.sku, sum(i.quantity)::int AS held
+			FROM orders o JOIN order_items i ON i.order_id = o.id
+			WHERE o.customer_id = ANY(?::text[]) AND o.status IN ('PENDING_PAYMENT', 'PAID', 'SHIPPED') AND i.sku = ANY(?::text[])
+			GROUP BY o.customer_id, i.sku`, pgArray(custs), pgArray(skus)).Scan(ctx, &rows); err != nil {
+			return nil, fmt.Errorf("customers' units: %w", err)
+		}
+		for _, r := range rows {
+			out[r.CustomerID].Held[r.SKU] = r.Held
+		}
+	}
+	return out, nil
+}
