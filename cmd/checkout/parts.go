@@ -94,11 +94,9 @@ func newEdge(s *service) (_ *edge, err error) {
 // ready makes the listeners once every phase registered its routes.
 func (e *edge) ready(p parts) {
 	cfg := e.s.cfg
-	// Edge: /metrics on METRICS_ADDR when set, else on HTTP_ADDR (the contract).
+	// Edge: /metrics on METRICS_ADDR when set, else on HTTP_ADDR (the contract; production
+	// refuses to start without METRICS_ADDR).
 	metricsSrv := httpx.Metrics(e.mux, cfg.HTTP.MetricsAddr, e.metrics.Handler())
-	if metricsSrv == nil && cfg.Production() {
-		e.s.logger.Warn("GET /metrics is served on HTTP_ADDR: set METRICS_ADDR to keep it off the public listener")
-	}
 	h := telemetry.Handler(httpx.RequestID(httpx.Log(e.s.logger, gqlhttp.InternalError, e.partners.Middleware(e.mux))))
 	e.servers = []*http.Server{httpx.NewServer(cfg.HTTP.Addr, h, cfg.HTTP.WriteTimeout)}
 	if metricsSrv != nil {
