@@ -374,7 +374,7 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	}
 	sockets := gqlhttp.SocketOptionsFromConfig(cfg)
 	sockets.ClientKey, sockets.Allow = clientKey, shed.AllowKey
-	e.mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: s.logger, Verifier: auth.NewVerifier(cfg.Auth.JWTSecret),
+	e.mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: s.logger, Verifier: auth.NewVerifierWith(cfg.Auth.JWTSecret, authOptions(cfg)),
 		Introspection: cfg.Introspection(), HTTP: gqlOpt, Metrics: m, Overload: shed.Middleware, Sockets: sockets}))
 	if !cfg.Production() {
 		e.mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
@@ -501,4 +501,9 @@ func listen(srv *http.Server) error {
 // redisTLSFiles are the REDIS_TLS_* files.
 func redisTLSFiles(cfg config.Config) tlsx.Files {
 	return tlsx.Files{CA: cfg.Redis.CAFile, Cert: cfg.Redis.CertFile, Key: cfg.Redis.KeyFile}
+}
+
+// authOptions are the token checks JWT_ISSUER, JWT_AUDIENCE and JWT_MAX_LIFETIME ask for.
+func authOptions(cfg config.Config) auth.Options {
+	return auth.Options{Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, MaxLifetime: cfg.Auth.MaxLifetime}
 }

@@ -19,7 +19,8 @@ import (
 //	cn:acme                             the subject common name, matched exactly
 //
 // A certificate that matches an entry authenticates the partner "partner:<entry>": the
-// partner role and nothing else. A certificate never makes an admin, and a certificate
+// partner role and nothing else. No token's subject starts with "partner:"
+// (Verifier refuses it), so that identity is the certificate's alone. A certificate never makes an admin, and a certificate
 // the list does not name (a customer's, a proxy's) authenticates nobody: its holder
 // still needs a JWT.
 type PartnerCerts struct {
@@ -74,7 +75,7 @@ func (p *PartnerCerts) Actor(verified [][]*x509.Certificate) (a checkout.Actor, 
 	if entry == "" {
 		return checkout.Actor{}, time.Time{}, false
 	}
-	return checkout.Actor{CustomerID: "partner:" + entry, Partner: true}, leaf.NotAfter, true
+	return checkout.Actor{CustomerID: PartnerPrefix + entry, Partner: true}, leaf.NotAfter, true
 }
 
 type certKey struct{}

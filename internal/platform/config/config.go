@@ -494,6 +494,7 @@ func (c Config) valueProblems() error {
 		"ANALYTICS_BATCH": int64(c.Analytics.Batch), "ANALYTICS_FLUSH_INTERVAL": int64(c.Analytics.FlushInterval),
 		"WEBHOOK_BACKOFF_BASE": int64(c.Webhooks.BackoffBase), "WEBHOOK_MAX_AGE": int64(c.Webhooks.MaxAge),
 		"WEBHOOK_DISABLE_AFTER": int64(c.Webhooks.DisableAfter), "RESERVATION_TTL": int64(c.Checkout.ReservationTTL),
+		"JWT_MAX_LIFETIME": int64(c.Auth.MaxLifetime),
 	} {
 		if v <= 0 {
 			return fmt.Errorf("config: %s must be positive", name)

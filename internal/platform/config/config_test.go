@@ -3,6 +3,7 @@ package config_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/checkout-backend/checkout/internal/platform/config"
 )
@@ -276,5 +277,34 @@ func TestL5_Production_RefusesTheRestOfThePlainTextAndDefaults(t *testing.T) {
 	c.Analytics.Sink, c.Analytics.ElasticsearchURLs = "elasticsearch", []string{"https://es1:9200", "https://es2:9200"}
 	if err := c.Validate(); err != nil {
 		t.Fatalf("TLS everywhere: %v", err)
+	}
+}
+
+// TestL4_Production_RequiresIssuerAndAudience: production refuses to accept tokens
+// without JWT_ISSUER and JWT_AUDIENCE; JWT_MAX_LIFETIME is a positive bound, 24h by
+// default.
+func TestL4_Production_RequiresIssuerAndAudience(t *testing.T) {
+	t.Parallel()
+	for name, change := range map[string]func(*config.Config){
+		"no JWT_ISSUER":   func(c *config.Config) { c.Auth.Issuer = "" },
+		"no JWT_AUDIENCE": func(c *config.Config) { c.Auth.Audience = "" },
+	} {
+		c := safeProduction("production")
+		change(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "JWT_ISSUER and JWT_AUDIENCE") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v", name, err)
+		}
+		c.Env = "development"
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s in development: %v", name, err)
+		}
+	}
+	if d := config.Defaults().Auth.MaxLifetime; d != 24*time.Hour {
+		t.Errorf("JWT_MAX_LIFETIME defaults to %v", d)
+	}
+	c := config.Defaults()
+	c.Auth.MaxLifetime = 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "JWT_MAX_LIFETIME") {
+		t.Errorf("JWT_MAX_LIFETIME=0: %v", err)
 	}
 }
