@@ -481,11 +481,14 @@ func tlsSettings(cfg *config.Config, logger *slog.Logger) (*tls.Config, *auth.Pa
 	if t.CertFile == "" {
 		return nil, partners, nil
 	}
-	c, err := tlsx.Server(tlsx.ServerOptions{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile,
+	c, cas, err := tlsx.ServerWithClientCAs(tlsx.ServerOptions{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile,
 		ClientAuth: tlsx.ClientAuth(t.ClientAuth), Logger: logger})
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
+	// A partner's certificate is checked again on connections that outlive the
+	// handshake: its expiry and the current client CA.
+	partners.WithRecheck(auth.Recheck{ClientCAs: cas})
 	logger.Info("tls: partners authenticated by certificate", "identities", partners.Len())
 	return c, partners, nil
 }
