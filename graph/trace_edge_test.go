@@ -67,6 +67,7 @@ func TestL9_ClientTraceHeaders_NotCopiedIntoEvents(t *testing.T) {
 				t.Fatalf("outbox rows: %v %v", headers, err)
 			}
 			for _, h := range headers {
+				t.Logf("outbox row headers: %d bytes", len(h))
 				var m map[string]string
 				if err := json.Unmarshal([]byte(h), &m); err != nil {
 					t.Fatalf("headers %s: %v", h, err)
