@@ -666,3 +666,27 @@ func TestSocket_OutlivesTheServersWriteTimeout(t *testing.T) {
 		t.Fatalf("update after the write timeout: %+v", r)
 	}
 }
+
+// TestL4_Socket_FiftyYearToken_Refused: a token whose lifetime exceeds JWT_MAX_LIFETIME
+// opens no socket (4403) and reads nothing over HTTP (UNAUTHENTICATED); the reviewer's
+// 50-year token was a session whose socket the expiry timer never closed.
+func TestL4_Socket_FiftyYearToken_Refused(t *testing.T) {
+	t.Parallel()
+	rig := newSocketRig(t, testutil.APIOptions{})
+	tok, err := auth.Sign(testutil.Secret, socketCustomer, nil, 50*365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if c, code, err := testutil.DialWS(ctx, rig.url, tok); err == nil {
+		c.Close()
+		t.Fatal("a 50-year token opened a socket")
+	} else if code != gqlhttp.CloseForbidden {
+		t.Fatalf("close %d (%v), want %d", code, err, gqlhttp.CloseForbidden)
+	}
+	r := rig.api.Do(t, tok, `query($id: ID!) { order(id: $id) { id } }`, map[string]any{"id": rig.orderID})
+	if len(r.Errors) == 0 || r.Errors[0].Extensions["code"] != gqlhttp.CodeUnauthenticated {
+		t.Fatalf("over HTTP: %+v", r)
+	}
+}

@@ -67,7 +67,10 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 		if a, until, cert := auth.CertificateActor(ctx); !ok && p.Authorization() == "" && cert {
 			// A partner authenticated by its TLS client certificate needs no token: the
 			// socket is that partner's until the certificate expires.
-			return auth.WithActor(ctx, a), gqlhttp.SocketIdentity{Key: "sub:" + a.CustomerID, ValidUntil: until}, nil
+			// It is checked again against the client CA while the socket lives.
+			revoked, stop := auth.WatchCertificate(ctx)
+			context.AfterFunc(ctx, stop)
+			return auth.WithActor(ctx, a), gqlhttp.SocketIdentity{Key: "sub:" + a.CustomerID, ValidUntil: until, Revoked: revoked}, nil
 		}
 		if !ok {
 			ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, gqlhttp.CloseUnauthorized), "Unauthorized")

@@ -45,9 +45,10 @@ func runWorkload(ctx context.Context, env runEnv) (*Report, error) {
 		return w.run(ctx, &env)
 	}
 
-	ttl := 24 * time.Hour
+	// A run's tokens outlive it, within the service's bound on a token's lifetime.
+	ttl := auth.DefaultMaxLifetime
 	if env.opts.duration > 0 {
-		ttl = env.opts.duration + time.Hour
+		ttl = min(env.opts.duration+time.Hour, auth.DefaultMaxLifetime)
 	}
 	headers := make([]http.Header, env.opts.customers)
 	for i := range headers {

@@ -127,7 +127,11 @@ func runToken(args []string) error {
 			rs = append(rs, r)
 		}
 	}
-	tok, err := auth.Sign(cfg.Auth.JWTSecret, *sub, rs, *ttl)
+	if *ttl <= 0 || *ttl > cfg.Auth.MaxLifetime {
+		return fmt.Errorf("token: --ttl must be positive and at most JWT_MAX_LIFETIME (%v): the service refuses a longer-lived token", cfg.Auth.MaxLifetime)
+	}
+	// The token carries what the service checks: iat always, iss and aud when set.
+	tok, err := auth.SignFor(cfg.Auth.JWTSecret, authOptions(cfg), *sub, rs, *ttl)
 	if err != nil {
 		return err
 	}

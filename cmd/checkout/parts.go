@@ -94,11 +94,9 @@ func newEdge(s *service) (_ *edge, err error) {
 // ready makes the listeners once every phase registered its routes.
 func (e *edge) ready(p parts) {
 	cfg := e.s.cfg
-	// Edge: /metrics on METRICS_ADDR when set, else on HTTP_ADDR (the contract).
+	// Edge: /metrics on METRICS_ADDR when set, else on HTTP_ADDR (the contract; production
+	// refuses to start without METRICS_ADDR).
 	metricsSrv := httpx.Metrics(e.mux, cfg.HTTP.MetricsAddr, e.metrics.Handler())
-	if metricsSrv == nil && cfg.Production() {
-		e.s.logger.Warn("GET /metrics is served on HTTP_ADDR: set METRICS_ADDR to keep it off the public listener")
-	}
 	h := telemetry.Handler(httpx.RequestID(httpx.Log(e.s.logger, gqlhttp.InternalError, e.partners.Middleware(e.mux))))
 	e.servers = []*http.Server{httpx.NewServer(cfg.HTTP.Addr, h, cfg.HTTP.WriteTimeout)}
 	if metricsSrv != nil {
@@ -379,7 +377,7 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	}
 	sockets := gqlhttp.SocketOptionsFromConfig(cfg)
 	sockets.ClientKey, sockets.Allow = clientKey, shed.AllowKey
-	e.mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: s.logger, Verifier: auth.NewVerifier(cfg.Auth.JWTSecret),
+	e.mux.Handle("/graphql", graph.Handler(res, graph.HandlerOptions{Logger: s.logger, Verifier: auth.NewVerifierWith(cfg.Auth.JWTSecret, authOptions(cfg)),
 		Introspection: cfg.Introspection(), HTTP: gqlOpt, Metrics: m, Overload: shed.Middleware, Sockets: sockets}))
 	if !cfg.Production() {
 		e.mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
@@ -491,11 +489,14 @@ func tlsSettings(cfg *config.Config, logger *slog.Logger) (*tls.Config, *auth.Pa
 	if t.CertFile == "" {
 		return nil, partners, nil
 	}
-	c, err := tlsx.Server(tlsx.ServerOptions{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile,
+	c, cas, err := tlsx.ServerWithClientCAs(tlsx.ServerOptions{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile,
 		ClientAuth: tlsx.ClientAuth(t.ClientAuth), Logger: logger})
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
+	// A partner's certificate is checked again on connections that outlive the
+	// handshake: its expiry and the current client CA.
+	partners.WithRecheck(auth.Recheck{ClientCAs: cas})
 	logger.Info("tls: partners authenticated by certificate", "identities", partners.Len())
 	return c, partners, nil
 }
@@ -511,4 +512,9 @@ func listen(srv *http.Server) error {
 // redisTLSFiles are the REDIS_TLS_* files.
 func redisTLSFiles(cfg config.Config) tlsx.Files {
 	return tlsx.Files{CA: cfg.Redis.CAFile, Cert: cfg.Redis.CertFile, Key: cfg.Redis.KeyFile}
+}
+
+// authOptions are the token checks JWT_ISSUER, JWT_AUDIENCE and JWT_MAX_LIFETIME ask for.
+func authOptions(cfg config.Config) auth.Options {
+	return auth.Options{Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, MaxLifetime: cfg.Auth.MaxLifetime}
 }

@@ -72,6 +72,10 @@ type SocketOptions struct {
 type SocketIdentity struct {
 	Key        string
 	ValidUntil time.Time
+	// Revoked, when not nil, is closed once the identity stops being valid before
+	// ValidUntil (a client certificate the reloaded client CA no longer vouches for): the
+	// socket closes then too (4403).
+	Revoked <-chan struct{}
 }
 
 // SocketAuthFunc authenticates a connection_init payload. An error refuses the socket,
@@ -205,17 +209,29 @@ func (s *Sockets) Transport(auth SocketAuthFunc) transport.Websocket {
 				sock.key = id.Key
 			}
 			sock.id = id
-			if id.ValidUntil.IsZero() {
+			if id.ValidUntil.IsZero() && id.Revoked == nil {
 				return ctx, nil, nil
 			}
 			ctx, cancel := context.WithCancel(ctx)
-			expire := time.AfterFunc(id.ValidUntil.Sub(s.now()), func() {
+			end := func(reason string) {
 				if sock.conn != nil {
-					sock.conn.WriteClose(CloseForbidden, "Forbidden: the token has expired")
+					sock.conn.WriteClose(CloseForbidden, reason)
 				}
 				cancel()
-			})
-			context.AfterFunc(ctx, func() { expire.Stop() })
+			}
+			if !id.ValidUntil.IsZero() {
+				expire := time.AfterFunc(id.ValidUntil.Sub(s.now()), func() { end("Forbidden: the token has expired") })
+				context.AfterFunc(ctx, func() { expire.Stop() })
+			}
+			if id.Revoked != nil {
+				go func() {
+					select {
+					case <-id.Revoked:
+						end("Forbidden: the credentials are no longer valid")
+					case <-ctx.Done():
+					}
+				}()
+			}
 			return ctx, nil, nil
 		},
 	}
@@ -246,7 +262,7 @@ func (g socketGuard) InterceptOperation(ctx context.Context, next graphql.Operat
 		return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{e}})
 	}
 	o := g.s.opt
-	if !sock.id.ValidUntil.IsZero() && !g.s.now().Before(sock.id.ValidUntil) {
+	if !sock.id.ValidUntil.IsZero() && !g.s.now().Before(sock.id.ValidUntil) || revoked(sock.id.Revoked) {
 		return refuse(newError(CodeUnauthenticated, "the token of this connection has expired: connect again with a new one"))
 	}
 	if op := graphql.GetOperationContext(ctx).Operation; op == nil || op.Operation != ast.Subscription {
@@ -339,4 +355,14 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 		return d.SetReadDeadline(t)
 	}
 	return nil
+}
+
+// revoked reports whether c is closed (a nil channel never is).
+func revoked(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }

@@ -67,7 +67,7 @@ func tracedServer(outbox map[string]string) http.Handler {
 	return srv
 }
 
-func TestHTTPAndGraphQL_RequestResolverAndOutboxShareTheCallersTrace(t *testing.T) {
+func TestHTTPAndGraphQL_RequestResolverAndOutboxShareOneTrace_LinkedToThePublicCallers(t *testing.T) {
 	exp := telemetrytest.Record(t)
 	outbox := map[string]string{}
 	srv := httptest.NewServer(telemetry.Handler(tracedServer(outbox)))
@@ -88,15 +88,20 @@ func TestHTTPAndGraphQL_RequestResolverAndOutboxShareTheCallersTrace(t *testing.
 	}
 	spans := exp.GetSpans()
 	httpSpan, op, field := spanNamed(t, spans, "POST /graphql"), spanNamed(t, spans, "graphql mutation Place"), spanNamed(t, spans, "Mutation.checkout")
+	// A public caller starts a new trace, linked to its span (telemetry.Handler).
+	trace := httpSpan.SpanContext.TraceID().String()
+	if trace == callerTrace || len(httpSpan.Links) != 1 || httpSpan.Links[0].SpanContext.TraceID().String() != callerTrace {
+		t.Errorf("the request's span is in trace %s with links %v; want a new trace linked to the caller's %s", trace, httpSpan.Links, callerTrace)
+	}
 	for _, s := range []tracetest.SpanStub{httpSpan, op, field} {
-		if s.SpanContext.TraceID().String() != callerTrace {
-			t.Errorf("span %q in trace %s; want the caller's %s", s.Name, s.SpanContext.TraceID(), callerTrace)
+		if s.SpanContext.TraceID().String() != trace {
+			t.Errorf("span %q in trace %s; want the request's %s", s.Name, s.SpanContext.TraceID(), trace)
 		}
 	}
 	if op.Parent.SpanID() != httpSpan.SpanContext.SpanID() || field.Parent.SpanID() != op.SpanContext.SpanID() {
 		t.Error("spans are not chained http -> operation -> resolver")
 	}
-	if want := "00-" + callerTrace + "-" + field.SpanContext.SpanID().String() + "-01"; outbox["traceparent"] != want {
+	if want := "00-" + trace + "-" + field.SpanContext.SpanID().String() + "-01"; outbox["traceparent"] != want {
 		t.Errorf("outbox traceparent %q; want %q (the resolver's span)", outbox["traceparent"], want)
 	}
 

@@ -56,3 +56,42 @@ func TestRedact_KeepsUUIDs(t *testing.T) {
 		t.Fatalf("a dash before 12 digits is not a UUID: %q", got)
 	}
 }
+
+// TestL11_CardNumberSplitByLongSeparatorsOrLetters: a card number split by three or more
+// separator characters, or by letters, is still a card number to the token check, and
+// real provider tokens are not.
+func TestL11_CardNumberSplitByLongSeparatorsOrLetters(t *testing.T) {
+	cards := []string{
+		"4242___4242___4242___4242",       // the reviewer's
+		"4242____4242____4242____4242",    // four
+		"4242abc4242def4242ghi4242",       // letters
+		"4242x4242y4242z4242",             // one letter each
+		"tok_4242_x_4242_y__4242___4242",  // mixed
+		"4242 - 4242 - 4242 - 4242",       // spaced dashes
+		"4_2_4_2_4_2_4_2_4_2_4_2_4_2_4_2", // a separator between every digit
+		"pm_card_4000a0566b5566c5556",     // another card number behind a prefix
+		"378282246310005",                 // Amex, 15 digits, plain
+		"3782_8224_6310_005",
+		"3782zz822463zz10005",
+	}
+	for _, s := range cards {
+		if !InToken(s) {
+			t.Errorf("InToken(%q) = false, want true", s)
+		}
+	}
+	for _, s := range []string{"4242___4242___4242___4242", "4242 - 4242 - 4242 - 4242", "4_2_4_2_4_2_4_2_4_2_4_2_4_2_4_2"} {
+		if !Contains(s) {
+			t.Errorf("Contains(%q) = false, want true (punctuation only)", s)
+		}
+	}
+	tokens := []string{
+		"tok_visa", "pm_card_visa", "tok_visa_4242", "tok_chargeDeclined", "pm_card_threeDSecure2Required",
+		"pm_1NqZ8sLkdIwHu7ixVcS2oX3a", "pm_1OtherKindOfID", "tok_1MqFz2LkdIwHu7ixQyZ9Xb4c",
+		"pm_1P3w5v2eZvKYlo2C9m8Yx7Qa", "src_1N3T4b2eZvKYlo2CJ7x1Ugq5", "tok_1234abcd5678efgh", "card_1NxP0q2eZvKYlo2C0Q9VnU7d",
+	}
+	for _, s := range tokens {
+		if InToken(s) {
+			t.Errorf("InToken(%q) = true, want false (a provider token)", s)
+		}
+	}
+}

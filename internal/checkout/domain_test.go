@@ -292,3 +292,21 @@ func TestService_Authorization(t *testing.T) {
 }
 
 type nilCarts struct{ CartStore }
+
+// TestL11_PaymentToken_CardSplitByUnderscoresOrLetters_Refused: a card number split by
+// three or more underscores or by letters is refused as a card number, and real-looking
+// provider tokens still pass.
+func TestL11_PaymentToken_CardSplitByUnderscoresOrLetters_Refused(t *testing.T) {
+	t.Parallel()
+	for _, tok := range []string{"4242___4242___4242___4242", "4242abc4242def4242ghi4242", "tok_4242x4242y4242z4242", "pm_4242_a__4242_b_4242c4242"} {
+		err := ValidatePaymentToken(tok)
+		if ErrorCode(err) != InvalidPaymentToken || !strings.Contains(err.Error(), "never a card number") {
+			t.Errorf("%q: %v, want %s as a card number", tok, err, InvalidPaymentToken)
+		}
+	}
+	for _, tok := range []string{"tok_visa", "pm_card_visa", "pm_1NqZ8sLkdIwHu7ixVcS2oX3a", "tok_1MqFz2LkdIwHu7ixQyZ9Xb4c", "pm_card_threeDSecure2Required"} {
+		if err := ValidatePaymentToken(tok); err != nil {
+			t.Errorf("%s: %v", tok, err)
+		}
+	}
+}

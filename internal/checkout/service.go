@@ -157,7 +157,7 @@ var tokenRe = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 func ValidatePaymentToken(t string) error {
 	f := []string{"input", "paymentToken"}
 	switch {
-	case cardnum.Contains(t):
+	case cardnum.InToken(t):
 		return Errorf(InvalidPaymentToken, f, "paymentToken must be a payment provider's token, never a card number")
 	case t == "" || len(t) > MaxPaymentToken || !tokenRe.MatchString(t):
 		return Errorf(InvalidPaymentToken, f, "paymentToken must be a payment provider's token such as tok_... or pm_...")

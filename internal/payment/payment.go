@@ -240,7 +240,7 @@ func (r ChargeRequest) Validate() error {
 		return invalid("charge", "currency must be a 3-letter ISO 4217 code")
 	case r.Token == "":
 		return invalid("charge", "token is required")
-	case cardnum.Is(r.Token):
+	case cardnum.InToken(r.Token):
 		return invalid("charge", "token looks like a card number; send a provider token")
 	case r.IdempotencyKey == "":
 		return invalid("charge", "idempotency key is required")

@@ -1,5 +1,6 @@
 // Package auth verifies and issues the HS256 JWTs of the contract (claims sub, roles,
-// exp) and carries the caller through the request context.
+// exp; iat too, and iss and aud when configured) and carries the caller through the
+// request context.
 package auth
 
 import (
@@ -22,10 +23,49 @@ type Claims struct {
 }
 
 // Verifier checks tokens signed with one secret.
-type Verifier struct{ secret []byte }
+type Verifier struct {
+	secret []byte
+	opt    Options
+	parser *jwt.Parser
+}
 
-// NewVerifier returns a Verifier for secret.
-func NewVerifier(secret string) *Verifier { return &Verifier{secret: []byte(secret)} }
+// Options are the checks a Verifier makes beyond the contract's (HS256, sub, exp).
+type Options struct {
+	// Issuer, when set, must be the token's iss (JWT_ISSUER).
+	Issuer string
+	// Audience, when set, must be the token's aud or among it (JWT_AUDIENCE).
+	Audience string
+	// MaxLifetime bounds exp minus iat (JWT_MAX_LIFETIME; zero: DefaultMaxLifetime).
+	MaxLifetime time.Duration
+}
+
+// DefaultMaxLifetime is JWT_MAX_LIFETIME's default.
+const DefaultMaxLifetime = 24 * time.Hour
+
+// PartnerPrefix starts the customer id of every partner a client certificate
+// authenticates (PartnerCerts). Token subjects never start with it, in any case, so that
+// no token holder shares a certificate partner's identity: its orders, sockets and rate.
+const PartnerPrefix = "partner:"
+
+// NewVerifier returns a Verifier for secret with the default options: no iss or aud
+// required, a lifetime of at most DefaultMaxLifetime.
+func NewVerifier(secret string) *Verifier { return NewVerifierWith(secret, Options{}) }
+
+// NewVerifierWith returns a Verifier for secret with opt.
+func NewVerifierWith(secret string, opt Options) *Verifier {
+	if opt.MaxLifetime <= 0 {
+		opt.MaxLifetime = DefaultMaxLifetime
+	}
+	popt := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), jwt.WithLeeway(Leeway)}
+	if opt.Issuer != "" {
+		popt = append(popt, jwt.WithIssuer(opt.Issuer))
+	}
+	if opt.Audience != "" {
+		popt = append(popt, jwt.WithAudience(opt.Audience))
+	}
+	return &Verifier{secret: []byte(secret), opt: opt, parser: jwt.NewParser(popt...)}
+}
 
 // ErrInvalidToken means a token was given but cannot be trusted.
 var ErrInvalidToken = errors.New("invalid or expired token")
@@ -40,23 +80,35 @@ func (v *Verifier) Verify(token string) (checkout.Actor, error) {
 }
 
 // VerifyUntil is Verify that also returns when the token stops being accepted (its exp
-// plus Leeway): a connection authenticated once, such as a WebSocket, ends then.
+// plus Leeway): a connection authenticated once, such as a WebSocket, ends then. The
+// token must carry iat, and exp - iat must be within MaxLifetime, so that moment is never
+// further than MaxLifetime away: no token is a session for years.
 func (v *Verifier) VerifyUntil(token string) (checkout.Actor, time.Time, error) {
 	var c Claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.secret, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(Leeway))
-	if err != nil || c.Subject == "" {
+	_, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.secret, nil })
+	switch {
+	case err != nil, c.Subject == "", c.IssuedAt == nil,
+		c.ExpiresAt.Sub(c.IssuedAt.Time) > v.opt.MaxLifetime,
+		strings.HasPrefix(strings.ToLower(strings.TrimSpace(c.Subject)), PartnerPrefix):
 		return checkout.Actor{}, time.Time{}, ErrInvalidToken
 	}
 	a := checkout.Actor{CustomerID: c.Subject, Admin: slices.Contains(c.Roles, "admin"), Partner: slices.Contains(c.Roles, "partner")}
 	return a, c.ExpiresAt.Add(Leeway), nil
 }
 
-// Sign issues a token (for development and tests).
+// Sign issues a token (for development and tests): sub, roles, iat and exp.
 func Sign(secret, sub string, roles []string, ttl time.Duration) (string, error) {
+	return SignFor(secret, Options{}, sub, roles, ttl)
+}
+
+// SignFor is Sign for a verifier with opt: the token also carries its iss and aud.
+func SignFor(secret string, opt Options, sub string, roles []string, ttl time.Duration) (string, error) {
 	now := time.Now()
-	c := Claims{Roles: roles, RegisteredClaims: jwt.RegisteredClaims{
+	c := Claims{Roles: roles, RegisteredClaims: jwt.RegisteredClaims{Issuer: opt.Issuer,
 		Subject: sub, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl))}}
+	if opt.Audience != "" {
+		c.Audience = jwt.ClaimStrings{opt.Audience}
+	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
 }
 

@@ -115,6 +115,16 @@ type Auth struct {
 	// JWTSecret is the HS256 secret of bearer tokens, 32 bytes or more; production
 	// refuses the development default.
 	JWTSecret string `env:"JWT_SECRET" envDefault:"dev-secret-change-me-0123456789abcdef"`
+	// Issuer, when set, is the iss every token must carry (the service that mints them);
+	// production requires it.
+	Issuer string `env:"JWT_ISSUER"`
+	// Audience, when set, must be among every token's aud (this service's name): a token
+	// minted for another service of the same issuer is refused; production requires it.
+	Audience string `env:"JWT_AUDIENCE"`
+	// MaxLifetime bounds a token's exp minus its iat (and iat must be there): a token
+	// valid longer is refused, so a stolen one cannot be a session for years, and every
+	// socket it opens closes by then.
+	MaxLifetime time.Duration `env:"JWT_MAX_LIFETIME" envDefault:"24h"`
 }
 
 // Checkout is the checkout and its reservation strategy (docs/performance.md).
@@ -394,8 +404,8 @@ type TLS struct {
 	// comma separated: a URI SAN (spiffe://...), dns:NAME or cn:NAME.
 	PartnerClients []string `env:"TLS_PARTNER_CLIENTS" envSeparator:","`
 	// AllowPlaintext lists the connections production may leave unencrypted or
-	// unverified, comma separated: http (a proxy in front terminates TLS), database,
-	// amqp, redis.
+	// unverified, comma separated: http (a proxy in front terminates TLS), database
+	// (DATABASE_URL and DATABASE_READ_URL), amqp, redis, loki, elasticsearch.
 	AllowPlaintext []string `env:"ALLOW_PLAINTEXT" envSeparator:","`
 	// AllowInsecureDatabase is the older spelling of ALLOW_PLAINTEXT=database.
 	AllowInsecureDatabase bool `env:"ALLOW_INSECURE_DATABASE" envDefault:"false"`
@@ -525,6 +535,7 @@ func (c Config) valueProblems() error {
 		"WEBHOOK_BACKOFF_BASE": int64(c.Webhooks.BackoffBase), "WEBHOOK_MAX_AGE": int64(c.Webhooks.MaxAge),
 		"WEBHOOK_DISABLE_AFTER": int64(c.Webhooks.DisableAfter), "RESERVATION_TTL": int64(c.Checkout.ReservationTTL),
 		"CLIENT_BUCKETS": int64(c.Overload.ClientBuckets), "CLIENT_ANONYMOUS_BUCKETS": int64(c.Overload.AnonymousBuckets),
+		"JWT_MAX_LIFETIME": int64(c.Auth.MaxLifetime),
 	} {
 		if v <= 0 {
 			return fmt.Errorf("config: %s must be positive", name)
@@ -580,9 +591,21 @@ func (c Config) productionProblems() error {
 	if u, err := url.Parse(c.Payment.StripeAPIBase); c.Payment.StripeAPIBase != "" && (err != nil || !strings.EqualFold(u.Scheme, "https")) {
 		refuse("STRIPE_API_BASE must be an https:// URL in production")
 	}
+	if c.Webhooks.SecretKey == "" {
+		refuse("WEBHOOK_SECRET_KEY must be set in production: without it partner signing secrets are stored in clear")
+	}
+	if c.Auth.Issuer == "" || c.Auth.Audience == "" {
+		refuse("JWT_ISSUER and JWT_AUDIENCE must be set in production: a token minted by another issuer or for another service with the same secret would be accepted")
+	}
+	if m := c.HTTP.MetricsAddr; m == "" || m == c.HTTP.Addr {
+		refuse("METRICS_ADDR must be set in production, apart from HTTP_ADDR: /metrics (revenue, order counts) stays off the public listener")
+	}
 	c.plaintextProblems(refuse)
-	if u, err := url.Parse(c.Broker.URL); err == nil && u.User != nil && u.User.Username() == "guest" {
-		refuse("AMQP_URL logs in as RabbitMQ's guest user: give the service a user of its own in production")
+	for _, node := range strings.Split(c.Broker.URL, ",") {
+		if u, err := url.Parse(strings.TrimSpace(node)); err == nil && u.User != nil && u.User.Username() == "guest" {
+			refuse("AMQP_URL logs in as RabbitMQ's guest user: give the service a user of its own in production")
+			break
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -596,7 +619,7 @@ func (c Config) Introspection() bool {
 }
 
 // plaintextKinds are the words ALLOW_PLAINTEXT takes.
-var plaintextKinds = []string{"http", "database", "amqp", "redis"}
+var plaintextKinds = []string{"http", "database", "amqp", "redis", "loki", "elasticsearch"}
 
 // allowsPlaintext reports whether ALLOW_PLAINTEXT names kind (ALLOW_INSECURE_DATABASE
 // is the older spelling of "database").
@@ -665,6 +688,15 @@ func (c Config) plaintextProblems(refuse func(format string, args ...any)) {
 	}
 	if mode, local := databaseSSLMode(c.Database.URL); !local && mode != "verify-full" && mode != "verify-ca" && !c.allowsPlaintext("database") {
 		refuse("DATABASE_URL has sslmode=%s, so the server is not verified: use sslmode=verify-full with sslrootcert (ALLOW_PLAINTEXT=database if it never leaves the host)", mode)
+	}
+	if mode, local := databaseSSLMode(c.Database.ReadURL); c.Database.ReadURL != "" && !local && mode != "verify-full" && mode != "verify-ca" && !c.allowsPlaintext("database") {
+		refuse("DATABASE_READ_URL has sslmode=%s, so the replica is not verified: use sslmode=verify-full with sslrootcert (ALLOW_PLAINTEXT=database if it never leaves the host)", mode)
+	}
+	if c.Logs.LokiURL != "" && !allSchemes(c.Logs.LokiURL, "https") && !c.allowsPlaintext("loki") {
+		refuse("LOKI_URL is not https://, so the log lines leave unencrypted (ALLOW_PLAINTEXT=loki if it never leaves the host)")
+	}
+	if c.Analytics.Sink == "elasticsearch" && !allSchemes(strings.Join(c.Analytics.ElasticsearchURLs, ","), "https") && !c.allowsPlaintext("elasticsearch") {
+		refuse("ELASTICSEARCH_URLS has a node that is not https://, so the facts and ELASTICSEARCH_API_KEY travel unencrypted (ALLOW_PLAINTEXT=elasticsearch if it never leaves the host)")
 	}
 	if !allSchemes(c.Broker.URL, "amqps") && !c.allowsPlaintext("amqp") {
 		refuse("AMQP_URL is not amqps://, so RabbitMQ traffic is not encrypted (ALLOW_PLAINTEXT=amqp if it never leaves the host)")

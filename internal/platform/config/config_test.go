@@ -3,6 +3,7 @@ package config_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/checkout-backend/checkout/internal/platform/config"
 )
@@ -16,6 +17,9 @@ func safeProduction(env string) config.Config {
 	c.Database.URL = "postgres://checkout@db:5432/checkout?sslmode=verify-full"
 	c.Broker.URL = "amqps://checkout:pw@mq:5671/"
 	c.TLS = config.TLS{CertFile: "/etc/tls/tls.crt", KeyFile: "/etc/tls/tls.key", ClientAuth: "require"}
+	c.Webhooks.SecretKey = "k1:" + strings.Repeat("A", 43) + "="
+	c.HTTP.MetricsAddr = "10.0.0.5:9464"
+	c.Auth.Issuer, c.Auth.Audience = "https://auth.shop.example", "checkout"
 	return c
 }
 
@@ -240,5 +244,90 @@ func TestLoad_RateSettings(t *testing.T) {
 				t.Errorf("%s=%s: %v", name, bad, err)
 			}
 		})
+	}
+}
+
+// TestL5_Production_RefusesTheRestOfThePlainTextAndDefaults: production refuses, one line
+// each, a plain-text DATABASE_READ_URL, no WEBHOOK_SECRET_KEY (partner secrets stored in
+// clear), an http:// Loki or Elasticsearch (its API key sent in clear), RabbitMQ's guest
+// user on any node of AMQP_URL, and /metrics on the public listener; ALLOW_PLAINTEXT
+// names the plain-text ones it accepts.
+func TestL5_Production_RefusesTheRestOfThePlainTextAndDefaults(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		change func(*config.Config)
+		want   string // in the refusal
+		allow  string // the ALLOW_PLAINTEXT word that accepts it, if any
+	}{
+		{"plain-text read replica", func(c *config.Config) { c.Database.ReadURL = "postgres://u@replica/checkout?sslmode=disable" }, "DATABASE_READ_URL", "database"},
+		{"read replica without sslmode", func(c *config.Config) { c.Database.ReadURL = "postgres://u@replica/checkout" }, "DATABASE_READ_URL", "database"},
+		{"webhook secrets in clear", func(c *config.Config) { c.Webhooks.SecretKey = "" }, "WEBHOOK_SECRET_KEY", ""},
+		{"http:// Loki", func(c *config.Config) { c.Logs.LokiURL = "http://loki:3100" }, "LOKI_URL", "loki"},
+		{"http:// Elasticsearch", func(c *config.Config) {
+			c.Analytics.Sink, c.Analytics.ElasticsearchURLs, c.Analytics.ElasticsearchAPIKey = "elasticsearch", []string{"https://es1:9200", "http://es2:9200"}, "key"
+		}, "ELASTICSEARCH_URLS", "elasticsearch"},
+		{"guest on the second node", func(c *config.Config) { c.Broker.URL = "amqps://checkout:pw@mq1:5671/,amqps://guest:guest@mq2:5671/" }, "guest", ""},
+		{"/metrics on the public listener", func(c *config.Config) { c.HTTP.MetricsAddr = "" }, "METRICS_ADDR", ""},
+		{"/metrics on the public listener's address", func(c *config.Config) { c.HTTP.MetricsAddr = c.HTTP.Addr }, "METRICS_ADDR", ""},
+	} {
+		c := safeProduction("production")
+		tc.change(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line naming %s", tc.name, err, tc.want)
+			continue
+		}
+		if tc.allow != "" {
+			if !strings.Contains(err.Error(), "ALLOW_PLAINTEXT="+tc.allow) {
+				t.Errorf("%s: %v, want the word ALLOW_PLAINTEXT=%s", tc.name, err, tc.allow)
+			}
+			c.TLS.AllowPlaintext = []string{tc.allow}
+			if err := c.Validate(); err != nil {
+				t.Errorf("%s with ALLOW_PLAINTEXT=%s: %v", tc.name, tc.allow, err)
+			}
+		}
+		c = safeProduction("development")
+		tc.change(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s in development: %v", tc.name, err)
+		}
+	}
+	// Verified and encrypted, they pass.
+	c := safeProduction("production")
+	c.Database.ReadURL = "postgres://u@replica/checkout?sslmode=verify-full&sslrootcert=/etc/db-ca.pem"
+	c.Logs.LokiURL = "https://loki:3100"
+	c.Analytics.Sink, c.Analytics.ElasticsearchURLs = "elasticsearch", []string{"https://es1:9200", "https://es2:9200"}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("TLS everywhere: %v", err)
+	}
+}
+
+// TestL4_Production_RequiresIssuerAndAudience: production refuses to accept tokens
+// without JWT_ISSUER and JWT_AUDIENCE; JWT_MAX_LIFETIME is a positive bound, 24h by
+// default.
+func TestL4_Production_RequiresIssuerAndAudience(t *testing.T) {
+	t.Parallel()
+	for name, change := range map[string]func(*config.Config){
+		"no JWT_ISSUER":   func(c *config.Config) { c.Auth.Issuer = "" },
+		"no JWT_AUDIENCE": func(c *config.Config) { c.Auth.Audience = "" },
+	} {
+		c := safeProduction("production")
+		change(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "JWT_ISSUER and JWT_AUDIENCE") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v", name, err)
+		}
+		c.Env = "development"
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s in development: %v", name, err)
+		}
+	}
+	if d := config.Defaults().Auth.MaxLifetime; d != 24*time.Hour {
+		t.Errorf("JWT_MAX_LIFETIME defaults to %v", d)
+	}
+	c := config.Defaults()
+	c.Auth.MaxLifetime = 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "JWT_MAX_LIFETIME") {
+		t.Errorf("JWT_MAX_LIFETIME=0: %v", err)
 	}
 }

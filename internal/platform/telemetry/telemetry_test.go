@@ -6,6 +6,8 @@ package telemetry_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -155,4 +157,44 @@ func TestSetup_Exporters(t *testing.T) {
 		span.End()
 		shutdown(ctx)
 	})
+}
+
+// TestL9_Handler_TrustsTraceHeadersOnlyFromCertificatePeers: a caller whose connection
+// presented a verified client certificate continues its trace; any other starts a new one
+// linked to it; nobody's baggage reaches the request's context.
+func TestL9_Handler_TrustsTraceHeadersOnlyFromCertificatePeers(t *testing.T) {
+	exp := telemetrytest.Record(t)
+	const caller = "4bf92f3577b34da6a3ce929d0e0e4736"
+	var got []map[string]string
+	h := telemetry.Handler(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		m := map[string]string{}
+		telemetry.InjectMap(r.Context(), m)
+		got = append(got, m)
+	}))
+	for _, peer := range []bool{false, true} {
+		r := httptest.NewRequest(http.MethodPost, "/graphql", nil)
+		r.Header.Set("traceparent", "00-"+caller+"-00f067aa0ba902b7-01")
+		r.Header.Set("tracestate", "vendor=x")
+		r.Header.Set("baggage", "user=alice")
+		if peer {
+			r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{{}}}}
+		}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		if r.Header.Get("baggage") == "" || r.Header.Get("tracestate") == "" {
+			t.Fatal("the caller's request headers were changed")
+		}
+	}
+	spans := exp.GetSpans()
+	if len(got) != 2 || len(spans) != 2 {
+		t.Fatalf("headers %v, %d spans", got, len(spans))
+	}
+	if strings.Contains(got[0]["traceparent"], caller) || got[0]["tracestate"] != "" || got[0]["baggage"] != "" {
+		t.Errorf("a public caller's trace headers went on: %v", got[0])
+	}
+	if len(spans[0].Links) != 1 || spans[0].Links[0].SpanContext.TraceID().String() != caller {
+		t.Errorf("the public caller's span is not linked: %v", spans[0].Links)
+	}
+	if !strings.Contains(got[1]["traceparent"], caller) || got[1]["tracestate"] != "vendor=x" || got[1]["baggage"] != "" {
+		t.Errorf("a certificate peer's trace did not go on, or its baggage did: %v", got[1])
+	}
 }

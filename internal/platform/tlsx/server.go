@@ -2,6 +2,7 @@ package tlsx
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 )
@@ -50,12 +51,24 @@ type ServerOptions struct {
 // valid at start: that error is returned. TLS 1.2 at least; ALPN offers h2 and
 // http/1.1 (WebSocket upgrades use the latter).
 func Server(opt ServerOptions) (*tls.Config, error) {
+	c, _, err := ServerWithClientCAs(opt)
+	return c, err
+}
+
+// ClientCAs returns a listener's current client CA pool (nil without TLS_CLIENT_CA_FILE),
+// loading the file again first when it changed, as a handshake does, and its generation,
+// which changes with each load: a connection verified against an older generation is
+// verified again (auth.PartnerCerts) before it is trusted further.
+type ClientCAs func() (*x509.CertPool, uint64)
+
+// ServerWithClientCAs is Server that also returns the listener's ClientCAs.
+func ServerWithClientCAs(opt ServerOptions) (*tls.Config, ClientCAs, error) {
 	if opt.CertFile == "" || opt.KeyFile == "" {
-		return nil, fmt.Errorf("tls: the server needs TLS_CERT_FILE and TLS_KEY_FILE")
+		return nil, nil, fmt.Errorf("tls: the server needs TLS_CERT_FILE and TLS_KEY_FILE")
 	}
 	auth, err := ParseClientAuth(string(opt.ClientAuth))
 	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+		return nil, nil, fmt.Errorf("tls: %w", err)
 	}
 	logger := opt.Logger
 	if logger == nil {
@@ -94,7 +107,11 @@ func Server(opt ServerOptions) (*tls.Config, error) {
 		},
 	}
 	if err := w.init(); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	cas := func() (*x509.CertPool, uint64) {
+		c, gen := w.current()
+		return c.ClientCAs, gen
 	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -102,7 +119,7 @@ func Server(opt ServerOptions) (*tls.Config, error) {
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return w.get(), nil
 		},
-	}, nil
+	}, cas, nil
 }
 
 func clientAuthName(c *tls.Config) string {

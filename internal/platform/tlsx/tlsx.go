@@ -75,6 +75,7 @@ type watched[T any] struct {
 	mu   sync.Mutex
 	seen []os.FileInfo // at the last load attempt
 	val  T
+	gen  uint64 // counts the loads that succeeded
 }
 
 // init loads the value for the first time; its error is the caller's.
@@ -87,7 +88,7 @@ func (w *watched[T]) init() error {
 	if err != nil {
 		return err
 	}
-	w.seen, w.val = infos, v
+	w.seen, w.val, w.gen = infos, v, 1
 	if w.onLoad != nil {
 		w.onLoad(v)
 	}
@@ -96,12 +97,18 @@ func (w *watched[T]) init() error {
 
 // get returns the current value, loading it again first when the files changed.
 func (w *watched[T]) get() T {
+	v, _ := w.current()
+	return v
+}
+
+// current is get that also returns the value's generation, which changes with each load.
+func (w *watched[T]) current() (T, uint64) {
 	infos, err := w.stat()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil || same(infos, w.seen) {
 		// A file missing for a moment (a swap in progress) keeps the value in hand.
-		return w.val
+		return w.val, w.gen
 	}
 	w.seen = infos
 	v, err := w.load()
@@ -109,13 +116,14 @@ func (w *watched[T]) get() T {
 		if w.onFail != nil {
 			w.onFail(err)
 		}
-		return w.val
+		return w.val, w.gen
 	}
 	w.val = v
+	w.gen++
 	if w.onLoad != nil {
 		w.onLoad(v)
 	}
-	return v
+	return v, w.gen
 }
 
 func (w *watched[T]) stat() ([]os.FileInfo, error) {
