@@ -67,7 +67,7 @@ func TestNewSockets_Defaults(t *testing.T) {
 	if s.opt.InitTimeout != DefaultSocketInitTimeout || s.opt.PingInterval != DefaultSocketPingInterval || s.opt.WriteTimeout != DefaultSocketWriteTimeout {
 		t.Fatalf("defaults: %+v", s.opt)
 	}
-	ws := s.Transport(nil)
+	ws := s.Transport(nil).(wrappedTransport).Transport.(transport.Websocket)
 	if ws.InitTimeout != DefaultSocketInitTimeout || ws.PingPongInterval != DefaultSocketPingInterval || ws.MissingPongOk {
 		t.Fatalf("gqlgen's transport is not configured: %+v", ws)
 	}
