@@ -52,13 +52,7 @@ func TestH1_ValidationErrorsAreBounded_FailedDocumentsRemembered(t *testing.T) {
 	}
 
 	// Under every limit, 1,000 unknown fields: one error each.
-	var b strings.Builder
-	b.WriteString(`query Unknown { product(sku: "TEE") {`)
-	for i := range 1000 {
-		fmt.Fprintf(&b, " nope%d", i)
-	}
-	b.WriteString(" } }")
-	many := b.String()
+	many := unknownFields(1000)
 	first := post(t, api.Handler, map[string]any{"query": many})
 	if n := len(first.Errors); n != gqlhttp.DefaultMaxErrors+1 || len(first.Body) > 8192 {
 		t.Fatalf("1,000 unknown fields: %d errors, %d bytes", n, len(first.Body))
