@@ -110,3 +110,31 @@ func TestSocketGuard_RefusesOperationsAfterTheTokensEnd(t *testing.T) {
 		t.Fatalf("at the token's end: ran %d, %v", ran, resp.Errors)
 	}
 }
+
+// The tokens of a document tell the type of the operation that would run, or say they
+// cannot (then gqlgen parses the document and answers).
+func TestOperationType_FromTokens(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		doc, name string
+		want      ast.Operation
+		ok        bool
+	}{
+		{`{ products { sku } }`, "", ast.Query, true},
+		{`mutation { createCart { id } }`, "", ast.Mutation, true},
+		{`subscription S($id: ID!) { orderStatusChanged(orderId: $id) { id } }`, "", ast.Subscription, true},
+		{`query Q($in: In = {a: {b: 1}}) { x } subscription S { y }`, "S", ast.Subscription, true},
+		{`query Q($in: In = {a: {b: 1}}) { x } subscription S { y }`, "Q", ast.Query, true},
+		{`fragment F on Query { x } query { ...F }`, "", ast.Query, true},
+		{`query subscription { x }`, "subscription", ast.Query, true},
+		{`query A { x } query B { y }`, "", "", false},
+		{`query A { x }`, "B", "", false},
+		{`{ x "unterminated`, "", "", false},
+		{``, "", "", false},
+	} {
+		got, ok := operationType(tc.doc, tc.name)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("operationType(%q, %q) = %q, %v; want %q, %v", tc.doc, tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -28,6 +28,10 @@ const (
 	DefaultMaxErrors = 20
 	// DefaultFailedDocuments is how many failed documents are remembered.
 	DefaultFailedDocuments = 1000
+	// maxFailedEntryBytes bounds the messages of one remembered failure (they quote the
+	// document's names, which can be long): DefaultFailedDocuments of them hold at most
+	// 16 MB. A longer failure is answered, not remembered.
+	maxFailedEntryBytes = 16 << 10
 )
 
 // ValidationOptions configure Validation; zero fields take their defaults.
@@ -122,7 +126,7 @@ func (e *validatingExecutor) CreateOperationContext(ctx context.Context, p *grap
 		return oc, errs
 	}
 	errs = e.v.cap(errs)
-	if oc != nil && oc.Doc == nil && documentErrors(errs) {
+	if oc != nil && oc.Doc == nil && documentErrors(errs) && size(errs) <= maxFailedEntryBytes {
 		// The document itself failed (not its variables, operation name or a lookup of a
 		// persisted query): every later request of the same text fails the same way.
 		if oc.RawQuery != p.Query || key == "" {
@@ -145,6 +149,15 @@ func documentErrors(errs gqlerror.List) bool {
 		}
 	}
 	return true
+}
+
+// size is the length of the messages of errs.
+func size(errs gqlerror.List) int {
+	n := 0
+	for _, err := range errs {
+		n += len(err.Message)
+	}
+	return n
 }
 
 // clone copies errs (the error presenter edits the errors it is handed).
