@@ -186,8 +186,10 @@ func (s *Sockets) give(m map[string]int, key string) {
 	}
 }
 
-// Middleware counts the sockets of each client: an upgrade past MaxPerClient is answered
-// 429 before it becomes a socket (connection_init moves the count to the identity it
+// Middleware refuses an upgrade that does not offer Subprotocol (400, before the
+// upgrade: gqlgen's transport would speak the legacy graphql-ws to it, or to a client
+// offering no subprotocol), and counts the sockets of each client: an upgrade past
+// MaxPerClient is answered 429 before it becomes a socket (connection_init moves the count to the identity it
 // authenticates, and closes the socket with 4429 past MaxPerClient). Other requests pass.
 func (s *Sockets) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
