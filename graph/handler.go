@@ -58,9 +58,14 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 	srv := handler.New(generated.NewExecutableSchema(generated.Config{Resolvers: r, Complexity: Complexity()}))
 	srv.Use(gqlhttp.Tracing{})
 	if opt.Metrics != nil {
-		srv.Use(gqlhttp.Metrics(opt.Metrics))
+		srv.Use(gqlhttp.Metrics(opt.Metrics, opt.HTTP.Persisted.Manifest))
 	}
-	srv.AddTransport(sockets.Transport(func(ctx context.Context, p transport.InitPayload) (context.Context, gqlhttp.SocketIdentity, error) {
+	validation := opt.HTTP.Validation
+	if validation == nil {
+		validation = gqlhttp.NewValidation(gqlhttp.ValidationOptions{})
+	}
+	srv.SetValidationRulesFn(validation.Rules)
+	srv.AddTransport(validation.Transport(sockets.Transport(func(ctx context.Context, p transport.InitPayload) (context.Context, gqlhttp.SocketIdentity, error) {
 		// graphql-transport-ws close codes: 4401 Unauthorized without a token,
 		// 4403 Forbidden with one that cannot be trusted.
 		tok, ok := auth.BearerToken(p.Authorization())
@@ -82,9 +87,9 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 			return ctx, gqlhttp.SocketIdentity{}, errors.New("forbidden: invalid or expired token")
 		}
 		return auth.WithActor(ctx, a), gqlhttp.SocketIdentity{Key: "sub:" + a.CustomerID, ValidUntil: until}, nil
-	}))
+	})))
 	srv.Use(sockets.Extension())
-	srv.AddTransport(gqlhttp.Transport{MaxBodyBytes: limits.MaxBodyBytes})
+	srv.AddTransport(validation.Transport(gqlhttp.Transport{MaxBodyBytes: limits.MaxBodyBytes}))
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(limits.MaxTokens)
 	if opt.Introspection {
@@ -148,13 +153,13 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 	return srv
 }
 
-// Handler wraps the server with CORS (outermost, so a preflight needs nothing else),
-// auth, load shedding, the count of sockets and dataloaders.
+// Handler wraps the server with the caching headers of credentials (gqlhttp.Private),
+// CORS (so a preflight needs nothing else), auth, load shedding, the count of sockets and dataloaders.
 func Handler(r *Resolver, opt HandlerOptions) http.Handler {
 	sockets := gqlhttp.NewSockets(opt.Sockets, r.Now)
 	h := sockets.Middleware(LoaderMiddleware(r.Catalog, NewServer(r, opt, sockets)))
 	if opt.Overload != nil {
 		h = opt.Overload(h)
 	}
-	return opt.HTTP.CORS.Handler(opt.Verifier.Middleware(h))
+	return gqlhttp.Private(opt.HTTP.CORS.Handler(opt.Verifier.Middleware(h)))
 }

@@ -2,7 +2,6 @@ package graph
 
 import (
 	"context"
-	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -95,7 +94,13 @@ func (r *subscriptionResolver) orderStatusChanged(ctx context.Context, orderID s
 	// Subscribe first, then read the current state once: no change falls in between.
 	// Nothing reaches the client before the read has authorized it.
 	sctx, cancel := context.WithCancel(ctx)
-	updates, reason, err := r.Feed.Subscribe(sctx, strings.ToLower(orderID))
+	// The feed keys orders by their canonical id; any other spelling is no order.
+	id, ok := checkout.CanonicalID(orderID)
+	if !ok {
+		cancel()
+		return nil, gqlError(ctx, "NOT_FOUND", "order not found")
+	}
+	updates, reason, err := r.Feed.Subscribe(sctx, id)
 	if err != nil {
 		cancel()
 		return nil, err

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/checkout"
 )
@@ -49,8 +47,8 @@ func decodeOrderCursor(ctx context.Context, after *string) (*checkout.PageCursor
 		return nil, err
 	}
 	t, terr := time.Parse(time.RFC3339Nano, p[1])
-	_, uerr := uuid.Parse(p[2])
-	if p[0] != "o" || terr != nil || uerr != nil {
+	_, idOK := checkout.CanonicalID(p[2])
+	if p[0] != "o" || terr != nil || !idOK {
 		return nil, gqlError(ctx, gqlhttp.CodeBadUserInput, "after is not a cursor of this connection")
 	}
 	return &checkout.PageCursor{CreatedAt: t, ID: p[2]}, nil

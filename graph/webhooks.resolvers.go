@@ -11,8 +11,8 @@ import (
 
 	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/graph/model"
+	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/webhook"
-	"github.com/google/uuid"
 )
 
 // RegisterWebhook is the resolver for the registerWebhook field.
@@ -86,8 +86,8 @@ func (r *queryResolver) WebhookDeliveries(ctx context.Context, webhookID string,
 			return nil, err
 		}
 		t, terr := time.Parse(time.RFC3339Nano, p[1])
-		_, uerr := uuid.Parse(p[2])
-		if p[0] != "d" || terr != nil || uerr != nil {
+		_, idOK := checkout.CanonicalID(p[2])
+		if p[0] != "d" || terr != nil || !idOK {
 			return nil, gqlError(ctx, gqlhttp.CodeBadUserInput, "after is not a cursor of this connection")
 		}
 		cur = &webhook.Cursor{DeliveredAt: t, ID: p[2]}

@@ -102,3 +102,18 @@ func (c CORS) Handler(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// Private marks every answer as varying on Authorization, and an answer to a request
+// with credentials (a bearer token or a client certificate) Cache-Control: private,
+// no-store: a shared cache keying GET /graphql by its URL must never hand one customer's
+// orders to another. Anonymous answers keep their caching (the catalog is public).
+func Private(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Vary", "Authorization")
+		if r.Header.Get("Authorization") != "" || (r.TLS != nil && len(r.TLS.PeerCertificates) > 0) {
+			h.Set("Cache-Control", "private, no-store")
+		}
+		next.ServeHTTP(w, r)
+	})
+}

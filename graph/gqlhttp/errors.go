@@ -34,6 +34,8 @@ const (
 	CodeTooManyRootFields          = "TOO_MANY_ROOT_FIELDS"
 	CodeTooManyCheckouts           = "TOO_MANY_CHECKOUTS"
 	CodeTooManyTokens              = "TOO_MANY_TOKENS"
+	CodeTooManyFieldConflicts      = "TOO_MANY_FIELD_CONFLICTS"  // same response name, other field or arguments
+	CodeTooManyErrors              = "TOO_MANY_ERRORS"           // the last error of a list cut at its limit
 	CodeComplexityLimitExceeded    = "COMPLEXITY_LIMIT_EXCEEDED" // gqlgen's own code
 	CodeIntrospectionDisabled      = "INTROSPECTION_DISABLED"
 	CodePersistedQueryNotFound     = "PERSISTED_QUERY_NOT_FOUND"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"math"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
@@ -25,6 +26,12 @@ const (
 	// 170 KB document of 4,000 fragments costs seconds of CPU.
 	DefaultMaxFragments     = 200
 	DefaultMaxRepeatedField = 100
+	// DefaultMaxFieldConflicts bounds the pairs of fields of one response name that
+	// differ in field or arguments, over the whole document: validation compares such
+	// fields pairwise and reports one error per pair, so 10 fragments of 100 such fields
+	// were 49,510 errors and a 12 MB answer. A valid document has none in one selection
+	// set, and few anywhere.
+	DefaultMaxFieldConflicts = 100
 	// DefaultMaxTokens bounds the lexical tokens of a document, counted before it is
 	// parsed: the largest query a storefront sends has a few hundred, the introspection
 	// query of GraphiQL under a thousand.
@@ -57,6 +64,9 @@ type Limits struct {
 	// MaxTokens caps the lexical tokens of a document; it is counted before the document
 	// is parsed.
 	MaxTokens int
+	// MaxFieldConflicts caps the pairs of fields of one response name that differ in
+	// field or arguments, counted over the whole document as written (fragments once each).
+	MaxFieldConflicts int
 }
 
 // WithDefaults fills the zero fields with the defaults.
@@ -74,6 +84,7 @@ func (l Limits) WithDefaults() Limits {
 	def(&l.MaxRepeatedField, DefaultMaxRepeatedField)
 	def(&l.MaxTokens, DefaultMaxTokens)
 	def(&l.MaxIntrospectionDepth, DefaultMaxIntrospectionDepth)
+	def(&l.MaxFieldConflicts, DefaultMaxFieldConflicts)
 	if l.MaxBodyBytes <= 0 {
 		l.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -93,13 +104,18 @@ type Shape struct {
 	// IntrospectionDepth is the deepest nesting under __schema or __type, counted from
 	// the operation's root.
 	IntrospectionDepth int
+	// Conflicts counts the pairs of fields of one response name that differ in field or
+	// arguments, over the whole document (MeasureDocument only): an upper bound of the
+	// errors OverlappingFieldsCanBeMerged can report.
+	Conflicts int
 }
 
 // maxOf is the shape whose every measure is the larger of s and o.
 func (s Shape) maxOf(o Shape) Shape {
 	return Shape{Depth: max(s.Depth, o.Depth), Aliases: max(s.Aliases, o.Aliases), RootFields: max(s.RootFields, o.RootFields),
 		Fields: max(s.Fields, o.Fields), Schema: s.Schema || o.Schema, Fragments: max(s.Fragments, o.Fragments),
-		Repeated: max(s.Repeated, o.Repeated), IntrospectionDepth: max(s.IntrospectionDepth, o.IntrospectionDepth)}
+		Repeated: max(s.Repeated, o.Repeated), IntrospectionDepth: max(s.IntrospectionDepth, o.IntrospectionDepth),
+		Conflicts: max(s.Conflicts, o.Conflicts)}
 }
 
 // Check returns the error of the first limit s breaks, or nil. Introspection false
@@ -125,6 +141,9 @@ func (l Limits) Check(s Shape, introspection bool) *gqlerror.Error {
 		return limitError(CodeComplexityLimitExceeded, s.Fragments, l.MaxFragments, "the document defines %d fragments, more than the limit of %d")
 	case s.Repeated > l.MaxRepeatedField:
 		return limitError(CodeComplexityLimitExceeded, s.Repeated, l.MaxRepeatedField, "the operation selects one field %d times in one selection set, more than the limit of %d")
+	case s.Conflicts > l.MaxFieldConflicts:
+		return limitError(CodeTooManyFieldConflicts, s.Conflicts, l.MaxFieldConflicts,
+			"the document has %d pairs of fields under one response name with different fields or arguments, more than the limit of %d: give them aliases")
 	}
 	return nil
 }
@@ -152,7 +171,57 @@ func MeasureDocument(doc *ast.QueryDocument) Shape {
 		s = s.maxOf(fs.shape(len(doc.Fragments)))
 	}
 	s.Fragments = len(doc.Fragments)
+	s.Conflicts = conflicts(doc)
 	return s
+}
+
+// conflicts counts, over every selection set of doc as written, the pairs of fields of
+// one response name whose field name or arguments differ. Validation compares fields of
+// one response name that can meet in one selection (fragments spread into it included),
+// so it finds at most these pairs in conflict, each one error.
+func conflicts(doc *ast.QueryDocument) int {
+	byName := map[string]map[string]int{} // response name -> field and arguments -> count
+	var walk func(ast.SelectionSet)
+	walk = func(ss ast.SelectionSet) {
+		for _, sel := range ss {
+			switch s := sel.(type) {
+			case *ast.Field:
+				resp := s.Alias
+				if resp == "" {
+					resp = s.Name
+				}
+				var k strings.Builder
+				k.WriteString(s.Name)
+				for _, a := range s.Arguments {
+					k.WriteString("\x00" + a.Name + ":" + a.Value.String())
+				}
+				if byName[resp] == nil {
+					byName[resp] = map[string]int{}
+				}
+				byName[resp][k.String()]++
+				walk(s.SelectionSet)
+			case *ast.InlineFragment:
+				walk(s.SelectionSet)
+			}
+		}
+	}
+	for _, op := range doc.Operations {
+		walk(op.SelectionSet)
+	}
+	for _, f := range doc.Fragments {
+		walk(f.SelectionSet)
+	}
+	pairs := func(n int) int { return n * (n - 1) / 2 } // n is at most the document's tokens
+	total := 0
+	for _, groups := range byName {
+		n, same := 0, 0
+		for _, c := range groups {
+			n += c
+			same += pairs(c)
+		}
+		total = satAdd(total, pairs(n)-same)
+	}
+	return total
 }
 
 type setShape struct {

@@ -14,10 +14,16 @@ import (
 // Metrics returns a gqlgen extension (srv.Use) that records, through m,
 // graphql_request_duration_seconds for every query and mutation, from the start of the
 // request (parsing included) to its response. The operation label is the operation's
-// name, or its first root field when it has none. Subscriptions are not timed.
-func Metrics(m *metrics.Metrics) graphql.HandlerExtension { return metricsExtension{m} }
+// name when its document is a trusted document of manifest (nil: none), else its first
+// root field (see OperationName). Subscriptions are not timed.
+func Metrics(m *metrics.Metrics, manifest *Manifest) graphql.HandlerExtension {
+	return metricsExtension{m, manifest}
+}
 
-type metricsExtension struct{ m *metrics.Metrics }
+type metricsExtension struct {
+	m        *metrics.Metrics
+	manifest *Manifest
+}
 
 var (
 	_ graphql.HandlerExtension    = metricsExtension{}
@@ -37,7 +43,7 @@ func (e metricsExtension) InterceptResponse(ctx context.Context, next graphql.Re
 		if !oc.Stats.OperationStart.IsZero() {
 			start = oc.Stats.OperationStart
 		}
-		name = OperationName(oc)
+		name = OperationName(oc, e.manifest)
 	}
 	if start.IsZero() {
 		start = time.Now()
@@ -47,16 +53,16 @@ func (e metricsExtension) InterceptResponse(ctx context.Context, next graphql.Re
 	return resp
 }
 
-// OperationName is the name an operation is known by in metrics: its operation name, or
-// its first root field when it is anonymous ("" when neither is known).
-func OperationName(oc *graphql.OperationContext) string {
-	if oc.OperationName != "" {
-		return oc.OperationName
-	}
+// OperationName is the name an operation is known by in metrics: its name when its
+// document is one of manifest's trusted documents, else the first root field of the
+// validated operation, a field of the schema ("" when there is no validated operation).
+// A name a client chose never becomes a label: names are unbounded, and first come
+// first served, they would fill the label's slots before the service's own operations.
+func OperationName(oc *graphql.OperationContext, manifest *Manifest) string {
 	if oc.Operation == nil {
 		return ""
 	}
-	if oc.Operation.Name != "" {
+	if oc.Operation.Name != "" && manifest.HasDocument(oc.RawQuery) {
 		return oc.Operation.Name
 	}
 	for _, sel := range oc.Operation.SelectionSet {

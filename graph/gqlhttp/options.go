@@ -19,6 +19,9 @@ type Options struct {
 	Limits    Limits
 	Persisted PersistedOptions
 	CORS      CORS
+	// Validation bounds the errors of a failed document and remembers failed documents
+	// (nil: a new one with the defaults).
+	Validation *Validation
 }
 
 // APQKeyPrefix prefixes the Redis keys of automatic persisted queries.

@@ -1,13 +1,16 @@
 package gqlhttp
 
 // What this file adds to gqlgen's transport.Websocket, which speaks graphql-transport-ws
-// and graphql-ws, runs connection_init, pings and closes: a connection_init timeout and
-// ping/pong read deadline turned on by default; a write deadline on the hijacked
-// connection (the http.Server's deadlines end at the hijack); caps per client on open
-// sockets and on subscriptions; the close of a socket when the token of its
-// connection_init expires; and the refusal of queries and mutations over a socket (they
-// go over HTTP, through the rate limits and bulkheads), with each subscription taking a
-// token of its client's rate.
+// and graphql-ws, runs connection_init, pings and closes: only graphql-transport-ws, the
+// contract's protocol (the legacy graphql-ws has no ping deadline: a silent socket of it
+// stayed open); a connection_init timeout and ping/pong read deadline turned on by
+// default; a write deadline on the hijacked connection (the http.Server's deadlines end
+// at the hijack); caps per client on open sockets and on subscriptions; the close of a
+// socket when the token of its connection_init expires; a token of its client's rate
+// taken by every operation a socket sends, before it is parsed, and the close of a socket
+// that keeps sending past its rate; and the refusal of queries and mutations over a
+// socket (they go over HTTP, through the rate limits and bulkheads), before validation
+// when the document's tokens tell its operation's type.
 
 import (
 	"bufio"
@@ -17,14 +20,25 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/lexer"
 )
+
+// Subprotocol is the only WebSocket subprotocol served: graphql-transport-ws, the
+// protocol of the graphql-ws library.
+const Subprotocol = "graphql-transport-ws"
+
+// MaxRateLimitedInARow is how many operations in a row a socket may send past its
+// client's rate: the next one closes it with CloseTooManyRequests.
+const MaxRateLimitedInARow = 5
 
 // Defaults of SocketOptions.
 const (
@@ -35,11 +49,13 @@ const (
 
 // Close codes of a socket (graphql-transport-ws): 4401 when connection_init carries no
 // token, 4403 when the token cannot be trusted or has expired, 4429 when its client
-// already has MaxPerClient sockets.
+// already has MaxPerClient sockets or the socket kept sending operations past its
+// client's rate (more than MaxRateLimitedInARow refused in a row).
 const (
-	CloseUnauthorized   = 4401
-	CloseForbidden      = 4403
-	CloseTooManySockets = 4429
+	CloseUnauthorized    = 4401
+	CloseForbidden       = 4403
+	CloseTooManySockets  = 4429
+	CloseTooManyRequests = 4429
 )
 
 // SocketOptions configure the WebSocket connections of subscriptions. Zero timeouts take
@@ -62,8 +78,9 @@ type SocketOptions struct {
 	MaxSubscriptionsPerClient int
 	// ClientKey names the client of an upgrade request (default: its peer address).
 	ClientKey func(*http.Request) string
-	// Allow, when set, takes a token of a client's rate for each subscription, or says
-	// how long until one is there (overload.Shedder.AllowKey).
+	// Allow, when set, takes a token of a client's rate for each operation a socket
+	// sends (before it is parsed), or says how long until one is there
+	// (overload.Shedder.AllowKey).
 	Allow func(key string) (time.Duration, bool)
 }
 
@@ -121,9 +138,21 @@ func NewSockets(o SocketOptions, now func() time.Time) *Sockets {
 
 // socket is the state of one socket, in its request's context.
 type socket struct {
-	key  string // the client it counts against
-	conn *conn
-	id   SocketIdentity
+	key     string // the client it counts against
+	conn    *conn
+	id      SocketIdentity
+	cancel  context.CancelFunc // ends the connection's context (set by connection_init)
+	limited atomic.Int32       // operations refused in a row for the client's rate
+}
+
+// close closes the socket with a close code, ending its subscriptions.
+func (sock *socket) close(code int, reason string) {
+	if sock.conn != nil {
+		sock.conn.WriteClose(code, reason)
+	}
+	if sock.cancel != nil {
+		sock.cancel()
+	}
 }
 
 type socketKey struct{}
@@ -161,13 +190,20 @@ func (s *Sockets) give(m map[string]int, key string) {
 	}
 }
 
-// Middleware counts the sockets of each client: an upgrade past MaxPerClient is answered
-// 429 before it becomes a socket (connection_init moves the count to the identity it
+// Middleware refuses an upgrade that does not offer Subprotocol (400, before the
+// upgrade: gqlgen's transport would speak the legacy graphql-ws to it, or to a client
+// offering no subprotocol), and counts the sockets of each client: an upgrade past
+// MaxPerClient is answered 429 before it becomes a socket (connection_init moves the count to the identity it
 // authenticates, and closes the socket with 4429 past MaxPerClient). Other requests pass.
 func (s *Sockets) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") == "" {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if !offers(r, Subprotocol) {
+			writeErrors(w, MediaJSON, http.StatusBadRequest, newError(CodeBadRequest,
+				"WebSocket connections must use the subprotocol %s (Sec-WebSocket-Protocol: %s)", Subprotocol, Subprotocol))
 			return
 		}
 		key := s.opt.ClientKey(r)
@@ -183,14 +219,27 @@ func (s *Sockets) Middleware(next http.Handler) http.Handler {
 	})
 }
 
+// offers reports whether an upgrade request lists subprotocol in Sec-WebSocket-Protocol.
+func offers(r *http.Request, subprotocol string) bool {
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(v, ",") {
+			if strings.TrimSpace(p) == subprotocol {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Transport is gqlgen's WebSocket transport with these options; auth authenticates
 // connection_init. The socket closes (4403) when the identity's ValidUntil passes.
-func (s *Sockets) Transport(auth SocketAuthFunc) transport.Websocket {
-	return transport.Websocket{
-		Implementation:        implementation{timeout: s.opt.WriteTimeout},
-		InitTimeout:           s.opt.InitTimeout,
-		PingPongInterval:      s.opt.PingInterval,
-		KeepAlivePingInterval: s.opt.PingInterval, // the legacy graphql-ws protocol's keep-alive
+// Operations go through the socket's rules (rate, subscriptions only) before gqlgen
+// parses them.
+func (s *Sockets) Transport(auth SocketAuthFunc) graphql.Transport {
+	ws := transport.Websocket{
+		Implementation:   implementation{timeout: s.opt.WriteTimeout},
+		InitTimeout:      s.opt.InitTimeout,
+		PingPongInterval: s.opt.PingInterval,
 		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 			ctx, id, err := auth(ctx, p)
 			if err != nil {
@@ -209,31 +258,140 @@ func (s *Sockets) Transport(auth SocketAuthFunc) transport.Websocket {
 				sock.key = id.Key
 			}
 			sock.id = id
-			if id.ValidUntil.IsZero() && id.Revoked == nil {
-				return ctx, nil, nil
-			}
-			ctx, cancel := context.WithCancel(ctx)
-			end := func(reason string) {
-				if sock.conn != nil {
-					sock.conn.WriteClose(CloseForbidden, reason)
-				}
-				cancel()
-			}
+			ctx, sock.cancel = context.WithCancel(ctx)
 			if !id.ValidUntil.IsZero() {
-				expire := time.AfterFunc(id.ValidUntil.Sub(s.now()), func() { end("Forbidden: the token has expired") })
+				expire := time.AfterFunc(id.ValidUntil.Sub(s.now()), func() {
+					sock.close(CloseForbidden, "Forbidden: the token has expired")
+				})
 				context.AfterFunc(ctx, func() { expire.Stop() })
 			}
 			if id.Revoked != nil {
 				go func() {
 					select {
 					case <-id.Revoked:
-						end("Forbidden: the credentials are no longer valid")
+						sock.close(CloseForbidden, "Forbidden: the credentials are no longer valid")
 					case <-ctx.Done():
 					}
 				}()
 			}
 			return ctx, nil, nil
 		},
+	}
+	return WithExecutor(ws, func(e graphql.GraphExecutor) graphql.GraphExecutor { return socketExecutor{e, s} })
+}
+
+// socketExecutor holds each operation a socket sends to the socket's rules before gqlgen
+// parses and validates it: a token of the client's rate, an unexpired token, and (when
+// the document's tokens tell) a subscription.
+type socketExecutor struct {
+	graphql.GraphExecutor
+	s *Sockets
+}
+
+func (e socketExecutor) CreateOperationContext(ctx context.Context, p *graphql.RawParams) (*graphql.OperationContext, gqlerror.List) {
+	sock, _ := ctx.Value(socketKey{}).(*socket)
+	if sock == nil {
+		return e.GraphExecutor.CreateOperationContext(ctx, p)
+	}
+	refuse := func(err *gqlerror.Error) (*graphql.OperationContext, gqlerror.List) {
+		oc := &graphql.OperationContext{RawQuery: p.Query, OperationName: p.OperationName, Variables: p.Variables,
+			Stats: graphql.Stats{Read: p.ReadTime, OperationStart: graphql.GetStartTime(ctx)}}
+		return oc, gqlerror.List{err}
+	}
+	if !sock.id.ValidUntil.IsZero() && !e.s.now().Before(sock.id.ValidUntil) {
+		return refuse(newError(CodeUnauthenticated, "the token of this connection has expired: connect again with a new one"))
+	}
+	if allow := e.s.opt.Allow; allow != nil {
+		key := sock.id.Key
+		if key == "" {
+			key = sock.key
+		}
+		if wait, ok := allow(key); !ok {
+			if sock.limited.Add(1) > MaxRateLimitedInARow {
+				sock.close(CloseTooManyRequests, "Too many requests")
+			}
+			err := newError(CodeRateLimited, "too many requests from this client; retry later")
+			err.Extensions["retryAfter"] = max(1, int(math.Ceil(wait.Seconds())))
+			return refuse(err)
+		}
+		sock.limited.Store(0)
+	}
+	if op, ok := operationType(p.Query, p.OperationName); ok && op != ast.Subscription {
+		return refuse(subscriptionsOnly())
+	}
+	return e.GraphExecutor.CreateOperationContext(ctx, p)
+}
+
+func subscriptionsOnly() *gqlerror.Error {
+	return newError(CodeSubscriptionsOnly,
+		"only subscriptions are served over WebSocket: send queries and mutations over HTTP (POST /graphql)")
+}
+
+// operationType tells, from the tokens of a document alone, the type of the operation
+// name selects (the only one when name is ""); ok is false when the tokens do not tell
+// (a lexical error, no such operation, several without a name): gqlgen then parses the
+// document and answers.
+func operationType(doc, name string) (_ ast.Operation, ok bool) {
+	if doc == "" {
+		return "", false
+	}
+	type op struct {
+		typ  ast.Operation
+		name string
+	}
+	var ops []op
+	l := lexer.New(&ast.Source{Input: doc})
+	braces, parens := 0, 0
+	start := true   // at depth 0, where a definition begins
+	naming := false // the token after query, mutation or subscription
+	for {
+		tok, err := l.ReadToken()
+		if err != nil {
+			return "", false
+		}
+		if naming {
+			naming = false
+			if tok.Kind == lexer.Name {
+				ops[len(ops)-1].name = tok.Value
+				continue
+			}
+		}
+		switch tok.Kind {
+		case lexer.EOF:
+			var found []op
+			for _, o := range ops {
+				if name == "" || o.name == name {
+					found = append(found, o)
+				}
+			}
+			if len(found) != 1 {
+				return "", false
+			}
+			return found[0].typ, true
+		case lexer.Name:
+			if start && braces == 0 && parens == 0 {
+				start = false
+				switch tok.Value {
+				case "query", "mutation", "subscription":
+					ops = append(ops, op{typ: ast.Operation(tok.Value)})
+					naming = true
+				}
+			}
+		case lexer.ParenL:
+			parens++
+		case lexer.ParenR:
+			parens--
+		case lexer.BraceL:
+			if start && braces == 0 && parens == 0 {
+				ops = append(ops, op{typ: ast.Query}) // the shorthand of an anonymous query
+			}
+			start = false
+			braces++
+		case lexer.BraceR:
+			if braces--; braces == 0 && parens == 0 {
+				start = true
+			}
+		}
 	}
 }
 
@@ -251,8 +409,9 @@ var _ interface {
 func (g socketGuard) ExtensionName() string                   { return "SocketGuard" }
 func (g socketGuard) Validate(graphql.ExecutableSchema) error { return nil }
 
-// InterceptOperation refuses what a socket does not carry, and counts the subscription
-// against its client until it ends.
+// InterceptOperation refuses what a socket does not carry (an operation the tokens did
+// not tell, such as a persisted query's), and counts the subscription against its
+// client until it ends.
 func (g socketGuard) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	sock, _ := ctx.Value(socketKey{}).(*socket)
 	if sock == nil {
@@ -266,15 +425,7 @@ func (g socketGuard) InterceptOperation(ctx context.Context, next graphql.Operat
 		return refuse(newError(CodeUnauthenticated, "the token of this connection has expired: connect again with a new one"))
 	}
 	if op := graphql.GetOperationContext(ctx).Operation; op == nil || op.Operation != ast.Subscription {
-		return refuse(newError(CodeSubscriptionsOnly,
-			"only subscriptions are served over WebSocket: send queries and mutations over HTTP (POST /graphql)"))
-	}
-	if o.Allow != nil {
-		if wait, ok := o.Allow(sock.id.Key); !ok {
-			e := newError(CodeRateLimited, "too many requests from this client; retry later")
-			e.Extensions["retryAfter"] = max(1, int(math.Ceil(wait.Seconds())))
-			return refuse(e)
-		}
+		return refuse(subscriptionsOnly())
 	}
 	if !g.s.take(g.s.subs, sock.id.Key, o.MaxSubscriptionsPerClient) {
 		return refuse(newError(CodeTooManySubscriptions,
@@ -289,6 +440,9 @@ func (g socketGuard) InterceptOperation(ctx context.Context, next graphql.Operat
 type implementation struct{ timeout time.Duration }
 
 func (i implementation) Accept(w http.ResponseWriter, r *http.Request, o transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
+	// A client offering both protocols gets graphql-transport-ws (gqlgen lists graphql-ws
+	// first).
+	o.Subprotocols = []string{Subprotocol}
 	hw := &hijackWriter{ResponseWriter: w}
 	wc, err := transport.CoderWebsocketImplementation{}.Accept(hw, r, o)
 	if err != nil {

@@ -67,7 +67,7 @@ func TestNewSockets_Defaults(t *testing.T) {
 	if s.opt.InitTimeout != DefaultSocketInitTimeout || s.opt.PingInterval != DefaultSocketPingInterval || s.opt.WriteTimeout != DefaultSocketWriteTimeout {
 		t.Fatalf("defaults: %+v", s.opt)
 	}
-	ws := s.Transport(nil)
+	ws := s.Transport(nil).(wrappedTransport).Transport.(transport.Websocket)
 	if ws.InitTimeout != DefaultSocketInitTimeout || ws.PingPongInterval != DefaultSocketPingInterval || ws.MissingPongOk {
 		t.Fatalf("gqlgen's transport is not configured: %+v", ws)
 	}
@@ -108,5 +108,33 @@ func TestSocketGuard_RefusesOperationsAfterTheTokensEnd(t *testing.T) {
 	resp := s.Extension().(graphql.OperationInterceptor).InterceptOperation(ctx, next)(ctx)
 	if ran != 1 || len(resp.Errors) != 1 || codeOf(resp.Errors[0]) != CodeUnauthenticated {
 		t.Fatalf("at the token's end: ran %d, %v", ran, resp.Errors)
+	}
+}
+
+// The tokens of a document tell the type of the operation that would run, or say they
+// cannot (then gqlgen parses the document and answers).
+func TestOperationType_FromTokens(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		doc, name string
+		want      ast.Operation
+		ok        bool
+	}{
+		{`{ products { sku } }`, "", ast.Query, true},
+		{`mutation { createCart { id } }`, "", ast.Mutation, true},
+		{`subscription S($id: ID!) { orderStatusChanged(orderId: $id) { id } }`, "", ast.Subscription, true},
+		{`query Q($in: In = {a: {b: 1}}) { x } subscription S { y }`, "S", ast.Subscription, true},
+		{`query Q($in: In = {a: {b: 1}}) { x } subscription S { y }`, "Q", ast.Query, true},
+		{`fragment F on Query { x } query { ...F }`, "", ast.Query, true},
+		{`query subscription { x }`, "subscription", ast.Query, true},
+		{`query A { x } query B { y }`, "", "", false},
+		{`query A { x }`, "B", "", false},
+		{`{ x "unterminated`, "", "", false},
+		{``, "", "", false},
+	} {
+		got, ok := operationType(tc.doc, tc.name)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("operationType(%q, %q) = %q, %v; want %q, %v", tc.doc, tc.name, got, ok, tc.want, tc.ok)
+		}
 	}
 }

@@ -435,7 +435,7 @@ func writeJSON(w http.ResponseWriter, media string, status int, v any) {
 
 func setContentType(h http.Header, media string, status int) {
 	h.Set("Content-Type", media+"; charset=utf-8")
-	if status >= 300 {
+	if status >= 300 && h.Get("Cache-Control") == "" { // "private, no-store" (Private) stays
 		h.Set("Cache-Control", "no-store")
 	}
 }

@@ -88,10 +88,11 @@ func (s *Service) Checkout(ctx context.Context, a Actor, in CheckoutInput) (Orde
 	case in.CartID == nil && in.Items == nil:
 		return Order{}, false, Errorf(InvalidInput, []string{"input"}, "give exactly one of cartId and items")
 	case in.CartID != nil:
-		if _, err := uuid.Parse(*in.CartID); err != nil {
+		id, ok := CanonicalID(*in.CartID)
+		if !ok {
 			return Order{}, false, Errorf(CartNotFound, []string{"input", "cartId"}, "cart not found")
 		}
-		p.CartID = strings.ToLower(*in.CartID)
+		p.CartID = id
 	default:
 		lines, err := NormalizeLines(in.Items, []string{"input", "items"})
 		if err != nil {
@@ -165,6 +166,21 @@ func ValidatePaymentToken(t string) error {
 	return nil
 }
 
+// CanonicalID returns an id (of an order, cart or webhook) in lower case, ok false unless
+// it is a UUID written in its canonical 36-character form. uuid.Parse also takes
+// "urn:uuid:...", "{...}" and 32 bare hex digits: those would reach the database as
+// written (an error, or a match under another spelling than the one events carry), so
+// they are not ids here.
+func CanonicalID(id string) (string, bool) {
+	if len(id) != 36 {
+		return "", false
+	}
+	if _, err := uuid.Parse(id); err != nil {
+		return "", false
+	}
+	return strings.ToLower(id), true
+}
+
 func validSKU(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false
@@ -219,10 +235,11 @@ func (s *Service) Order(ctx context.Context, a Actor, id string) (*Order, error)
 	if a.CustomerID == "" && !a.CanReadAny() {
 		return nil, ErrUnauthenticated
 	}
-	if _, err := uuid.Parse(id); err != nil {
+	id, ok := CanonicalID(id)
+	if !ok {
 		return nil, nil
 	}
-	o, err := s.orders.Order(ctx, strings.ToLower(id))
+	o, err := s.orders.Order(ctx, id)
 	if err != nil || o == nil {
 		return nil, err
 	}
@@ -276,10 +293,11 @@ func (s *Service) ShipOrder(ctx context.Context, a Actor, id, tracking string) (
 }
 
 func (s *Service) transition(ctx context.Context, id string, decide func(o *Order) (Change, error)) (Order, error) {
-	if _, err := uuid.Parse(id); err != nil {
+	id, ok := CanonicalID(id)
+	if !ok {
 		return Order{}, Errorf(NotFound, []string{"id"}, "order not found")
 	}
-	return s.orders.Transition(ctx, strings.ToLower(id), decide)
+	return s.orders.Transition(ctx, id, decide)
 }
 
 // CreateCart makes an empty cart for the actor.
@@ -295,10 +313,11 @@ func (s *Service) Cart(ctx context.Context, a Actor, id string) (*Cart, error) {
 	if a.CustomerID == "" {
 		return nil, ErrUnauthenticated
 	}
-	if _, err := uuid.Parse(id); err != nil {
+	id, ok := CanonicalID(id)
+	if !ok {
 		return nil, nil
 	}
-	c, err := s.carts.Cart(ctx, strings.ToLower(id))
+	c, err := s.carts.Cart(ctx, id)
 	if err != nil || c == nil {
 		return nil, err
 	}
@@ -313,7 +332,8 @@ func (s *Service) SetCartItem(ctx context.Context, a Actor, cartID, sku string, 
 	if a.CustomerID == "" {
 		return Cart{}, ErrUnauthenticated
 	}
-	if _, err := uuid.Parse(cartID); err != nil {
+	cartID, ok := CanonicalID(cartID)
+	if !ok {
 		return Cart{}, Errorf(CartNotFound, []string{"cartId"}, "cart not found")
 	}
 	if !validSKU(sku) {
@@ -324,5 +344,5 @@ func (s *Service) SetCartItem(ctx context.Context, a Actor, cartID, sku string, 
 			return Cart{}, err
 		}
 	}
-	return s.carts.SetCartItem(ctx, strings.ToLower(cartID), a.CustomerID, sku, quantity, add, MaxLineQuantity)
+	return s.carts.SetCartItem(ctx, cartID, a.CustomerID, sku, quantity, add, MaxLineQuantity)
 }

@@ -312,6 +312,10 @@ func (s *Service) Delete(ctx context.Context, a checkout.Actor, id string) (Webh
 	if err := checkout.RequireAdmin(a); err != nil {
 		return Webhook{}, err
 	}
+	id, ok := checkout.CanonicalID(id)
+	if !ok {
+		return Webhook{}, errNotFound()
+	}
 	return s.store.Delete(ctx, id)
 }
 
@@ -319,6 +323,10 @@ func (s *Service) Delete(ctx context.Context, a checkout.Actor, id string) (Webh
 func (s *Service) Enable(ctx context.Context, a checkout.Actor, id string) (Webhook, error) {
 	if err := checkout.RequireAdmin(a); err != nil {
 		return Webhook{}, err
+	}
+	id, ok := checkout.CanonicalID(id)
+	if !ok {
+		return Webhook{}, errNotFound()
 	}
 	return s.store.Enable(ctx, id)
 }
@@ -328,5 +336,14 @@ func (s *Service) Deliveries(ctx context.Context, a checkout.Actor, id string, f
 	if err := checkout.RequireAdmin(a); err != nil {
 		return Page{}, err
 	}
+	id, ok := checkout.CanonicalID(id)
+	if !ok {
+		return Page{}, nil // as for an endpoint that does not exist
+	}
 	return s.store.Deliveries(ctx, id, first, after)
+}
+
+// errNotFound is the answer for an endpoint that does not exist (as the store's).
+func errNotFound() error {
+	return checkout.Errorf(checkout.NotFound, []string{"id"}, "webhook not found")
 }
