@@ -408,20 +408,42 @@ func newShedder(cfg config.Config, m *metrics.Metrics, gqlOpt gqlhttp.Options) (
 		MaxWait:   o.MaxWait,
 		Rate:      rate.Limit(o.ClientRate),
 		Burst:     o.ClientBurst,
-		Classify:  gqlhttp.Classify(gqlOpt.Persisted.Manifest.Document),
-		Reject:    gqlhttp.Refuse,
-		OnReject: func(c overload.Class, status int) {
-			reason := "busy"
-			if status == http.StatusTooManyRequests {
-				reason = "rate_limited"
-			}
-			m.Shed(string(c), reason)
-		},
+		// Bodies are received whole, within HTTP_BODY_TIMEOUT and the body limit, before
+		// the classifier reads them and before a slot is taken.
+		Body: overload.BodyOptions{MaxBytes: gqlOpt.Limits.WithDefaults().MaxBodyBytes, Timeout: cfg.HTTP.BodyTimeout,
+			PerClient: bodiesPerClient(o.BodiesPerClient)},
+		Classify: gqlhttp.Classify(gqlOpt.Persisted.Manifest.Document),
+		Reject:   gqlhttp.Refuser(gqlOpt.Limits),
+		OnReject: func(c overload.Class, status int) { m.Shed(string(c), shedReason(status)) },
 	})
 	for _, c := range []overload.Class{overload.Checkout, overload.Read, overload.Other} {
 		m.InFlight(string(c), func() int { return shed.InFlight(c) })
 	}
 	return shed, clients.Key, nil
+}
+
+// shedReason is the reason label of a refusal of the shedder.
+func shedReason(status int) string {
+	switch status {
+	case http.StatusTooManyRequests:
+		return "rate_limited"
+	case http.StatusRequestTimeout:
+		return "body_timeout"
+	case http.StatusRequestEntityTooLarge:
+		return "body_too_large"
+	case http.StatusBadRequest:
+		return "body_broken"
+	}
+	return "busy"
+}
+
+// bodiesPerClient is BODIES_PER_CLIENT as overload.BodyOptions.PerClient has it (0 there
+// is the default; off is negative).
+func bodiesPerClient(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // newGateway builds the configured payment provider behind its circuit breaker and

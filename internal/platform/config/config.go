@@ -59,6 +59,10 @@ type HTTP struct {
 	// WriteTimeout bounds the writing of one HTTP response (WebSocket connections are
 	// not cut by it).
 	WriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	// BodyTimeout bounds the reading of a whole request body, done before the request
+	// takes a slot of the load shedder: a body not complete by then is answered 408
+	// REQUEST_TIMEOUT (a 1 MiB body needs about 1.7 Mbit/s to make the default).
+	BodyTimeout time.Duration `env:"HTTP_BODY_TIMEOUT" envDefault:"5s"`
 	// ShutdownTimeout is how long SIGTERM drains requests and the messages in hand.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 }
@@ -273,6 +277,10 @@ type Overload struct {
 	ClientRate float64 `env:"CLIENT_RATE" envDefault:"50"`
 	// ClientBurst is each client's burst.
 	ClientBurst int `env:"CLIENT_BURST" envDefault:"100"`
+	// BodiesPerClient bounds the request bodies of one client being received at once
+	// (over it 429), so one client cannot hold many slow bodies open (an HTTP/2
+	// connection carries up to 100 streams); 0 turns the bound off.
+	BodiesPerClient int `env:"BODIES_PER_CLIENT" envDefault:"8"`
 	// TrustedProxies are your reverse proxies (CIDR prefixes or addresses, comma
 	// separated): only from them is CLIENT_IP_HEADER believed.
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
@@ -472,7 +480,7 @@ func (c Config) valueProblems() error {
 		"OUTBOX_POLL_INTERVAL": int64(c.Relay.PollInterval), "OUTBOX_RETENTION": int64(c.Relay.Retention),
 		"WORKER_PREFETCH": int64(c.Workers.Prefetch), "WORKER_CONCURRENCY": int64(c.Workers.Concurrency),
 		"SWEEP_INTERVAL": int64(c.Workers.SweepInterval), "SHUTDOWN_TIMEOUT": int64(c.HTTP.ShutdownTimeout),
-		"HTTP_WRITE_TIMEOUT":     int64(c.HTTP.WriteTimeout),
+		"HTTP_WRITE_TIMEOUT": int64(c.HTTP.WriteTimeout), "HTTP_BODY_TIMEOUT": int64(c.HTTP.BodyTimeout),
 		"GRAPHQL_MAX_COMPLEXITY": int64(c.GraphQL.MaxComplexity), "GRAPHQL_MAX_DEPTH": int64(c.GraphQL.MaxDepth),
 		"GRAPHQL_MAX_ALIASES": int64(c.GraphQL.MaxAliases), "GRAPHQL_MAX_ROOT_FIELDS": int64(c.GraphQL.MaxRootFields),
 		"GRAPHQL_MAX_BODY_BYTES": c.GraphQL.MaxBodyBytes, "GRAPHQL_MAX_TOKENS": int64(c.GraphQL.MaxTokens),
@@ -491,7 +499,7 @@ func (c Config) valueProblems() error {
 	}
 	for name, v := range map[string]int64{"WEBHOOK_MAX_ATTEMPTS": int64(c.Webhooks.MaxAttempts),
 		"SOCKETS_PER_CLIENT": int64(c.Sockets.PerClient), "SUBSCRIPTIONS_PER_CLIENT": int64(c.Sockets.SubscriptionsPerClient),
-		"CLIENT_BURST": int64(c.Overload.ClientBurst)} {
+		"CLIENT_BURST": int64(c.Overload.ClientBurst), "BODIES_PER_CLIENT": int64(c.Overload.BodiesPerClient)} {
 		if v < 0 {
 			return fmt.Errorf("config: %s must not be negative", name)
 		}

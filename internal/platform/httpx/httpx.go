@@ -136,7 +136,8 @@ func Health(mux *http.ServeMux, checks ...Check) {
 const DefaultWriteTimeout = 30 * time.Second
 
 // NewServer is the API's http.Server: its timeouts bound how long a client may take to
-// send a request and to read the response (WriteTimeout). WebSocket connections are
+// send a request and to read the response (WriteTimeout); the load shedder bounds the
+// body's part tighter (HTTP_BODY_TIMEOUT). WebSocket connections are
 // hijacked, which clears the server's deadlines: they have their own
 // (graph/gqlhttp.SocketOptions).
 func NewServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Server {
@@ -150,8 +151,15 @@ func NewServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Se
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       120 * time.Second,
+		// Each stream of an HTTP/2 connection is a request being received at once;
+		// Go's default is 250. The load shedder also bounds the bodies one client
+		// sends at once (BODIES_PER_CLIENT).
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: MaxConcurrentStreams},
 	}
 }
+
+// MaxConcurrentStreams bounds the streams of one HTTP/2 connection.
+const MaxConcurrentStreams = 100
 
 // Metrics serves GET /metrics: on mux (the API's listener) when addr is empty, as the
 // contract has it; otherwise on a server of its own at addr (METRICS_ADDR), returned for
