@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -381,9 +382,36 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	if !cfg.Production() {
 		e.mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
 	}
-	e.mux.Handle("POST /webhooks/stripe", &stripegw.WebhookHandler{Payments: st.payments, Secret: cfg.Payment.StripeWebhookSecret,
-		Tolerance: 5 * time.Minute, Logger: s.logger})
+	mountStripeWebhook(e.mux, cfg, clientKey, st.payments, s.logger, m)
 	return a, nil
+}
+
+// mountStripeWebhook serves POST /webhooks/stripe when STRIPE_WEBHOOK_SECRET is set
+// (without it there is no such endpoint: 404), behind a load shedder of its own: a
+// bucket per sender address (STRIPE_WEBHOOK_RATE, apart from the API's buckets, so
+// neither starves the other) and the body read whole within HTTP_BODY_TIMEOUT before
+// the handler runs. It returns the handler, or nil when it is not mounted.
+func mountStripeWebhook(mux *http.ServeMux, cfg config.Config, clientKey func(*http.Request) string, payments checkout.PaymentStore,
+	logger *slog.Logger, m *metrics.Metrics) *stripegw.WebhookHandler {
+	if cfg.Payment.StripeWebhookSecret == "" {
+		return nil
+	}
+	h := &stripegw.WebhookHandler{Payments: payments, Secret: cfg.Payment.StripeWebhookSecret, Tolerance: 5 * time.Minute, Logger: logger}
+	r := cfg.Payment.StripeWebhookRate
+	shed := overload.New(overload.Options{
+		Rate:      rate.Limit(r),
+		Burst:     max(1, int(math.Ceil(2*r))),
+		ClientKey: clientKey,
+		Body:      overload.BodyOptions{MaxBytes: 1 << 20, Timeout: cfg.HTTP.BodyTimeout, PerClient: bodiesPerClient(cfg.Overload.BodiesPerClient)},
+		Reject:    stripegw.RefuseWebhook,
+		OnReject: func(_ overload.Class, status int) {
+			if m != nil {
+				m.Shed("stripe_webhook", shedReason(status))
+			}
+		},
+	})
+	mux.Handle("POST /webhooks/stripe", shed.Middleware(h))
+	return h
 }
 
 // Run runs the status feed of subscriptions.

@@ -156,6 +156,11 @@ type Payment struct {
 	// StripeWebhookSecret verifies POST /webhooks/stripe (required with stripe in
 	// production: a charge whose answer was lost is reconciled by it).
 	StripeWebhookSecret string `env:"STRIPE_WEBHOOK_SECRET"`
+	// StripeWebhookRate is each sender address's rate on POST /webhooks/stripe in posts/s
+	// (burst: twice as many); over it 429, which Stripe retries. Stripe sends from a
+	// dozen addresses (https://stripe.com/files/ips/ips_webhooks.json), each far below
+	// the default.
+	StripeWebhookRate float64 `env:"STRIPE_WEBHOOK_RATE" envDefault:"50"`
 }
 
 // Relay is the outbox relay.
@@ -503,6 +508,9 @@ func (c Config) valueProblems() error {
 		if v < 0 {
 			return fmt.Errorf("config: %s must not be negative", name)
 		}
+	}
+	if c.Payment.StripeWebhookRate <= 0 {
+		return fmt.Errorf("config: STRIPE_WEBHOOK_RATE must be positive")
 	}
 	if c.Overload.ClientRate < 0 {
 		return fmt.Errorf("config: CLIENT_RATE must not be negative")
