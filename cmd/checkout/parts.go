@@ -198,7 +198,14 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 		}
 		return out, err
 	})
-	httpx.Health(e.mux, httpx.Check{Name: "database", Fn: func(ctx context.Context) error { return store.Ping(ctx, st.db.DB) }},
+	// /readyz pings through a connection of its own, never the background pool's, and at
+	// most once a second however often it is called (httpx.Readiness).
+	readyDB, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxOpenConns: 1})
+	if err != nil {
+		return nil, err
+	}
+	st.add(readyDB.Close)
+	httpx.Health(e.mux, httpx.Check{Name: "database", Fn: func(ctx context.Context) error { return store.Ping(ctx, readyDB.DB) }},
 		httpx.Check{Name: "broker", Fn: st.pub.Ping})
 	// Business metrics are counted when a change commits: once, whichever process made
 	// it, and never for one that rolled back. Relays are woken after each commit that
