@@ -404,7 +404,7 @@ func mountStripeWebhook(mux *http.ServeMux, cfg config.Config, clientKey func(*h
 		return nil
 	}
 	h := &stripegw.WebhookHandler{Payments: payments, Secret: cfg.Payment.StripeWebhookSecret, Tolerance: 5 * time.Minute, Logger: logger}
-	r := cfg.Payment.StripeWebhookRate
+	r := cfg.Overload.StripeWebhookRate
 	shed := overload.New(overload.Options{
 		Rate:      rate.Limit(r),
 		Burst:     max(1, int(math.Ceil(2*r))),

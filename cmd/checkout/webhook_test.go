@@ -21,7 +21,7 @@ func TestL8_StripeWebhook_RateLimitedQuietAndAbsentWithoutSecret(t *testing.T) {
 	t.Parallel()
 	cfg := config.Defaults()
 	cfg.Payment.StripeWebhookSecret = "whsec_l8_test"
-	cfg.Payment.StripeWebhookRate = 5 // burst 10
+	cfg.Overload.StripeWebhookRate = 5 // burst 10
 	var logged bytes.Buffer
 	mux := http.NewServeMux()
 	h := mountStripeWebhook(mux, cfg, overload.ClientKey, nil, slog.New(slog.NewJSONHandler(&logged, nil)), nil)

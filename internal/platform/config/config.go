@@ -156,11 +156,6 @@ type Payment struct {
 	// StripeWebhookSecret verifies POST /webhooks/stripe (required with stripe in
 	// production: a charge whose answer was lost is reconciled by it).
 	StripeWebhookSecret string `env:"STRIPE_WEBHOOK_SECRET"`
-	// StripeWebhookRate is each sender address's rate on POST /webhooks/stripe in posts/s
-	// (burst: twice as many); over it 429, which Stripe retries. Stripe sends from a
-	// dozen addresses (https://stripe.com/files/ips/ips_webhooks.json), each far below
-	// the default.
-	StripeWebhookRate float64 `env:"STRIPE_WEBHOOK_RATE" envDefault:"50"`
 }
 
 // Relay is the outbox relay.
@@ -286,6 +281,11 @@ type Overload struct {
 	// (over it 429), so one client cannot hold many slow bodies open (an HTTP/2
 	// connection carries up to 100 streams); 0 turns the bound off.
 	BodiesPerClient int `env:"BODIES_PER_CLIENT" envDefault:"8"`
+	// StripeWebhookRate is each sender address's rate on POST /webhooks/stripe in posts/s
+	// (burst: twice as many); over it 429, which Stripe retries. Stripe sends from a
+	// dozen addresses (https://stripe.com/files/ips/ips_webhooks.json), each far below
+	// the default.
+	StripeWebhookRate float64 `env:"STRIPE_WEBHOOK_RATE" envDefault:"50"`
 	// TrustedProxies are your reverse proxies (CIDR prefixes or addresses, comma
 	// separated): only from them is CLIENT_IP_HEADER believed.
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
@@ -509,7 +509,7 @@ func (c Config) valueProblems() error {
 			return fmt.Errorf("config: %s must not be negative", name)
 		}
 	}
-	if c.Payment.StripeWebhookRate <= 0 {
+	if c.Overload.StripeWebhookRate <= 0 {
 		return fmt.Errorf("config: STRIPE_WEBHOOK_RATE must be positive")
 	}
 	if c.Overload.ClientRate < 0 {
