@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -195,7 +196,14 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 		}
 		return out, err
 	})
-	httpx.Health(e.mux, httpx.Check{Name: "database", Fn: func(ctx context.Context) error { return store.Ping(ctx, st.db.DB) }},
+	// /readyz pings through a connection of its own, never the background pool's, and at
+	// most once a second however often it is called (httpx.Readiness).
+	readyDB, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxOpenConns: 1})
+	if err != nil {
+		return nil, err
+	}
+	st.add(readyDB.Close)
+	httpx.Health(e.mux, httpx.Check{Name: "database", Fn: func(ctx context.Context) error { return store.Ping(ctx, readyDB.DB) }},
 		httpx.Check{Name: "broker", Fn: st.pub.Ping})
 	// Business metrics are counted when a change commits: once, whichever process made
 	// it, and never for one that rolled back. Relays are woken after each commit that
@@ -382,9 +390,36 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	if !cfg.Production() {
 		e.mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
 	}
-	e.mux.Handle("POST /webhooks/stripe", &stripegw.WebhookHandler{Payments: st.payments, Secret: cfg.Payment.StripeWebhookSecret,
-		Tolerance: 5 * time.Minute, Logger: s.logger})
+	mountStripeWebhook(e.mux, cfg, clientKey, st.payments, s.logger, m)
 	return a, nil
+}
+
+// mountStripeWebhook serves POST /webhooks/stripe when STRIPE_WEBHOOK_SECRET is set
+// (without it there is no such endpoint: 404), behind a load shedder of its own: a
+// bucket per sender address (STRIPE_WEBHOOK_RATE, apart from the API's buckets, so
+// neither starves the other) and the body read whole within HTTP_BODY_TIMEOUT before
+// the handler runs. It returns the handler, or nil when it is not mounted.
+func mountStripeWebhook(mux *http.ServeMux, cfg config.Config, clientKey func(*http.Request) string, payments checkout.PaymentStore,
+	logger *slog.Logger, m *metrics.Metrics) *stripegw.WebhookHandler {
+	if cfg.Payment.StripeWebhookSecret == "" {
+		return nil
+	}
+	h := &stripegw.WebhookHandler{Payments: payments, Secret: cfg.Payment.StripeWebhookSecret, Tolerance: 5 * time.Minute, Logger: logger}
+	r := cfg.Overload.StripeWebhookRate
+	shed := overload.New(overload.Options{
+		Rate:      rate.Limit(r),
+		Burst:     max(1, int(math.Ceil(2*r))),
+		ClientKey: clientKey,
+		Body:      overload.BodyOptions{MaxBytes: 1 << 20, Timeout: cfg.HTTP.BodyTimeout, PerClient: bodiesPerClient(cfg.Overload.BodiesPerClient)},
+		Reject:    stripegw.RefuseWebhook,
+		OnReject: func(_ overload.Class, status int) {
+			if m != nil {
+				m.Shed("stripe_webhook", shedReason(status))
+			}
+		},
+	})
+	mux.Handle("POST /webhooks/stripe", shed.Middleware(h))
+	return h
 }
 
 // Run runs the status feed of subscriptions.
@@ -414,20 +449,42 @@ func newShedder(cfg config.Config, m *metrics.Metrics, gqlOpt gqlhttp.Options) (
 		CheckoutBurst:       o.CheckoutBurst,
 		MaxClients:          o.ClientBuckets,
 		MaxAnonymousClients: o.AnonymousBuckets,
-		Classify:            gqlhttp.Classify(gqlOpt.Persisted.Manifest.Document),
-		Reject:              gqlhttp.Refuse,
-		OnReject: func(c overload.Class, status int) {
-			reason := "busy"
-			if status == http.StatusTooManyRequests {
-				reason = "rate_limited"
-			}
-			m.Shed(string(c), reason)
-		},
+		// Bodies are received whole, within HTTP_BODY_TIMEOUT and the body limit, before
+		// the classifier reads them and before a slot is taken.
+		Body: overload.BodyOptions{MaxBytes: gqlOpt.Limits.WithDefaults().MaxBodyBytes, Timeout: cfg.HTTP.BodyTimeout,
+			PerClient: bodiesPerClient(o.BodiesPerClient)},
+		Classify: gqlhttp.Classify(gqlOpt.Persisted.Manifest.Document),
+		Reject:   gqlhttp.Refuser(gqlOpt.Limits),
+		OnReject: func(c overload.Class, status int) { m.Shed(string(c), shedReason(status)) },
 	})
 	for _, c := range []overload.Class{overload.Checkout, overload.Read, overload.Other} {
 		m.InFlight(string(c), func() int { return shed.InFlight(c) })
 	}
 	return shed, clients.Key, nil
+}
+
+// shedReason is the reason label of a refusal of the shedder.
+func shedReason(status int) string {
+	switch status {
+	case http.StatusTooManyRequests:
+		return "rate_limited"
+	case http.StatusRequestTimeout:
+		return "body_timeout"
+	case http.StatusRequestEntityTooLarge:
+		return "body_too_large"
+	case http.StatusBadRequest:
+		return "body_broken"
+	}
+	return "busy"
+}
+
+// bodiesPerClient is BODIES_PER_CLIENT as overload.BodyOptions.PerClient has it (0 there
+// is the default; off is negative).
+func bodiesPerClient(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // newGateway builds the configured payment provider behind its circuit breaker and

@@ -2,7 +2,6 @@ package gqlhttp
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -13,15 +12,14 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/overload"
 )
 
-// MaxPeek is how much of a POST body the classifier reads; a larger body is
-// classified Other (and still reaches the handler whole).
-const MaxPeek = 64 << 10
-
 // Classify returns the shedder's classifier (overload.Options.Classify) of GraphQL over
-// HTTP requests: WebSocket upgrades are
-// Stream; GET is Read (mutations are refused over GET); a POST is classified from its
-// JSON body by tokenizing the selected operation (no parsing or validation): a mutation
-// with a root checkout field is Checkout, another mutation Other, a query Read. A
+// HTTP requests: WebSocket upgrades are Stream; GET is Read (mutations are refused over
+// GET); a POST is classified from its JSON body by tokenizing the selected operation (no
+// parsing or validation): a mutation with a root checkout field is Checkout, another
+// mutation Other, a query Read. The shedder has read the body whole before (a body
+// still on the wire is read here, at most DefaultMaxBodyBytes of it); the classifier
+// reads it as the transport does (checkBody, then gqlgen's decoding), so it classifies
+// the very operation gqlgen will run, and a body the transport will refuse is Other. A
 // persisted query sent by hash alone is looked up with lookup (nil: it is Other). The
 // body is given back to the next handler intact. The cost is ClassifyQuery's (GET's
 // from its query parameter); what cannot be read costs one.
@@ -42,30 +40,29 @@ func Classify(lookup func(sha256Hash string) (query string, ok bool)) func(*http
 		if r.Body == nil || r.Body == http.NoBody {
 			return overload.Other, overload.Cost{}
 		}
-		peek, err := io.ReadAll(io.LimitReader(r.Body, MaxPeek+1))
+		body, err := io.ReadAll(io.LimitReader(r.Body, DefaultMaxBodyBytes+1))
 		r.Body = struct {
 			io.Reader
 			io.Closer
-		}{io.MultiReader(bytes.NewReader(peek), r.Body), r.Body}
-		if err != nil || len(peek) > MaxPeek {
+		}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		if err != nil || len(body) > DefaultMaxBodyBytes {
 			return overload.Other, overload.Cost{}
 		}
-		var p struct {
-			Query         string `json:"query"`
-			OperationName string `json:"operationName"`
-			Extensions    struct {
-				PersistedQuery struct {
-					Hash string `json:"sha256Hash"`
-				} `json:"persistedQuery"`
-			} `json:"extensions"`
-		}
-		if json.Unmarshal(peek, &p) != nil {
+		body, gerr := checkBody(body)
+		if gerr != nil {
 			return overload.Other, overload.Cost{}
 		}
-		if p.Query == "" && p.Extensions.PersistedQuery.Hash != "" && lookup != nil {
-			p.Query, _ = lookup(p.Extensions.PersistedQuery.Hash)
+		p, err := decodeParams(body)
+		if err != nil {
+			return overload.Other, overload.Cost{}
 		}
-		return ClassifyQuery(p.Query, p.OperationName)
+		query := p.Query
+		if query == "" && lookup != nil {
+			if hash, ok, gerr := persistedQueryOf(p.Extensions); ok && gerr == nil {
+				query, _ = lookup(hash)
+			}
+		}
+		return ClassifyQuery(query, p.OperationName)
 	}
 }
 

@@ -72,8 +72,14 @@ func TestGraphQLClassifier(t *testing.T) {
 		}, overload.Read},
 		{"NotJSON", func() *http.Request { return postJSON(`mutation { checkout }`) }, overload.Other},
 		{"BrokenQuery", func() *http.Request { return postJSON(`{"query":"mutation { checkout(input: "}`) }, overload.Other},
-		{"TooLargeToPeek", func() *http.Request {
-			return postJSON(`{"query":"mutation { checkout(input: {}) { order { id } } }","variables":{"pad":"` + strings.Repeat("x", gqlhttp.MaxPeek) + `"}}`)
+		{"LargeBodyReadWhole", func() *http.Request {
+			return postJSON(`{"query":"mutation { checkout(input: {}) { order { id } } }","variables":{"pad":"` + strings.Repeat("x", 100<<10) + `"}}`)
+		}, overload.Checkout},
+		{"OverTheBodyLimit", func() *http.Request {
+			return postJSON(`{"query":"mutation { checkout(input: {}) { order { id } } }","variables":{"pad":"` + strings.Repeat("x", gqlhttp.DefaultMaxBodyBytes) + `"}}`)
+		}, overload.Other},
+		{"RefusedByTheTransport", func() *http.Request {
+			return postJSON(`{"query":"subscription { orderStatusChanged(orderId: \"1\") { id } }","Query":"{ products { edges { cursor } } }"}`)
 		}, overload.Other},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -28,6 +28,7 @@ const (
 	CodeNotAcceptable              = "NOT_ACCEPTABLE"
 	CodeUnsupportedMediaType       = "UNSUPPORTED_MEDIA_TYPE"
 	CodeRequestTooLarge            = "REQUEST_TOO_LARGE"
+	CodeRequestTimeout             = "REQUEST_TIMEOUT" // the body did not come whole within HTTP_BODY_TIMEOUT
 	CodeBatchingNotSupported       = "BATCHING_NOT_SUPPORTED"
 	CodeQueryTooDeep               = "QUERY_TOO_DEEP"
 	CodeTooManyAliases             = "TOO_MANY_ALIASES"
@@ -59,18 +60,50 @@ func InternalError(w http.ResponseWriter, _ *http.Request) {
 }
 
 // Refuse answers, as a GraphQL error, a request the load shedder turned away
-// (overload.Options.Reject, after Retry-After is set): 429 is RATE_LIMITED (the client
-// is over its rate), anything else SERVICE_UNAVAILABLE (the service is busy).
-func Refuse(w http.ResponseWriter, _ *http.Request, status int) {
-	code, msg := CodeUnavailable, "the service is busy; retry later"
-	if status == http.StatusTooManyRequests {
-		code, msg = CodeRateLimited, "too many requests from this client; retry later"
+// (overload.Options.Reject, after Retry-After is set) with the default limits: see
+// Refuser.
+func Refuse(w http.ResponseWriter, r *http.Request, status int) {
+	Refuser(Limits{})(w, r, status)
+}
+
+// Refuser answers, as GraphQL errors, the requests the load shedder turns away
+// (overload.Options.Reject): 429 is RATE_LIMITED (the client is over its rate, or is
+// sending too many bodies at once), anything else but the body's refusals
+// SERVICE_UNAVAILABLE (the service is busy), both as application/json, byte for byte as
+// they always were. A body that did not come whole is answered in the media type the
+// client accepts: 408 REQUEST_TIMEOUT (not within HTTP_BODY_TIMEOUT), 413
+// REQUEST_TOO_LARGE (over limits' MaxBodyBytes, given as extensions.limit, as the
+// transport answers it), 400 BAD_REQUEST (broken off).
+func Refuser(limits Limits) func(w http.ResponseWriter, r *http.Request, status int) {
+	maxBody := limits.WithDefaults().MaxBodyBytes
+	return func(w http.ResponseWriter, r *http.Request, status int) {
+		var e *gqlerror.Error
+		switch status {
+		case http.StatusRequestTimeout:
+			e = newError(CodeRequestTimeout, "the request body did not arrive within the time allowed: send it whole and at once")
+		case http.StatusRequestEntityTooLarge:
+			e = newError(CodeRequestTooLarge, "the request body is larger than the limit of %d bytes", maxBody)
+			e.Extensions["limit"] = maxBody
+		case http.StatusBadRequest:
+			e = newError(CodeBadRequest, "the request body could not be read")
+		default:
+			code, msg := CodeUnavailable, "the service is busy; retry later"
+			if status == http.StatusTooManyRequests {
+				code, msg = CodeRateLimited, "too many requests from this client; retry later"
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			json.NewEncoder(w).Encode(map[string]any{"errors": []any{map[string]any{
+				"message": msg, "extensions": map[string]any{"code": code},
+			}}})
+			return
+		}
+		media := MediaJSON
+		if m, ok := Negotiate(r.Header.Values("Accept")); ok {
+			media = m
+		}
+		writeErrors(w, media, status, e)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"errors": []any{map[string]any{
-		"message": msg, "extensions": map[string]any{"code": code},
-	}}})
 }
 
 // newError is a GraphQL error with an extensions.code and optional extra extensions

@@ -25,6 +25,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -123,6 +124,10 @@ func (e *executor) CreateOperationContext(ctx context.Context, p *graphql.RawPar
 	return oc, errs
 }
 
+// gqlgenDecodeError begins gqlgen's error for a POST body it cannot decode, which goes on
+// to quote the body.
+const gqlgenDecodeError = "json request body could not be decoded"
+
 // specWriter sets the status, media type and body shape of the answer gqlgen writes.
 type specWriter struct {
 	http.ResponseWriter
@@ -148,6 +153,13 @@ func (w *specWriter) Write(b []byte) (int, error) {
 	var resp errorResponse
 	if err := json.Unmarshal(b, &resp); err != nil {
 		resp.Errors = w.exec.errs
+	}
+	for i, e := range resp.Errors {
+		if strings.HasPrefix(e.Message, gqlgenDecodeError) {
+			// gqlgen quotes the whole body in this message; checkBody makes it
+			// unreachable, and should it come, the body stays unsaid.
+			resp.Errors[i] = newError(CodeBadRequest, "the request body could not be decoded as a GraphQL request")
+		}
 	}
 	status := requestErrorStatus(w.media, resp.Errors)
 	switch status {
@@ -235,8 +247,20 @@ func (t Transport) checkPOST(w http.ResponseWriter, r *http.Request) (int, *gqle
 	return http.StatusBadRequest, gerr
 }
 
+// requestMembers are the members of a GraphQL-over-HTTP request body; persistedQuery
+// the member of extensions this service reads, and persistedQueryMembers its own.
+var (
+	requestMembers        = []string{"query", "operationName", "variables", "extensions", "documentId"}
+	persistedQueryMembers = []string{"version", "sha256Hash"}
+)
+
 // checkBody checks the JSON encoding of a GraphQL-over-HTTP request, and returns it with
-// a documentId turned into extensions.persistedQuery.
+// a documentId turned into extensions.persistedQuery. Member names are exact: a member
+// twice, or one whose name is a known member's in another case ("OperationName"), is
+// refused, because encoding/json (gqlgen's decoder) matches names without regard to case
+// and keeps the last one, so such a body could be read one way here and another by
+// gqlgen. The body returned decodes as gqlgen decodes it (graphql.RawParams), so gqlgen
+// never reports, and echoes, a body it cannot decode.
 func checkBody(body []byte) ([]byte, *gqlerror.Error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	switch {
@@ -247,13 +271,9 @@ func checkBody(body []byte) ([]byte, *gqlerror.Error) {
 	case trimmed[0] != '{':
 		return nil, newError(CodeBadRequest, `the request body must be a JSON object: {"query": "...", "variables": {...}}`)
 	}
-	var members map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	if err := dec.Decode(&members); err != nil {
-		return nil, newError(CodeBadRequest, "the request body is not valid JSON: %s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, newError(CodeBadRequest, "the request body is not valid JSON: data after the object")
+	members, gerr := exactObject(trimmed, "the request body", requestMembers)
+	if gerr != nil {
+		return nil, gerr
 	}
 	get := func(name string) json.RawMessage {
 		if v := members[name]; string(v) != "null" {
@@ -271,6 +291,17 @@ func checkBody(body []byte) ([]byte, *gqlerror.Error) {
 			return nil, newError(CodeBadRequest, "%s must be a JSON object", name)
 		}
 	}
+	if v := get("extensions"); v != nil {
+		ext, gerr := exactObject(v, "extensions", []string{"persistedQuery"})
+		if gerr != nil {
+			return nil, gerr
+		}
+		if pq := ext["persistedQuery"]; len(pq) > 0 && pq[0] == '{' {
+			if _, gerr := exactObject(pq, "extensions.persistedQuery", persistedQueryMembers); gerr != nil {
+				return nil, gerr
+			}
+		}
+	}
 	var docID string
 	if v := get("documentId"); v != nil {
 		json.Unmarshal(v, &docID)
@@ -282,13 +313,72 @@ func checkBody(body []byte) ([]byte, *gqlerror.Error) {
 	if v := get("query"); (v == nil || string(v) == `""`) && !hasPersistedQuery(ext) {
 		return nil, missingQuery()
 	}
-	if docID == "" {
-		return body, nil
+	if docID != "" {
+		members["extensions"] = ext
+		delete(members, "documentId")
+		body, _ = json.Marshal(members)
 	}
-	members["extensions"] = ext
-	delete(members, "documentId")
-	body, _ = json.Marshal(members)
+	if _, err := decodeParams(body); err != nil {
+		return nil, newError(CodeBadRequest, "the request body is not a GraphQL request: %s", jsonProblem(err))
+	}
 	return body, nil
+}
+
+// decodeParams decodes a request body exactly as gqlgen's POST transport does.
+func decodeParams(body []byte) (*graphql.RawParams, error) {
+	var p graphql.RawParams
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// exactObject reads the members of the JSON object raw (what names it in errors),
+// refusing a member given twice and a member whose name equals one of known only
+// without regard to case. Errors name no member but a known one, and quote no value.
+func exactObject(raw []byte, what string, known []string) (map[string]json.RawMessage, *gqlerror.Error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	notJSON := func(err error) *gqlerror.Error {
+		return newError(CodeBadRequest, "the request body is not valid JSON: %s", jsonProblem(err))
+	}
+	if tok, err := dec.Token(); err != nil {
+		return nil, notJSON(err)
+	} else if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, newError(CodeBadRequest, "%s must be a JSON object", what)
+	}
+	members := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, notJSON(err)
+		}
+		name, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, notJSON(err)
+		}
+		for _, k := range known {
+			if name != k && strings.EqualFold(name, k) {
+				return nil, newError(CodeBadRequest, "member names are exact: %s has %q where %q is meant", what, name, k)
+			}
+		}
+		if _, twice := members[name]; twice {
+			if slices.Contains(known, name) {
+				return nil, newError(CodeBadRequest, "%s has the member %q twice", what, name)
+			}
+			return nil, newError(CodeBadRequest, "%s has a member twice", what)
+		}
+		members[name] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, notJSON(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, newError(CodeBadRequest, "the request body is not valid JSON: data after the object")
+	}
+	return members, nil
 }
 
 // checkGET checks the URL parameters of a GET, turning a documentId into

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
@@ -21,11 +22,38 @@ const WebhookConsumer = "stripe-webhook"
 // lost, from the intent's metadata order_id only when a charge of that order was
 // attempted and has no other intent. Either way the intent's amount and currency must be
 // what was charged: an intent of another amount never pays an order.
+//
+// Anyone can post to it: a post whose signature fails is logged at most once a second
+// (WARN, with how many were refused since the last line), so forged posts cannot fill
+// the log; the rate per sender is the caller's (cmd/checkout mounts it behind a limit
+// per client address).
 type WebhookHandler struct {
 	Payments  checkout.PaymentStore
 	Secret    string
 	Tolerance time.Duration
 	Logger    *slog.Logger
+
+	refused atomic.Int64
+	logged  atomic.Int64 // when a refusal was last logged (Unix ns)
+}
+
+// refusedLogInterval spaces the log lines of refused posts.
+const refusedLogInterval = time.Second
+
+// Refused returns how many posts were refused for their signature (metrics, tests).
+func (h *WebhookHandler) Refused() int64 { return h.refused.Load() }
+
+// RefuseWebhook answers a post the load shedder in front of the endpoint turned away
+// (overload.Options.Reject): Stripe retries any non-2xx delivery.
+func RefuseWebhook(w http.ResponseWriter, _ *http.Request, status int) {
+	msg := map[int]string{http.StatusTooManyRequests: "too many requests", http.StatusRequestTimeout: "request body not received in time",
+		http.StatusRequestEntityTooLarge: "body too large", http.StatusBadRequest: "request body could not be read"}[status]
+	if msg == "" {
+		msg = "temporarily unavailable"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write([]byte(`{"error":"` + msg + `"}`))
 }
 
 func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -35,7 +63,8 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.Secret == "" {
-		http.Error(w, `{"error":"webhooks are not configured"}`, http.StatusServiceUnavailable)
+		// Not configured: there is no such endpoint (cmd/checkout does not mount it).
+		http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
@@ -45,7 +74,11 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ev, err := ParseWebhook(body, r.Header.Get("Stripe-Signature"), h.Secret, h.Tolerance)
 	if err != nil {
-		h.Logger.WarnContext(r.Context(), "stripe webhook refused", "error", err)
+		n := h.refused.Add(1)
+		now, last := time.Now().UnixNano(), h.logged.Load()
+		if now-last >= int64(refusedLogInterval) && h.logged.CompareAndSwap(last, now) {
+			h.Logger.WarnContext(r.Context(), "stripe webhook refused (logged at most once a second)", "error", err, "refusedSoFar", n)
+		}
 		http.Error(w, `{"error":"invalid signature"}`, http.StatusBadRequest)
 		return
 	}

@@ -59,6 +59,10 @@ type HTTP struct {
 	// WriteTimeout bounds the writing of one HTTP response (WebSocket connections are
 	// not cut by it).
 	WriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	// BodyTimeout bounds the reading of a whole request body, done before the request
+	// takes a slot of the load shedder: a body not complete by then is answered 408
+	// REQUEST_TIMEOUT (a 1 MiB body needs about 1.7 Mbit/s to make the default).
+	BodyTimeout time.Duration `env:"HTTP_BODY_TIMEOUT" envDefault:"5s"`
 	// ShutdownTimeout is how long SIGTERM drains requests and the messages in hand.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 }
@@ -318,6 +322,15 @@ type Overload struct {
 	// table of their own: when it is full and its oldest bucket is not full, new
 	// anonymous clients share one bucket rather than reset another's.
 	AnonymousBuckets int `env:"CLIENT_ANONYMOUS_BUCKETS" envDefault:"50000"`
+	// BodiesPerClient bounds the request bodies of one client being received at once
+	// (over it 429), so one client cannot hold many slow bodies open (an HTTP/2
+	// connection carries up to 100 streams); 0 turns the bound off.
+	BodiesPerClient int `env:"BODIES_PER_CLIENT" envDefault:"8"`
+	// StripeWebhookRate is each sender address's rate on POST /webhooks/stripe in posts/s
+	// (burst: twice as many); over it 429, which Stripe retries. Stripe sends from a
+	// dozen addresses (https://stripe.com/files/ips/ips_webhooks.json), each far below
+	// the default.
+	StripeWebhookRate float64 `env:"STRIPE_WEBHOOK_RATE" envDefault:"50"`
 	// TrustedProxies are your reverse proxies (CIDR prefixes or addresses, comma
 	// separated): only from them is CLIENT_IP_HEADER believed.
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
@@ -521,7 +534,7 @@ func (c Config) valueProblems() error {
 		"OUTBOX_POLL_INTERVAL": int64(c.Relay.PollInterval), "OUTBOX_RETENTION": int64(c.Relay.Retention),
 		"WORKER_PREFETCH": int64(c.Workers.Prefetch), "WORKER_CONCURRENCY": int64(c.Workers.Concurrency),
 		"SWEEP_INTERVAL": int64(c.Workers.SweepInterval), "SHUTDOWN_TIMEOUT": int64(c.HTTP.ShutdownTimeout),
-		"HTTP_WRITE_TIMEOUT":     int64(c.HTTP.WriteTimeout),
+		"HTTP_WRITE_TIMEOUT": int64(c.HTTP.WriteTimeout), "HTTP_BODY_TIMEOUT": int64(c.HTTP.BodyTimeout),
 		"GRAPHQL_MAX_COMPLEXITY": int64(c.GraphQL.MaxComplexity), "GRAPHQL_MAX_DEPTH": int64(c.GraphQL.MaxDepth),
 		"GRAPHQL_MAX_ALIASES": int64(c.GraphQL.MaxAliases), "GRAPHQL_MAX_ROOT_FIELDS": int64(c.GraphQL.MaxRootFields),
 		"GRAPHQL_MAX_BODY_BYTES": c.GraphQL.MaxBodyBytes, "GRAPHQL_MAX_TOKENS": int64(c.GraphQL.MaxTokens),
@@ -544,10 +557,14 @@ func (c Config) valueProblems() error {
 	for name, v := range map[string]int64{"WEBHOOK_MAX_ATTEMPTS": int64(c.Webhooks.MaxAttempts),
 		"SOCKETS_PER_CLIENT": int64(c.Sockets.PerClient), "SUBSCRIPTIONS_PER_CLIENT": int64(c.Sockets.SubscriptionsPerClient),
 		"CLIENT_BURST": int64(c.Overload.ClientBurst), "CHECKOUT_BURST": int64(c.Overload.CheckoutBurst),
-		"CHECKOUT_MAX_UNPAID_ORDERS": int64(c.Checkout.MaxUnpaidOrders), "CHECKOUT_MAX_FAILED_PAYMENTS": int64(c.Checkout.MaxFailedPayments)} {
+		"CHECKOUT_MAX_UNPAID_ORDERS": int64(c.Checkout.MaxUnpaidOrders), "CHECKOUT_MAX_FAILED_PAYMENTS": int64(c.Checkout.MaxFailedPayments),
+		"BODIES_PER_CLIENT": int64(c.Overload.BodiesPerClient)} {
 		if v < 0 {
 			return fmt.Errorf("config: %s must not be negative", name)
 		}
+	}
+	if c.Overload.StripeWebhookRate <= 0 {
+		return fmt.Errorf("config: STRIPE_WEBHOOK_RATE must be positive")
 	}
 	if c.Overload.ClientRate < 0 {
 		return fmt.Errorf("config: CLIENT_RATE must not be negative")

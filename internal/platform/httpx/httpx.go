@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
 
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 )
@@ -107,18 +109,78 @@ type Check struct {
 	Fn   func(ctx context.Context) error
 }
 
-// Health answers /healthz (alive) and /readyz (every check passes).
+// Health answers /healthz (alive) and /readyz (every check passes; see Readiness).
 func Health(mux *http.ServeMux, checks ...Check) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"status":"ok"}`))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	mux.Handle("GET /readyz", NewReadiness(checks...))
+}
+
+// ReadyTTL is how long a /readyz answer is reused.
+const ReadyTTL = time.Second
+
+// Readiness is GET /readyz: 200 when every check passes, else 503, with each check's
+// state. /readyz is public (load balancers call it) and outside the load shedder, so
+// it is cheap whatever its callers do: the checks run at most once per TTL, requests
+// that come meanwhile share the last answer, those that come while the checks run
+// wait for that run (one run at a time), and a run has ReadyTimeout. Hammering
+// /readyz thus costs at most one ping of each dependency a second.
+type Readiness struct {
+	// TTL is how long an answer is reused (default ReadyTTL).
+	TTL time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	checks []Check
+	runs   singleflight.Group
+	mu     sync.Mutex
+	at     time.Time
+	last   readyAnswer
+}
+
+type readyAnswer struct {
+	code int
+	body []byte
+}
+
+// ReadyTimeout bounds one run of the readiness checks.
+const ReadyTimeout = 2 * time.Second
+
+// NewReadiness returns the /readyz handler of checks.
+func NewReadiness(checks ...Check) *Readiness {
+	return &Readiness{TTL: ReadyTTL, Now: time.Now, checks: checks}
+}
+
+func (rd *Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a := rd.answer(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(a.code)
+	w.Write(a.body)
+}
+
+// fresh returns the last answer while it is younger than TTL.
+func (rd *Readiness) fresh() (readyAnswer, bool) {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	return rd.last, !rd.at.IsZero() && rd.Now().Sub(rd.at) < rd.TTL
+}
+
+func (rd *Readiness) answer(ctx context.Context) readyAnswer {
+	if a, ok := rd.fresh(); ok {
+		return a
+	}
+	v, _, _ := rd.runs.Do("", func() (any, error) {
+		if a, ok := rd.fresh(); ok {
+			return a, nil // a run ended between the look above and this one
+		}
+		// Not the caller's context: its run answers every caller waiting on it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ReadyTimeout)
 		defer cancel()
 		res := map[string]string{}
 		code := http.StatusOK
-		for _, c := range checks {
+		for _, c := range rd.checks {
 			if err := c.Fn(ctx); err != nil {
 				res[c.Name] = "unavailable"
 				code = http.StatusServiceUnavailable
@@ -126,17 +188,22 @@ func Health(mux *http.ServeMux, checks ...Check) {
 				res[c.Name] = "ok"
 			}
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(res)
+		body, _ := json.Marshal(res)
+		a := readyAnswer{code: code, body: append(body, '\n')}
+		rd.mu.Lock()
+		rd.at, rd.last = rd.Now(), a
+		rd.mu.Unlock()
+		return a, nil
 	})
+	return v.(readyAnswer)
 }
 
 // DefaultWriteTimeout bounds the writing of one response when ServerTimeouts leaves it 0.
 const DefaultWriteTimeout = 30 * time.Second
 
 // NewServer is the API's http.Server: its timeouts bound how long a client may take to
-// send a request and to read the response (WriteTimeout). WebSocket connections are
+// send a request and to read the response (WriteTimeout); the load shedder bounds the
+// body's part tighter (HTTP_BODY_TIMEOUT). WebSocket connections are
 // hijacked, which clears the server's deadlines: they have their own
 // (graph/gqlhttp.SocketOptions).
 func NewServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Server {
@@ -150,8 +217,15 @@ func NewServer(addr string, h http.Handler, writeTimeout time.Duration) *http.Se
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       120 * time.Second,
+		// Each stream of an HTTP/2 connection is a request being received at once;
+		// Go's default is 250. The load shedder also bounds the bodies one client
+		// sends at once (BODIES_PER_CLIENT).
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: MaxConcurrentStreams},
 	}
 }
+
+// MaxConcurrentStreams bounds the streams of one HTTP/2 connection.
+const MaxConcurrentStreams = 100
 
 // Metrics serves GET /metrics: on mux (the API's listener) when addr is empty, as the
 // contract has it; otherwise on a server of its own at addr (METRICS_ADDR), returned for

@@ -2,11 +2,16 @@ package httpx_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/checkout-backend/checkout/internal/platform/httpx"
 )
@@ -70,5 +75,55 @@ func TestLog_RecoversAPanicWithTheGivenAnswer(t *testing.T) {
 				t.Errorf("log lacks the panic or the status:\n%s", logged.String())
 			}
 		})
+	}
+}
+
+// TestL6_ReadyzIsCachedAndBounded: /readyz is public and outside the load shedder, so
+// its checks (a ping of the database and the broker) run at most once per ReadyTTL
+// however often it is called (finding L6): 200 calls within the TTL cost one run, and
+// each answer is the run's.
+func TestL6_ReadyzIsCachedAndBounded(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int64
+	failing := atomic.Bool{}
+	check := httpx.Check{Name: "database", Fn: func(context.Context) error {
+		runs.Add(1)
+		if failing.Load() {
+			return errors.New("down")
+		}
+		return nil
+	}}
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	rd := httpx.NewReadiness(check)
+	rd.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	mux := http.NewServeMux()
+	mux.Handle("GET /readyz", rd)
+	call := func() *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return w
+	}
+	var wg sync.WaitGroup
+	codes := make([]int, 200)
+	for i := range codes {
+		wg.Go(func() { codes[i] = call().Code })
+	}
+	wg.Wait()
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("200 calls within the TTL ran the checks %d times", n)
+	}
+	for i, c := range codes {
+		if c != http.StatusOK {
+			t.Fatalf("call %d: %d", i, c)
+		}
+	}
+	// After the TTL the checks run again, and their answer is the new one.
+	failing.Store(true)
+	mu.Lock()
+	now = now.Add(httpx.ReadyTTL)
+	mu.Unlock()
+	if w := call(); w.Code != http.StatusServiceUnavailable || w.Body.String() != `{"database":"unavailable"}`+"\n" || runs.Load() != 2 {
+		t.Fatalf("after the TTL: %d %q, %d runs", w.Code, w.Body.String(), runs.Load())
 	}
 }

@@ -143,7 +143,7 @@ func New(opt Options) *Metrics {
 		}, []string{"name"}),
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "checkout_overload_rejected_total",
-			Help: "Requests refused by load shedding, by request class and reason (busy: 503, rate_limited: 429).",
+			Help: "Requests refused by load shedding, by request class and reason (busy: 503, rate_limited: 429; a body not received whole, class other: body_timeout: 408, body_too_large: 413, body_broken: 400).",
 		}, []string{"class", "reason"}),
 		sweepFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkout_sweeper_failures_total",

@@ -1,4 +1,6 @@
-// Package overload sheds load at the HTTP edge. Requests are sorted into classes
+// Package overload sheds load at the HTTP edge. A request's body is first read whole,
+// bounded in size and time and with no slot taken (BodyOptions), so a client sending
+// it slowly holds nothing another client needs. Requests are then sorted into classes
 // (checkout, read, other, stream), each with its own bound on requests served at once (a
 // bulkhead), so a checkout rush cannot starve reads and the other way round. Past its
 // bound a request waits a short time for a slot, then is answered 503 with Retry-After.
@@ -97,19 +99,26 @@ type Options struct {
 	// AnonymousKeyPrefix) whose buckets are kept, in a table of their own (default
 	// DefaultMaxAnonymousClients).
 	MaxAnonymousClients int
+	// Body bounds the reading of request bodies, done whole before Classify runs and
+	// before a slot is taken (zero: the defaults of BodyOptions).
+	Body BodyOptions
 	// Classify sorts a request into its class and says what it costs (the API's:
-	// gqlhttp.Classify; default: every request is Other and costs one token). A
+	// gqlhttp.Classify; default: every request is Other and costs one token). It runs
+	// after the body was read: r.Body is in memory (r.GetBody gives it again). A
 	// request never takes more than a full bucket: a client's Burst should be at least
 	// the root fields an operation may have.
 	Classify func(*http.Request) (Class, Cost)
 	// ClientKey names the client a request counts against (default ClientKey: the JWT
 	// subject, else the peer address; Clients.Key believes trusted proxies).
 	ClientKey func(*http.Request) string
-	// OnReject, when set, is told each refusal (metrics): status is 503 or 429.
+	// OnReject, when set, is told each refusal (metrics): status is 503 or 429, or 408,
+	// 413 or 400 for a body that did not come whole in time (class Other).
 	OnReject func(class Class, status int)
-	// Reject writes a refusal's answer once Retry-After is set: status is 503 (its class
-	// is full) or 429 (its client is over its rate). The default is a plain-text
-	// status line.
+	// Reject writes a refusal's answer: status is 503 (its class is full) or 429 (its
+	// client is over its rate, or has BodyOptions.PerClient bodies being read), both
+	// with Retry-After set; or, for a body, 408 (not complete within
+	// BodyOptions.Timeout), 413 (over BodyOptions.MaxBytes) or 400 (broken off). The
+	// default is a plain-text status line.
 	Reject func(w http.ResponseWriter, r *http.Request, status int)
 }
 
@@ -121,6 +130,7 @@ type Shedder struct {
 	anonymous *lru.Cache[string, *buckets]
 	admit     sync.Mutex // new anonymous clients, one at a time
 	overflow  *buckets   // new anonymous clients while the anonymous table churns
+	reading   readers    // the bodies being read, per client
 }
 
 // buckets are one client's: its rate and its checkout rate (nil: not limited).
@@ -162,6 +172,7 @@ func New(opt Options) *Shedder {
 	if opt.CheckoutBurst <= 0 {
 		opt.CheckoutBurst = max(1, int(math.Ceil(float64(opt.CheckoutRate))))
 	}
+	opt.Body = opt.Body.withDefaults()
 	if opt.Classify == nil {
 		opt.Classify = func(*http.Request) (Class, Cost) { return Other, Cost{} }
 	}
@@ -239,9 +250,14 @@ func (s *Shedder) InFlight(class Class) int {
 	return 0
 }
 
-// Middleware sheds what next cannot serve in time.
+// Middleware sheds what next cannot serve in time. The body is read first, then the
+// request classified from it, then its client's rate checked, and only then is a slot
+// of its class taken.
 func (s *Shedder) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.readBody(w, r) {
+			return
+		}
 		class, cost := s.opt.Classify(r)
 		key := s.opt.ClientKey(r)
 		if wait, ok := s.Allow(key, cost); !ok {
