@@ -131,7 +131,11 @@ func maxInt(xs []int) int {
 func runStrategy(ctx context.Context, opts options, strategy string, first bool, run *strategyRun, out io.Writer) error {
 	o := opts
 	o.asUsersRun = true
-	o.serviceEnv = map[string]string{"RESERVATION_STRATEGY": strategy}
+	// The service's defaults, except the per-customer limits: the bench's customers (1,000
+	// by default) each buy several times a second, which CHECKOUT_RATE and
+	// CHECKOUT_MAX_UNPAID_ORDERS are there to refuse; a real sale's buyers buy once or
+	// twice. The flash sale at every default is deploy's TestRunningService_FlashSaleAtDefaults_NobodyShed.
+	o.serviceEnv = map[string]string{"RESERVATION_STRATEGY": strategy, "CHECKOUT_RATE": "0", "CHECKOUT_MAX_UNPAID_ORDERS": "0"}
 	if strategy == "redis" {
 		u := os.Getenv("REDIS_URL")
 		if u == "" {
