@@ -7,11 +7,9 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,20 +33,13 @@ func TestL12_PartnerSocket_ClosedWhenItsCertificateExpiresOrItsCAIsRotatedAway(t
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	srvCert, err := ca.Issue(tlsx.Leaf{CommonName: "localhost", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
+	opt, err := ca.LocalServer(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile, caFile := filepath.Join(dir, "s.crt"), filepath.Join(dir, "s.key"), filepath.Join(dir, "ca.crt")
-	if err := srvCert.WriteFiles(certFile, keyFile); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, cas, err := tlsx.ServerWithClientCAs(tlsx.ServerOptions{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile,
-		ClientAuth: tlsx.OptionalClientCert, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	caFile := opt.ClientCAFile
+	opt.ClientAuth, opt.Logger = tlsx.OptionalClientCert, slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg, cas, err := tlsx.ServerWithClientCAs(opt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,11 +8,8 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,20 +33,12 @@ type whoAmI struct {
 // as serve chains them.
 func partnerServer(t *testing.T, ca *tlsx.CA, listed ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	srv, err := ca.Issue(tlsx.Leaf{CommonName: "localhost", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
+	opt, err := ca.LocalServer(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile, caFile := filepath.Join(dir, "s.crt"), filepath.Join(dir, "s.key"), filepath.Join(dir, "ca.crt")
-	if err := srv.WriteFiles(certFile, keyFile); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := tlsx.Server(tlsx.ServerOptions{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile,
-		ClientAuth: tlsx.OptionalClientCert, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opt.ClientAuth, opt.Logger = tlsx.OptionalClientCert, slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg, err := tlsx.Server(opt)
 	if err != nil {
 		t.Fatal(err)
 	}

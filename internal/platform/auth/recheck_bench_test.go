@@ -5,11 +5,8 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -26,13 +23,12 @@ func BenchmarkPartnerCerts_RequestOnKeptAliveConnection(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir := b.TempDir()
-	srv, _ := ca.Issue(tlsx.Leaf{CommonName: "localhost", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
-	certFile, keyFile, caFile := filepath.Join(dir, "s.crt"), filepath.Join(dir, "s.key"), filepath.Join(dir, "ca.crt")
-	srv.WriteFiles(certFile, keyFile)
-	os.WriteFile(caFile, ca.PEM, 0o644)
-	_, cas, err := tlsx.ServerWithClientCAs(tlsx.ServerOptions{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile,
-		ClientAuth: tlsx.OptionalClientCert, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opt, err := ca.LocalServer(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	opt.ClientAuth, opt.Logger = tlsx.OptionalClientCert, slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, cas, err := tlsx.ServerWithClientCAs(opt)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,12 +7,10 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,21 +23,13 @@ import (
 // partners' clock can be moved: it returns the URL, the CA file and the clock's offset.
 func rotatingServer(t *testing.T, ca *tlsx.CA, listed ...string) (url, caFile string, skew *atomic.Int64) {
 	t.Helper()
-	dir := t.TempDir()
-	srv, err := ca.Issue(tlsx.Leaf{CommonName: "localhost", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
+	opt, err := ca.LocalServer(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile := filepath.Join(dir, "s.crt"), filepath.Join(dir, "s.key")
-	caFile = filepath.Join(dir, "ca.crt")
-	if err := srv.WriteFiles(certFile, keyFile); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, cas, err := tlsx.ServerWithClientCAs(tlsx.ServerOptions{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile,
-		ClientAuth: tlsx.OptionalClientCert, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	caFile = opt.ClientCAFile
+	opt.ClientAuth, opt.Logger = tlsx.OptionalClientCert, slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg, cas, err := tlsx.ServerWithClientCAs(opt)
 	if err != nil {
 		t.Fatal(err)
 	}

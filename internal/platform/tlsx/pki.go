@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -162,6 +163,25 @@ func (i *Issued) WriteFiles(certFile, keyFile string) error {
 		return err
 	}
 	return os.WriteFile(certFile, i.CertPEM, 0o644)
+}
+
+// LocalServer issues ca a server certificate for localhost and 127.0.0.1, writes it, its
+// key and ca's certificate into dir (s.crt, s.key, ca.crt), and returns the ServerOptions
+// naming them, ca's certificate as the client CA: a listener on loopback that verifies
+// ca's clients (tests and development; set ClientAuth and Logger as needed).
+func (ca *CA) LocalServer(dir string) (ServerOptions, error) {
+	srv, err := ca.Issue(Leaf{CommonName: "localhost", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
+	if err != nil {
+		return ServerOptions{}, err
+	}
+	o := ServerOptions{CertFile: filepath.Join(dir, "s.crt"), KeyFile: filepath.Join(dir, "s.key"), ClientCAFile: filepath.Join(dir, "ca.crt")}
+	if err := srv.WriteFiles(o.CertFile, o.KeyFile); err != nil {
+		return ServerOptions{}, err
+	}
+	if err := os.WriteFile(o.ClientCAFile, ca.PEM, 0o644); err != nil {
+		return ServerOptions{}, err
+	}
+	return o, nil
 }
 
 // serial is a random 128-bit serial number.
