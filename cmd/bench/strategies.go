@@ -22,7 +22,8 @@ import (
 // each reservation strategy a service started as users run it (its own defaults: relay,
 // workers and shedding on) and measured on
 //   - one hot SKU with stock that never runs out, at each -in-flight level: orders/s,
-//     p50/p99, refusals (429/503), optimistic retries, and the ratio to the raw ceiling;
+//     p50/p99, refusals (429/503), optimistic retries, the ratio to the raw ceiling, and
+//     what a paid order cost (cost.go), after an idle window of the same length;
 //   - the spread workload (200 SKUs, 1-3 lines) at 64 in flight, and checkout-to-PAID;
 //   - the flash sale at defaults: 400 buyers, 100 at a time, stock 50: exactly 50
 //     orders and 350 OUT_OF_STOCK, no other answer, nothing oversold or undersold;
