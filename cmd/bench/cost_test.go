@@ -140,7 +140,7 @@ func TestPrintCostTable(t *testing.T) {
 	printCostTable(&b, 100, []*strategyRun{run})
 	out := b.String()
 	for _, s := range []string{"| batch", "| 1 ", "| 100 ", "| 50 ", "0.50x", "| 4.00 ", "| 9.0 ", "n/a", "n/a msgs published: no RabbitMQ counters readable here",
-		"idle window (batch, 8s", "WAL flushes 3,", "counted: somewhere"} {
+		"idle window (batch, 8s", "WAL flushes 3,", "counted (batch): somewhere"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("table lacks %q:\n%s", s, out)
 		}

@@ -295,8 +295,10 @@ func printCostTable(out io.Writer, ceiling float64, runs []*strategyRun) {
 	for _, k := range sortedKeys(missing) {
 		fmt.Fprintf(out, "n/a %s: %s\n", k, missing[k])
 	}
-	if len(runs) > 0 && runs[0].costFrom != "" {
-		fmt.Fprintf(out, "counted: %s\n", runs[0].costFrom)
+	for _, r := range runs {
+		if r.costFrom != "" {
+			fmt.Fprintf(out, "counted (%s): %s\n", r.strategy, r.costFrom)
+		}
 	}
 	fmt.Fprintln(out)
 }

@@ -201,7 +201,9 @@ func runStrategy(ctx context.Context, opts options, strategy string, first bool,
 	// its orders are settled (no order of the level waits for its payment, the outbox is
 	// drained, the broker's work queues are empty) and statsFlushWait has passed; its
 	// paid orders are those that reached PAID in that window. The settle wait is part of
-	// the window: the figures are per paid order, not per second.
+	// the window: the figures are per paid order, not per second. The bench's scrape of
+	// the service's /metrics after the attack (one outbox query, passive queue declares)
+	// falls in the window and counts as the service's.
 	costs := newCostReader(ctx, db, svc.cmd.Process.Pid, amqpURLOf(svc.env))
 	run.costFrom = costs.describe()
 	fmt.Fprintf(out, "  counting: %s\n", run.costFrom)
