@@ -120,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.bin, "bin", "", "a prebuilt checkout binary (default: go build ./cmd/checkout)")
 	fs.StringVar(&o.suite, "suite", "", "strategies (the default): the raw single-row ceiling, then every reservation strategy at\n-in-flight buyers on one hot SKU, the spread workload, the flash sale at defaults and the saga's pace;\nworkloads: the -workload list (the default with -workload or -soak)")
 	strategyList := fs.String("strategies", "batch,lock,optimistic,redis", "strategies suite: the reservation strategies to run")
-	inFlightList := fs.String("in-flight", "4,64,256,1000", "strategies suite: buyers in flight on the hot SKU")
+	inFlightList := fs.String("in-flight", "1,4,64,256,1000", "strategies suite: buyers in flight on the hot SKU (1: one buyer placing orders one after another)")
 	fs.DurationVar(&o.hotDuration, "hot-duration", 8*time.Second, "strategies suite: attack duration per in-flight level")
 	fs.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "strategies suite: duration of each raw ceiling run")
 	paceRates := fs.String("pace-rate", "800", "strategies suite: also run the saga's pace at these checkouts/s (comma-separated), after the -pace-at fractions")

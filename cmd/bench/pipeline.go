@@ -46,6 +46,7 @@ type settleResult struct {
 	toCome  int // orders still PENDING_PAYMENT without a payment outcome
 	backlog int // unpublished outbox rows
 	stalled bool
+	polls   int // queries the wait made (one transaction each)
 }
 
 // waitSettled polls until no order of the customers of prefix awaits a payment outcome
@@ -61,6 +62,7 @@ func waitSettled(ctx context.Context, db *pgxpool.Pool, prefix string, limit tim
 			        WHERE left(o.customer_id, length($1)) = $1 AND o.status = 'PENDING_PAYMENT'
 			          AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id AND p.status <> 'attempted')),
 			       (SELECT count(*)::int FROM outbox WHERE published_at IS NULL)`, prefix).Scan(&res.toCome, &res.backlog)
+		res.polls++
 		if err != nil {
 			return res, fmt.Errorf("wait for payments: %w", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 )
 
@@ -189,4 +190,115 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	}
 	frac := pos - float64(lo)
 	return sorted[lo] + time.Duration(frac*float64(sorted[lo+1]-sorted[lo]))
+}
+
+// The cost table's columns: a counter, its heading and how a per-order value prints.
+var costColumns = []struct {
+	name, heading string
+	format        func(float64) string
+}{
+	{cWALSyncs, "WAL flushes", func(v float64) string { return fmt.Sprintf("%.2f", v) }},
+	{cWALBytes, "WAL KiB", func(v float64) string { return fmt.Sprintf("%.1f", v/1024) }},
+	{cCommits, "commits", func(v float64) string { return fmt.Sprintf("%.1f", v) }},
+	{cPublished, "msgs published", func(v float64) string { return fmt.Sprintf("%.1f", v) }},
+	{cDelivered, "msgs delivered", func(v float64) string { return fmt.Sprintf("%.1f", v) }},
+	{cServiceCPU, "CPU ms service", func(v float64) string { return fmt.Sprintf("%.2f", v) }},
+	{cPostgreCPU, "CPU ms PostgreSQL", func(v float64) string { return fmt.Sprintf("%.2f", v) }},
+	{cRabbitCPU, "CPU ms RabbitMQ", func(v float64) string { return fmt.Sprintf("%.2f", v) }},
+}
+
+// cpuNames are the CPU counters; their sum is the "all" column.
+var cpuNames = []string{cServiceCPU, cPostgreCPU, cRabbitCPU}
+
+// perOrderCells is the window's figures per paid order, one cell per cost column and a
+// last one for the CPU of the three together ("n/a" for what was not measured).
+func (w costWindow) perOrderCells() []string {
+	cells := make([]string, 0, len(costColumns)+1)
+	for _, c := range costColumns {
+		if v, ok := w.perOrder(c.name); ok {
+			cells = append(cells, c.format(v))
+		} else {
+			cells = append(cells, "n/a")
+		}
+	}
+	all, ok := 0.0, w.paid > 0
+	for _, n := range cpuNames {
+		v, have := w.perOrder(n)
+		all, ok = all+v, ok && have
+	}
+	if ok {
+		cells = append(cells, fmt.Sprintf("%.2f", all))
+	} else {
+		cells = append(cells, "n/a")
+	}
+	return cells
+}
+
+// perOrderText is perOrderCells as one line: "WAL flushes 7.00, WAL KiB 3.2, ...".
+func (w costWindow) perOrderText() string {
+	cells := w.perOrderCells()
+	parts := make([]string, 0, len(cells))
+	for i, c := range costColumns {
+		parts = append(parts, c.heading+" "+cells[i])
+	}
+	parts = append(parts, "CPU ms all "+cells[len(cells)-1])
+	return strings.Join(parts, ", ")
+}
+
+// totalsText is the window's totals (not per order), as one line.
+func (w costWindow) totalsText() string {
+	var parts []string
+	for _, c := range costColumns {
+		v, ok := w.totals[c.name]
+		switch {
+		case !ok:
+			parts = append(parts, c.heading+" n/a")
+		case c.name == cWALBytes:
+			parts = append(parts, fmt.Sprintf("%s %.1f", c.heading, v/1024))
+		default:
+			parts = append(parts, fmt.Sprintf("%s %.0f", c.heading, v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// printCostTable prints, for each strategy and level, what a paid order cost beside
+// orders/s, p50/p99 and the ratio to the raw ceiling; then each strategy's idle window
+// (totals, not subtracted) and why any figure is n/a.
+func printCostTable(out io.Writer, ceiling float64, runs []*strategyRun) {
+	fmt.Fprintln(out, "per paid order (counters from just before a level's load to when its orders are settled; server-wide, see the idle window):")
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	head := "| strategy\t| in flight\t| paid\t| orders/s\t| p50\t| p99\t| x raw ceiling\t|"
+	for _, c := range costColumns {
+		head += " " + c.heading + "\t|"
+	}
+	fmt.Fprintln(tw, head+" CPU ms all\t|")
+	fmt.Fprintln(tw, strings.Repeat("|---\t", 8+len(costColumns))+"|")
+	missing := map[string]string{}
+	for _, r := range runs {
+		for _, h := range r.hot {
+			ops := perSecond(h.stats.Placed, h.stats.Elapsed)
+			fmt.Fprintf(tw, "| %s\t| %d\t| %d\t| %.0f\t| %s\t| %s\t| %.2fx\t| %s\t|\n", r.strategy, h.inFlight, h.cost.paid, ops,
+				fmtDur(h.stats.Latency.P50), fmtDur(h.stats.Latency.P99), ops/max(ceiling, 1), strings.Join(h.cost.perOrderCells(), "\t| "))
+			for k, v := range h.cost.missing {
+				missing[k] = v
+			}
+		}
+	}
+	tw.Flush()
+	for _, r := range runs {
+		if r.idle != nil {
+			fmt.Fprintf(out, "idle window (%s, %s, no load; totals, not subtracted above): %s\n", r.strategy, r.idle.elapsed.Round(100*time.Millisecond), r.idle.totalsText())
+		}
+	}
+	for _, k := range sortedKeys(missing) {
+		fmt.Fprintf(out, "n/a %s: %s\n", k, missing[k])
+	}
+	for _, r := range runs {
+		if r.costFrom != "" {
+			fmt.Fprintf(out, "counted (%s): %s\n", r.strategy, r.costFrom)
+		}
+	}
+	fmt.Fprintln(out)
 }

@@ -22,7 +22,8 @@ import (
 // each reservation strategy a service started as users run it (its own defaults: relay,
 // workers and shedding on) and measured on
 //   - one hot SKU with stock that never runs out, at each -in-flight level: orders/s,
-//     p50/p99, refusals (429/503), optimistic retries, and the ratio to the raw ceiling;
+//     p50/p99, refusals (429/503), optimistic retries, the ratio to the raw ceiling, and
+//     what a paid order cost (cost.go), after an idle window of the same length;
 //   - the spread workload (200 SKUs, 1-3 lines) at 64 in flight, and checkout-to-PAID;
 //   - the flash sale at defaults: 400 buyers, 100 at a time, stock 50: exactly 50
 //     orders and 350 OUT_OF_STOCK, no other answer, nothing oversold or undersold;
@@ -38,6 +39,7 @@ type hotRow struct {
 	stats    *loadStats
 	retries  float64
 	batchAvg float64
+	cost     costWindow // what the level's paid orders cost
 }
 
 // paceRun is one run of the saga's pace: a steady offered rate, and how long its
@@ -60,6 +62,8 @@ type strategyRun struct {
 	paces     []paceRun
 	failures  []string
 	strategyE error
+	idle      *costWindow // the counters over an idle window as long as a level
+	costFrom  string      // where the cost figures come from
 }
 
 func runStrategySuite(ctx context.Context, opts options, out io.Writer) error {
@@ -191,10 +195,37 @@ func runStrategy(ctx context.Context, opts options, strategy string, first bool,
 		}
 		return nil
 	}
+	// What an order costs (cost.go): the counters of an idle window as long as a level
+	// first (the server's and the idle service's own activity; not subtracted), then
+	// each level's. A level's window starts just before its first request and ends once
+	// its orders are settled (no order of the level waits for its payment, the outbox is
+	// drained, the broker's work queues are empty) and statsFlushWait has passed; its
+	// paid orders are those that reached PAID in that window. The settle wait is part of
+	// the window: the figures are per paid order, not per second. The bench's scrape of
+	// the service's /metrics after the attack (one outbox query, passive queue declares)
+	// falls in the window and counts as the service's.
+	costs := newCostReader(ctx, db, svc.cmd.Process.Pid, amqpURLOf(svc.env))
+	run.costFrom = costs.describe()
+	fmt.Fprintf(out, "  counting: %s\n", run.costFrom)
+	if err := quiet(hotEnv.customerPrefix); err != nil {
+		return err
+	}
+	if sleepCtx(ctx, statsFlushWait) == nil {
+		before := costs.read(ctx, hotEnv.customerPrefix)
+		if sleepCtx(ctx, o.hotDuration) == nil {
+			idle := costBetween(before, costs.read(ctx, hotEnv.customerPrefix), 1, 0)
+			run.idle = &idle
+			fmt.Fprintf(out, "  idle %s, no load: %s\n", o.hotDuration, idle.totalsText())
+		}
+	}
 	for _, n := range o.inFlight {
 		if err := quiet(hotEnv.customerPrefix); err != nil {
 			return err
 		}
+		if err := sleepCtx(ctx, statsFlushWait); err != nil {
+			return err
+		}
+		costBefore := costs.read(ctx, hotEnv.customerPrefix)
 		before := scrapeMetrics(ctx, svc.baseURL)
 		st := attack(ctx, plan(hotEnv, headers, oneHot, fmt.Sprintf("hot-%d", n), n), io.Discard)
 		after := scrapeMetrics(ctx, svc.baseURL)
@@ -202,9 +233,23 @@ func runStrategy(ctx context.Context, opts options, strategy string, first bool,
 		if c := after["checkout_reservation_batch_size_count"] - before["checkout_reservation_batch_size_count"]; c > 0 {
 			row.batchAvg = (after["checkout_reservation_batch_size_sum"] - before["checkout_reservation_batch_size_sum"]) / c
 		}
+		settled, err := waitSettled(ctx, db, hotEnv.customerPrefix, 5*time.Minute, nil)
+		if err != nil {
+			return err
+		}
+		if left, err := waitBrokerIdle(ctx, svc.env, 5*time.Minute); err != nil || left > 0 {
+			fmt.Fprintf(out, "  (the broker still holds %d messages of this level: %v)\n", left, err)
+		}
+		if err := sleepCtx(ctx, statsFlushWait); err != nil {
+			return err
+		}
+		costAfter := costs.read(ctx, hotEnv.customerPrefix)
+		// The bench's own transactions in the window: its first read and the settle's polls.
+		row.cost = costBetween(costBefore, costAfter, 1+settled.polls, costAfter.paid-costBefore.paid)
 		run.hot = append(run.hot, row)
 		fmt.Fprintf(out, "  hot SKU, %4d in flight: %7.1f orders/s  p50 %-8s p99 %-8s refused %d  other %d\n", n,
 			perSecond(st.Placed, st.Elapsed), fmtDur(st.Latency.P50), fmtDur(st.Latency.P99), refused(st), st.OtherErrors()-refused(st))
+		fmt.Fprintf(out, "    per paid order (%d paid, window %s): %s\n", row.cost.paid, row.cost.elapsed.Round(100*time.Millisecond), row.cost.perOrderText())
 	}
 	if err := quiet(hotEnv.customerPrefix); err != nil {
 		return err
@@ -308,6 +353,26 @@ func runStrategy(ctx context.Context, opts options, strategy string, first bool,
 	return nil
 }
 
+// sleepCtx waits d, or less when ctx ends (its error then).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// amqpURLOf is the AMQP_URL of a child's environment, or the service's default.
+func amqpURLOf(env []string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "AMQP_URL="); ok && v != "" {
+			return v
+		}
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
 func countOrders(ctx context.Context, db *pgxpool.Pool, prefix string) int {
 	var n int
 	db.QueryRow(ctx, "SELECT count(*)::int FROM orders WHERE left(customer_id, length($1)) = $1", prefix).Scan(&n)
@@ -401,6 +466,7 @@ func printStrategyTables(out io.Writer, raw []rawResult, ceiling float64, runs [
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
+	printCostTable(out, ceiling, runs)
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "| strategy\t| spread checkouts/s\t| p50\t| p99\t| checkout to PAID p50\t| p99\t| flash sale 400@100 on 50\t|")
 	fmt.Fprintln(tw, "|---\t|---\t|---\t|---\t|---\t|---\t|---\t|")
