@@ -307,12 +307,15 @@ func count(ctx context.Context, db *bun.DB, q string, args ...any) (int, error) 
 // undeliveredEvents counts events written in [from, to) that are not published, or not
 // recorded by a consumer that takes them (the payment worker for order.placed, the
 // webhook fan-out for every order event while some endpoint is registered: with none, the
-// fan-out acks an event without a transaction and records nothing).
+// fan-out acks an event without a transaction and records nothing). A retry's row
+// (destination set) has an id of its own while the inbox records the event's: only the
+// event's own row is looked up in the inbox, a retry's counts while unpublished.
 func undeliveredEvents(ctx context.Context, db *bun.DB, from, to time.Time) (int, error) {
 	return count(ctx, db, `SELECT count(*) FROM outbox o WHERE o.created_at >= ? AND o.created_at < ? AND (
 		o.published_at IS NULL
-		OR (o.type = 'order.placed' AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = 'payment' AND i.event_id = o.event_id::text))
-		OR (o.type IN (?) AND EXISTS (SELECT 1 FROM webhooks w WHERE w.deleted_at IS NULL)
+		OR (o.type = 'order.placed' AND o.destination IS NULL
+			AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = 'payment' AND i.event_id = o.event_id::text))
+		OR (o.type IN (?) AND o.destination IS NULL AND EXISTS (SELECT 1 FROM webhooks w WHERE w.deleted_at IS NULL)
 			AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = 'webhook-fanout' AND i.event_id = o.event_id::text)))`,
 		from, to, bun.List(orderTypes))
 }
