@@ -276,7 +276,6 @@ const undelivered = `SELECT count(*) FROM outbox o WHERE o.published_at IS NULL
 	OR (o.type = 'order.placed' AND o.destination IS NULL
 	    AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = 'payment' AND i.event_id = o.event_id::text))`
 
-
 // checkSaleSettles waits until every acknowledged order is PAID and checks the saga's
 // invariants: one charge per order, every order.placed event consumed by the payment
 // worker, nothing left in the outbox, no SKU sold beyond its stock.
