@@ -28,8 +28,8 @@ func customerLockKey(customerID string) int32 {
 // standings takes, in the checkout transaction, a lock on each customer of the checkouts
 // cand whose order must be checked against a purchase limit (a service-wide bound in
 // PlaceOrder.Bounds, or a line of a SKU in limits), then reads what those customers
-// hold: their unpaid orders, their failed payments since their window began and the
-// units of limited SKUs in their open and paid orders. The lock makes concurrent
+// hold, in one statement: their unpaid orders, their failed payments since their window
+// began and the units of limited SKUs in their open and paid orders. The lock makes concurrent
 // checkouts of one customer, on any instance and with any strategy, decide one after
 // the other: each reads (in a statement after the lock, so with a snapshot that sees
 // every checkout of that customer committed before) what the ones before it placed.
@@ -76,43 +76,39 @@ func standings(ctx context.Context, tx bun.IDB, ins []placeIn, cand []int, wants
 	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?, k) FROM unnest(?::int[]) AS u(k)", customerLockClass, pgArray(keys)); err != nil {
 		return nil, fmt.Errorf("lock customers: %w", err)
 	}
-	if len(since) > 0 {
-		custs, starts := make([]string, 0, len(since)), make([]time.Time, 0, len(since))
-		for c, s := range since {
-			custs, starts = append(custs, c), append(starts, s.UTC())
-		}
-		var rows []struct {
-			CustomerID string `bun:"customer_id"`
-			Unpaid     int    `bun:"unpaid"`
-			Failed     int    `bun:"failed"`
-		}
-		if err := tx.NewRaw(`SELECT c.id AS customer_id,
-				(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PENDING_PAYMENT')::int AS unpaid,
-				(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PAYMENT_FAILED' AND o.updated_at >= c.since)::int AS failed
-			FROM unnest(?::text[], ?::timestamptz[]) AS c(id, since)`, pgArray(custs), pgArray(starts)).Scan(ctx, &rows); err != nil {
-			return nil, fmt.Errorf("customers' orders: %w", err)
-		}
-		for _, r := range rows {
-			out[r.CustomerID].Unpaid, out[r.CustomerID].FailedPayments = r.Unpaid, r.Failed
-		}
+	// One statement, after the lock's: each customer's unpaid orders and failed payments
+	// (customers with a service-wide bound), then the units of limited SKUs they hold.
+	custs, starts := make([]string, 0, len(since)), make([]time.Time, 0, len(since))
+	for c, s := range since {
+		custs, starts = append(custs, c), append(starts, s.UTC())
 	}
-	if len(limited) > 0 {
-		custs := make([]string, 0, len(limited))
-		for c := range limited {
-			custs = append(custs, c)
-		}
-		var rows []struct {
-			CustomerID string `bun:"customer_id"`
-			SKU        string `bun:"sku"`
-			Held       int    `bun:"held"`
-		}
-		if err := tx.NewRaw(`SELECT o.customer_id, i.sku, sum(i.quantity)::int AS held
-			FROM orders o JOIN order_items i ON i.order_id = o.id
-			WHERE o.customer_id = ANY(?::text[]) AND o.status IN ('PENDING_PAYMENT', 'PAID', 'SHIPPED') AND i.sku = ANY(?::text[])
-			GROUP BY o.customer_id, i.sku`, pgArray(custs), pgArray(skus)).Scan(ctx, &rows); err != nil {
-			return nil, fmt.Errorf("customers' units: %w", err)
-		}
-		for _, r := range rows {
+	holders := make([]string, 0, len(limited))
+	for c := range limited {
+		holders = append(holders, c)
+	}
+	var rows []struct {
+		CustomerID string `bun:"customer_id"`
+		SKU        string `bun:"sku"`
+		Unpaid     int    `bun:"unpaid"`
+		Failed     int    `bun:"failed"`
+		Held       int    `bun:"held"`
+	}
+	if err := tx.NewRaw(`SELECT c.id AS customer_id, '' AS sku,
+			(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PENDING_PAYMENT')::int AS unpaid,
+			(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PAYMENT_FAILED' AND o.updated_at >= c.since)::int AS failed,
+			0 AS held
+		FROM unnest(?::text[], ?::timestamptz[]) AS c(id, since)
+		UNION ALL
+		SELECT o.customer_id, i.sku, 0, 0, sum(i.quantity)::int
+		FROM orders o JOIN order_items i ON i.order_id = o.id
+		WHERE o.customer_id = ANY(?::text[]) AND o.status IN ('PENDING_PAYMENT', 'PAID', 'SHIPPED') AND i.sku = ANY(?::text[])
+		GROUP BY o.customer_id, i.sku`, pgArray(custs), pgArray(starts), pgArray(holders), pgArray(skus)).Scan(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("customers' orders: %w", err)
+	}
+	for _, r := range rows {
+		if r.SKU == "" {
+			out[r.CustomerID].Unpaid, out[r.CustomerID].FailedPayments = r.Unpaid, r.Failed
+		} else {
 			out[r.CustomerID].Held[r.SKU] = r.Held
 		}
 	}
