@@ -159,12 +159,26 @@ func InsertStatement(ctx context.Context, envs []event.Envelope) (string, []any,
 		[]any{pgdialect.Array(id), pgdialect.Array(typ), pgdialect.Array(agg), pgdialect.Array(payload), pgdialect.Array(headers), pgdialect.Array(at)}, nil
 }
 
+// NoFlushWait is a condition that turns off, for its statement's own transaction only,
+// the wait for the commit to reach disk (synchronous_commit = off, set with set_config's
+// is_local). The relay's bookkeeping (a claim, a publish mark, a release) may be lost in
+// a crash of PostgreSQL or the machine without harm: a lost claim or release is a lease
+// that lapses, a lost publish mark is an event published again, and every consumer
+// deduplicates by event id (at-least-once delivery is the contract already). Such a
+// commit is flushed by the WAL writer within wal_writer_delay, or sooner by any later
+// synchronous commit: WAL is one sequence, so a crash loses only a suffix of it, never a
+// mark while keeping a later one. TestCrash_AsyncMarksLost_EventsRedeliveredOnce (systest)
+// loses them on purpose. Use it only in a statement that runs alone: in a caller's
+// transaction it would make the caller's whole commit asynchronous.
+const NoFlushWait = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
+
 // Claim leases up to n publishable rows to token until now+lease and returns them in
 // id order. A row is publishable when it is unpublished, not leased by another relay,
 // and no earlier row of its aggregate is still unpublished: so one order's events reach
 // the broker in the order they were written, whichever relay takes them. Rows are
 // claimed with FOR UPDATE SKIP LOCKED and no cursor, so a row that commits late is
-// never skipped. The statement commits on its own: no transaction waits on the broker.
+// never skipped. The statement commits on its own: no transaction waits on the broker,
+// and none waits for the claim's flush (NoFlushWait).
 //
 // The plan must not depend on fresh statistics: an outbox analyzed while every row was
 // published tells the planner nothing is unpublished, and a flash sale's backlog comes
@@ -184,7 +198,7 @@ func Claim(ctx context.Context, db bun.IDB, token string, now time.Time, lease t
 		        AND c.id = (SELECT p.id FROM outbox p WHERE p.aggregate_id = c.aggregate_id
 		                    AND p.published_at IS NULL ORDER BY p.id LIMIT 1)
 		      ORDER BY c.id LIMIT ? FOR UPDATE SKIP LOCKED) c
-		WHERE o.id = c.id
+		WHERE o.id = c.id AND `+NoFlushWait+`
 		RETURNING o.id, o.event_id, o.type, o.aggregate_id, o.payload, o.headers, o.created_at, o.destination`,
 		now.Add(lease), token, now, now, n).Scan(ctx, &rows)
 	if err != nil {
@@ -194,13 +208,14 @@ func Claim(ctx context.Context, db bun.IDB, token string, now time.Time, lease t
 	return rows, nil
 }
 
-// MarkPublished records that the broker confirmed the rows.
+// MarkPublished records that the broker confirmed the rows, without waiting for the
+// record's flush (NoFlushWait): lost in a crash, the rows are published again.
 func MarkPublished(ctx context.Context, db bun.IDB, ids []int64, now time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	_, err := db.ExecContext(ctx, `UPDATE outbox SET published_at = ?, claimed_until = NULL, attempts = attempts + 1,
-		last_error = NULL WHERE id IN (?) AND published_at IS NULL`, now, bun.List(ids))
+		last_error = NULL WHERE id IN (?) AND published_at IS NULL AND `+NoFlushWait, now, bun.List(ids))
 	if err != nil {
 		return fmt.Errorf("outbox mark published: %w", err)
 	}
@@ -208,13 +223,14 @@ func MarkPublished(ctx context.Context, db bun.IDB, ids []int64, now time.Time) 
 }
 
 // Release gives up token's lease on rows whose publish failed, recording the attempt and
-// its error (redacted), so another relay may take them at once.
+// its error (redacted), so another relay may take them at once. Lost in a crash, the
+// lease lapses instead (NoFlushWait).
 func Release(ctx context.Context, db bun.IDB, ids []int64, token, lastError string) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	_, err := db.ExecContext(ctx, `UPDATE outbox SET claimed_until = NULL, claim_token = NULL, attempts = attempts + 1,
-		last_error = ? WHERE id IN (?) AND claim_token = ? AND published_at IS NULL`,
+		last_error = ? WHERE id IN (?) AND claim_token = ? AND published_at IS NULL AND `+NoFlushWait,
 		clog.Redact(truncate(lastError, 500)), bun.List(ids), token)
 	if err != nil {
 		return fmt.Errorf("outbox release: %w", err)

@@ -119,7 +119,13 @@ func (p *Payments) chargesOf(ctx context.Context, ids []string) ([]*checkout.Cha
 }
 
 // RecordAttempt implements checkout.PaymentStore: a payment row in status attempted,
-// unless one exists already.
+// unless one exists already. Its commit does not wait for its flush
+// (outbox.NoFlushWait): the row only lets a provider report that comes before the
+// charge's answer find its order. Lost in a crash, it was lost before the settlement or
+// the scheduled retry that follows it committed (WAL is one sequence, and their
+// synchronous commits flush it), so the order.placed message was not acknowledged either: it is delivered again,
+// and the worker records the attempt again and repeats the charge under the same
+// provider idempotency key, which the provider answers with the first charge.
 func (p *Payments) RecordAttempt(ctx context.Context, orderID, provider string, amountCents int64, currency string) error {
 	_, err := p.groups.attempts.do(ctx, attempt{orderID: orderID, provider: provider, amountCents: amountCents, currency: currency})
 	return err
@@ -133,6 +139,7 @@ func (p *Payments) recordAttempts(ctx context.Context, as []attempt) ([]struct{}
 	}
 	_, err := p.db.ExecContext(ctx, `INSERT INTO payments (order_id, provider, amount_cents, currency, status, created_at, updated_at)
 		SELECT o, p, a, c, ?, ?, ? FROM unnest(?::uuid[], ?::text[], ?::bigint[], ?::text[]) AS v(o, p, a, c)
+		WHERE `+outbox.NoFlushWait+`
 		ON CONFLICT (order_id) DO NOTHING`, checkout.PaymentAttempted, now, now, pgArray(ids), pgArray(provs), pgArray(amounts), pgArray(curs))
 	if err != nil {
 		return nil, nil, mapErr(fmt.Errorf("record charge attempts: %w", err))
