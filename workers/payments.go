@@ -82,21 +82,19 @@ func (w *PaymentWorker) HandleOrderPlaced(ctx context.Context, env event.Envelop
 		return broker.Permanent(fmt.Errorf("decode %s: %w", env.ID, err))
 	}
 	id := p.Order.ID
-	c, err := w.payments.ChargeOf(ctx, id)
+	// One statement reads the order and, if it can be charged, records the attempt.
+	now := w.now()
+	c, err := w.payments.BeginCharge(ctx, id, w.gateway.Name(), now)
 	if err != nil {
 		return err
 	}
 	if c == nil {
 		return broker.Permanent(fmt.Errorf("order %s of event %s not found", id, env.ID))
 	}
-	if c.Status != checkout.StatusPendingPayment || c.Token == "" {
-		return nil // cancelled or expired before we got to it: nothing to charge
-	}
-	if c.ExpiresAt != nil && w.now().After(*c.ExpiresAt) {
-		return nil // too late to charge: the sweeper expires it and gives the stock back
-	}
-	if err := w.payments.RecordAttempt(ctx, id, w.gateway.Name(), c.AmountCents, c.Currency); err != nil {
-		return err
+	if !c.Chargeable(now) {
+		// Cancelled or expired before we got to it, or too late to charge (the sweeper
+		// expires it and gives the stock back): nothing to charge.
+		return nil
 	}
 	ch, err := w.gateway.Charge(ctx, payment.ChargeRequest{OrderID: id, AmountCents: c.AmountCents,
 		Currency: c.Currency, Token: c.Token, IdempotencyKey: ChargeKey(id)})

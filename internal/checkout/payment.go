@@ -132,10 +132,20 @@ type Charge struct {
 	Token string
 }
 
+// Chargeable reports whether the charge may be made at now: the order still waits for
+// its payment, has a token, and its reservation has not run out (past it, the sweeper
+// expires the order and gives the stock back).
+func (c *Charge) Chargeable(now time.Time) bool {
+	return c.Status == StatusPendingPayment && c.Token != "" && (c.ExpiresAt == nil || !now.After(*c.ExpiresAt))
+}
+
 // PaymentStore is the persistence port of the payment saga.
 type PaymentStore interface {
-	// ChargeOf returns what an order's charge needs, or nil when the order is unknown.
-	ChargeOf(ctx context.Context, orderID string) (*Charge, error)
+	// BeginCharge returns what an order's charge needs (nil when the order is unknown)
+	// and, when the order can be charged at now (Chargeable), records the attempt for
+	// its total as RecordAttempt does, in one statement: what the payment worker asks
+	// first.
+	BeginCharge(ctx context.Context, orderID, provider string, now time.Time) (*Charge, error)
 	// RecordAttempt notes, before the provider is called, that the order's charge is
 	// being attempted for amount and currency (a report arriving first finds it).
 	RecordAttempt(ctx context.Context, orderID, provider string, amountCents int64, currency string) error

@@ -28,9 +28,14 @@ type Payments struct {
 // orders at once, and each kind of call of theirs costs one round trip and one commit
 // per batch instead of per order.
 type paymentGroups struct {
-	charges  *batched[string, *checkout.Charge]
+	begin    *batched[beginIn, *checkout.Charge]
 	attempts *batched[attempt, struct{}]
 	settle   *batched[settleIn, settleOut]
+}
+
+type beginIn struct {
+	orderID, provider string
+	now               time.Time
 }
 
 type attempt struct {
@@ -47,7 +52,7 @@ func NewPayments(db *bun.DB, orders *Orders) *Payments {
 		return groupOptions{name: name, maxSize: 64, maxWait: time.Millisecond, workers: 4}
 	}
 	p.groups = paymentGroups{
-		charges:  newBatched(opt("payments.charges"), func(id string) []string { return []string{id} }, p.chargesOf),
+		begin:    newBatched(opt("payments.begin"), func(in beginIn) []string { return []string{in.orderID} }, p.beginCharges),
 		attempts: newBatched(opt("payments.attempts"), func(a attempt) []string { return []string{a.orderID} }, p.recordAttempts),
 		settle:   newBatched(opt("payments.settle"), func(in settleIn) []string { return []string{in.rep.OrderID} }, p.runSettles),
 	}
@@ -56,7 +61,7 @@ func NewPayments(db *bun.DB, orders *Orders) *Payments {
 
 // Close answers what is queued and waits for the batches in flight.
 func (p *Payments) Close() {
-	p.groups.charges.close()
+	p.groups.begin.close()
 	p.groups.attempts.close()
 	p.groups.settle.close()
 }
@@ -87,12 +92,18 @@ func MarkProcessed(ctx context.Context, db bun.IDB, consumer, eventID string, no
 	return n == 1, nil
 }
 
-// ChargeOf returns what an order's charge needs, or nil when the order does not exist.
-func (p *Payments) ChargeOf(ctx context.Context, orderID string) (*checkout.Charge, error) {
-	return p.groups.charges.do(ctx, orderID)
+// BeginCharge implements checkout.PaymentStore: the order's charge, and its attempt
+// recorded (as RecordAttempt, without waiting for the flush) when it is chargeable at
+// now, in one statement for a group of orders.
+func (p *Payments) BeginCharge(ctx context.Context, orderID, provider string, now time.Time) (*checkout.Charge, error) {
+	return p.groups.begin.do(ctx, beginIn{orderID: orderID, provider: provider, now: now})
 }
 
-func (p *Payments) chargesOf(ctx context.Context, ids []string) ([]*checkout.Charge, []error, error) {
+func (p *Payments) beginCharges(ctx context.Context, ins []beginIn) ([]*checkout.Charge, []error, error) {
+	ids, provs, nows := make([]string, len(ins)), make([]string, len(ins)), make([]time.Time, len(ins))
+	for i, in := range ins {
+		ids[i], provs[i], nows[i] = in.orderID, in.provider, in.now
+	}
 	var rows []struct {
 		ID        string     `bun:"id"`
 		Status    string     `bun:"status"`
@@ -101,10 +112,21 @@ func (p *Payments) chargesOf(ctx context.Context, ids []string) ([]*checkout.Cha
 		ExpiresAt *time.Time `bun:"reservation_expires_at"`
 		Token     string     `bun:"token"`
 	}
-	err := p.db.NewRaw(`SELECT id, status, total_cents, currency, reservation_expires_at, COALESCE(payment_token, '') AS token
-		FROM orders WHERE id = ANY(?::uuid[])`, pgArray(ids)).Scan(ctx, &rows)
+	// The INSERT's condition is checkout.Charge.Chargeable, at each caller's now.
+	err := p.db.NewRaw(`WITH o AS (
+		  SELECT id, status, total_cents, currency, reservation_expires_at, COALESCE(payment_token, '') AS token
+		  FROM orders WHERE id = ANY(?::uuid[])),
+		ins AS (
+		  INSERT INTO payments (order_id, provider, amount_cents, currency, status, created_at, updated_at)
+		  SELECT o.id, v.p, o.total_cents, o.currency, ?, v.at, v.at
+		  FROM o JOIN unnest(?::uuid[], ?::text[], ?::timestamptz[]) AS v(id, p, at) ON v.id = o.id
+		  WHERE o.status = ? AND o.token <> '' AND (o.reservation_expires_at IS NULL OR o.reservation_expires_at >= v.at)
+		    AND `+outbox.NoFlushWait+`
+		  ON CONFLICT (order_id) DO NOTHING)
+		SELECT * FROM o`, pgArray(ids), checkout.PaymentAttempted, pgArray(ids), pgArray(provs), pgArray(nows),
+		checkout.StatusPendingPayment).Scan(ctx, &rows)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, mapErr(fmt.Errorf("charges of %d orders: %w", len(ids), err))
+		return nil, nil, mapErr(fmt.Errorf("begin charges of %d orders: %w", len(ids), err))
 	}
 	byID := make(map[string]*checkout.Charge, len(rows))
 	for _, r := range rows {

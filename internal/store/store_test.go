@@ -477,7 +477,7 @@ func TestPayments_ConcurrentSettlements_EachItsOwnOutcome(t *testing.T) {
 		if i < n {
 			id = ids[i]
 		}
-		c, err := pays.ChargeOf(ctx, id)
+		c, err := pays.BeginCharge(ctx, id, "sandbox", time.Now())
 		switch {
 		case err != nil:
 			t.Errorf("charge of %s: %v", id, err)
@@ -651,5 +651,59 @@ func TestSchema_EveryTimeFromTheServiceClock(t *testing.T) {
 	}
 	if !w.CreatedAt.Equal(at) {
 		t.Fatalf("created_at %s, want the service's clock %s", w.CreatedAt, at)
+	}
+}
+
+// TestPayments_BeginCharge_AttemptRecordedOnlyWhenChargeable: the payment worker's first
+// statement reads the charge and records the attempt (amount and currency of the order)
+// only for an order it may charge: not for one past its reservation, nor for a cancelled
+// one, nor twice; an unknown order is nil.
+func TestPayments_BeginCharge_AttemptRecordedOnlyWhenChargeable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, orders, place := fixture(t, 10, store.OrdersOptions{})
+	pays := store.NewPayments(db.DB, orders)
+	t.Cleanup(pays.Close)
+	ok, _, err := place("c1", "k1", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, _, _ := place("c2", "k2", 1)
+	gone, _, _ := place("c3", "k3", 1)
+	if _, err := orders.Transition(ctx, gone.ID, func(*checkout.Order) (checkout.Change, error) {
+		return checkout.Change{To: checkout.StatusCancelled}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	attempts := func(id string) int {
+		return count(t, db, "SELECT count(*) FROM payments WHERE status = 'attempted' AND order_id = '"+id+"'")
+	}
+	now := time.Now()
+	for i := 0; i < 2; i++ {
+		c, err := pays.BeginCharge(ctx, ok.ID, "sandbox", now)
+		if err != nil || c == nil || !c.Chargeable(now) || c.AmountCents != ok.TotalCents || c.Token != "tok_visa" {
+			t.Fatalf("begin charge %d: %+v %v", i, c, err)
+		}
+	}
+	if n := attempts(ok.ID); n != 1 {
+		t.Fatalf("%d attempts of a chargeable order begun twice, want 1", n)
+	}
+	var amount int64
+	if err := db.NewRaw("SELECT amount_cents FROM payments WHERE order_id = ?", ok.ID).Scan(ctx, &amount); err != nil || amount != ok.TotalCents {
+		t.Fatalf("attempt amount %d (%v), want the order's total %d", amount, err, ok.TotalCents)
+	}
+	// Past its reservation (one minute in the fixture): read, not attempted.
+	after := now.Add(2 * time.Minute)
+	if c, err := pays.BeginCharge(ctx, late.ID, "sandbox", after); err != nil || c == nil || c.Chargeable(after) {
+		t.Fatalf("begin charge past the reservation: %+v %v", c, err)
+	}
+	if c, err := pays.BeginCharge(ctx, gone.ID, "sandbox", now); err != nil || c == nil || c.Chargeable(now) {
+		t.Fatalf("begin charge of a cancelled order: %+v %v", c, err)
+	}
+	if attempts(late.ID)+attempts(gone.ID) != 0 {
+		t.Fatal("an attempt was recorded for an order that may not be charged")
+	}
+	if c, err := pays.BeginCharge(ctx, uuid.NewString(), "sandbox", now); err != nil || c != nil {
+		t.Fatalf("begin charge of an unknown order: %+v %v", c, err)
 	}
 }
