@@ -65,10 +65,9 @@ type crash struct {
 	done  chan struct{}
 
 	// Set before done is closed.
-	at         time.Time // just before the kill
-	walBehind  bool      // pg_current_wal_lsn() < pg_current_wal_insert_lsn() then
-	checkErr   error
-	restartErr error
+	at        time.Time // just before the kill
+	walBehind bool      // pg_current_wal_lsn() < pg_current_wal_insert_lsn() then
+	checkErr  error
 }
 
 func newCrash(t *testing.T, n *node.Postgres, url string) *crash {
@@ -79,7 +78,10 @@ func newCrash(t *testing.T, n *node.Postgres, url string) *crash {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &crash{n: n, conn: c, done: make(chan struct{})}
+	cr := &crash{n: n, conn: c, done: make(chan struct{})}
+	// A test that ends before the moment closes the connection (and no kill follows).
+	t.Cleanup(func() { cr.once.Do(func() { c.Close(context.Background()) }) })
+	return cr
 }
 
 // kill runs the check, kills the node (SIGKILL to its whole process tree) and closes
