@@ -73,6 +73,9 @@ type Postgres struct {
 	TLS  bool
 	bin  string
 	cred *syscall.Credential
+	// args and detached are how the server was started, for Restart.
+	args     []string
+	detached bool
 }
 
 // postgresState is node.json, for scripts that act on a node another command started.
@@ -217,18 +220,40 @@ log_line_prefix = '%m [%p] %a '
 	for _, k := range keys {
 		args = append(args, "-c", k+"="+opt.Settings[k])
 	}
-	if n.proc, err = Start(n.command(context.Background(), filepath.Join(bin, "postgres"), args...),
-		StartOptions{Log: n.LogPath(), Detached: opt.Detached}); err != nil {
-		return nil, fmt.Errorf("start postgres: %w", err)
+	n.args, n.detached = args, opt.Detached
+	return n, n.start(ctx)
+}
+
+// start runs the server on n.args and waits until it accepts connections (a standby:
+// read-only ones).
+func (n *Postgres) start(ctx context.Context) error {
+	var err error
+	if n.proc, err = Start(n.command(context.Background(), filepath.Join(n.bin, "postgres"), n.args...),
+		StartOptions{Log: n.LogPath(), Detached: n.detached}); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
 	}
 	if err := writeState(n.Dir, postgresState{Name: n.Name, Port: n.Port, Pid: n.proc.Pid, TLS: n.TLS, Bin: n.bin}); err != nil {
-		return n, err
+		return err
 	}
 	want := "ready"
-	if opt.StandbyOf != nil {
+	if _, err := os.Stat(filepath.Join(n.DataDir, "standby.signal")); err == nil {
 		want = "standby"
 	}
-	return n, n.waitStatus(ctx, want)
+	return n.waitStatus(ctx, want)
+}
+
+// Restart starts a killed or stopped node again on the same data directory, port and
+// settings, and waits until it accepts connections. After Kill the server runs crash
+// recovery first: what reached its WAL files survives, while commits still in its WAL
+// buffers (synchronous_commit = off, not yet written) are lost, as in a power cut.
+func (n *Postgres) Restart(ctx context.Context) error {
+	if n.Alive() {
+		return fmt.Errorf("postgres node %s is running", n.Name)
+	}
+	if n.args == nil {
+		return fmt.Errorf("postgres node %s was not started by this process (OpenPostgres): its arguments are unknown", n.Name)
+	}
+	return n.start(ctx)
 }
 
 // OpenPostgres returns the node another command launched in dir (from its node.json),
@@ -305,7 +330,8 @@ func (n *Postgres) Promote(ctx context.Context) error {
 
 // Status is the server's state from postmaster.pid: "starting", "ready" (accepting
 // connections), "standby" (a hot standby accepting read-only ones), "stopping", or ""
-// when it does not run.
+// when it does not run. A postmaster.pid another process wrote (one killed before a
+// Restart leaves its own) says "starting" until the running server writes its own.
 func (n *Postgres) Status() string {
 	if !n.Alive() {
 		return ""
@@ -317,6 +343,9 @@ func (n *Postgres) Status() string {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for i := 1; sc.Scan(); i++ {
+		if i == 1 && strings.TrimSpace(sc.Text()) != strconv.Itoa(n.Pid()) {
+			return "starting"
+		}
 		if i == 8 {
 			st := strings.TrimSpace(sc.Text())
 			// A hot standby says "ready" too; it is a standby until promotion removes

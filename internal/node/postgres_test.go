@@ -145,3 +145,31 @@ func TestPostgres_TLS_RequiresAClientCertificateFromTheCA(t *testing.T) {
 		}
 	}
 }
+
+func TestPostgres_KillRestart_SameNodeKeepsCommittedRows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := node.StartPostgres(t, node.PostgresOptions{})
+	port, url := n.Port, n.URL()
+	c := connect(t, url)
+	if _, err := c.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Restart(ctx); err == nil {
+		t.Fatal("Restart of a running node succeeded")
+	}
+	n.Kill()
+	if n.Alive() {
+		t.Fatal("node alive after Kill")
+	}
+	if err := n.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n.Status() != "ready" || n.Port != port {
+		t.Fatalf("after Restart: status %q, port %d (was %d)", n.Status(), n.Port, port)
+	}
+	var rows int
+	if err := connect(t, url).QueryRow(ctx, "SELECT count(*) FROM t").Scan(&rows); err != nil || rows != 1 {
+		t.Fatalf("after a crash and Restart the table has %d rows (%v), want the committed 1", rows, err)
+	}
+}
