@@ -11,9 +11,12 @@ import (
 
 // Notifier wakes relays after a commit that wrote events. Call Notify once the writing
 // transaction committed (never inside it: a NOTIFY in a transaction takes a
-// database-wide lock held through its commit). Relays of this process wake at once;
-// relays of other processes get one NOTIFY "outbox.<schema>" per Coalesce, however
-// many commits asked. Relays also poll, so a lost wake-up only delays.
+// database-wide lock held through its commit). Relays of this process wake at once.
+// A process with no relay of its own (serve --no-relay) wakes the relays of other
+// processes with one NOTIFY "outbox.<schema>" per Coalesce, however many commits asked;
+// a process with its own relay sends none (that relay publishes what this process
+// wrote, and a round trip per commit is saved). Relays also poll, so a lost wake-up
+// only delays.
 type Notifier struct {
 	db *bun.DB
 	// Coalesce is how long a NOTIFY waits for company (default 2ms).
@@ -40,8 +43,9 @@ func (n *Notifier) Notify() {
 		default:
 		}
 	}
+	local := len(n.local) > 0
 	n.mu.Unlock()
-	if !n.pending.CompareAndSwap(false, true) {
+	if local || !n.pending.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {

@@ -486,3 +486,52 @@ func TestNotifier_OneChannelPerSchema(t *testing.T) {
 		t.Fatalf("the neighbouring schema's relay was woken on %q", n.Channel)
 	}
 }
+
+// TestNotifier_RelayInProcess_NoNotifySent: a process whose own relay is woken in memory
+// sends no NOTIFY (its relay publishes what it wrote): the commit costs no extra round
+// trip. A listener on the channel gets the test's own marker first, not an empty NOTIFY.
+func TestNotifier_RelayInProcess_NoNotifySent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testutil.NewDB(t)
+	listener, err := pgx.Connect(ctx, testutil.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { listener.Close(context.Background()) })
+	channel := pgx.Identifier{outbox.Channel(db.Schema)}.Sanitize()
+	if _, err := listener.Exec(ctx, "LISTEN "+channel); err != nil {
+		t.Fatal(err)
+	}
+	local := outbox.NewNotifier(db.DB)
+	pub := &publisher{}
+	relay, err := outbox.NewRelay(db.DB, pub, time.Now, outbox.RelayOptions{Batch: 100, Poll: time.Hour, Notifier: local})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	insert(t, db, "first", 1)
+	go relay.Run(rctx) // subscribes before its first drain
+	testutil.Eventually(t, 10*time.Second, "the first drain", func() bool { return len(pub.published()) == 1 })
+	second := insert(t, db, "second", 1)
+	local.Notify()
+	testutil.Eventually(t, 10*time.Second, "the second event published on the in-process wake-up", func() bool {
+		got := pub.published()
+		return len(got) == 2 && got[1].ID == second[0]
+	})
+	// A NOTIFY the notifier sent would have been queued long before this marker.
+	time.Sleep(100 * time.Millisecond)
+	if _, err := db.ExecContext(ctx, "NOTIFY "+channel+", 'marker'"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	n, err := listener.WaitForNotification(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Payload != "marker" {
+		t.Fatalf("the notifier sent a NOTIFY (payload %q) though its relay runs in this process", n.Payload)
+	}
+}
