@@ -34,6 +34,12 @@ type RelayOptions struct {
 	Observe func(n int, confirmLatency time.Duration, lags []time.Duration)
 	// Notifier, when set, wakes this relay at once when this process commits events.
 	Notifier *Notifier
+	// Listen is the pool the relay holds its LISTEN connection on: a session of its own,
+	// so not a transaction pooler's (a LISTEN there lands on a server connection that
+	// goes back to the pool). Nil: the relay's own database. NoListen: none at all; the
+	// relay is then woken by its Notifier and otherwise polls every Poll.
+	Listen   *bun.DB
+	NoListen bool
 }
 
 // Relay publishes the outbox through a Publisher. Several relays may run at once; see
@@ -68,6 +74,9 @@ func NewRelay(db *bun.DB, pub Publisher, now func() time.Time, opt RelayOptions)
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
+	if opt.Listen == nil {
+		opt.Listen = db
+	}
 	return &Relay{db: db, pub: pub, now: now, opt: opt}, nil
 }
 
@@ -79,7 +88,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	if r.opt.Notifier != nil {
 		r.opt.Notifier.subscribe(wake)
 	}
-	go r.listen(ctx, wake)
+	if !r.opt.NoListen {
+		go r.listen(ctx, wake)
+	}
 	poll := time.NewTicker(r.opt.Poll)
 	defer poll.Stop()
 	bo := backoff.NewExponentialBackOff()
@@ -160,12 +171,12 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	return len(rows), nil
 }
 
-// listen holds one connection on LISTEN "outbox.<schema>" (the schema its connection
-// uses) and signals wake on each NOTIFY.
+// listen holds one connection of the Listen pool on LISTEN "outbox.<schema>" (the schema
+// its connection uses) and signals wake on each NOTIFY.
 func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 	for ctx.Err() == nil {
 		err := func() error {
-			conn, err := r.db.Conn(ctx)
+			conn, err := r.opt.Listen.Conn(ctx)
 			if err != nil {
 				return err
 			}

@@ -18,7 +18,8 @@
 #   3. else, as root (or with password-less sudo) on Debian/Ubuntu:
 #        apt-get update (once) && apt-get install -y <package>, then 2.
 # With --need-tools it also installs, with apt when missing, the tools tests run:
-#   promtool/prometheus (Debian package prometheus) and, for the analytics report's
+#   promtool/prometheus (Debian package prometheus), pgbouncer (Debian package
+#   pgbouncer) for the transaction pooling tests and, for the analytics report's
 #   headless-browser test, chromium (Debian package chromium). Grafana Loki is not
 #   packaged by Debian (its 'loki' package is an unrelated genetics program), so it
 #   is not installed: the log shipping test builds VictoriaLogs, which takes Loki's
@@ -587,6 +588,16 @@ ensure_chromium() {
 	say "installed chromium (Debian package chromium)"
 }
 
+# The PgBouncer tests run a real pooler (Debian's pgbouncer), on a port of their own; the
+# package's own service is not started (no systemd here; its unit stays disabled).
+ensure_pgbouncer() {
+	have pgbouncer && return 0
+	apt_install --no-install-recommends pgbouncer ||
+		die "pgbouncer not on PATH and not installable here; install Debian's 'pgbouncer' package (the transaction pooling tests need it)"
+	have pgbouncer || die "the pgbouncer package is installed but pgbouncer is not on PATH"
+	say "installed pgbouncer (Debian package pgbouncer)"
+}
+
 note_loki() {
 	# Grafana Loki answers `loki -version` with "loki, version ..."; Debian's loki does not.
 	if have loki && loki -version 2>&1 | grep -q '^loki, version'; then return 0; fi
@@ -603,6 +614,7 @@ fi
 if [[ $need_tools -eq 1 ]]; then
 	ensure_promtool
 	ensure_chromium # the analytics report test
+	ensure_pgbouncer # the transaction pooling tests
 	note_loki       # the log shipping test
 fi
 # keep the logs of failed attempts (die exits before this), drop the rest

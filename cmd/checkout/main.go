@@ -86,7 +86,13 @@ func runMigrate(ctx context.Context, logger *slog.Logger, args []string) error {
 		return err
 	}
 	// A migration may rewrite a large table: no statement timeout here.
-	db, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxOpenConns: 3, StatementTimeout: -1, IdleInTxTimeout: -1})
+	// Behind a transaction pooler the pooler's statement_timeout would hold too; a direct
+	// session (DATABASE_SESSION_URL), when there is one, has none.
+	url, pooled := cfg.Database.URL, cfg.Database.Pooled()
+	if cfg.Database.SessionURL != "" {
+		url, pooled = cfg.Database.SessionURL, false
+	}
+	db, err := store.Open(ctx, url, store.Options{Pooled: pooled, MaxOpenConns: 3, StatementTimeout: -1, IdleInTxTimeout: -1})
 	if err != nil {
 		return err
 	}

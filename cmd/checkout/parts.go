@@ -161,7 +161,7 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 			st.Close()
 		}
 	}()
-	if st.db, err = store.Open(ctx, cfg.Database.URL, store.Options{MaxOpenConns: cfg.Database.MaxConns, QueryHook: store.TraceHook("checkout")}); err != nil {
+	if st.db, err = store.Open(ctx, cfg.Database.URL, store.Options{Pooled: cfg.Database.Pooled(), MaxOpenConns: cfg.Database.MaxConns, QueryHook: store.TraceHook("checkout")}); err != nil {
 		return nil, err
 	}
 	st.add(st.db.Close)
@@ -198,7 +198,7 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 	})
 	// /readyz pings through a connection of its own, never the background pool's, and at
 	// most once a second however often it is called (httpx.Readiness).
-	readyDB, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxOpenConns: 1})
+	readyDB, err := store.Open(ctx, cfg.Database.URL, store.Options{Pooled: cfg.Database.Pooled(), MaxOpenConns: 1})
 	if err != nil {
 		return nil, err
 	}
@@ -245,14 +245,34 @@ type relayPart struct {
 	*outbox.Relay
 }
 
-func newRelay(s *service, st *stores) (*relayPart, error) {
+func newRelay(ctx context.Context, s *service, st *stores) (_ *relayPart, err error) {
 	cfg := s.cfg
-	r, err := outbox.NewRelay(st.db, broker.TracePublisher(st.pub), s.now, outbox.RelayOptions{Batch: cfg.Relay.Batch,
-		Poll: cfg.Relay.PollInterval, Logger: s.logger, Observe: s.m.RelayBatch, Notifier: st.notifier})
-	if err != nil {
+	part := &relayPart{}
+	defer func() {
+		if err != nil {
+			part.Close()
+		}
+	}()
+	opt := outbox.RelayOptions{Batch: cfg.Relay.Batch, Poll: cfg.Relay.PollInterval, Logger: s.logger,
+		Observe: s.m.RelayBatch, Notifier: st.notifier}
+	// LISTEN needs a session: behind a transaction pooler, one direct connection of its
+	// own, or none (this instance's commits still wake it; the others' are polled).
+	switch {
+	case !cfg.Database.Pooled():
+	case cfg.Database.SessionURL != "":
+		if opt.Listen, err = store.Open(ctx, cfg.Database.SessionURL, store.Options{MaxOpenConns: 1}); err != nil {
+			return nil, fmt.Errorf("DATABASE_SESSION_URL: %w", err)
+		}
+		part.add(opt.Listen.Close)
+	default:
+		opt.NoListen = true
+		s.logger.Info("outbox relay: no LISTEN behind a transaction pooler without DATABASE_SESSION_URL; other instances' events are polled",
+			"every", cfg.Relay.PollInterval.String())
+	}
+	if part.Relay, err = outbox.NewRelay(st.db, broker.TracePublisher(st.pub), s.now, opt); err != nil {
 		return nil, err
 	}
-	return &relayPart{Relay: r}, nil
+	return part, nil
 }
 
 // workerPart runs the broker's consumers: the payment (and refund) worker and the
@@ -330,7 +350,7 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	}()
 	// Separate pools: a checkout rush cannot take the catalog's connections, nor the
 	// relay's and workers'.
-	checkoutDB, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxOpenConns: cfg.Database.CheckoutConns, QueryHook: store.TraceHook("checkout")})
+	checkoutDB, err := store.Open(ctx, cfg.Database.URL, store.Options{Pooled: cfg.Database.Pooled(), MaxOpenConns: cfg.Database.CheckoutConns, QueryHook: store.TraceHook("checkout")})
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +360,7 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	if cfg.Database.ReadURL != "" {
 		readURL = cfg.Database.ReadURL
 	}
-	readDB, err := store.Open(ctx, readURL, store.Options{MaxOpenConns: cfg.Database.ReadConns, QueryHook: store.TraceHook("checkout")})
+	readDB, err := store.Open(ctx, readURL, store.Options{Pooled: cfg.Database.Pooled(), MaxOpenConns: cfg.Database.ReadConns, QueryHook: store.TraceHook("checkout")})
 	if err != nil {
 		return nil, err
 	}

@@ -35,7 +35,7 @@ func runSeed(ctx context.Context, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxOpenConns: 2})
+	db, err := store.Open(ctx, cfg.Database.URL, store.Options{Pooled: cfg.Database.Pooled(), MaxOpenConns: 2})
 	if err != nil {
 		return err
 	}

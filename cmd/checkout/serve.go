@@ -105,7 +105,7 @@ func (s *service) build(ctx context.Context, p parts, migrate bool) error {
 	}
 	s.add(st)
 	if p.relay {
-		r, err := newRelay(s, st)
+		r, err := newRelay(ctx, s, st)
 		if err != nil {
 			return err
 		}

@@ -54,6 +54,14 @@ type Options struct {
 	// QueryHook, when set, is added to the bun.DB (tracing: TraceHook; tests count
 	// queries with it).
 	QueryHook bun.QueryHook
+	// Pooled says the URL is a transaction pooler (PgBouncer, pool_mode = transaction:
+	// DATABASE_POOL_MODE): each transaction may run on another server connection, so no
+	// session state is set. The session limits above are then not sent (PgBouncer
+	// refuses startup parameters it does not know): the pooler's connect_query, or the
+	// role's settings, carry them (docs/operations.md, "Behind PgBouncer"). Nothing
+	// else changes: statements go in the simple protocol (no prepared statement outlives
+	// its transaction) and every lock the service takes is transaction-scoped.
+	Pooled bool
 }
 
 // Session limits of every pool unless Options say otherwise.
@@ -87,7 +95,7 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 	// its default statement cache each would cost a Parse round trip and a cache
 	// eviction. The simple protocol sends it in one.
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	for k, v := range map[string]string{
+	params := map[string]string{
 		// Every statement here is short and indexed: JIT compilation only adds its tens of
 		// milliseconds when a misestimate (stale statistics) pushes a plan's cost over
 		// jit_above_cost. The URL may turn it back on (jit=on).
@@ -95,7 +103,11 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 		"statement_timeout":                   sessionParam(opt.StatementTimeout, DefaultStatementTimeout),
 		"lock_timeout":                        sessionParam(opt.LockTimeout, DefaultLockTimeout),
 		"idle_in_transaction_session_timeout": sessionParam(opt.IdleInTxTimeout, DefaultIdleInTxTimeout),
-	} {
+	}
+	if opt.Pooled {
+		params = nil
+	}
+	for k, v := range params {
 		if _, set := cfg.RuntimeParams[k]; !set {
 			cfg.RuntimeParams[k] = v
 		}

@@ -25,22 +25,25 @@ func migrator(db *bun.DB) (*migrate.Migrator, error) {
 	return migrate.NewMigrator(db, ms, migrate.WithMarkAppliedOnSuccess(true)), nil
 }
 
-// withMigrationLock runs fn holding the migrators' advisory lock on a connection of its
-// own, so several processes may start and migrate at once.
+// withMigrationLock runs fn holding the migrators' advisory lock, so several processes
+// may start and migrate at once. The lock is transaction-scoped, held by a transaction
+// of its own left open while fn runs (on other connections), so it works through a
+// transaction pooler too: PgBouncer keeps an open transaction on one server connection,
+// where a session lock would be taken on one and released on another. The transaction
+// turns off its own idle timeout, since a long migration leaves it idle.
 func withMigrationLock(ctx context.Context, db *bun.DB, fn func(*migrate.Migrator) error) error {
 	m, err := migrator(db)
 	if err != nil {
 		return err
 	}
-	conn, err := db.Conn(ctx)
+	lock, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?, hashtext(current_schema()))", migrateLockID); err != nil {
 		return fmt.Errorf("migrate lock: %w", err)
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?, hashtext(current_schema()))", migrateLockID)
+	defer lock.Rollback()
+	if _, err := lock.ExecContext(ctx, "SELECT set_config('idle_in_transaction_session_timeout', '0', true), pg_advisory_xact_lock(?, hashtext(current_schema()))", migrateLockID); err != nil {
+		return fmt.Errorf("migrate lock: %w", err)
+	}
 	if err := m.Init(ctx); err != nil {
 		return fmt.Errorf("migrate init: %w", err)
 	}

@@ -83,7 +83,21 @@ type Database struct {
 	CheckoutConns int `env:"DB_CHECKOUT_CONNS" envDefault:"16"`
 	// ReadConns is the API's pool for catalog reads.
 	ReadConns int `env:"DB_READ_CONNS" envDefault:"8"`
+	// PoolMode says what DATABASE_URL (and DATABASE_READ_URL) lead to: "session", a
+	// server or a session pooler; "transaction", a transaction pooler (PgBouncer with
+	// pool_mode = transaction), where no session state may be set: the session limits
+	// are then the pooler's (connect_query) and the relay's LISTEN goes to DATABASE_SESSION_URL.
+	PoolMode string `env:"DATABASE_POOL_MODE" envDefault:"session"`
+	// SessionURL, with DATABASE_POOL_MODE=transaction, is a direct connection to the
+	// primary (or a session pooler, or HAProxy's primary port) for the one thing that
+	// needs a session: the relay's LISTEN, which wakes it when another instance commits
+	// events (one connection per instance). Unset: the relay is woken by its own
+	// instance's commits and polls every OUTBOX_POLL_INTERVAL for the others'.
+	SessionURL string `env:"DATABASE_SESSION_URL"`
 }
+
+// Pooled reports whether DATABASE_URL is a transaction pooler.
+func (d Database) Pooled() bool { return d.PoolMode == "transaction" }
 
 // Broker is RabbitMQ.
 type Broker struct {
@@ -418,7 +432,7 @@ type TLS struct {
 	PartnerClients []string `env:"TLS_PARTNER_CLIENTS" envSeparator:","`
 	// AllowPlaintext lists the connections production may leave unencrypted or
 	// unverified, comma separated: http (a proxy in front terminates TLS), database
-	// (DATABASE_URL and DATABASE_READ_URL), amqp, redis, loki, elasticsearch.
+	// (DATABASE_URL, DATABASE_READ_URL and DATABASE_SESSION_URL), amqp, redis, loki, elasticsearch.
 	AllowPlaintext []string `env:"ALLOW_PLAINTEXT" envSeparator:","`
 	// AllowInsecureDatabase is the older spelling of ALLOW_PLAINTEXT=database.
 	AllowInsecureDatabase bool `env:"ALLOW_INSECURE_DATABASE" envDefault:"false"`
@@ -497,6 +511,10 @@ func (c Config) valueProblems() error {
 		return fmt.Errorf("config: AMQP_QUORUM_SIZE must be at least 1")
 	case c.Checkout.ReservationTTL <= 0:
 		return fmt.Errorf("config: RESERVATION_TTL must be positive")
+	case c.Database.PoolMode != "session" && c.Database.PoolMode != "transaction":
+		return fmt.Errorf("config: DATABASE_POOL_MODE must be session or transaction")
+	case c.Database.SessionURL != "" && !c.Database.Pooled():
+		return fmt.Errorf("config: DATABASE_SESSION_URL is for DATABASE_POOL_MODE=transaction (DATABASE_URL already is a session)")
 	case c.Payment.Provider != "sandbox" && c.Payment.Provider != "stripe":
 		return fmt.Errorf("config: PAYMENT_PROVIDER must be sandbox or stripe")
 	case c.Payment.Provider == "stripe" && c.Payment.StripeSecretKey == "":
@@ -708,6 +726,9 @@ func (c Config) plaintextProblems(refuse func(format string, args ...any)) {
 	}
 	if mode, local := databaseSSLMode(c.Database.ReadURL); c.Database.ReadURL != "" && !local && mode != "verify-full" && mode != "verify-ca" && !c.allowsPlaintext("database") {
 		refuse("DATABASE_READ_URL has sslmode=%s, so the replica is not verified: use sslmode=verify-full with sslrootcert (ALLOW_PLAINTEXT=database if it never leaves the host)", mode)
+	}
+	if mode, local := databaseSSLMode(c.Database.SessionURL); c.Database.SessionURL != "" && !local && mode != "verify-full" && mode != "verify-ca" && !c.allowsPlaintext("database") {
+		refuse("DATABASE_SESSION_URL has sslmode=%s, so the server is not verified: use sslmode=verify-full with sslrootcert (ALLOW_PLAINTEXT=database if it never leaves the host)", mode)
 	}
 	if c.Logs.LokiURL != "" && !allSchemes(c.Logs.LokiURL, "https") && !c.allowsPlaintext("loki") {
 		refuse("LOKI_URL is not https://, so the log lines leave unencrypted (ALLOW_PLAINTEXT=loki if it never leaves the host)")

@@ -118,6 +118,9 @@ func TestProduction_RefusesPlainTextConnections(t *testing.T) {
 		{"amqp://", func(c *config.Config) { c.Broker.URL = "amqp://checkout:pw@mq:5672/" }, "AMQP_URL is not amqps://", "amqp"},
 		{"one amqp:// in a cluster list", func(c *config.Config) { c.Broker.URL = "amqps://c:pw@mq1/,amqp://c:pw@mq2/" }, "AMQP_URL is not amqps://", "amqp"},
 		{"redis://", func(c *config.Config) { c.Redis.URL = "redis://cache:6379/0" }, "REDIS_URL is not rediss://", "redis"},
+		{"session URL beside a pooler, not verified", func(c *config.Config) {
+			c.Database.PoolMode, c.Database.SessionURL = "transaction", "postgres://u@db/checkout?sslmode=require"
+		}, "DATABASE_SESSION_URL has sslmode=require", "database"},
 	} {
 		c := safeProduction("production")
 		tc.change(&c)

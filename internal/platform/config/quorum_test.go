@@ -18,3 +18,22 @@ func TestValidate_QuorumSizeBelowOne_ClearError(t *testing.T) {
 		t.Fatalf("AMQP_QUORUM_SIZE=0: %v, want an error naming it", err)
 	}
 }
+
+// TestValidate_PoolMode_ClearErrors: DATABASE_POOL_MODE is session or transaction, and
+// DATABASE_SESSION_URL means something only beside a transaction pooler.
+func TestValidate_PoolMode_ClearErrors(t *testing.T) {
+	t.Parallel()
+	c := config.Defaults()
+	c.Database.PoolMode = "statement"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "DATABASE_POOL_MODE") {
+		t.Fatalf("DATABASE_POOL_MODE=statement: %v, want an error naming it", err)
+	}
+	c.Database.PoolMode, c.Database.SessionURL = "session", "postgres://db/checkout"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "DATABASE_SESSION_URL") {
+		t.Fatalf("DATABASE_SESSION_URL without a pooler: %v, want an error naming it", err)
+	}
+	c.Database.PoolMode = "transaction"
+	if err := c.Validate(); err != nil || !c.Database.Pooled() {
+		t.Fatalf("a transaction pooler with a session URL: %v (pooled %v)", err, c.Database.Pooled())
+	}
+}
