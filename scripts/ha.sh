@@ -14,6 +14,7 @@ cmd="${1:-}"
 dir="${HA_DIR:-.ha}"
 case "$cmd" in
 up)
+	scripts/services.sh --only-ha-tools # Patroni, etcd, PgBouncer, HAProxy (Debian packages)
 	go build -o bin/checkout ./cmd/checkout
 	exec go run ./cmd/ha up -dir "$dir" -bin bin/checkout -instances "${HA_INSTANCES:-2}"
 	;;

@@ -17,9 +17,10 @@
 #        (pg_ctlcluster / service, rabbitmq-server -detached, redis-server);
 #   3. else, as root (or with password-less sudo) on Debian/Ubuntu:
 #        apt-get update (once) && apt-get install -y <package>, then 2.
+# With --only-ha-tools it only installs what `make ha` runs (see ensure_ha_tools).
 # With --need-tools it also installs, with apt when missing, the tools tests run:
-#   promtool/prometheus (Debian package prometheus), pgbouncer (Debian package
-#   pgbouncer) for the transaction pooling tests and, for the analytics report's
+#   promtool/prometheus (Debian package prometheus), pgbouncer, haproxy, patroni,
+#   etcd-server and etcd-client for the self-healing stack's tests and, for the analytics report's
 #   headless-browser test, chromium (Debian package chromium). Grafana Loki is not
 #   packaged by Debian (its 'loki' package is an unrelated genetics program), so it
 #   is not installed: the log shipping test builds VictoriaLogs, which takes Loki's
@@ -48,10 +49,12 @@ REDIS_TIMEOUT=${SERVICES_REDIS_TIMEOUT:-30}
 
 need_redis=0
 need_tools=0
+need_ha=0
 for arg in "$@"; do
 	case $arg in
 	--need-redis) need_redis=1 ;;
 	--need-tools) need_tools=1 ;;
+	--only-ha-tools) need_ha=1 ;;
 	-h | --help)
 		sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
 		exit 0
@@ -588,14 +591,22 @@ ensure_chromium() {
 	say "installed chromium (Debian package chromium)"
 }
 
-# The PgBouncer tests run a real pooler (Debian's pgbouncer), on a port of their own; the
-# package's own service is not started (no systemd here; its unit stays disabled).
-ensure_pgbouncer() {
-	have pgbouncer && return 0
-	apt_install --no-install-recommends pgbouncer ||
-		die "pgbouncer not on PATH and not installable here; install Debian's 'pgbouncer' package (the transaction pooling tests need it)"
-	have pgbouncer || die "the pgbouncer package is installed but pgbouncer is not on PATH"
-	say "installed pgbouncer (Debian package pgbouncer)"
+# The self-healing stack (make ha, make chaos) and its tests run Debian's PgBouncer,
+# HAProxy, Patroni and etcd on ports of their own; the packages' own services are not
+# started (no systemd here; their units stay disabled).
+ensure_ha_tools() {
+	local missing=() cmd pkg cmd_pkg
+	for cmd_pkg in pgbouncer:pgbouncer haproxy:haproxy patroni:patroni etcd:etcd-server etcdctl:etcd-client; do
+		cmd=${cmd_pkg%%:*} pkg=${cmd_pkg#*:}
+		have "$cmd" || missing+=("$pkg")
+	done
+	[[ ${#missing[@]} -eq 0 ]] && return 0
+	apt_install --no-install-recommends "${missing[@]}" ||
+		die "not installable here: ${missing[*]} (Debian packages; the PgBouncer, HAProxy and Patroni tests and make ha need them)"
+	for cmd_pkg in pgbouncer:pgbouncer haproxy:haproxy patroni:patroni etcd:etcd-server etcdctl:etcd-client; do
+		have "${cmd_pkg%%:*}" || die "the ${cmd_pkg#*:} package is installed but ${cmd_pkg%%:*} is not on PATH"
+	done
+	say "installed ${missing[*]} (Debian packages)"
 }
 
 note_loki() {
@@ -606,6 +617,10 @@ note_loki() {
 
 # ---------------------------------------------------------------- main
 
+if [[ $need_ha -eq 1 ]]; then # make ha: the stack starts its own servers
+	ensure_ha_tools
+	exit 0
+fi
 ensure_postgres
 ensure_rabbitmq
 if [[ $need_redis -eq 1 || -n ${REDIS_URL:-} ]]; then
@@ -614,7 +629,7 @@ fi
 if [[ $need_tools -eq 1 ]]; then
 	ensure_promtool
 	ensure_chromium # the analytics report test
-	ensure_pgbouncer # the transaction pooling tests
+	ensure_ha_tools # PgBouncer, HAProxy, Patroni and etcd: the self-healing stack's tests
 	note_loki       # the log shipping test
 fi
 # keep the logs of failed attempts (die exits before this), drop the rest
