@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,8 +20,12 @@ type PgBouncerOptions struct {
 	// Dir holds the pooler: pgbouncer.ini, pgbouncer.log. StartPgBouncer defaults it to a
 	// t.TempDir(); LaunchPgBouncer requires it.
 	Dir string
-	// Server is the PostgreSQL server every database is pooled to, host:port.
+	// Server is the PostgreSQL server every database is pooled to, host:port (the "*"
+	// entry: a client's database name is the server's).
 	Server string
+	// Databases are more entries, name -> "host=... port=... dbname=..." (a read-only
+	// name pooled to the replicas' port, say); the ConnectQuery is added to each.
+	Databases map[string]string
 	// Port is the loopback port; 0 picks a free one.
 	Port int
 	// PoolMode is transaction (default), session or statement.
@@ -29,6 +34,8 @@ type PgBouncerOptions struct {
 	PoolSize int
 	// MaxClientConn is max_client_conn (default 2000).
 	MaxClientConn int
+	// Detached leaves the pooler running when the caller exits (make ha).
+	Detached bool
 	// ConnectQuery runs on every new server connection before a client gets it: where
 	// the session limits go that a transaction pooler does not take from its clients
 	// (statement_timeout and the like; docs/operations.md, "Behind PgBouncer").
@@ -40,16 +47,18 @@ type PgBouncerOptions struct {
 // (auth_type any: the client's user name is ignored, loopback only).
 type PgBouncer struct {
 	server
-	Port int
-	Dir  string
-	bin  string
-	cred *syscall.Credential
+	Port     int
+	Dir      string
+	bin      string
+	cred     *syscall.Credential
+	detached bool
 }
 
 // StartPgBouncer runs a pooler for t, killed at cleanup; where pgbouncer is not
 // installed it skips t (fails it when CI is set).
 func StartPgBouncer(t testing.TB, opt PgBouncerOptions) *PgBouncer {
 	t.Helper()
+	opt.Detached = false
 	return forTest(t, "PgBouncer", &opt.Dir, time.Minute, func(ctx context.Context) (*PgBouncer, error) { return LaunchPgBouncer(ctx, opt) })
 }
 
@@ -64,6 +73,19 @@ func LaunchPgBouncer(ctx context.Context, opt PgBouncerOptions) (*PgBouncer, err
 	if err != nil {
 		return nil, fmt.Errorf("node: PgBouncerOptions.Server: %w", err)
 	}
+	connectQuery := ""
+	if opt.ConnectQuery != "" {
+		connectQuery = " connect_query='" + strings.ReplaceAll(opt.ConnectQuery, "'", "''") + "'"
+	}
+	entries := fmt.Sprintf("* = host=%s port=%s user=postgres%s\n", host, port, connectQuery)
+	names := make([]string, 0, len(opt.Databases))
+	for name := range opt.Databases {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		entries += fmt.Sprintf("%s = %s user=postgres%s\n", name, opt.Databases[name], connectQuery)
+	}
 	bin, err := LookBinary("pgbouncer", "/usr/sbin")
 	if err != nil {
 		return nil, fmt.Errorf("%w (Debian package pgbouncer; scripts/services.sh --need-tools installs it)", err)
@@ -75,7 +97,7 @@ func LaunchPgBouncer(ctx context.Context, opt PgBouncerOptions) (*PgBouncer, err
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	b := &PgBouncer{Port: opt.Port, Dir: dir, bin: bin}
+	b := &PgBouncer{Port: opt.Port, Dir: dir, bin: bin, detached: opt.Detached}
 	if b.cred, err = postgresUser(); err != nil {
 		return nil, err
 	}
@@ -101,14 +123,9 @@ func LaunchPgBouncer(ctx context.Context, opt PgBouncerOptions) (*PgBouncer, err
 	if opt.MaxClientConn == 0 {
 		opt.MaxClientConn = 2000
 	}
-	db := fmt.Sprintf("host=%s port=%s user=postgres", host, port)
-	if opt.ConnectQuery != "" {
-		db += " connect_query='" + strings.ReplaceAll(opt.ConnectQuery, "'", "''") + "'"
-	}
 	ini := fmt.Sprintf(`; node: a PgBouncer on loopback for tests
 [databases]
-* = %s
-
+%s
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = %d
@@ -124,7 +141,7 @@ server_login_retry = 1
 ; pgx sends none of these, but other drivers do
 ignore_startup_parameters = extra_float_digits
 logfile = %s
-`, db, b.Port, opt.PoolMode, opt.PoolSize, opt.MaxClientConn, b.LogPath())
+`, entries, b.Port, opt.PoolMode, opt.PoolSize, opt.MaxClientConn, b.LogPath())
 	conf := filepath.Join(dir, "pgbouncer.ini")
 	if err := os.WriteFile(conf, []byte(ini), 0o644); err != nil {
 		return nil, err
@@ -138,15 +155,20 @@ logfile = %s
 			return nil, err
 		}
 	}
-	cmd := exec.Command(bin, conf)
-	cmd.Dir = dir
+	return b, b.start(ctx)
+}
+
+func (b *PgBouncer) start(ctx context.Context) error {
+	cmd := exec.Command(b.bin, filepath.Join(b.Dir, "pgbouncer.ini"))
+	cmd.Dir = b.Dir
 	if b.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: b.cred}
 	}
-	if b.proc, err = Start(cmd, StartOptions{Log: filepath.Join(dir, "pgbouncer.out")}); err != nil {
-		return nil, fmt.Errorf("start pgbouncer: %w", err)
+	var err error
+	if b.proc, err = Start(cmd, StartOptions{Log: filepath.Join(b.Dir, "pgbouncer.out"), Detached: b.detached}); err != nil {
+		return fmt.Errorf("start pgbouncer: %w", err)
 	}
-	err = b.proc.WaitReady(ctx, "pgbouncer", 50*time.Millisecond, func() string { return LogTail(b.LogPath(), 5) }, func() bool {
+	return b.proc.WaitReady(ctx, "pgbouncer", 50*time.Millisecond, func() string { return LogTail(b.LogPath(), 5) }, func() bool {
 		c, err := net.DialTimeout("tcp", b.HostPort(), time.Second)
 		if err != nil {
 			return false
@@ -154,7 +176,15 @@ logfile = %s
 		c.Close()
 		return true
 	})
-	return b, err
+}
+
+// Restart starts a killed or stopped pooler again on the same configuration and port;
+// its clients' connections were lost with it, and they reconnect.
+func (b *PgBouncer) Restart(ctx context.Context) error {
+	if b.Alive() {
+		return fmt.Errorf("pgbouncer in %s is running", b.Dir)
+	}
+	return b.start(ctx)
 }
 
 // LogPath is the pooler's log file.
