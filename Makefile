@@ -128,7 +128,7 @@ soak: ## run the soak test (cmd/bench -soak)
 
 # High availability: a local HA stack and the chaos run, no Docker.
 .PHONY: ha ha-status ha-down chaos
-ha: ## start the local HA stack: PG primary + sync standby, 3 RabbitMQ nodes, 2 instances (.ha/)
+ha: ## start the self-healing stack: etcd x3, Patroni x3, HAProxy, PgBouncer, RabbitMQ x3, 3 instances (.ha/)
 	scripts/ha.sh up
 
 ha-status: ## show the local HA stack's processes

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The local HA stack without Docker (README "Running in production"):
+# The local self-healing stack without Docker (docs/operations.md "Self-healing"):
 #
-#   scripts/ha.sh up       build bin/checkout, start a PostgreSQL primary and synchronous
-#                          standby, a three-node RabbitMQ cluster and two service
-#                          instances under .ha/, print their URLs
+#   scripts/ha.sh up       install what is missing (Patroni, etcd, PgBouncer, HAProxy:
+#                          Debian packages), build bin/checkout, start three etcd members,
+#                          three PostgreSQL nodes under Patroni, HAProxy, PgBouncer, a
+#                          three-node RabbitMQ cluster and three service instances under
+#                          .ha/, print their URLs
 #   scripts/ha.sh status   each process: pid, role, readiness
 #   scripts/ha.sh down     stop all of it by process id (files stay in .ha/)
 #
@@ -16,7 +18,7 @@ case "$cmd" in
 up)
 	scripts/services.sh --only-ha-tools # Patroni, etcd, PgBouncer, HAProxy (Debian packages)
 	go build -o bin/checkout ./cmd/checkout
-	exec go run ./cmd/ha up -dir "$dir" -bin bin/checkout -instances "${HA_INSTANCES:-2}"
+	exec go run ./cmd/ha up -dir "$dir" -bin bin/checkout -instances "${HA_INSTANCES:-3}"
 	;;
 status | down)
 	exec go run ./cmd/ha "$cmd" -dir "$dir"

@@ -1,8 +1,9 @@
-// Command ha starts, reports on and stops the local HA stack (make ha; scripts/ha.sh):
-// a PostgreSQL primary and synchronous standby, a three-node RabbitMQ cluster and two
+// Command ha starts, reports on and stops the local self-healing stack (make ha;
+// scripts/ha.sh): three etcd members, three PostgreSQL nodes under Patroni (strict
+// synchronous mode), HAProxy, PgBouncer, a three-node RabbitMQ cluster and three
 // `checkout serve` instances, without Docker, under one directory (default .ha).
 //
-//	ha up [-dir .ha] [-bin bin/checkout] [-instances 2]
+//	ha up [-dir .ha] [-bin bin/checkout] [-instances 3]
 //	ha status [-dir .ha]
 //	ha down [-dir .ha]
 package main
@@ -20,13 +21,13 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: ha up|status|down [-dir .ha] [-bin bin/checkout] [-instances 2]")
+		fmt.Fprintln(os.Stderr, "usage: ha up|status|down [-dir .ha] [-bin bin/checkout] [-instances 3]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	dir := fs.String("dir", ".ha", "the stack's directory")
 	bin := fs.String("bin", "bin/checkout", "up: the checkout binary")
-	instances := fs.Int("instances", 2, "up: checkout serve instances")
+	instances := fs.Int("instances", 3, "up: checkout serve instances")
 	fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "up":
@@ -42,7 +43,8 @@ func main() {
 		for _, line := range s.Status() {
 			fmt.Println("  " + line)
 		}
-		fmt.Printf("\n  DATABASE_URL=%s\n  DATABASE_READ_URL=%s\n  AMQP_URL=%s\n  (JWT_SECRET is in %s/%s)\n", s.DatabaseURL, s.ReadURL, s.AMQPURL, s.Dir, node.HAStateFile)
+		fmt.Printf("\n  API (HAProxy): %s/graphql\n  DATABASE_URL=%s DATABASE_POOL_MODE=transaction\n  DATABASE_SESSION_URL=%s\n  DATABASE_READ_URL=%s\n  AMQP_URL=%s\n  (JWT_SECRET is in %s/%s)\n",
+			s.APIURL, s.DatabaseURL, s.SessionURL, s.ReadURL, s.AMQPURL, s.Dir, node.HAStateFile)
 		fmt.Printf("\n  admin token (24h): %s\n  stop it all with: make ha-down (scripts/ha.sh down)\n", token)
 	case "status":
 		s, err := node.LoadHA(*dir)

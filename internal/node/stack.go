@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,13 +28,14 @@ type HAOptions struct {
 	Dir string
 	// Bin is the checkout binary the instances run.
 	Bin string
-	// Instances is the number of `checkout serve` processes (default 2).
+	// Instances is the number of `checkout serve` processes (default 3).
 	Instances int
 	// Detached leaves the stack running when the caller exits (make ha); otherwise every
 	// process dies with the caller (cmd/chaos).
 	Detached bool
 	// ToxiproxyBin, when set, puts a toxiproxy server between the instances and each
-	// RabbitMQ node (chaos adds latency and partitions there).
+	// RabbitMQ node, and between each Patroni member and each etcd member (chaos adds
+	// latency and partitions there, and cuts one member off from etcd).
 	ToxiproxyBin string
 	// Env is more environment for the instances (e.g. the payment provider).
 	Env []string
@@ -57,53 +59,77 @@ func (i *Instance) URL() string { return "http://" + i.Addr }
 // Alive reports whether the instance's process runs.
 func (i *Instance) Alive() bool { return i.proc.Alive() }
 
-// Toxiproxy is the proxy server between an HA stack's instances and its broker.
+// Toxiproxy is the proxy server between an HA stack's instances and its broker, and
+// between its Patroni members and etcd.
 type Toxiproxy struct {
-	Pid     int      `json:"pid"`
-	API     string   `json:"api"`
-	Proxies []string `json:"proxies"`
-	proc    *Process
+	Pid int    `json:"pid"`
+	API string `json:"api"`
+	// Proxies are the RabbitMQ nodes' proxies; EtcdProxies[i] are Patroni member i's
+	// proxies to the etcd members.
+	Proxies     []string   `json:"proxies"`
+	EtcdProxies [][]string `json:"etcdProxies,omitempty"`
+	proc        *Process
 }
 
 // Client talks to the toxiproxy server.
 func (x *Toxiproxy) Client() *toxiclient.Client { return toxiclient.NewClient(x.API) }
 
-// HAStack is, on one machine and without Docker, the replicated deployment the README's
-// "Running in production" describes: a PostgreSQL primary and a synchronous standby, a
-// three-node RabbitMQ cluster, and checkout service instances sharing them, each a
-// process of its own under one directory. A state file records it, so that another
-// command can report on it, stop it by process id, or (cmd/chaos) kill, promote and
-// restart its parts.
+// HAStack is, on one machine and without Docker, the self-healing deployment the
+// operations guide describes, each part a process of its own under one directory:
+// three etcd members; three PostgreSQL nodes run by Patroni in strict synchronous mode
+// (Patroni elects, promotes and rejoins them: nothing here does); HAProxy sending its
+// pg-primary port to the member whose Patroni answers 200 on /primary, its pg-read port
+// to any member that serves reads, and balancing the instances by /readyz; PgBouncer in
+// transaction pooling mode in front of HAProxy, which the instances' pools go through; a
+// three-node RabbitMQ cluster; and checkout instances. A state file records it, so that
+// another command can report on it and stop it by process id, and cmd/chaos can kill
+// and cut its parts.
 type HAStack struct {
 	Dir       string `json:"dir"`
 	Bin       string `json:"bin"`
 	JWTSecret string `json:"jwtSecret"`
-	// DatabaseURL lists both PostgreSQL nodes with target_session_attrs=read-write;
-	// ReadURL prefers the standby for catalog reads; AMQPURL lists the RabbitMQ nodes
-	// (or their proxies).
+	// DatabaseURL is PgBouncer (DATABASE_POOL_MODE=transaction), SessionURL HAProxy's
+	// pg-primary port (DATABASE_SESSION_URL: the relay's LISTEN, migrations), ReadURL
+	// PgBouncer's read-only entry (HAProxy's pg-read port), APIURL HAProxy in front of
+	// the instances, AMQPURL the RabbitMQ nodes (or their proxies).
 	DatabaseURL string      `json:"databaseUrl"`
+	SessionURL  string      `json:"sessionUrl"`
 	ReadURL     string      `json:"readUrl"`
+	APIURL      string      `json:"apiUrl"`
 	AMQPURL     string      `json:"amqpUrl"`
-	PGDirs      []string    `json:"pg"`
 	RabbitDirs  []string    `json:"rabbitmq"`
 	Instances   []*Instance `json:"instances"`
 	Toxiproxy   *Toxiproxy  `json:"toxiproxy,omitempty"`
 	Detached    bool        `json:"detached"`
 
-	// PG are the PostgreSQL nodes (the first started as primary), Rabbit the RabbitMQ ones.
-	PG     []*Postgres `json:"-"`
-	Rabbit []*Rabbit   `json:"-"`
+	// The parts, and the process ids another command attaches to (LoadHA).
+	Etcd          []*EtcdMember `json:"etcd"`
+	EtcdPids      []int         `json:"etcdPids"`
+	PG            []*Patroni    `json:"patroni"`
+	PGSupervisors []int         `json:"patroniPids"`
+	HAProxy       *HAProxy      `json:"haproxy"`
+	HAProxyPid    int           `json:"haproxyPid"`
+	PgBouncer     *PgBouncer    `json:"pgbouncer"`
+	PgBouncerPid  int           `json:"pgbouncerPid"`
+
+	// Rabbit are the RabbitMQ nodes.
+	Rabbit []*Rabbit `json:"-"`
 	log    io.Writer
 }
 
 // HAStateFile is where an HA stack records itself under its directory.
 const HAStateFile = "stack.json"
 
+// pooledSessionLimits is PgBouncer's connect_query: the session limits an instance sets
+// itself on a direct connection (store.Options), which a transaction pooler must set
+// for it (docs/operations.md, "Behind PgBouncer").
+const pooledSessionLimits = "SET statement_timeout = 30000; SET lock_timeout = 10000; SET idle_in_transaction_session_timeout = 60000; SET jit = off"
+
 // UpHA starts the stack and waits until every instance is ready. On error it stops
 // what it started.
 func UpHA(ctx context.Context, opt HAOptions) (_ *HAStack, err error) {
 	if opt.Instances == 0 {
-		opt.Instances = 2
+		opt.Instances = 3
 	}
 	if opt.Log == nil {
 		opt.Log = io.Discard
@@ -128,24 +154,46 @@ func UpHA(ctx context.Context, opt HAOptions) (_ *HAStack, err error) {
 		}
 	}()
 	started := time.Now()
-	fmt.Fprintf(s.log, "starting PostgreSQL primary and synchronous standby...\n")
-	primary, err := LaunchPostgres(ctx, PostgresOptions{Dir: filepath.Join(dir, "pg1"), Name: "pg1", SynchronousStandbys: "pg2", Detached: opt.Detached})
-	s.addPG(primary)
-	if err != nil {
-		return s, fmt.Errorf("PostgreSQL primary: %w", err)
+	step := func(format string, args ...any) {
+		fmt.Fprintf(s.log, "  "+format+" after %s\n", append(args, time.Since(started).Round(100*time.Millisecond))...)
 	}
-	standby, err := LaunchPostgres(ctx, PostgresOptions{Dir: filepath.Join(dir, "pg2"), Name: "pg2", StandbyOf: primary, Detached: opt.Detached})
-	s.addPG(standby)
-	if err != nil {
-		return s, fmt.Errorf("PostgreSQL standby: %w", err)
+	fmt.Fprintf(s.log, "starting three etcd members...\n")
+	etcd, err := LaunchEtcdCluster(ctx, EtcdOptions{Dir: filepath.Join(dir, "etcd"), Detached: opt.Detached})
+	if etcd != nil {
+		s.Etcd = etcd.Members
 	}
-	if err := createDatabase(ctx, primary.URL()); err != nil {
+	if err != nil {
+		return s, fmt.Errorf("etcd: %w", err)
+	}
+	step("etcd up")
+	if opt.ToxiproxyBin != "" {
+		if err := s.startToxiproxy(ctx, opt.ToxiproxyBin); err != nil {
+			return s, err
+		}
+	}
+	fmt.Fprintf(s.log, "starting three PostgreSQL nodes under Patroni (strict synchronous mode)...\n")
+	if err := s.launchPatroni(ctx, 3, etcd.Endpoints()); err != nil {
 		return s, err
 	}
-	s.DatabaseURL = MultiHostURL(HADatabase, primary, standby)
-	s.ReadURL = strings.Replace(MultiHostURL(HADatabase, standby, primary), "target_session_attrs=read-write", "target_session_attrs=prefer-standby", 1)
-	fmt.Fprintf(s.log, "  PostgreSQL up after %s\nstarting a three-node RabbitMQ cluster...\n", time.Since(started).Round(100*time.Millisecond))
-
+	leader := s.waitLeader(ctx)
+	if leader == nil {
+		return s, errors.New("patroni: no leader elected")
+	}
+	if err := createDatabase(ctx, leader.URL()); err != nil {
+		return s, err
+	}
+	step("PostgreSQL up (leader %s)", leader.Name)
+	ports := make([]int, opt.Instances)
+	for i := range ports {
+		if ports[i], err = FreePort(); err != nil {
+			return s, err
+		}
+	}
+	if err := s.startProxies(ctx, ports); err != nil {
+		return s, err
+	}
+	step("HAProxy and PgBouncer up")
+	fmt.Fprintf(s.log, "starting a three-node RabbitMQ cluster...\n")
 	cluster, err := LaunchRabbitCluster(ctx, 3, RabbitOptions{Dir: filepath.Join(dir, "rabbitmq"), Name: "ha" + randomHex(2), Detached: opt.Detached})
 	for _, n := range cluster.Nodes {
 		s.Rabbit = append(s.Rabbit, n)
@@ -155,23 +203,19 @@ func UpHA(ctx context.Context, opt HAOptions) (_ *HAStack, err error) {
 		return s, fmt.Errorf("RabbitMQ cluster: %w", err)
 	}
 	s.AMQPURL = cluster.URL()
-	fmt.Fprintf(s.log, "  RabbitMQ cluster up after %s\n", time.Since(started).Round(100*time.Millisecond))
-	if opt.ToxiproxyBin != "" {
-		if err := s.startToxiproxy(ctx, opt.ToxiproxyBin); err != nil {
+	if s.Toxiproxy != nil {
+		if err := s.proxyRabbit(); err != nil {
 			return s, err
 		}
 	}
+	step("RabbitMQ cluster up")
 	if err := s.save(); err != nil {
 		return s, err
 	}
 	if out, err := s.serviceCommand(ctx, "migrate").CombinedOutput(); err != nil {
 		return s, fmt.Errorf("checkout migrate: %v: %s", err, out)
 	}
-	for i := range opt.Instances {
-		port, err := FreePort()
-		if err != nil {
-			return s, err
-		}
+	for i, port := range ports {
 		in := &Instance{Name: fmt.Sprintf("api%d", i+1), Addr: fmt.Sprintf("127.0.0.1:%d", port),
 			Log: filepath.Join(dir, fmt.Sprintf("api%d.log", i+1)), Env: opt.Env}
 		s.Instances = append(s.Instances, in)
@@ -179,15 +223,104 @@ func UpHA(ctx context.Context, opt HAOptions) (_ *HAStack, err error) {
 			return s, err
 		}
 	}
-	fmt.Fprintf(s.log, "  %d instances ready after %s\n", len(s.Instances), time.Since(started).Round(100*time.Millisecond))
+	step("%d instances ready", len(s.Instances))
 	return s, s.save()
 }
 
-func (s *HAStack) addPG(n *Postgres) {
-	if n != nil {
-		s.PG = append(s.PG, n)
-		s.PGDirs = append(s.PGDirs, n.Dir)
+// launchPatroni starts n Patroni members at once, each on etcd (or, with toxiproxy, on
+// proxies of its own to each etcd member, which chaos cuts to isolate it).
+func (s *HAStack) launchPatroni(ctx context.Context, n int, etcd []string) error {
+	type result struct {
+		i   int
+		p   *Patroni
+		err error
 	}
+	results := make(chan result, n)
+	for i := range n {
+		endpoints := etcd
+		if s.Toxiproxy != nil {
+			endpoints = nil
+			for j, e := range etcd {
+				name := fmt.Sprintf("pg%d-etcd%d", i+1, j+1)
+				listen, err := s.proxy(name, e)
+				if err != nil {
+					return err
+				}
+				for len(s.Toxiproxy.EtcdProxies) <= i {
+					s.Toxiproxy.EtcdProxies = append(s.Toxiproxy.EtcdProxies, nil)
+				}
+				s.Toxiproxy.EtcdProxies[i] = append(s.Toxiproxy.EtcdProxies[i], name)
+				endpoints = append(endpoints, listen)
+			}
+		}
+		opt := PatroniOptions{Dir: filepath.Join(s.Dir, "pg"), Name: fmt.Sprintf("pg%d", i+1), Scope: "checkout",
+			Etcd: endpoints, EtcdProxies: s.Toxiproxy != nil, Synchronous: true, Detached: s.Detached, Settings: map[string]string{"max_connections": "100"}}
+		go func() {
+			p, err := LaunchPatroni(ctx, opt)
+			results <- result{i, p, err}
+		}()
+	}
+	s.PG = make([]*Patroni, n)
+	var err error
+	for range n {
+		r := <-results
+		s.PG[r.i] = r.p
+		if r.err != nil && err == nil {
+			err = fmt.Errorf("patroni %d: %w", r.i+1, r.err)
+		}
+	}
+	var nodes []*Patroni
+	for _, p := range s.PG {
+		if p != nil {
+			nodes = append(nodes, p)
+		}
+	}
+	s.PG = nodes
+	return err
+}
+
+// waitLeader waits up to a minute for a member to answer 200 on /primary.
+func (s *HAStack) waitLeader(ctx context.Context) *Patroni {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(200 * time.Millisecond) {
+		if p := s.Primary(); p != nil {
+			return p
+		}
+	}
+	return nil
+}
+
+// startProxies starts HAProxy (PostgreSQL's primary and read ports by Patroni's checks,
+// the instances on ports by /readyz) and PgBouncer in front of HAProxy.
+func (s *HAStack) startProxies(ctx context.Context, apiPorts []int) error {
+	var primary, read, api []HAProxyServer
+	for _, p := range s.PG {
+		srv := HAProxyServer{Name: p.Name, Addr: p.HostPort(), CheckAddr: strings.TrimPrefix(p.RestURL(), "http://")}
+		primary = append(primary, srv)
+		read = append(read, srv)
+	}
+	for i, port := range apiPorts {
+		api = append(api, HAProxyServer{Name: fmt.Sprintf("api%d", i+1), Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+	}
+	var err error
+	s.HAProxy, err = LaunchHAProxy(ctx, HAProxyOptions{Dir: filepath.Join(s.Dir, "haproxy"), Detached: s.Detached, Frontends: []HAProxyFrontend{
+		{Name: "pg-primary", Check: "/primary", Servers: primary},
+		{Name: "pg-read", Check: "/read-only", Servers: read},
+		{Name: "checkout", HTTP: true, Check: "/readyz", Servers: api}}})
+	if err != nil {
+		return fmt.Errorf("haproxy: %w", err)
+	}
+	_, readPort, _ := strings.Cut(s.HAProxy.Addr("pg-read"), ":")
+	s.PgBouncer, err = LaunchPgBouncer(ctx, PgBouncerOptions{Dir: filepath.Join(s.Dir, "pgbouncer"), Server: s.HAProxy.Addr("pg-primary"),
+		PoolSize: 40, ConnectQuery: pooledSessionLimits, Detached: s.Detached,
+		Databases: map[string]string{HADatabase + "_ro": fmt.Sprintf("host=127.0.0.1 port=%s dbname=%s", readPort, HADatabase)}})
+	if err != nil {
+		return fmt.Errorf("pgbouncer: %w", err)
+	}
+	s.DatabaseURL = s.PgBouncer.URLFor(HADatabase)
+	s.ReadURL = s.PgBouncer.URLFor(HADatabase + "_ro")
+	s.SessionURL = fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", s.HAProxy.Addr("pg-primary"), HADatabase)
+	s.APIURL = "http://" + s.HAProxy.Addr("checkout")
+	return nil
 }
 
 func createDatabase(ctx context.Context, url string) error {
@@ -212,25 +345,36 @@ func (s *HAStack) startToxiproxy(ctx context.Context, bin string) error {
 	}
 	x.Pid = x.proc.Pid
 	s.Toxiproxy = x
-	if err := x.proc.WaitReady(ctx, "toxiproxy", 50*time.Millisecond, nil, func() bool {
+	return x.proc.WaitReady(ctx, "toxiproxy", 50*time.Millisecond, nil, func() bool {
 		_, err := x.Client().Proxies()
 		return err == nil
-	}); err != nil {
-		return err
+	})
+}
+
+// proxy makes a toxiproxy proxy to upstream on a free port and returns its address.
+func (s *HAStack) proxy(name, upstream string) (string, error) {
+	port, err := FreePort()
+	if err != nil {
+		return "", err
 	}
+	p, err := s.Toxiproxy.Client().CreateProxy(name, fmt.Sprintf("127.0.0.1:%d", port), upstream)
+	if err != nil {
+		return "", fmt.Errorf("toxiproxy: %w", err)
+	}
+	return p.Listen, nil
+}
+
+// proxyRabbit puts a proxy in front of each RabbitMQ node; the instances dial those.
+func (s *HAStack) proxyRabbit() error {
 	var urls []string
 	for i, n := range s.Rabbit {
-		port, err := FreePort()
+		name := fmt.Sprintf("rabbitmq%d", i+1)
+		listen, err := s.proxy(name, n.HostPort())
 		if err != nil {
 			return err
 		}
-		name := fmt.Sprintf("rabbitmq%d", i+1)
-		p, err := x.Client().CreateProxy(name, fmt.Sprintf("127.0.0.1:%d", port), n.HostPort())
-		if err != nil {
-			return fmt.Errorf("toxiproxy: %w", err)
-		}
-		x.Proxies = append(x.Proxies, name)
-		urls = append(urls, "amqp://guest:guest@"+p.Listen+"/")
+		s.Toxiproxy.Proxies = append(s.Toxiproxy.Proxies, name)
+		urls = append(urls, "amqp://guest:guest@"+listen+"/")
 	}
 	s.AMQPURL = strings.Join(urls, ",")
 	return nil
@@ -239,7 +383,8 @@ func (s *HAStack) startToxiproxy(ctx context.Context, bin string) error {
 // serviceCommand is the checkout binary with the stack's configuration.
 func (s *HAStack) serviceCommand(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, s.Bin, args...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.DatabaseURL, "DATABASE_READ_URL="+s.ReadURL, "AMQP_URL="+s.AMQPURL,
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.DatabaseURL, "DATABASE_POOL_MODE=transaction", "DATABASE_SESSION_URL="+s.SessionURL,
+		"DATABASE_READ_URL="+s.ReadURL, "AMQP_URL="+s.AMQPURL,
 		"JWT_SECRET="+s.JWTSecret, "APP_ENV=development", "REDIS_URL=", "AMQP_QUORUM_SIZE=3")
 	return cmd
 }
@@ -276,6 +421,19 @@ func ready(base string) int {
 }
 
 func (s *HAStack) save() error {
+	s.EtcdPids, s.PGSupervisors = nil, nil
+	for _, m := range s.Etcd {
+		s.EtcdPids = append(s.EtcdPids, m.Pid())
+	}
+	for _, p := range s.PG {
+		s.PGSupervisors = append(s.PGSupervisors, p.SupervisorPid())
+	}
+	if s.HAProxy != nil {
+		s.HAProxyPid = s.HAProxy.Pid()
+	}
+	if s.PgBouncer != nil {
+		s.PgBouncerPid = s.PgBouncer.Pid()
+	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
@@ -293,11 +451,21 @@ func LoadHA(dir string) (*HAStack, error) {
 	if err := json.Unmarshal(b, s); err != nil {
 		return nil, err
 	}
-	for _, d := range s.PGDirs {
-		n, _ := OpenPostgres(d)
-		if n != nil {
-			s.PG = append(s.PG, n)
+	for i, m := range s.Etcd {
+		if i < len(s.EtcdPids) {
+			m.proc, _ = Attach(s.EtcdPids[i], m.Dir)
 		}
+	}
+	for i, p := range s.PG {
+		if i < len(s.PGSupervisors) {
+			p.Attach(s.PGSupervisors[i])
+		}
+	}
+	if s.HAProxy != nil {
+		s.HAProxy.proc, _ = Attach(s.HAProxyPid, s.HAProxy.Dir)
+	}
+	if s.PgBouncer != nil {
+		s.PgBouncer.proc, _ = Attach(s.PgBouncerPid, s.PgBouncer.Dir)
 	}
 	for _, d := range s.RabbitDirs {
 		n, _ := OpenRabbit(d)
@@ -315,8 +483,13 @@ func LoadHA(dir string) (*HAStack, error) {
 }
 
 func (s *HAStack) anyAlive() bool {
-	for _, n := range s.PG {
-		if n.Alive() {
+	for _, m := range s.Etcd {
+		if m.Alive() {
+			return true
+		}
+	}
+	for _, p := range s.PG {
+		if p.Alive() || p.PostmasterPid() != 0 {
 			return true
 		}
 	}
@@ -330,74 +503,52 @@ func (s *HAStack) anyAlive() bool {
 			return true
 		}
 	}
-	return s.Toxiproxy != nil && s.Toxiproxy.proc.Alive()
+	return (s.HAProxy != nil && s.HAProxy.Alive()) || (s.PgBouncer != nil && s.PgBouncer.Alive()) ||
+		(s.Toxiproxy != nil && s.Toxiproxy.proc.Alive())
 }
 
 // Down stops everything by process id: the instances first (SIGTERM: they drain), then
-// the brokers and the databases (clean shutdowns), then the proxy. Files stay.
+// the poolers, the brokers and the PostgreSQL members (clean shutdowns, Patroni stopping
+// its PostgreSQL), then etcd and the proxy. Files stay.
 func (s *HAStack) Down() {
 	for _, in := range s.Instances {
 		in.proc.Stop(syscall.SIGTERM, 30*time.Second)
 	}
-	done := make(chan struct{}, len(s.Rabbit))
+	if s.PgBouncer != nil {
+		s.PgBouncer.Kill()
+	}
+	if s.HAProxy != nil {
+		s.HAProxy.Kill()
+	}
+	var wg sync.WaitGroup
 	for _, n := range s.Rabbit {
-		go func() { n.Stop(); done <- struct{}{} }()
+		wg.Add(1)
+		go func() { defer wg.Done(); n.Stop() }()
 	}
-	for range s.Rabbit {
-		<-done
+	for _, p := range s.PG {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.Stop() }()
 	}
-	for i := len(s.PG) - 1; i >= 0; i-- {
-		s.PG[i].Stop()
+	wg.Wait()
+	for _, m := range s.Etcd {
+		m.Kill()
 	}
 	if s.Toxiproxy != nil {
 		s.Toxiproxy.proc.Kill()
 	}
 }
 
-// Primary is the PostgreSQL node that accepts writes, or nil.
-func (s *HAStack) Primary() *Postgres {
-	for _, n := range s.PG {
-		if n.Status() == "ready" {
-			return n
+// Primary is the Patroni member that holds the leader key and runs a primary (answers
+// 200 on /primary), or nil.
+func (s *HAStack) Primary() *Patroni {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, p := range s.PG {
+		if p.IsPrimary(ctx) {
+			return p
 		}
 	}
 	return nil
-}
-
-// RebuildStandby does what a failover manager does after a promotion: the dead node's
-// slot gets a fresh standby of the new primary (pg_basebackup on the same port, so the
-// instances' DATABASE_URL still lists it), and the new primary makes it synchronous.
-func (s *HAStack) RebuildStandby(ctx context.Context) error {
-	primary := s.Primary()
-	if primary == nil {
-		return errors.New("no primary")
-	}
-	for i, n := range s.PG {
-		if n.Alive() {
-			continue
-		}
-		dir := n.Dir + "-rebuilt"
-		standby, err := LaunchPostgres(ctx, PostgresOptions{Dir: dir, Name: n.Name, Port: n.Port, StandbyOf: primary, Detached: s.Detached})
-		if standby != nil {
-			s.PG[i], s.PGDirs[i] = standby, standby.Dir
-		}
-		if err != nil {
-			return err
-		}
-		c, err := pgx.Connect(ctx, primary.URL())
-		if err != nil {
-			return err
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(ctx, fmt.Sprintf("ALTER SYSTEM SET synchronous_standby_names = '%s'", n.Name)); err != nil {
-			return err
-		}
-		if _, err := c.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
-			return err
-		}
-		return s.save()
-	}
-	return errors.New("no dead PostgreSQL node to rebuild")
 }
 
 // Status describes each process of the stack, one line each.
@@ -409,15 +560,28 @@ func (s *HAStack) Status() []string {
 		}
 		return "DOWN"
 	}
-	for _, n := range s.PG {
-		role := n.Status()
-		if role == "ready" {
-			role = "primary"
+	for _, m := range s.Etcd {
+		out = append(out, fmt.Sprintf("etcd      %-6s %-8s pid %-7d %s", m.Name, state(m.Alive()), pidOf(m.Alive(), m.Pid), m.ClientURL))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, p := range s.PG {
+		role := "DOWN"
+		if st, err := p.Status(ctx); err == nil {
+			role = st.Role
+			if st.SyncStandby {
+				role += "/sync"
+			}
 		}
-		if role == "" {
-			role = "DOWN"
-		}
-		out = append(out, fmt.Sprintf("postgres  %-6s %-8s pid %-7d %s", n.Name, role, pidOf(n.Alive(), n.Pid), n.URLFor(HADatabase)))
+		out = append(out, fmt.Sprintf("patroni   %-6s %-8s pid %-7d %s (REST %s)", p.Name, role, pidOf(p.Alive(), p.SupervisorPid), p.URLFor(HADatabase), p.RestURL()))
+	}
+	if h := s.HAProxy; h != nil {
+		out = append(out, fmt.Sprintf("haproxy          %-8s pid %-7d pg-primary %s, pg-read %s, checkout %s", state(h.Alive()), pidOf(h.Alive(), h.Pid),
+			h.Addr("pg-primary"), h.Addr("pg-read"), h.Addr("checkout")))
+	}
+	if b := s.PgBouncer; b != nil {
+		out = append(out, fmt.Sprintf("pgbouncer        %-8s pid %-7d %s (transaction pooling; admin: psql -h 127.0.0.1 -p %d -U postgres pgbouncer -c 'SHOW POOLS')",
+			state(b.Alive()), pidOf(b.Alive(), b.Pid), s.DatabaseURL, b.Port))
 	}
 	for _, n := range s.Rabbit {
 		out = append(out, fmt.Sprintf("rabbitmq  %-6s %-8s pid %-7d %s (node %s)", "", state(n.Alive()), pidOf(n.Alive(), n.Pid), n.URL(), n.Name))
