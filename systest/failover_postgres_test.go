@@ -3,6 +3,8 @@ package systest
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,41 +16,85 @@ import (
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
-// waitSynchronous waits until primary streams to standby as its synchronous standby.
-func waitSynchronous(t *testing.T, primary *node.Postgres, standby string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, primary.URL())
-	if err != nil {
-		t.Fatal(err)
+// patroniURL lists the members' addresses with target_session_attrs=read-write: pgx
+// finds the leader, as it would through HAProxy's primary port.
+func patroniURL(c *node.PatroniCluster, db string) string {
+	var hosts []string
+	for _, p := range c.Nodes {
+		hosts = append(hosts, p.HostPort())
 	}
-	defer c.Close(context.Background())
-	testutil.Eventually(t, 30*time.Second, standby+" synchronous", func() bool {
-		var state string
-		c.QueryRow(ctx, "SELECT sync_state FROM pg_stat_replication WHERE application_name = $1", standby).Scan(&state)
-		return state == "sync"
-	})
+	return fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable&target_session_attrs=read-write", strings.Join(hosts, ","), db)
 }
 
-// TestPostgresFailover_PrimaryKilledMidSale_NoAcknowledgedOrderLost runs the stack on
-// a primary and a synchronous standby, both listed in its database URL with
-// target_session_attrs=read-write. Mid-sale, the standby's replies to the primary are
-// cut (toxiproxy), so commits hang after the standby has them: those clients get no
-// answer. The primary is SIGKILLed and the standby promoted. Checkouts resume; every
-// acknowledged order is on the promoted node; an order committed without an answer is
-// found again by retrying its idempotency key, not placed twice; nothing is oversold;
-// the relay and the payment worker carry on (every order PAID, one charge each).
-func TestPostgresFailover_PrimaryKilledMidSale_NoAcknowledgedOrderLost(t *testing.T) {
-	testutil.Slow(t) // a private RabbitMQ or PostgreSQL node of its own
-	t.Parallel()
-	primary := node.StartPostgres(t, node.PostgresOptions{Name: "primary", SynchronousStandbys: "standby"})
-	replication := testutil.NewToxiproxy(t).Proxy(t, "replication", primary.HostPort())
-	standby := node.StartPostgres(t, node.PostgresOptions{Name: "standby", StandbyOf: primary, PrimaryAddr: replication.Listen})
-	waitSynchronous(t, primary, "standby")
+// waitSyncStandby waits until the leader has a synchronous standby that etcd's sync key
+// names too (only that one may be promoted), and returns it.
+func waitSyncStandby(t *testing.T, c *node.PatroniCluster, leader *node.Patroni) *node.Patroni {
+	t.Helper()
+	ctx := context.Background()
+	var sync *node.Patroni
+	testutil.Eventually(t, 60*time.Second, "a synchronous standby", func() bool {
+		for _, p := range c.Nodes {
+			if p == leader {
+				continue
+			}
+			if st, err := p.Status(ctx); err == nil && st.SyncStandby && st.Role == "replica" {
+				conn, err := pgx.Connect(ctx, leader.URL())
+				if err != nil {
+					return false
+				}
+				var state string
+				conn.QueryRow(ctx, "SELECT sync_state FROM pg_stat_replication WHERE application_name = $1", p.Name).Scan(&state)
+				conn.Close(ctx)
+				if state == "sync" {
+					sync = p
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return sync
+}
 
-	// The standby is listed first: target_session_attrs=read-write is what finds the primary.
-	s := testutil.NewStack(t, testutil.StackOptions{DatabaseURL: node.MultiHostURL("postgres", standby, primary)})
+// TestPostgresFailover_LeaderKilledMidSale_PatroniPromotes_NoAcknowledgedOrderLost runs
+// the stack on three PostgreSQL nodes under Patroni (strict synchronous mode, three etcd
+// members), its database URL listing them with target_session_attrs=read-write. Each
+// member's replication goes through a proxy of its own. Mid-sale, the standbys' replies
+// to the leader are cut, so commits hang after the standbys have them: those clients get
+// no answer. The leader's Patroni and postmaster are SIGKILLed together; nothing in the
+// test promotes anything: Patroni promotes the synchronous standby once the dead
+// leader's key expires. Checkouts resume; every acknowledged order is on the new leader;
+// an order committed without an answer is found again by retrying its idempotency key,
+// not placed twice; nothing is oversold; the relay and the payment worker carry on
+// (every order PAID, one charge each).
+func TestPostgresFailover_LeaderKilledMidSale_PatroniPromotes_NoAcknowledgedOrderLost(t *testing.T) {
+	testutil.Slow(t) // etcd and PostgreSQL nodes of its own
+	t.Parallel()
+	ctx := context.Background()
+	etcd := node.StartEtcdCluster(t, node.EtcdOptions{})
+	toxi := testutil.NewToxiproxy(t)
+	var mu sync.Mutex
+	replication := map[string]*toxiclient.Proxy{}
+	cluster := node.StartPatroniCluster(t, 3, etcd, node.PatroniOptions{Synchronous: true,
+		ConnectVia: func(name, addr string) (string, error) {
+			port, err := node.FreePort()
+			if err != nil {
+				return "", err
+			}
+			p, err := toxi.Client.CreateProxy("replication-"+name, fmt.Sprintf("127.0.0.1:%d", port), addr)
+			if err != nil {
+				return "", err
+			}
+			mu.Lock()
+			replication[name] = p
+			mu.Unlock()
+			return p.Listen, nil
+		}})
+	var leader *node.Patroni
+	testutil.Eventually(t, 60*time.Second, "a leader", func() bool { leader = cluster.Leader(ctx); return leader != nil })
+	syncStandby := waitSyncStandby(t, cluster, leader)
+
+	s := testutil.NewStack(t, testutil.StackOptions{DatabaseURL: patroniURL(cluster, "postgres")})
 	stock := map[string]int{"FLASH": 15, "PLENTY": 100000}
 	for sku, n := range stock {
 		s.Product(t, sku, 1500, map[string]int{"w": n})
@@ -76,9 +122,9 @@ func TestPostgresFailover_PrimaryKilledMidSale_NoAcknowledgedOrderLost(t *testin
 	testutil.Eventually(t, 30*time.Second, "sales folded", func() bool {
 		return s.Count(t, "SELECT count(*) FROM stock_moves") == 0
 	})
-	// The standby still receives and applies WAL but its flush reports no longer reach
-	// the primary: a commit from now on waits for an acknowledgement that never comes.
-	if _, err := replication.AddToxic("hold-replies", "timeout", "upstream", 1, toxiclient.Attributes{"timeout": 0}); err != nil {
+	// The standbys still receive and apply WAL but their flush reports no longer reach
+	// the leader: a commit from now on waits for an acknowledgement that never comes.
+	if _, err := replication[leader.Name].AddToxic("hold-replies", "timeout", "upstream", 1, toxiclient.Attributes{"timeout": 0}); err != nil {
 		t.Fatal(err)
 	}
 	probe := make(chan answer, 1)
@@ -87,13 +133,13 @@ func TestPostgresFailover_PrimaryKilledMidSale_NoAcknowledgedOrderLost(t *testin
 		a, _ := sh.buy("prober", proberToken, "probe", "PLENTY")
 		probe <- a
 	}()
-	sc, err := pgx.Connect(context.Background(), standby.URL())
+	sc, err := pgx.Connect(context.Background(), syncStandby.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sc.Close(context.Background())
 	var probeOrder string
-	testutil.Eventually(t, 30*time.Second, "the probe order committed on the standby while its client waits", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the probe order committed on the synchronous standby while its client waits", func() bool {
 		err := sc.QueryRow(context.Background(), fmt.Sprintf("SELECT order_id::text FROM %s.idempotency_keys WHERE customer_id = 'prober' AND key = 'probe'", s.DB.Schema)).Scan(&probeOrder)
 		return err == nil
 	})
@@ -101,11 +147,16 @@ func TestPostgresFailover_PrimaryKilledMidSale_NoAcknowledgedOrderLost(t *testin
 	sh.resume() // these checkouts queue behind the probe and are in flight at the kill
 
 	killed := time.Now()
-	primary.Kill()
-	if err := standby.Promote(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	leader.KillAll()
+	var promotedNode *node.Patroni
+	testutil.Eventually(t, 60*time.Second, "Patroni to promote a standby", func() bool {
+		promotedNode = cluster.Leader(ctx)
+		return promotedNode != nil
+	})
 	promoted := time.Now()
+	if promotedNode != syncStandby {
+		t.Errorf("Patroni promoted %s, not the synchronous standby %s", promotedNode.Name, syncStandby.Name)
+	}
 	sh.waitAcknowledged(20, promoted, 60*time.Second)
 	sh.close()
 
@@ -119,7 +170,7 @@ func TestPostgresFailover_PrimaryKilledMidSale_NoAcknowledgedOrderLost(t *testin
 	}
 	answers, failures := sh.results()
 	// Every acknowledged order is on the promoted node (read there directly).
-	pc, err := pgx.Connect(context.Background(), standby.URL())
+	pc, err := pgx.Connect(context.Background(), promotedNode.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +193,7 @@ func TestPostgresFailover_PrimaryKilledMidSale_NoAcknowledgedOrderLost(t *testin
 			inWindow++
 		}
 	}
-	t.Logf("primary killed; promotion took %s; first checkout acknowledged %s after promotion (%s after the kill); %d orders; %d failed attempts (all retried with their key)",
+	t.Logf("leader's Patroni and postmaster killed; Patroni's promotion took %s; first checkout acknowledged %s after promotion (%s after the kill); %d orders; %d failed attempts (all retried with their key)",
 		promoted.Sub(killed).Round(time.Millisecond), first.Sub(promoted).Round(time.Millisecond), first.Sub(killed).Round(time.Millisecond),
 		len(answers), inWindow)
 }
