@@ -1,11 +1,16 @@
-// Command chaos (make chaos) runs a sustained flash sale and spread load on a private HA
-// stack (internal/node, started and stopped by this command: a PostgreSQL primary
-// and synchronous standby, a three-node RabbitMQ cluster behind toxiproxy, two checkout
-// instances behind a client-side load balancer) while it, in turn: kills the PostgreSQL
-// primary and promotes the standby; kills a RabbitMQ node; SIGKILLs an API instance;
-// adds 200 ms latency, then a partition, between the instances and the broker. After
-// each fault is healed (a new standby rebuilt, the node and the instance restarted, the
-// toxics removed) the next one starts. Once the load stops and the saga has settled it
+// Command chaos (make chaos) runs a sustained flash sale and spread load on a private
+// self-healing stack (internal/node.UpHA, started and stopped by this command: three
+// etcd members, three PostgreSQL nodes under Patroni in strict synchronous mode behind
+// HAProxy and PgBouncer, a three-node RabbitMQ cluster behind toxiproxy, three checkout
+// instances behind a client-side load balancer) while it, in turn: SIGKILLs the
+// PostgreSQL leader's Patroni and postmaster together; kills an etcd member; cuts the
+// leader off from etcd while it still reaches its standbys; restarts PgBouncer, then
+// HAProxy; kills a RabbitMQ node; SIGKILLs an API instance; adds 200 ms latency, then a
+// partition, between the instances and the broker. It never promotes anything: Patroni
+// does. After each fault is healed (the killed leader's Patroni started again and
+// rejoined as a standby by itself, the member, node and instance restarted, the toxics
+// removed) the next one starts. Throughout, a probe writes to every PostgreSQL node
+// directly and counts the moments two of them accepted a write. Once the load stops and the saga has settled it
 // prints one row per fault: requests and the error rate while the fault lasted, the time
 // to the first successful checkout sent after the fault, orders acknowledged vs found in
 // the database, units oversold, charges per order (a fake Stripe counts them), orders
@@ -64,14 +69,15 @@ func main() {
 	bound := flag.Duration("bound", 60*time.Second, "every order must be final (PAID or failed) within this")
 	flash := flag.Int("flash-stock", 300, "units of the flash-sale SKU")
 	dir := flag.String("dir", ".ha-chaos", "the stack's directory (wiped at start)")
+	only := flag.String("faults", "", "run only the faults whose names contain one of these words (comma-separated)")
 	flag.Parse()
-	if err := run(*rate, *window, *gap, *bound, *flash, *dir); err != nil {
+	if err := run(*rate, *window, *gap, *bound, *flash, *dir, *only); err != nil {
 		fmt.Fprintf(os.Stderr, "chaos: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(rate int, window, gap, bound time.Duration, flashStock int, dir string) error {
+func run(rate int, window, gap, bound time.Duration, flashStock int, dir, only string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	build, err := os.MkdirTemp("", "chaos-bin-")
@@ -92,7 +98,7 @@ func run(rate int, window, gap, bound time.Duration, flashStock int, dir string)
 	partner := newPartner()
 	defer partner.srv.Close()
 
-	fmt.Println("chaos: starting the HA stack (PostgreSQL primary + synchronous standby, 3 RabbitMQ nodes behind toxiproxy, 2 instances)...")
+	fmt.Println("chaos: starting the self-healing stack (etcd x3, Patroni x3 in strict synchronous mode, HAProxy, PgBouncer, 3 RabbitMQ nodes behind toxiproxy, 3 instances)...")
 	upCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	s, err := node.UpHA(upCtx, node.HAOptions{Dir: dir, Bin: bin, ToxiproxyBin: strings.TrimSpace(string(toxi)), Log: os.Stdout,
 		Env: []string{"PAYMENT_PROVIDER=stripe", "STRIPE_SECRET_KEY=sk_test_chaos", "STRIPE_API_BASE=" + stripe.srv.URL,
@@ -106,7 +112,8 @@ func run(rate int, window, gap, bound time.Duration, flashStock int, dir string)
 	if err != nil {
 		return fmt.Errorf("refusing to run: the HA stack cannot start here: %s", firstLine(err.Error()))
 	}
-	db, err := store.Open(ctx, s.DatabaseURL, store.Options{MaxOpenConns: 4})
+	// The checks read the primary through HAProxy, on sessions of their own.
+	db, err := store.Open(ctx, s.SessionURL, store.Options{MaxOpenConns: 4})
 	if err != nil {
 		return err
 	}
@@ -132,7 +139,27 @@ func run(rate int, window, gap, bound time.Duration, flashStock int, dir string)
 		backends[i] = in.Addr
 	}
 
+	var nodeURLs []string
+	for _, p := range s.PG {
+		nodeURLs = append(nodeURLs, p.URL())
+	}
+	probe, err := startWriteProbe(ctx, nodeURLs)
+	if err != nil {
+		return err
+	}
 	faults := faultsOf(s)
+	if only != "" {
+		var chosen []fault
+		for _, f := range faults {
+			for _, w := range strings.Split(only, ",") {
+				if w != "" && strings.Contains(f.name, w) {
+					chosen = append(chosen, f)
+					break
+				}
+			}
+		}
+		faults = chosen
+	}
 	fmt.Printf("chaos: %d checkouts/s (half for FLASH, %d units; half spread over %d SKUs) on %d instances; each fault lasts %s\n",
 		rate, flashStock, len(spread), len(backends), window)
 	l := startLoad(backends, tokens, rate, "FLASH", spread)
@@ -158,9 +185,24 @@ func run(rate int, window, gap, bound time.Duration, flashStock int, dir string)
 		phases = append(phases, p)
 	}
 	outcomes := l.stop()
+	rounds, twoWritable, firstTwo := probe.result()
 	fmt.Printf("chaos: load stopped (%d requests); waiting up to %s for every order to be final and every event delivered...\n", len(outcomes), bound)
 	settled := settle(ctx, db, bound)
 	report(ctx, db, stripe, partner, phases, outcomes, stock, bound, settled)
+	fmt.Printf("write probe (every PostgreSQL node written directly every 100 ms): %d rounds, %d with two writable nodes %v\n", rounds, twoWritable, firstTwo)
+	return ctx.Err()
+}
+
+// waitFor checks cond every 200 ms until it holds, ctx ends or within passes.
+func waitFor(ctx context.Context, within time.Duration, what string, cond func() bool) error {
+	for deadline := time.Now().Add(within); ctx.Err() == nil; wait(ctx, 200*time.Millisecond) {
+		if cond() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s waiting for %s", within, what)
+		}
+	}
 	return ctx.Err()
 }
 
@@ -204,22 +246,76 @@ func faultsOf(s *node.HAStack) []fault {
 			return nil
 		})
 	}
-	return []fault{
-		{name: "PostgreSQL primary SIGKILLed, standby promoted",
-			inject: func(ctx context.Context) error {
-				primary := s.Primary()
-				if primary == nil {
-					return errors.New("no primary")
+	// The PostgreSQL faults only inflict: Patroni elects, promotes and rejoins.
+	var killed *node.Patroni
+	var isolated int
+	etcdToxics := func(i int, add bool) error {
+		var errs []error
+		for _, name := range s.Toxiproxy.EtcdProxies[i] {
+			p, err := s.Toxiproxy.Client().Proxy(name)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, dir := range []string{"upstream", "downstream"} {
+				if add {
+					_, err = p.AddToxic("cut-"+dir, "timeout", dir, 1, toxiclient.Attributes{"timeout": 0})
+				} else {
+					err = p.RemoveToxic("cut-" + dir)
 				}
-				primary.Kill()
-				for _, n := range s.PG {
-					if n.Alive() {
-						return n.Promote(ctx)
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	return []fault{
+		{name: "PostgreSQL leader's Patroni and postmaster SIGKILLed",
+			inject: func(ctx context.Context) error {
+				if killed = s.Primary(); killed == nil {
+					return errors.New("no leader")
+				}
+				killed.KillAll()
+				return nil
+			},
+			// The old leader's Patroni started again: it rejoins as a standby by itself
+			// (crash recovery, pg_rewind); heal waits until it streams as a replica.
+			heal: func(ctx context.Context) error {
+				if killed == nil {
+					return nil
+				}
+				if err := killed.Restart(ctx); err != nil {
+					return err
+				}
+				return waitFor(ctx, 60*time.Second, "the old leader to stream as a replica", func() bool { return killed.Role(ctx) == "replica" })
+			}},
+		{name: "etcd member SIGKILLed",
+			inject: func(context.Context) error { s.Etcd[0].Kill(); return nil },
+			heal:   func(ctx context.Context) error { return s.Etcd[0].Restart(ctx) }},
+		{name: "PostgreSQL leader cut off from etcd (still reaching its standbys)",
+			inject: func(ctx context.Context) error {
+				leader := s.Primary()
+				if leader == nil {
+					return errors.New("no leader")
+				}
+				for i, p := range s.PG {
+					if p == leader {
+						isolated = i
 					}
 				}
-				return errors.New("no standby to promote")
+				return etcdToxics(isolated, true)
 			},
-			heal: s.RebuildStandby},
+			heal: func(ctx context.Context) error {
+				if err := etcdToxics(isolated, false); err != nil {
+					return err
+				}
+				return waitFor(ctx, 60*time.Second, "the isolated member back as a replica or leader", func() bool {
+					return s.PG[isolated].Healthy(ctx)
+				})
+			}},
+		{name: "PgBouncer SIGKILLed and restarted",
+			inject: func(ctx context.Context) error { s.PgBouncer.Kill(); return s.PgBouncer.Restart(ctx) }},
+		{name: "HAProxy SIGKILLed and restarted",
+			inject: func(ctx context.Context) error { s.HAProxy.Kill(); return s.HAProxy.Restart(ctx) }},
 		{name: "RabbitMQ node SIGKILLed",
 			inject: func(context.Context) error { s.Rabbit[0].Kill(); return nil },
 			heal:   func(ctx context.Context) error { return s.Rabbit[0].Restart(ctx) }},

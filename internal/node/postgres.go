@@ -319,15 +319,6 @@ func MultiHostURL(db string, nodes ...*Postgres) string {
 // stopped within 30 seconds.
 func (n *Postgres) Stop() { n.proc.Stop(syscall.SIGINT, 30*time.Second) }
 
-// Promote turns a standby into a primary (pg_ctl promote) and waits until it accepts
-// writes.
-func (n *Postgres) Promote(ctx context.Context) error {
-	if out, err := n.run(ctx, "pg_ctl", "promote", "-D", n.DataDir, "-w", "-t", "60"); err != nil {
-		return fmt.Errorf("pg_ctl promote: %v: %s", err, out)
-	}
-	return n.waitStatus(ctx, "ready")
-}
-
 // Status is the server's state from postmaster.pid: "starting", "ready" (accepting
 // connections), "standby" (a hot standby accepting read-only ones), "stopping", or ""
 // when it does not run. A postmaster.pid another process wrote (one killed before a

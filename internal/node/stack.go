@@ -235,26 +235,29 @@ func (s *HAStack) launchPatroni(ctx context.Context, n int, etcd []string) error
 		p   *Patroni
 		err error
 	}
+	// Every proxy is made before any member picks its ports.
+	endpoints := make([][]string, n)
+	for i := range n {
+		endpoints[i] = etcd
+		if s.Toxiproxy == nil {
+			continue
+		}
+		endpoints[i] = nil
+		s.Toxiproxy.EtcdProxies = append(s.Toxiproxy.EtcdProxies, nil)
+		for j, e := range etcd {
+			name := fmt.Sprintf("pg%d-etcd%d", i+1, j+1)
+			listen, err := s.proxy(name, e)
+			if err != nil {
+				return err
+			}
+			s.Toxiproxy.EtcdProxies[i] = append(s.Toxiproxy.EtcdProxies[i], name)
+			endpoints[i] = append(endpoints[i], listen)
+		}
+	}
 	results := make(chan result, n)
 	for i := range n {
-		endpoints := etcd
-		if s.Toxiproxy != nil {
-			endpoints = nil
-			for j, e := range etcd {
-				name := fmt.Sprintf("pg%d-etcd%d", i+1, j+1)
-				listen, err := s.proxy(name, e)
-				if err != nil {
-					return err
-				}
-				for len(s.Toxiproxy.EtcdProxies) <= i {
-					s.Toxiproxy.EtcdProxies = append(s.Toxiproxy.EtcdProxies, nil)
-				}
-				s.Toxiproxy.EtcdProxies[i] = append(s.Toxiproxy.EtcdProxies[i], name)
-				endpoints = append(endpoints, listen)
-			}
-		}
 		opt := PatroniOptions{Dir: filepath.Join(s.Dir, "pg"), Name: fmt.Sprintf("pg%d", i+1), Scope: "checkout",
-			Etcd: endpoints, EtcdProxies: s.Toxiproxy != nil, Synchronous: true, Detached: s.Detached, Settings: map[string]string{"max_connections": "100"}}
+			Etcd: endpoints[i], EtcdProxies: s.Toxiproxy != nil, Synchronous: true, Detached: s.Detached, Settings: map[string]string{"max_connections": "100"}}
 		go func() {
 			p, err := LaunchPatroni(ctx, opt)
 			results <- result{i, p, err}
@@ -351,13 +354,10 @@ func (s *HAStack) startToxiproxy(ctx context.Context, bin string) error {
 	})
 }
 
-// proxy makes a toxiproxy proxy to upstream on a free port and returns its address.
+// proxy makes a toxiproxy proxy to upstream on a port the kernel picks (no race with
+// the ports other parts pick meanwhile) and returns its address.
 func (s *HAStack) proxy(name, upstream string) (string, error) {
-	port, err := FreePort()
-	if err != nil {
-		return "", err
-	}
-	p, err := s.Toxiproxy.Client().CreateProxy(name, fmt.Sprintf("127.0.0.1:%d", port), upstream)
+	p, err := s.Toxiproxy.Client().CreateProxy(name, "127.0.0.1:0", upstream)
 	if err != nil {
 		return "", fmt.Errorf("toxiproxy: %w", err)
 	}
