@@ -9,9 +9,12 @@
 //     stalled or reset while the service works.
 //   - Failover (failover_*_test.go, replica_test.go): the service on replicated
 //     dependencies it does not own (private nodes of internal/node), one taken away
-//     mid-sale: a PostgreSQL primary killed and its synchronous standby promoted, a
-//     RabbitMQ cluster node killed; and the binary reading its catalog from a replica.
-//     No acknowledged order lost, nothing oversold, every order paid once.
+//     mid-sale: a Patroni leader's Patroni and postmaster killed and its synchronous
+//     standby promoted by Patroni, a RabbitMQ cluster node killed; and the binary
+//     reading its catalog from a replica. No acknowledged order lost, nothing oversold,
+//     every order paid once.
+//   - Pooling (pgbouncer_test.go): ten binaries through one PgBouncer in transaction
+//     mode to a server of 100 connections, a flash sale with nobody refused.
 //
 // Tests here never stop the machine's shared servers: they cut proxies of their own or
 // kill private nodes by their process ids.
