@@ -70,15 +70,14 @@ func main() {
 	flash := flag.Int("flash-stock", 300, "units of the flash-sale SKU")
 	dir := flag.String("dir", ".ha-chaos", "the stack's directory (wiped at start)")
 	only := flag.String("faults", "", "run only the faults whose names contain one of these words (comma-separated)")
-	keep := flag.Bool("keep", false, "after the report, keep the stack running until interrupted (to look at it)")
 	flag.Parse()
-	if err := run(*rate, *window, *gap, *bound, *flash, *dir, *only, *keep); err != nil {
+	if err := run(*rate, *window, *gap, *bound, *flash, *dir, *only); err != nil {
 		fmt.Fprintf(os.Stderr, "chaos: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(rate int, window, gap, bound time.Duration, flashStock int, dir, only string, keep bool) error {
+func run(rate int, window, gap, bound time.Duration, flashStock int, dir, only string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	build, err := os.MkdirTemp("", "chaos-bin-")
@@ -191,11 +190,6 @@ func run(rate int, window, gap, bound time.Duration, flashStock int, dir, only s
 	settled := settle(ctx, db, bound)
 	report(ctx, db, stripe, partner, phases, outcomes, stock, bound, settled)
 	fmt.Printf("write probe (every PostgreSQL node written directly every 100 ms): %d rounds, %d with two writable nodes %v\n", rounds, twoWritable, firstTwo)
-	if keep {
-		fmt.Printf("chaos: the stack keeps running (go run ./cmd/ha status -dir %s); interrupt to stop it\n", dir)
-		<-ctx.Done()
-		return nil
-	}
 	return ctx.Err()
 }
 

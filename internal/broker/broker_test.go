@@ -281,58 +281,6 @@ func TestConsume_InPlaceConsumer_KeepsOrderThroughAFailure(t *testing.T) {
 	}
 }
 
-// TestConsume_DeliveryLostInTransit_ConsumerResubscribes_NothingWaitsForEver: a
-// single-active, in-place consumer (prefetch 1: the partner webhooks' fan-out) whose
-// first delivery never reaches its handler, as RabbitMQ 3.10 did once a quorum queue's
-// leader moved. The rest of the queue waits behind that unacked message until the
-// consumer notices it receives nothing while messages are ready, and resubscribes:
-// the message comes back, and every event is handled once, in order.
-func TestConsume_DeliveryLostInTransit_ConsumerResubscribes_NothingWaitsForEver(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	topo := broker.Topology{Prefix: "t" + testutil.RandomID(4) + ".", Consumers: []broker.Consumer{
-		{Name: "ordered", Types: []string{"test.event"}, SingleActive: true, InPlace: true}}}
-	b := newBroker(t, testutil.AMQPURL(), topo)
-	if err := b.Declare(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var handled []string
-	lost := false
-	cctx, stop := context.WithCancel(ctx)
-	defer stop()
-	opt := broker.LoseDeliveries(broker.ConsumeOptions{Prefetch: 1, Concurrency: 1, StallAfter: 2 * time.Second}, func(amqp.Delivery) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if lost {
-			return false
-		}
-		lost = true
-		return true
-	})
-	go b.Consume(cctx, "ordered", opt, func(_ context.Context, e event.Envelope) error {
-		mu.Lock()
-		defer mu.Unlock()
-		var p map[string]string
-		decode(e.Payload, &p)
-		handled = append(handled, p["n"])
-		return nil
-	})
-	if err := b.Publish(ctx, []event.Envelope{env(t, "1"), env(t, "2"), env(t, "3")}); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 20*time.Second, "three events handled after the lost delivery", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(handled) == 3
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	if fmt.Sprint(handled) != "[1 2 3]" || !lost {
-		t.Fatalf("handled %v (a delivery lost: %v), want [1 2 3]", handled, lost)
-	}
-}
-
 func TestUpgrade_OldDelayQueuesDrainedThenDeleted(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

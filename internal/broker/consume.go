@@ -51,17 +51,6 @@ type ConsumeOptions struct {
 	// Observe, when set, is told each outcome: "ack", "retry", "dead_letter",
 	// "requeue", and whether the delivery was a redelivery.
 	Observe func(consumer, outcome string, redelivered bool, took time.Duration)
-	// StallAfter is how long a consumer with nothing in hand may go without a delivery
-	// while its queue holds ready messages before it resubscribes (default 30s). A
-	// quorum queue whose leader moved (a RabbitMQ node lost) was seen to count a message
-	// as delivered to a consumer that never received it: with a single active consumer
-	// (or a prefetch of one) every message waits behind it for ever. Closing the channel
-	// returns that message to the queue. A consumer that waits its turn on a single-active
-	// queue resubscribes too; that costs it nothing.
-	StallAfter time.Duration
-	// lose, in tests, swallows a delivery as the broker above did: never handled, never
-	// acked.
-	lose func(d amqp.Delivery) bool
 }
 
 // Consume runs a consumer until ctx ends, reconnecting with backoff when the broker
@@ -75,9 +64,6 @@ func (b *Broker) Consume(ctx context.Context, consumer string, opt ConsumeOption
 	}
 	if opt.HandlerTimeout == 0 {
 		opt.HandlerTimeout = 60 * time.Second
-	}
-	if opt.StallAfter == 0 {
-		opt.StallAfter = 30 * time.Second
 	}
 	bo := reconnectBackOff()
 	for {
@@ -99,24 +85,6 @@ func (b *Broker) Consume(ctx context.Context, consumer string, opt ConsumeOption
 	}
 }
 
-// errStalled ends a subscription that receives nothing while its queue holds messages.
-var errStalled = errors.New("consumer stalled; resubscribing")
-
-// readyMessages is the number of messages ready in queue (a passive declare on a
-// channel of its own, so a failure cannot close the consumer's).
-func (b *Broker) readyMessages(queue string) (int, error) {
-	ch, err := b.channel(1)
-	if err != nil {
-		return 0, err
-	}
-	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		return 0, err
-	}
-	return q.Messages, nil
-}
-
 func (b *Broker) consumeOnce(ctx context.Context, consumer string, opt ConsumeOptions, h Handler) error {
 	ch, err := b.channel(opt.Prefetch)
 	if err != nil {
@@ -133,27 +101,13 @@ func (b *Broker) consumeOnce(ctx context.Context, consumer string, opt ConsumeOp
 	sem := make(chan struct{}, opt.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	last := time.Now() // the subscription, then the last delivery
-	stall := time.NewTicker(opt.StallAfter / 2)
-	defer stall.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-stall.C:
-			if len(sem) > 0 || time.Since(last) < opt.StallAfter {
-				continue
-			}
-			if ready, err := b.readyMessages(b.topo.Queue(consumer)); err == nil && ready > 0 {
-				return fmt.Errorf("%w: nothing delivered for %s while %d messages wait", errStalled, time.Since(last).Round(time.Second), ready)
-			}
 		case d, ok := <-deliveries:
 			if !ok {
 				return errors.New("delivery channel closed")
-			}
-			last = time.Now()
-			if opt.lose != nil && opt.lose(d) {
-				continue
 			}
 			sem <- struct{}{}
 			wg.Add(1)
