@@ -67,17 +67,18 @@ func main() {
 	window := flag.Duration("fault", 10*time.Second, "how long each fault lasts")
 	gap := flag.Duration("gap", 5*time.Second, "load before the first fault and after each heal")
 	bound := flag.Duration("bound", 60*time.Second, "every order must be final (PAID or failed) within this")
+	drain := flag.Duration("drain", 5*time.Minute, "after the load, how long events may take to reach every consumer and the partner (nothing may be lost; a backlog may drain)")
 	flash := flag.Int("flash-stock", 300, "units of the flash-sale SKU")
 	dir := flag.String("dir", ".ha-chaos", "the stack's directory (wiped at start)")
 	only := flag.String("faults", "", "run only the faults whose names contain one of these words (comma-separated)")
 	flag.Parse()
-	if err := run(*rate, *window, *gap, *bound, *flash, *dir, *only); err != nil {
+	if err := run(*rate, *window, *gap, *bound, *drain, *flash, *dir, *only); err != nil {
 		fmt.Fprintf(os.Stderr, "chaos: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(rate int, window, gap, bound time.Duration, flashStock int, dir, only string) error {
+func run(rate int, window, gap, bound, drain time.Duration, flashStock int, dir, only string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	build, err := os.MkdirTemp("", "chaos-bin-")
@@ -186,9 +187,19 @@ func run(rate int, window, gap, bound time.Duration, flashStock int, dir, only s
 	}
 	outcomes := l.stop()
 	rounds, twoWritable, firstTwo := probe.result()
-	fmt.Printf("chaos: load stopped (%d requests); waiting up to %s for every order to be final and every event delivered...\n", len(outcomes), bound)
+	fmt.Printf("chaos: load stopped (%d requests); waiting up to %s for every order to be final and every event delivered...\n", len(outcomes), max(bound, drain))
+	stopped := time.Now()
 	settled := settle(ctx, db, bound)
+	drained := settled
+	if !settled && drain > bound {
+		drained = settle(ctx, db, drain-bound)
+	}
 	report(ctx, db, stripe, partner, phases, outcomes, stock, bound, settled)
+	if drained {
+		fmt.Printf("every order final and every event delivered %s after the load stopped\n", time.Since(stopped).Round(time.Second))
+	} else {
+		fmt.Printf("NOT every order final and every event delivered %s after the load stopped\n", max(bound, drain))
+	}
 	fmt.Printf("write probe (every PostgreSQL node written directly every 100 ms): %d rounds, %d with two writable nodes %v\n", rounds, twoWritable, firstTwo)
 	return ctx.Err()
 }
@@ -512,8 +523,8 @@ func report(ctx context.Context, db *bun.DB, stripe *fakeStripe, partner *partne
 	}
 	orders, _ := count(ctx, db, "SELECT count(*) FROM orders")
 	paid, _ := count(ctx, db, "SELECT count(*) FROM orders WHERE status = 'PAID'")
-	fmt.Printf("\nwhole run: %d requests, %d orders (%d PAID); oversold units: %d; SKUs whose stock does not balance: %d; settled: %v\n",
-		len(outcomes), orders, paid, oversold, unbalanced, settled)
+	fmt.Printf("\nwhole run: %d requests, %d orders (%d PAID); oversold units: %d; SKUs whose stock does not balance: %d; settled within %s: %v\n",
+		len(outcomes), orders, paid, oversold, unbalanced, bound, settled)
 	events, _ := count(ctx, db, "SELECT count(*) FROM outbox WHERE type IN (?) AND destination IS NULL", bun.List(orderTypes))
 	got, twice := partner.received()
 	fmt.Printf("partner webhooks: %d of %d order events delivered (%d delivered more than once, absorbed by the partner's event id)\n", got, events, twice)
