@@ -398,7 +398,15 @@ func (s *Webhooks) RecordAttempt(ctx context.Context, t *Task, a Attempt, p Deli
 	var out Outcome
 	var next time.Time
 	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-		h, err := getWebhook(ctx, tx, t.WebhookID, true)
+		// The endpoint's row is locked only when its failure count changes: a failed
+		// attempt, or the first success after failures. Every other delivery to the
+		// endpoint (almost all of them) leaves it alone, so deliveries to one partner do
+		// not queue on its row, nor does the fan-out's FOR SHARE wait behind them.
+		lock := !a.Success()
+		h, err := getWebhook(ctx, tx, t.WebhookID, lock)
+		if err == nil && h != nil && !lock && h.Failures != 0 {
+			h, err = getWebhook(ctx, tx, t.WebhookID, true)
+		}
 		if err != nil || h == nil {
 			return err
 		}
@@ -437,7 +445,7 @@ func (s *Webhooks) RecordAttempt(ctx context.Context, t *Task, a Attempt, p Deli
 			if _, err := tx.ExecContext(ctx, "UPDATE webhook_tasks SET status = 'DELIVERED' WHERE id = ?", t.ID); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = 0 WHERE id = ?", t.WebhookID); err != nil {
+			if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = 0 WHERE id = ? AND consecutive_failures <> 0", t.WebhookID); err != nil {
 				return err
 			}
 			return promote(ctx, tx, t.WebhookID, t.OrderID, now)
