@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"time"
 
 	"github.com/google/uuid"
@@ -251,111 +250,60 @@ type FanOutItem struct {
 }
 
 // FanOutBatch fans several events out in one transaction, in their order, as FanOut
-// does each, with a handful of statements for the whole batch instead of five per
-// event (through a pooler on a busy machine each statement is a few milliseconds): the
-// inbox rows, the endpoints, every chain's lock (in one order, so two batches cannot
-// deadlock), the chains already open, and the tasks.
+// does each: one commit (and one wait for the synchronous standby) for all of them.
 func (s *Webhooks) FanOutBatch(ctx context.Context, consumer string, items []FanOutItem) error {
 	return InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-		now := s.now()
-		ids := make([]string, len(items))
-		for i, it := range items {
-			ids[i] = it.Env.ID
-		}
-		var fresh []string
-		if err := tx.NewRaw(`INSERT INTO inbox (consumer, event_id, processed_at) SELECT ?, e, ? FROM unnest(?::text[]) AS e
-			ON CONFLICT DO NOTHING RETURNING event_id`, consumer, now, pgArray(ids)).Scan(ctx, &fresh); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("inbox: %w", err)
-		}
-		first := make(map[string]bool, len(fresh))
-		for _, id := range fresh {
-			first[id] = true
-		}
-		var hooks []webhookRow
-		if err := tx.NewRaw("SELECT "+webhookCols+" FROM webhooks WHERE deleted_at IS NULL ORDER BY id FOR SHARE").Scan(ctx, &hooks); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		type task struct {
-			it   FanOutItem
-			hook webhookRow
-		}
-		var tasks []task
-		chains := map[string]bool{}
 		for _, it := range items {
-			if !first[it.Env.ID] {
-				continue // fanned out before, or a duplicate within the batch
+			if err := s.fanOut(ctx, tx, consumer, it); err != nil {
+				return err
 			}
-			first[it.Env.ID] = false
-			for _, h := range hooks {
-				if h.webhook().Wants(it.Env.Type) {
-					tasks = append(tasks, task{it, h})
-					chains[h.ID+"/"+it.OrderID] = true
-				}
-			}
-		}
-		if len(tasks) == 0 {
-			return nil
-		}
-		keys := make([]string, 0, len(chains))
-		for k := range chains {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		if _, err := tx.ExecContext(ctx, `SELECT count(pg_advisory_xact_lock(hashtextextended(k, 1)))
-			FROM (SELECT k FROM unnest(?::text[]) AS k ORDER BY k) AS c`, pgArray(keys)); err != nil {
-			return err
-		}
-		// Read after the locks (a statement of its own, so it sees every chain settled
-		// before them): the chains with an open task.
-		var open []string
-		if err := tx.NewRaw(`SELECT DISTINCT webhook_id::text || '/' || order_id FROM webhook_tasks
-			WHERE webhook_id::text || '/' || order_id = ANY(?::text[]) AND status IN ('QUEUED', 'PENDING', 'PAUSED')`, pgArray(keys)).Scan(ctx, &open); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		isOpen := make(map[string]bool, len(open))
-		for _, k := range open {
-			isOpen[k] = true
-		}
-		var tIDs, hookIDs, eventIDs, types, orders, bodies, statuses []string
-		var seqs []int
-		var dues []*time.Time
-		var created []time.Time
-		for _, t := range tasks {
-			chain := t.hook.ID + "/" + t.it.OrderID
-			status := "PENDING"
-			switch {
-			case !t.hook.Enabled:
-				status = "PAUSED"
-			case isOpen[chain]:
-				status = "QUEUED"
-			}
-			var due *time.Time
-			if status == "PENDING" {
-				due = &now
-			}
-			isOpen[chain] = true // the next event of this chain in the batch waits behind it
-			tIDs = append(tIDs, uuid.Must(uuid.NewV7()).String())
-			hookIDs = append(hookIDs, t.hook.ID)
-			eventIDs = append(eventIDs, t.it.Env.ID)
-			types = append(types, t.it.Env.Type)
-			orders = append(orders, t.it.OrderID)
-			seqs = append(seqs, t.it.Sequence)
-			bodies = append(bodies, string(t.it.Body))
-			statuses = append(statuses, status)
-			dues = append(dues, due)
-			created = append(created, t.it.Env.OccurredAt)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_tasks (id, webhook_id, event_id, event_type, order_id, sequence, body, status,
-			next_attempt_at, created_at, updated_at)
-			SELECT id, hook, ev, typ, ord, seq, body::jsonb, st, due, created, ?
-			FROM unnest(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::int[], ?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[])
-				AS v(id, hook, ev, typ, ord, seq, body, st, due, created)
-			ON CONFLICT (webhook_id, event_id) DO NOTHING`, now, pgArray(tIDs), pgArray(hookIDs), pgArray(eventIDs), pgArray(types),
-			pgArray(orders), pgArray(seqs), pgArray(bodies), pgArray(statuses), pgArray(dues), pgArray(created)); err != nil {
-			return fmt.Errorf("insert tasks: %w", err)
 		}
 		return nil
 	})
+}
+
+func (s *Webhooks) fanOut(ctx context.Context, tx bun.Tx, consumer string, it FanOutItem) error {
+	env, body, orderID, sequence := it.Env, it.Body, it.OrderID, it.Sequence
+	now := s.now()
+	if first, err := MarkProcessed(ctx, tx, consumer, env.ID, now); err != nil || !first {
+		return err
+	}
+	var hooks []webhookRow
+	if err := tx.NewRaw("SELECT "+webhookCols+" FROM webhooks WHERE deleted_at IS NULL ORDER BY id FOR SHARE").Scan(ctx, &hooks); err != nil {
+		return err
+	}
+	for _, h := range hooks {
+		if !h.webhook().Wants(env.Type) {
+			continue
+		}
+		if err := lockChain(ctx, tx, h.ID, orderID); err != nil {
+			return err
+		}
+		status := "PENDING"
+		if !h.Enabled {
+			status = "PAUSED"
+		} else {
+			var open bool
+			if err := tx.NewRaw(`SELECT EXISTS (SELECT 1 FROM webhook_tasks WHERE webhook_id = ? AND order_id = ?
+				AND status IN ('QUEUED', 'PENDING', 'PAUSED'))`, h.ID, orderID).Scan(ctx, &open); err != nil {
+				return err
+			}
+			if open {
+				status = "QUEUED"
+			}
+		}
+		var due *time.Time
+		if status == "PENDING" {
+			due = &now
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_tasks (id, webhook_id, event_id, event_type, order_id, sequence, body, status,
+			next_attempt_at, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id, event_id) DO NOTHING`,
+			uuid.Must(uuid.NewV7()).String(), h.ID, env.ID, env.Type, orderID, sequence, json.RawMessage(body), status, due, env.OccurredAt, now); err != nil {
+			return fmt.Errorf("insert task: %w", err)
+		}
+	}
+	return nil
 }
 
 // Task is a delivery task with what is needed to send it.
