@@ -146,18 +146,6 @@ func (f *flakyFanOut) FanOut(ctx context.Context, consumer string, env event.Env
 	return f.DeliveryStore.FanOut(ctx, consumer, env, body, orderID, sequence)
 }
 
-// FanOutBatch counts and fails as FanOut does, event by event: a batch holding the
-// failing event fails whole, as its transaction would.
-func (f *flakyFanOut) FanOutBatch(ctx context.Context, consumer string, items []store.FanOutItem) error {
-	for _, it := range items {
-		f.calls.Add(1)
-		if it.Env.Type == f.failType && !f.failed.Swap(true) {
-			return errors.New("database away for a moment")
-		}
-	}
-	return f.DeliveryStore.FanOutBatch(ctx, consumer, items)
-}
-
 func TestWebhookFanOut_FailsOnceForEvent1_Event2StillAfterIt(t *testing.T) {
 	t.Parallel()
 	s := testutil.NewStack(t, testutil.StackOptions{})

@@ -50,7 +50,6 @@ type WebhookOptions struct {
 type DeliveryStore interface {
 	Wanted(ctx context.Context, typ string) (bool, error)
 	FanOut(ctx context.Context, consumer string, env event.Envelope, body []byte, orderID string, sequence int) error
-	FanOutBatch(ctx context.Context, consumer string, items []store.FanOutItem) error
 	ClaimDue(ctx context.Context, now time.Time, n int, lease time.Duration) ([]store.Task, error)
 	Release(ctx context.Context, taskID string) error
 	RepairChains(ctx context.Context, now time.Time) (int64, error)
@@ -121,43 +120,6 @@ func (w *Webhooks) HandleOrderEvent(ctx context.Context, env event.Envelope) err
 		return broker.Permanent(err)
 	}
 	if err := w.store.FanOut(ctx, WebhookFanOutConsumer, env, body, p.Order.ID, p.Order.Sequence); err != nil {
-		return err
-	}
-	w.poke()
-	return nil
-}
-
-// HandleOrderEvents makes the delivery tasks of several order events (in their order)
-// in one transaction: one commit for all of them instead of one per event.
-func (w *Webhooks) HandleOrderEvents(ctx context.Context, envs []event.Envelope) error {
-	wanted := map[string]bool{}
-	var items []store.FanOutItem
-	for _, env := range envs {
-		var p event.OrderPayload
-		if err := json.Unmarshal(env.Payload, &p); err != nil {
-			return broker.Permanent(err)
-		}
-		want, seen := wanted[env.Type]
-		if !seen {
-			var err error
-			if want, err = w.store.Wanted(ctx, env.Type); err != nil {
-				return err
-			}
-			wanted[env.Type] = want
-		}
-		if !want {
-			continue
-		}
-		body, err := webhook.Body(env)
-		if err != nil {
-			return broker.Permanent(err)
-		}
-		items = append(items, store.FanOutItem{Env: env, Body: body, OrderID: p.Order.ID, Sequence: p.Order.Sequence})
-	}
-	if len(items) == 0 {
-		return nil
-	}
-	if err := w.store.FanOutBatch(ctx, WebhookFanOutConsumer, items); err != nil {
 		return err
 	}
 	w.poke()
@@ -292,10 +254,8 @@ func (w *Webhooks) post(ctx context.Context, t *store.Task) store.Attempt {
 func (w *Webhooks) Run(ctx context.Context, b *broker.Broker, opt broker.ConsumeOptions) error {
 	errc := make(chan error, 1)
 	go func() {
-		// Up to 32 events in hand, fanned out in one transaction: one event at a time,
-		// each its own commit through the pooler, fell behind a sale (make chaos).
-		errc <- b.Consume(ctx, WebhookFanOutConsumer, broker.ConsumeOptions{Prefetch: 32, Concurrency: 1, Observe: opt.Observe,
-			Retry: opt.Retry, Batch: 32, BatchHandler: w.HandleOrderEvents}, w.HandleOrderEvent)
+		errc <- b.Consume(ctx, WebhookFanOutConsumer, broker.ConsumeOptions{Prefetch: 1, Concurrency: 1, Observe: opt.Observe,
+			Retry: opt.Retry}, w.HandleOrderEvent)
 	}()
 	inFlight := make(chan struct{}, w.opt.Concurrency)
 	var wg sync.WaitGroup

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -280,99 +279,6 @@ func TestConsume_InPlaceConsumer_KeepsOrderThroughAFailure(t *testing.T) {
 	if len(rec.snapshot()) != 0 {
 		t.Fatal("an in-place consumer scheduled a retry (the next event would have overtaken it)")
 	}
-}
-
-// TestConsume_Batch_InOrder_AFailedBatchRetriedWhole_APermanentOneHandledOneByOne: an
-// ordered consumer with a batch handler (the partner fan-out) gets the waiting messages
-// several at a time, in their order; a batch that fails is retried whole, in place; a
-// batch that fails permanently is handled one message at a time by the plain handler,
-// which dead-letters the bad one only.
-func TestConsume_Batch_InOrder_AFailedBatchRetriedWhole_APermanentOneHandledOneByOne(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	topo := broker.Topology{Prefix: "t" + testutil.RandomID(4) + ".", Consumers: []broker.Consumer{
-		{Name: "ordered", Types: []string{"test.event"}, SingleActive: true, InPlace: true}}}
-	b := newBroker(t, testutil.AMQPURL(), topo)
-	if err := b.Declare(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var evs []event.Envelope
-	for i := range 20 {
-		evs = append(evs, env(t, fmt.Sprint(i)))
-	}
-	// Published before the consumer starts: they wait, and come in batches.
-	if err := b.Publish(ctx, evs); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var handled []string
-	var sizes []int
-	failedOnce := false
-	n := func(e event.Envelope) string {
-		var p map[string]string
-		decode(e.Payload, &p)
-		return p["n"]
-	}
-	batch := func(_ context.Context, es []event.Envelope) error {
-		mu.Lock()
-		defer mu.Unlock()
-		sizes = append(sizes, len(es))
-		if !failedOnce {
-			failedOnce = true
-			return errors.New("database away for a moment")
-		}
-		for _, e := range es {
-			if n(e) == "13" {
-				return broker.Permanent(errors.New("event 13 cannot be fanned out"))
-			}
-		}
-		for _, e := range es {
-			handled = append(handled, n(e))
-		}
-		return nil
-	}
-	single := func(_ context.Context, e event.Envelope) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if n(e) == "13" {
-			return broker.Permanent(errors.New("event 13 cannot be fanned out"))
-		}
-		handled = append(handled, n(e)+"*")
-		return nil
-	}
-	cctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go b.Consume(cctx, "ordered", broker.ConsumeOptions{Prefetch: 8, Concurrency: 1, Batch: 8, BatchHandler: batch}, single)
-	testutil.Eventually(t, 20*time.Second, "19 events handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 19 })
-	mu.Lock()
-	defer mu.Unlock()
-	var want []string
-	for i := range 20 {
-		if i != 13 {
-			want = append(want, fmt.Sprint(i))
-		}
-	}
-	var got []string
-	alone := 0
-	for _, h := range handled {
-		if strings.HasSuffix(h, "*") {
-			alone++
-		}
-		got = append(got, strings.TrimSuffix(h, "*"))
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("handled %v, want %v in order", handled, want)
-	}
-	if sizes[0] < 2 || sizes[1] != sizes[0] {
-		t.Fatalf("batch sizes %v: want a batch of several, failed, then the same batch again", sizes)
-	}
-	if alone == 0 || alone > 8 {
-		t.Fatalf("%d events handled alone, want those of the batch that held event 13 (at most 8): %v", alone, handled)
-	}
-	testutil.Eventually(t, 10*time.Second, "event 13 dead-lettered", func() bool {
-		q, err := dialChannel(t).QueueDeclarePassive(topo.DeadLetterQueue("ordered"), true, false, false, false, nil)
-		return err == nil && q.Messages == 1
-	})
 }
 
 func TestUpgrade_OldDelayQueuesDrainedThenDeleted(t *testing.T) {

@@ -51,17 +51,7 @@ type ConsumeOptions struct {
 	// Observe, when set, is told each outcome: "ack", "retry", "dead_letter",
 	// "requeue", and whether the delivery was a redelivery.
 	Observe func(consumer, outcome string, redelivered bool, took time.Duration)
-	// Batch, with BatchHandler and a Concurrency of 1 (an ordered consumer), hands the
-	// handler up to Batch messages at once: the one received and those already waiting
-	// (Prefetch bounds them), in their order. A failure retries the whole batch in place;
-	// a Permanent one, or a message that does not decode, has the batch handled one
-	// message at a time by the Handler, as without Batch.
-	Batch        int
-	BatchHandler BatchHandler
 }
-
-// BatchHandler processes several events at once, in their order; nil acks them all.
-type BatchHandler func(ctx context.Context, envs []event.Envelope) error
 
 // Consume runs a consumer until ctx ends, reconnecting with backoff when the broker
 // goes away. On shutdown it stops taking messages and finishes those in hand.
@@ -119,23 +109,6 @@ func (b *Broker) consumeOnce(ctx context.Context, consumer string, opt ConsumeOp
 			if !ok {
 				return errors.New("delivery channel closed")
 			}
-			if opt.Batch > 1 && opt.BatchHandler != nil && opt.Concurrency == 1 {
-				batch := []amqp.Delivery{d}
-			fill:
-				for len(batch) < opt.Batch {
-					select {
-					case more, ok := <-deliveries:
-						if !ok {
-							break fill
-						}
-						batch = append(batch, more)
-					default:
-						break fill
-					}
-				}
-				b.handleBatch(ctx, ch, consumer, opt, h, batch)
-				continue
-			}
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
@@ -173,79 +146,6 @@ func (t Topology) delay(next int) time.Duration {
 	}
 	d := t.RetryDelays[min(next-2, len(t.RetryDelays)-1)]
 	return d/2 + rand.N(d/2+1)
-}
-
-// handleBatch runs the BatchHandler on deliveries (in order), retrying it in place;
-// when it cannot (a message that does not decode, a Permanent error), each delivery is
-// handled alone by h, in order.
-func (b *Broker) handleBatch(ctx context.Context, ch *amqp.Channel, consumer string, opt ConsumeOptions, h Handler, batch []amqp.Delivery) {
-	one := func() {
-		for _, d := range batch {
-			b.handle(ctx, ch, consumer, opt, h, d)
-		}
-	}
-	if len(batch) == 1 {
-		one()
-		return
-	}
-	envs := make([]event.Envelope, len(batch))
-	for i, d := range batch {
-		if err := json.Unmarshal(d.Body, &envs[i]); err != nil || envs[i].ID == "" {
-			one()
-			return
-		}
-	}
-	start := time.Now()
-	run := func() error {
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opt.HandlerTimeout)
-		defer cancel()
-		if cid, ok := batch[0].Headers["x-correlation-id"].(string); ok {
-			hctx = clog.WithCorrelationID(hctx, cid)
-		}
-		spans := make([]func(error), len(batch))
-		for i, d := range batch {
-			sctx, span := StartConsume(hctx, consumer, d)
-			if i == 0 {
-				hctx = sctx
-			}
-			spans[i] = func(err error) { telemetry.End(span, err) }
-		}
-		err := opt.BatchHandler(hctx, envs)
-		for _, end := range spans {
-			end(err)
-		}
-		return err
-	}
-	err := run()
-	bo := reconnectBackOff()
-	bo.MaxInterval = 10 * time.Second
-	for err != nil && !IsPermanent(err) {
-		wait := bo.NextBackOff()
-		b.logger.Warn("event handling failed; retrying in place", "consumer", consumer, "eventId", envs[0].ID, "type", envs[0].Type,
-			"batch", len(batch), "retryIn", wait.String(), "error", err)
-		select {
-		case <-ctx.Done():
-			for _, d := range batch {
-				d.Nack(false, true) // shutting down: back to the queue, in their place
-				if opt.Observe != nil {
-					opt.Observe(consumer, "requeue", d.Redelivered, time.Since(start))
-				}
-			}
-			return
-		case <-time.After(wait):
-		}
-		err = run()
-	}
-	if err != nil { // Permanent: find the message, one at a time
-		one()
-		return
-	}
-	for _, d := range batch {
-		d.Ack(false)
-		if opt.Observe != nil {
-			opt.Observe(consumer, "ack", d.Redelivered, time.Since(start))
-		}
-	}
 }
 
 func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, opt ConsumeOptions, h Handler, d amqp.Delivery) {

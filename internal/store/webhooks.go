@@ -238,72 +238,48 @@ func (s *Webhooks) Wanted(ctx context.Context, typ string) (bool, error) {
 // open task (QUEUED), or heads it, due at once (PENDING); a disabled endpoint's task
 // waits PAUSED for enableWebhook.
 func (s *Webhooks) FanOut(ctx context.Context, consumer string, env event.Envelope, body []byte, orderID string, sequence int) error {
-	return s.FanOutBatch(ctx, consumer, []FanOutItem{{Env: env, Body: body, OrderID: orderID, Sequence: sequence}})
-}
-
-// FanOutItem is one event of a FanOutBatch.
-type FanOutItem struct {
-	Env      event.Envelope
-	Body     []byte
-	OrderID  string
-	Sequence int
-}
-
-// FanOutBatch fans several events out in one transaction, in their order, as FanOut
-// does each: one commit (and one wait for the synchronous standby) for all of them.
-func (s *Webhooks) FanOutBatch(ctx context.Context, consumer string, items []FanOutItem) error {
 	return InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-		for _, it := range items {
-			if err := s.fanOut(ctx, tx, consumer, it); err != nil {
+		now := s.now()
+		if first, err := MarkProcessed(ctx, tx, consumer, env.ID, now); err != nil || !first {
+			return err
+		}
+		var hooks []webhookRow
+		if err := tx.NewRaw("SELECT "+webhookCols+" FROM webhooks WHERE deleted_at IS NULL ORDER BY id FOR SHARE").Scan(ctx, &hooks); err != nil {
+			return err
+		}
+		for _, h := range hooks {
+			if !h.webhook().Wants(env.Type) {
+				continue
+			}
+			if err := lockChain(ctx, tx, h.ID, orderID); err != nil {
 				return err
+			}
+			status := "PENDING"
+			if !h.Enabled {
+				status = "PAUSED"
+			} else {
+				var open bool
+				if err := tx.NewRaw(`SELECT EXISTS (SELECT 1 FROM webhook_tasks WHERE webhook_id = ? AND order_id = ?
+					AND status IN ('QUEUED', 'PENDING', 'PAUSED'))`, h.ID, orderID).Scan(ctx, &open); err != nil {
+					return err
+				}
+				if open {
+					status = "QUEUED"
+				}
+			}
+			var due *time.Time
+			if status == "PENDING" {
+				due = &now
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_tasks (id, webhook_id, event_id, event_type, order_id, sequence, body, status,
+				next_attempt_at, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id, event_id) DO NOTHING`,
+				uuid.Must(uuid.NewV7()).String(), h.ID, env.ID, env.Type, orderID, sequence, json.RawMessage(body), status, due, env.OccurredAt, now); err != nil {
+				return fmt.Errorf("insert task: %w", err)
 			}
 		}
 		return nil
 	})
-}
-
-func (s *Webhooks) fanOut(ctx context.Context, tx bun.Tx, consumer string, it FanOutItem) error {
-	env, body, orderID, sequence := it.Env, it.Body, it.OrderID, it.Sequence
-	now := s.now()
-	if first, err := MarkProcessed(ctx, tx, consumer, env.ID, now); err != nil || !first {
-		return err
-	}
-	var hooks []webhookRow
-	if err := tx.NewRaw("SELECT "+webhookCols+" FROM webhooks WHERE deleted_at IS NULL ORDER BY id FOR SHARE").Scan(ctx, &hooks); err != nil {
-		return err
-	}
-	for _, h := range hooks {
-		if !h.webhook().Wants(env.Type) {
-			continue
-		}
-		if err := lockChain(ctx, tx, h.ID, orderID); err != nil {
-			return err
-		}
-		status := "PENDING"
-		if !h.Enabled {
-			status = "PAUSED"
-		} else {
-			var open bool
-			if err := tx.NewRaw(`SELECT EXISTS (SELECT 1 FROM webhook_tasks WHERE webhook_id = ? AND order_id = ?
-				AND status IN ('QUEUED', 'PENDING', 'PAUSED'))`, h.ID, orderID).Scan(ctx, &open); err != nil {
-				return err
-			}
-			if open {
-				status = "QUEUED"
-			}
-		}
-		var due *time.Time
-		if status == "PENDING" {
-			due = &now
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_tasks (id, webhook_id, event_id, event_type, order_id, sequence, body, status,
-			next_attempt_at, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id, event_id) DO NOTHING`,
-			uuid.Must(uuid.NewV7()).String(), h.ID, env.ID, env.Type, orderID, sequence, json.RawMessage(body), status, due, env.OccurredAt, now); err != nil {
-			return fmt.Errorf("insert task: %w", err)
-		}
-	}
-	return nil
 }
 
 // Task is a delivery task with what is needed to send it.
