@@ -3,7 +3,6 @@ package systest
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,16 +14,6 @@ import (
 	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
-
-// patroniURL lists the members' addresses with target_session_attrs=read-write: pgx
-// finds the leader, as it would through HAProxy's primary port.
-func patroniURL(c *node.PatroniCluster, db string) string {
-	var hosts []string
-	for _, p := range c.Nodes {
-		hosts = append(hosts, p.HostPort())
-	}
-	return fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable&target_session_attrs=read-write", strings.Join(hosts, ","), db)
-}
 
 // waitSyncStandby waits until the leader has a synchronous standby that etcd's sync key
 // names too (only that one may be promoted), and returns it.
@@ -94,7 +83,7 @@ func TestPostgresFailover_LeaderKilledMidSale_PatroniPromotes_NoAcknowledgedOrde
 	testutil.Eventually(t, 60*time.Second, "a leader", func() bool { leader = cluster.Leader(ctx); return leader != nil })
 	syncStandby := waitSyncStandby(t, cluster, leader)
 
-	s := testutil.NewStack(t, testutil.StackOptions{DatabaseURL: patroniURL(cluster, "postgres")})
+	s := testutil.NewStack(t, testutil.StackOptions{DatabaseURL: cluster.URLFor("postgres")})
 	stock := map[string]int{"FLASH": 15, "PLENTY": 100000}
 	for sku, n := range stock {
 		s.Product(t, sku, 1500, map[string]int{"w": n})

@@ -22,11 +22,6 @@ import (
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
-// pooledSessionLimits is what a transaction pooler's connect_query sets on its server
-// connections: the session limits the service sends itself when it talks to PostgreSQL
-// directly (docs/operations.md, "Behind PgBouncer").
-const pooledSessionLimits = "SET statement_timeout = 30000; SET lock_timeout = 10000; SET idle_in_transaction_session_timeout = 60000; SET jit = off"
-
 // serveInstance is a checkout binary started by launchServe.
 type serveInstance struct {
 	name, base, log string
@@ -96,7 +91,7 @@ func TestPgBouncer_TenInstancesOnAServerOf100Connections_FlashSale_NobodyRefused
 	}
 	defer shop.Close(ctx)
 	const serverConns = 40
-	pool := node.StartPgBouncer(t, node.PgBouncerOptions{Server: pg.HostPort(), PoolSize: serverConns, ConnectQuery: pooledSessionLimits})
+	pool := node.StartPgBouncer(t, node.PgBouncerOptions{Server: pg.HostPort(), PoolSize: serverConns, ConnectQuery: node.PooledSessionLimits})
 	bin := testutil.BuildCheckout(t)
 	prefix := testutil.DeploymentPrefix(t)
 	dir := t.TempDir()

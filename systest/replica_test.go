@@ -6,9 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -50,34 +47,13 @@ func TestServe_CatalogReadsFromTheReplica_CheckoutOnThePrimary(t *testing.T) {
 	t.Parallel()
 	primary := node.StartPostgres(t, node.PostgresOptions{Name: "primary"})
 	standby := node.StartPostgres(t, node.PostgresOptions{Name: "replica", StandbyOf: primary})
-	dir := t.TempDir()
-	bin := testutil.BuildCheckout(t)
-	prefix := testutil.DeploymentPrefix(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	logPath := filepath.Join(dir, "service.log")
-	cmd := exec.Command(bin, "serve", "-migrate")
-	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr,
+	in := launchServe(t, testutil.BuildCheckout(t), t.TempDir(), "service",
 		"DATABASE_URL="+node.MultiHostURL("postgres", standby, primary),
 		"DATABASE_READ_URL="+standby.URL(),
 		fmt.Sprintf("AMQP_URL=amqp://guest:guest@127.0.0.1:%d/,%s", testutil.FreePort(t), testutil.AMQPURL()),
-		"AMQP_PREFIX="+prefix, "WORKER_RETRY_DELAYS=1s", "JWT_SECRET="+testutil.Secret, "REDIS_URL=", "APP_ENV=development")
-	svc, err := node.Start(cmd, node.StartOptions{Log: logPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Kill)
-	base := "http://" + addr
-	testutil.Eventually(t, 60*time.Second, "the service ready", func() bool {
-		if !svc.Alive() {
-			t.Fatalf("the service exited: %s", node.LogTail(logPath, 5))
-		}
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+		"AMQP_PREFIX="+testutil.DeploymentPrefix(t), "WORKER_RETRY_DELAYS=1s")
+	in.waitReady(t)
+	base := in.base
 
 	ctx := context.Background()
 	sc, err := pgx.Connect(ctx, standby.URL())

@@ -141,16 +141,12 @@ func (h *HAProxy) start(ctx context.Context) error {
 	if h.proc, err = Start(cmd, StartOptions{Log: h.LogPath(), Detached: h.detached}); err != nil {
 		return fmt.Errorf("start haproxy: %w", err)
 	}
-	return h.proc.WaitReady(ctx, "haproxy", 50*time.Millisecond, func() string { return LogTail(h.LogPath(), 5) }, func() bool {
-		for _, f := range h.Frontends {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(f.Port), time.Second)
-			if err != nil {
-				return false
-			}
-			c.Close()
-		}
-		return true
-	})
+	addrs := make([]string, len(h.Frontends))
+	for i, f := range h.Frontends {
+		addrs[i] = h.Addr(f.Name)
+	}
+	return h.proc.WaitReady(ctx, "haproxy", 50*time.Millisecond, func() string { return LogTail(h.LogPath(), 5) },
+		func() bool { return dialable(addrs...) })
 }
 
 // Restart starts a killed or stopped proxy again on the same configuration and ports.

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -125,6 +126,35 @@ func OpenAccess(dir string) error {
 		}
 	}
 	return nil
+}
+
+// postgresDir makes dir (and its parents) and, when this process is root, hands it to
+// the postgres OS user, traversable by it: PostgreSQL, Patroni and PgBouncer refuse to
+// run as root. It returns the credentials to run them with (nil when not root).
+func postgresDir(dir string) (*syscall.Credential, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	cred, err := postgresUser()
+	if err != nil || cred == nil {
+		return nil, err
+	}
+	if err := OpenAccess(dir); err != nil {
+		return nil, err
+	}
+	return cred, os.Chown(dir, int(cred.Uid), int(cred.Gid))
+}
+
+// dialable reports whether every address accepts a TCP connection now.
+func dialable(addrs ...string) bool {
+	for _, a := range addrs {
+		c, err := net.DialTimeout("tcp", a, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+	}
+	return true
 }
 
 // stateFile is where a server records itself in its directory, for the commands that act

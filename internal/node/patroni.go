@@ -156,6 +156,16 @@ func (c *PatroniCluster) Kill() {
 	}
 }
 
+// URLFor lists every member with target_session_attrs=read-write (as MultiHostURL):
+// pgx finds the leader, as it would through HAProxy's primary port.
+func (c *PatroniCluster) URLFor(db string) string {
+	hosts := make([]string, len(c.Nodes))
+	for i, p := range c.Nodes {
+		hosts[i] = p.HostPort()
+	}
+	return multiHostURL(db, hosts)
+}
+
 // Leader is the member that answers 200 on /primary (holds the leader key and runs a
 // primary), nil when none does.
 func (c *PatroniCluster) Leader(ctx context.Context) *Patroni {
@@ -212,19 +222,8 @@ func LaunchPatroni(ctx context.Context, opt PatroniOptions) (*Patroni, error) {
 	}
 	p.Dir = filepath.Join(dir, p.Name)
 	p.DataDir = filepath.Join(p.Dir, "data")
-	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
+	if p.cred, err = postgresDir(p.Dir); err != nil {
 		return nil, err
-	}
-	if p.cred, err = postgresUser(); err != nil {
-		return nil, err
-	}
-	if p.cred != nil {
-		if err := OpenAccess(p.Dir); err != nil {
-			return nil, err
-		}
-		if err := os.Chown(p.Dir, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
-			return nil, err
-		}
 	}
 	if opt.TTL == 0 {
 		opt.TTL = 10

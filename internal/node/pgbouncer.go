@@ -94,20 +94,9 @@ func LaunchPgBouncer(ctx context.Context, opt PgBouncerOptions) (*PgBouncer, err
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	b := &PgBouncer{Port: opt.Port, Dir: dir, bin: bin, detached: opt.Detached}
-	if b.cred, err = postgresUser(); err != nil {
+	if b.cred, err = postgresDir(dir); err != nil {
 		return nil, err
-	}
-	if b.cred != nil {
-		if err := OpenAccess(dir); err != nil {
-			return nil, err
-		}
-		if err := os.Chown(dir, int(b.cred.Uid), int(b.cred.Gid)); err != nil {
-			return nil, err
-		}
 	}
 	if b.Port == 0 {
 		if b.Port, err = FreePort(); err != nil {
@@ -168,14 +157,8 @@ func (b *PgBouncer) start(ctx context.Context) error {
 	if b.proc, err = Start(cmd, StartOptions{Log: filepath.Join(b.Dir, "pgbouncer.out"), Detached: b.detached}); err != nil {
 		return fmt.Errorf("start pgbouncer: %w", err)
 	}
-	return b.proc.WaitReady(ctx, "pgbouncer", 50*time.Millisecond, func() string { return LogTail(b.LogPath(), 5) }, func() bool {
-		c, err := net.DialTimeout("tcp", b.HostPort(), time.Second)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	})
+	return b.proc.WaitReady(ctx, "pgbouncer", 50*time.Millisecond, func() string { return LogTail(b.LogPath(), 5) },
+		func() bool { return dialable(b.HostPort()) })
 }
 
 // Restart starts a killed or stopped pooler again on the same configuration and port;

@@ -134,19 +134,8 @@ func LaunchPostgres(ctx context.Context, opt PostgresOptions) (*Postgres, error)
 		return nil, err
 	}
 	n := &Postgres{Name: opt.Name, Port: opt.Port, Dir: dir, DataDir: filepath.Join(dir, "data"), bin: bin, TLS: opt.TLS != nil}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if n.cred, err = postgresDir(dir); err != nil {
 		return nil, err
-	}
-	if n.cred, err = postgresUser(); err != nil {
-		return nil, err
-	}
-	if n.cred != nil {
-		if err := OpenAccess(dir); err != nil {
-			return nil, err
-		}
-		if err := os.Chown(dir, int(n.cred.Uid), int(n.cred.Gid)); err != nil {
-			return nil, err
-		}
 	}
 	if n.Port == 0 {
 		if n.Port, err = FreePort(); err != nil {
@@ -312,6 +301,10 @@ func MultiHostURL(db string, nodes ...*Postgres) string {
 	for i, n := range nodes {
 		hosts[i] = n.HostPort()
 	}
+	return multiHostURL(db, hosts)
+}
+
+func multiHostURL(db string, hosts []string) string {
 	return fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable&target_session_attrs=read-write", strings.Join(hosts, ","), db)
 }
 

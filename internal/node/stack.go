@@ -120,10 +120,10 @@ type HAStack struct {
 // HAStateFile is where an HA stack records itself under its directory.
 const HAStateFile = "stack.json"
 
-// pooledSessionLimits is PgBouncer's connect_query: the session limits an instance sets
+// PooledSessionLimits is PgBouncer's connect_query: the session limits an instance sets
 // itself on a direct connection (store.Options), which a transaction pooler must set
 // for it (docs/operations.md, "Behind PgBouncer").
-const pooledSessionLimits = "SET statement_timeout = 30000; SET lock_timeout = 10000; SET idle_in_transaction_session_timeout = 60000; SET jit = off"
+const PooledSessionLimits = "SET statement_timeout = 30000; SET lock_timeout = 10000; SET idle_in_transaction_session_timeout = 60000; SET jit = off"
 
 // UpHA starts the stack and waits until every instance is ready. On error it stops
 // what it started.
@@ -314,7 +314,7 @@ func (s *HAStack) startProxies(ctx context.Context, apiPorts []int) error {
 	}
 	_, readPort, _ := strings.Cut(s.HAProxy.Addr("pg-read"), ":")
 	s.PgBouncer, err = LaunchPgBouncer(ctx, PgBouncerOptions{Dir: filepath.Join(s.Dir, "pgbouncer"), Server: s.HAProxy.Addr("pg-primary"),
-		PoolSize: 40, ConnectQuery: pooledSessionLimits, Detached: s.Detached,
+		PoolSize: 40, ConnectQuery: PooledSessionLimits, Detached: s.Detached,
 		Databases: map[string]string{HADatabase + "_ro": fmt.Sprintf("host=127.0.0.1 port=%s dbname=%s", readPort, HADatabase)}})
 	if err != nil {
 		return fmt.Errorf("pgbouncer: %w", err)
