@@ -21,9 +21,8 @@ type writeProbe struct {
 
 	mu       sync.Mutex
 	rounds   int
-	twoNodes int         // rounds with more than one node writable
-	first    []string    // the first such round, for the report
-	wrote    map[int]int // writes accepted per node
+	twoNodes int      // rounds with more than one node writable
+	first    []string // the first such round, for the report
 	stop     context.CancelFunc
 	done     chan struct{}
 }
@@ -32,7 +31,7 @@ type writeProbe struct {
 // standbys get it by replication) and starts probing.
 func startWriteProbe(ctx context.Context, urls []string) (*writeProbe, error) {
 	p := &writeProbe{urls: urls, interval: 100 * time.Millisecond, timeout: 300 * time.Millisecond,
-		wrote: map[int]int{}, done: make(chan struct{})}
+		done: make(chan struct{})}
 	created := false
 	for _, u := range urls {
 		c, err := pgx.Connect(ctx, u)
@@ -90,11 +89,6 @@ func (p *writeProbe) run(ctx context.Context) {
 		}
 		p.mu.Lock()
 		p.rounds++
-		for i, ok := range accepted {
-			if ok {
-				p.wrote[i]++
-			}
-		}
 		if len(writable) > 1 {
 			p.twoNodes++
 			if p.first == nil {
