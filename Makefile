@@ -102,11 +102,12 @@ test: export REDIS_URL ?= $(DEFAULT_REDIS_URL)
 test: ## run every test (starts PostgreSQL, RabbitMQ and Redis if needed)
 	@$(SERVICES) --need-redis
 	@# On a fresh machine the tools some tests run (promtool, prometheus, chromium) are
-	@# installed while the modules the tests need download.
+	@# installed, and gotestsum is built, while the modules the tests need download.
 	@log=$$(mktemp -t checkout-tools.XXXXXX); rc=0; \
 	$(SERVICES) --need-redis --need-tools >$$log 2>&1 & pid=$$!; \
+	$(GO) tool -n gotestsum >/dev/null & tpid=$$!; \
 	$(GO) list -deps -test $(PKGS) >/dev/null || rc=$$?; \
-	wait $$pid || rc=$$?; cat $$log; rm -f $$log; exit $$rc
+	wait $$pid || rc=$$?; wait $$tpid || rc=$$?; cat $$log; rm -f $$log; exit $$rc
 	$(call run_tests,)
 
 .PHONY: test-fast
