@@ -409,6 +409,8 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 		Introspection: cfg.Introspection(), HTTP: gqlOpt, Metrics: m, Overload: shed.Middleware, Sockets: sockets}))
 	if !cfg.Production() {
 		e.mux.Handle("GET /{$}", playground.Handler("Checkout GraphQL", "/graphql"))
+		// The storefront starter's development sign-in (storefront/README.md).
+		e.mux.Handle("POST /dev/token", auth.DevTokenHandler(cfg.Auth.JWTSecret, authOptions(cfg)))
 	}
 	mountStripeWebhook(e.mux, cfg, clientKey, st.payments, s.logger, m)
 	return a, nil
