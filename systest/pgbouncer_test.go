@@ -32,7 +32,13 @@ type serveInstance struct {
 // waitReady waits for it.
 func launchServe(t *testing.T, bin, dir, name string, env ...string) *serveInstance {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	return launchServeAt(t, bin, dir, name, fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), env...)
+}
+
+// launchServeAt is launchServe on a given address (an instance started again keeps its
+// address, so its clients find it).
+func launchServeAt(t *testing.T, bin, dir, name, addr string, env ...string) *serveInstance {
+	t.Helper()
 	in := &serveInstance{name: name, base: "http://" + addr, log: filepath.Join(dir, name+".log")}
 	cmd := exec.Command(bin, "serve", "-migrate")
 	cmd.Env = append(append(os.Environ(), "HTTP_ADDR="+addr, "JWT_SECRET="+testutil.Secret, "REDIS_URL=", "APP_ENV=development"), env...)
