@@ -1,0 +1,3 @@
+module storefront
+
+go 1.26
