@@ -127,6 +127,14 @@ soak: ## run the soak test (cmd/bench -soak)
 	@$(SERVICES)
 	$(GO) run ./cmd/bench -soak $(BENCHFLAGS)
 
+# The storefront starter (storefront/): Vite's dev server against the API of make run.
+.PHONY: storefront storefront-build
+storefront: ## serve the storefront starter against make run's API (started too when nothing answers); prints its URL
+	@scripts/storefront.sh serve
+
+storefront-build: ## the storefront's production build and its trusted-documents manifest (storefront/dist)
+	scripts/storefront.sh build
+
 # High availability: a local HA stack and the chaos run, no Docker.
 .PHONY: ha ha-status ha-down chaos
 ha: ## start the self-healing stack: etcd x3, Patroni x3, HAProxy, PgBouncer, RabbitMQ x3, 3 instances (.ha/)
@@ -149,13 +157,14 @@ generate: ## regenerate code (gqlgen etc.)
 # checks, zero findings) and the layer rules (internal/layers: the package map's arrows,
 # on direct imports and dependency closures). CI runs it before the tests.
 .PHONY: lint
-lint: ## gofmt, go vet, staticcheck and the layer rules (internal/layers)
+lint: ## gofmt, go vet, staticcheck, the layer rules (internal/layers), the storefront's generated types and tsc
 	@gofiles="$$(git ls-files --cached --others --exclude-standard -- '*.go')"; \
 	bad="$$(if [[ -n "$$gofiles" ]]; then gofmt -l $$gofiles; fi)"; \
 	if [[ -n "$$bad" ]]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	$(GO) test -count=1 ./internal/layers/
+	scripts/storefront.sh lint
 
 .PHONY: build
 build: ## build bin/checkout
