@@ -32,15 +32,15 @@ type serveInstance struct {
 // waitReady waits for it.
 func launchServe(t *testing.T, bin, dir, name string, env ...string) *serveInstance {
 	t.Helper()
-	return launchServeAt(t, bin, dir, name, fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), env...)
+	return launchServeAt(t, bin, dir, name, fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), nil, env...)
 }
 
 // launchServeAt is launchServe on a given address (an instance started again keeps its
-// address, so its clients find it).
-func launchServeAt(t *testing.T, bin, dir, name, addr string, env ...string) *serveInstance {
+// address, so its clients find it), with more arguments of serve (--no-workers, say).
+func launchServeAt(t *testing.T, bin, dir, name, addr string, args []string, env ...string) *serveInstance {
 	t.Helper()
 	in := &serveInstance{name: name, base: "http://" + addr, log: filepath.Join(dir, name+".log")}
-	cmd := exec.Command(bin, "serve", "-migrate")
+	cmd := exec.Command(bin, append([]string{"serve", "-migrate"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "HTTP_ADDR="+addr, "JWT_SECRET="+testutil.Secret, "REDIS_URL=", "APP_ENV=development"), env...)
 	var err error
 	if in.proc, err = node.Start(cmd, node.StartOptions{Log: in.log}); err != nil {
