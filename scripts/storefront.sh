@@ -40,7 +40,7 @@ deps) deps ;;
 build) deps; npm run --silent build ;;
 lint)
 	deps
-	npm run --silent codegen
+	npm run --silent codegen -- --silent
 	if ! git -C "$ROOT" diff --quiet -- storefront/src/gql || [[ -n "$(git -C "$ROOT" ls-files --others --exclude-standard -- storefront/src/gql)" ]]; then
 		echo "storefront: src/gql is stale: run (cd storefront && npm run codegen) and commit it" >&2
 		git -C "$ROOT" status --short -- storefront/src/gql >&2
