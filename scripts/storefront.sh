@@ -50,14 +50,14 @@ lint)
 	;;
 serve)
 	export CHECKOUT_API=${CHECKOUT_API:-http://127.0.0.1:8080}
-	if ! curl -fsS -o /dev/null --max-time 2 "$CHECKOUT_API/healthz"; then
+	if ! curl -fs -o /dev/null --max-time 2 "$CHECKOUT_API/healthz"; then
 		mkdir -p "$ROOT/.dev"
 		echo "storefront: nothing answers at $CHECKOUT_API; starting make run (log: .dev/api.log)"
 		setsid make -C "$ROOT" run HTTP_ADDR="${CHECKOUT_API#http://}" >"$ROOT/.dev/api.log" 2>&1 &
 		api=$!
 		trap 'kill -- -$api 2>/dev/null || true' EXIT INT TERM
 		for _ in $(seq 1 180); do
-			curl -fsS -o /dev/null --max-time 2 "$CHECKOUT_API/healthz" && break
+			curl -fs -o /dev/null --max-time 2 "$CHECKOUT_API/healthz" && break
 			kill -0 "$api" 2>/dev/null || { echo "storefront: make run failed; see .dev/api.log" >&2; tail -5 "$ROOT/.dev/api.log" >&2; exit 1; }
 			sleep 1
 		done
