@@ -24,8 +24,8 @@ const (
 	PaymentRefundRequested = "payment.refund_requested"
 
 	// CartCreated announces a new cart, for the carts-to-orders conversion of
-	// analytics. It is not an order event: partner webhooks and the status feed bind
-	// OrderTypes only, so they never see it.
+	// analytics. It is not an order event: partner webhooks bind OrderTypes and the
+	// status feed StatusChangeTypes, so they never see it.
 	CartCreated = "cart.created"
 )
 
@@ -44,6 +44,13 @@ type RefundPayload struct {
 
 // OrderTypes lists every order event type, in status-flow order.
 var OrderTypes = []string{OrderPlaced, OrderPaid, OrderPaymentFailed, OrderExpired, OrderCancelled, OrderShipped}
+
+// StatusChangeTypes are the order events that change a placed order's status: every
+// order event but order.placed. A subscriber to an order's status can only subscribe
+// once the order exists, and reads its current state when it does, so order.placed is
+// never news to one: the status feed binds these alone, one delivery per order and
+// instance fewer.
+var StatusChangeTypes = OrderTypes[1:]
 
 // Envelope is a domain event.
 type Envelope struct {

@@ -65,7 +65,7 @@ func (f *Feed) Run(ctx context.Context) error {
 		f.dispatch(env)
 		return nil
 	})
-	return f.broker.Follow(ctx, event.OrderTypes, f.resync, func(env event.Envelope) { deliver(ctx, env) })
+	return f.broker.Follow(ctx, event.StatusChangeTypes, f.resync, func(env event.Envelope) { deliver(ctx, env) })
 }
 
 // Subscribers is the number of live subscriptions.
