@@ -19,7 +19,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT/storefront"
 
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
-	echo "storefront: Node.js and npm are missing (Debian: apt-get install nodejs npm; Node.js 20 or later)" >&2
+	echo "storefront: Node.js 20.19 or later and npm are missing (https://nodejs.org, or NodeSource's packages for Debian)" >&2
+	exit 1
+fi
+# Vite 8 needs Node.js 20.19 or later (Debian 12's own nodejs package is 18).
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+	echo "storefront: Node.js $(node --version) is too old: Vite 8 needs 20.19 or later (https://nodejs.org)" >&2
 	exit 1
 fi
 
