@@ -29,6 +29,26 @@ const (
 	CartCreated = "cart.created"
 )
 
+// Stock moving between regions (escrow): a region short of a SKU asks another for
+// some (stock.transfer_requested); the giver debits what it can spare and announces it
+// in the same transaction (stock.transfer_granted); the asker credits each grant once.
+const (
+	StockTransferRequested = "stock.transfer_requested"
+	StockTransferGranted   = "stock.transfer_granted"
+)
+
+// TransferPayload is the payload of stock.transfer_requested (Quantity asked) and of
+// stock.transfer_granted (Quantity given, 0 when the giver had nothing to spare).
+type TransferPayload struct {
+	TransferID string `json:"transferId"`
+	SKU        string `json:"sku"`
+	Quantity   int    `json:"quantity"`
+	// From gives, To receives and credits Warehouse, one of its own.
+	From      string `json:"fromRegion"`
+	To        string `json:"toRegion"`
+	Warehouse string `json:"warehouse"`
+}
+
 // CartPayload is the payload of cart.created.
 type CartPayload struct {
 	CartID     string    `json:"cartId"`

@@ -1,0 +1,2 @@
+DROP TABLE stock_transfers_in;
+DROP TABLE stock_transfers_out;
