@@ -387,6 +387,9 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 		return nil, err
 	}
 	svc.CheckoutTimeout = cfg.Checkout.Timeout
+	if svc.Regions, err = checkout.NewRegions(cfg.Checkout.Regions, cfg.Checkout.Region); err != nil {
+		return nil, fmt.Errorf("config: REGION, REGIONS: %w", err)
+	}
 	svc.Limits = checkout.PurchaseLimits{MaxUnpaidOrders: cfg.Checkout.MaxUnpaidOrders,
 		MaxFailedPayments: cfg.Checkout.MaxFailedPayments, FailedPaymentWindow: cfg.Checkout.FailedPaymentWindow}
 	feedBroker := broker.New(cfg.Broker.URL, st.topo, s.logger)

@@ -38,6 +38,9 @@ type Service struct {
 	CheckoutTimeout time.Duration
 	// Limits bound what one customer may hold unpaid (zero values: no bound).
 	Limits PurchaseLimits
+	// Regions is the deployment's regions: new orders' ids carry this one (the zero
+	// value: one region, plain UUIDv7 ids).
+	Regions Regions
 }
 
 // NewService builds a Service; ttl is how long a reservation is held unpaid, and now is
@@ -77,7 +80,7 @@ func (s *Service) Checkout(ctx context.Context, a Actor, in CheckoutInput) (Orde
 		return Order{}, false, err
 	}
 	p := PlaceOrder{
-		OrderID:        uuid.Must(uuid.NewV7()).String(),
+		OrderID:        s.Regions.NewOrderID(s.now()),
 		CustomerID:     a.CustomerID,
 		IdempotencyKey: key,
 		PaymentToken:   in.PaymentToken,

@@ -75,6 +75,8 @@ type APIOptions struct {
 	Notify func()
 	// Sockets configure the WebSocket connections (caps, timeouts); zero: defaults.
 	Sockets gqlhttp.SocketOptions
+	// Regions is the deployment's regions and this API's (zero: one region).
+	Regions checkout.Regions
 }
 
 // RedisURL is the Redis server tests use: REDIS_URL, else redis://127.0.0.1:6379/0.
@@ -104,6 +106,7 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 	if err != nil {
 		t.Fatal(err)
 	}
+	svc.Regions = opt.Regions
 	cat := store.NewCatalog(db.DB, opt.Now)
 	res := &graph.Resolver{Now: opt.Now, Service: svc, Catalog: catalog.NewService(cat), Orders: orders, Feed: opt.Feed,
 		WebhookService: webhook.NewService(store.NewWebhooks(db.DB, opt.Now), webhook.Policy{AllowPrivate: !opt.StrictWebhookURLs},

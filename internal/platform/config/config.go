@@ -178,6 +178,15 @@ type Checkout struct {
 	// keeps its stock, from the provider's answer (at most RESERVATION_TTL from the
 	// checkout); a payment completed later is refunded.
 	ActionHoldTTL time.Duration `env:"ACTION_HOLD_TTL" envDefault:"5m"`
+	// Region names the region this process sells from, one of REGIONS: the orders placed
+	// here carry it in their ids, so any region tells where an order lives. Empty with
+	// REGIONS empty: a deployment of one region.
+	Region string `env:"REGION"`
+	// Regions lists every region of the deployment, in the same order in each region's
+	// configuration (an order id carries its home region's place in the list, so a
+	// region is only ever added at the end; one that ran alone before comes first):
+	// lowercase names of letters, digits and hyphens, at most 255.
+	Regions []string `env:"REGIONS" envSeparator:","`
 }
 
 // Payment is the payment provider.
