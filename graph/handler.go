@@ -161,5 +161,5 @@ func Handler(r *Resolver, opt HandlerOptions) http.Handler {
 	if opt.Overload != nil {
 		h = opt.Overload(h)
 	}
-	return gqlhttp.Private(opt.HTTP.CORS.Handler(opt.Verifier.Middleware(h)))
+	return gqlhttp.Private(opt.HTTP.CORS.Handler(opt.Verifier.Middleware(markForwarded(h))))
 }

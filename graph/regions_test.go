@@ -1,12 +1,16 @@
 package graph_test
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 
+	"github.com/checkout-backend/checkout/graph/gqlhttp"
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/region"
 	"github.com/checkout-backend/checkout/internal/testutil"
 )
 
@@ -41,5 +45,78 @@ func TestRegions_AnOrderPlacedInARegionCarriesItInItsID(t *testing.T) {
 	}
 	if _, reserved := api.Stock(t, "TEE"); reserved != 2 {
 		t.Errorf("%d units reserved in us, want 2", reserved)
+	}
+}
+
+// TestRegions_AnotherRegionsOrder_ReadCancelledAtItsHome_RegionUnavailableWhileUnreachable:
+// two regions, each an API on a database of its own. An order placed in eu is read and
+// cancelled through us, which forwards both to eu with the caller's token: eu
+// authorizes (another customer reads nothing) and eu's database has the cancellation.
+// A request that eu forwarded would not be forwarded again; with eu unreachable, us
+// answers REGION_UNAVAILABLE with retryAfter, and changes nothing.
+func TestRegions_AnotherRegionsOrder_ReadCancelledAtItsHome_RegionUnavailableWhileUnreachable(t *testing.T) {
+	t.Parallel()
+	names := []string{"eu", "us"}
+	apis := map[string]*testutil.API{}
+	urls := map[string]string{}
+	servers := map[string]*httptest.Server{}
+	for _, name := range names {
+		regions, err := checkout.NewRegions(names, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		api := testutil.NewAPI(t, testutil.NewDB(t), testutil.APIOptions{Regions: regions})
+		api.Resolver.Remote = &region.Forwarder{Local: name, URLs: urls}
+		apis[name] = api
+		servers[name] = httptest.NewServer(api.Handler)
+		t.Cleanup(servers[name].Close)
+		urls[name] = servers[name].URL
+	}
+	eu, us := apis["eu"], apis["us"]
+	eu.Product(t, "TEE", 1500, map[string]int{"ams": 5})
+	ann := testutil.Token(t, "ann")
+	r, _ := doCheckout(t, eu, ann, map[string]any{"idempotencyKey": "k1", "paymentToken": "pm_card_threeDSecure2Required",
+		"items": []map[string]any{{"sku": "TEE", "quantity": 2}}})
+	if r.Checkout.Order == nil {
+		t.Fatalf("checkout in eu: %+v", r.Checkout.UserErrors)
+	}
+	id := r.Checkout.Order.ID
+	read := `query($id: ID!) { order(id: $id) { id status totalCents items { sku quantity } } }`
+
+	got := us.Do(t, ann, read, map[string]any{"id": id})
+	if got.ErrorCode() != "" || !strings.Contains(string(got.Data), id) || !strings.Contains(string(got.Data), `"PENDING_PAYMENT"`) ||
+		!strings.Contains(string(got.Data), `"totalCents":3000`) {
+		t.Fatalf("ann reads her eu order through us: %s %s", got.Data, got.ErrorCode())
+	}
+	if got := us.Do(t, testutil.Token(t, "bob"), read, map[string]any{"id": id}); string(got.Data) != `{"order":null}` {
+		t.Errorf("bob reads ann's eu order through us: %s %s", got.Data, got.ErrorCode())
+	}
+	cancel := `mutation($id: ID!) { cancelOrder(id: $id) { order { id status } userErrors { code } } }`
+	if got := us.Do(t, ann, cancel, map[string]any{"id": id}); !strings.Contains(string(got.Data), `"CANCELLED"`) {
+		t.Fatalf("ann cancels her eu order through us: %s %s", got.Data, got.ErrorCode())
+	}
+	if n := eu.Count(t, `SELECT count(*)::int FROM orders WHERE id = ? AND status = 'CANCELLED'`, id); n != 1 {
+		t.Errorf("eu's database: %d cancelled orders %s, want 1", n, id)
+	}
+	if got := us.Do(t, ann, cancel, map[string]any{"id": id}); !strings.Contains(string(got.Data), `"ORDER_NOT_CANCELLABLE"`) {
+		t.Errorf("cancelling again through us: %s %s, want eu's ORDER_NOT_CANCELLABLE", got.Data, got.ErrorCode())
+	}
+
+	// A request eu forwarded to us for an eu order: the regions disagree; no loop.
+	body := `{"query":"query($id: ID!) { order(id: $id) { id } }","variables":{"id":"` + id + `"}}`
+	req := httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+ann)
+	req.Header.Set(checkout.ForwardedHeader, "eu")
+	rec := httptest.NewRecorder()
+	us.Handler.ServeHTTP(rec, req)
+	if !strings.Contains(rec.Body.String(), gqlhttp.CodeRegionUnavailable) {
+		t.Errorf("a forwarded request forwarded again: %d %s", rec.Code, rec.Body)
+	}
+
+	servers["eu"].Close()
+	got = us.Do(t, ann, read, map[string]any{"id": id})
+	if got.ErrorCode() != gqlhttp.CodeRegionUnavailable || len(got.Errors) == 0 || got.Errors[0].Extensions["retryAfter"] != float64(1) {
+		t.Errorf("eu unreachable: %s, errors %+v; want %s with retryAfter", got.Data, got.Errors, gqlhttp.CodeRegionUnavailable)
 	}
 }

@@ -26,4 +26,8 @@ type Resolver struct {
 	ObserveCheckout func(outcome string)
 	// Webhooks manages partner webhook endpoints.
 	WebhookService *webhook.Service
+	// Regions and Remote send reads, cancels and shipments of an order that lives in
+	// another region to its home (the zero Regions or a nil Remote: every order here).
+	Regions checkout.Regions
+	Remote  checkout.RemoteOrders
 }

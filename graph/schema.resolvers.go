@@ -110,6 +110,12 @@ func (r *mutationResolver) CancelOrder(ctx context.Context, id string) (*model.O
 	if err != nil {
 		return nil, err
 	}
+	if home, token, remote, err := r.remoteHome(ctx, id); err != nil {
+		return nil, err
+	} else if remote {
+		o, err := r.Remote.CancelOrder(ctx, home, token, id)
+		return remotePayload(ctx, o, err)
+	}
 	o, err := r.Service.CancelOrder(ctx, a, id)
 	return orderPayload(ctx, o, err)
 }
@@ -119,6 +125,12 @@ func (r *mutationResolver) ShipOrder(ctx context.Context, id string, trackingNum
 	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if home, token, remote, err := r.remoteHome(ctx, id); err != nil {
+		return nil, err
+	} else if remote {
+		o, err := r.Remote.ShipOrder(ctx, home, token, id, trackingNumber)
+		return remotePayload(ctx, o, err)
 	}
 	o, err := r.Service.ShipOrder(ctx, a, id, trackingNumber)
 	return orderPayload(ctx, o, err)
@@ -186,6 +198,12 @@ func (r *queryResolver) Order(ctx context.Context, id string) (*checkout.Order, 
 	a, err := actor(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if home, token, remote, err := r.remoteHome(ctx, id); err != nil {
+		return nil, err
+	} else if remote {
+		o, err := r.Remote.Order(ctx, home, token, id)
+		return o, remoteError(ctx, err)
 	}
 	o, err := r.Service.Order(ctx, a, id)
 	return o, accessError(ctx, err)

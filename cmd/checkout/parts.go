@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/playground"
@@ -37,6 +38,7 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/telemetry"
 	"github.com/checkout-backend/checkout/internal/platform/tlsx"
 	"github.com/checkout-backend/checkout/internal/redishold"
+	"github.com/checkout-backend/checkout/internal/region"
 	"github.com/checkout-backend/checkout/internal/store"
 	"github.com/checkout-backend/checkout/internal/webhook"
 	"github.com/checkout-backend/checkout/outbox"
@@ -390,13 +392,20 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	if svc.Regions, err = checkout.NewRegions(cfg.Checkout.Regions, cfg.Checkout.Region); err != nil {
 		return nil, fmt.Errorf("config: REGION, REGIONS: %w", err)
 	}
+	var remote checkout.RemoteOrders
+	if len(svc.Regions.Names) > 0 {
+		if remote, err = forwarder(svc.Regions, cfg.Checkout.RegionURLs); err != nil {
+			return nil, err
+		}
+	}
 	svc.Limits = checkout.PurchaseLimits{MaxUnpaidOrders: cfg.Checkout.MaxUnpaidOrders,
 		MaxFailedPayments: cfg.Checkout.MaxFailedPayments, FailedPaymentWindow: cfg.Checkout.FailedPaymentWindow}
 	feedBroker := broker.New(cfg.Broker.URL, st.topo, s.logger)
 	a.add(feedBroker.Close)
 	a.feed = feed.New(feedBroker, st.orders, 16, s.logger)
 	res := &graph.Resolver{Now: s.now, ObserveCheckout: m.Checkout, Service: svc, Catalog: catalog.NewService(catalogStore), Orders: orders, Feed: a.feed,
-		WebhookService: webhook.NewService(st.webhooks, st.policy, func() string { return uuid.Must(uuid.NewV7()).String() }).WithSealer(st.sealer)}
+		WebhookService: webhook.NewService(st.webhooks, st.policy, func() string { return uuid.Must(uuid.NewV7()).String() }).WithSealer(st.sealer),
+		Regions:        svc.Regions, Remote: remote}
 	gqlOpt, closeGQL, err := gqlhttp.FromConfig(ctx, cfg, s.logger)
 	if err != nil {
 		return nil, err
@@ -599,4 +608,19 @@ func redisTLSFiles(cfg config.Config) tlsx.Files {
 // authOptions are the token checks JWT_ISSUER, JWT_AUDIENCE and JWT_MAX_LIFETIME ask for.
 func authOptions(cfg config.Config) auth.Options {
 	return auth.Options{Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, MaxLifetime: cfg.Auth.MaxLifetime}
+}
+
+// forwarder sends operations on other regions' orders to their APIs (REGION_URLS):
+// every region of REGIONS but this one needs an http(s) address.
+func forwarder(r checkout.Regions, urls map[string]string) (*region.Forwarder, error) {
+	for _, name := range r.Names {
+		if name == r.Local {
+			continue
+		}
+		u, err := url.Parse(urls[name])
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("config: REGION_URLS needs an http(s) address for region %s (got %q)", name, urls[name])
+		}
+	}
+	return &region.Forwarder{Local: r.Local, URLs: urls}, nil
 }

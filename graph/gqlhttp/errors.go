@@ -21,6 +21,9 @@ const (
 	CodeInternal        = "INTERNAL_SERVER_ERROR"
 	CodeUnavailable     = "SERVICE_UNAVAILABLE" // a dependency is gone for a moment, or the service is busy
 	CodeRateLimited     = "RATE_LIMITED"
+	// CodeRegionUnavailable: the order lives in another region, which cannot be reached
+	// now; retry (extensions.retryAfter).
+	CodeRegionUnavailable = "REGION_UNAVAILABLE"
 
 	// Request errors of GraphQL over HTTP.
 	CodeBadRequest                 = "BAD_REQUEST"

@@ -1,6 +1,8 @@
 package checkout
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -95,3 +97,23 @@ func (r Regions) IsLocal(id string) bool {
 	home, ok := r.HomeOf(id)
 	return ok && home == r.Local
 }
+
+// RemoteOrders reads and changes orders that live in another region, at their home:
+// the operation goes to the home region's API with the caller's own token, so the home
+// region authorizes it as it would a request of its own. A region that cannot be
+// reached answers ErrRegionUnavailable; a refusal of the home region (an Error) comes
+// back as it was.
+type RemoteOrders interface {
+	Order(ctx context.Context, home, token, id string) (*Order, error)
+	CancelOrder(ctx context.Context, home, token, id string) (Order, error)
+	ShipOrder(ctx context.Context, home, token, id, tracking string) (Order, error)
+}
+
+// ErrRegionUnavailable means an order's home region cannot be reached now: the client
+// retries later (nothing was changed here).
+var ErrRegionUnavailable = errors.New("the order's home region cannot be reached now")
+
+// ForwardedHeader marks a request that one region's API sent to another on a caller's
+// behalf (its value names the sender). A region that would forward such a request again
+// (regions configured differently) refuses instead, so nothing goes round in circles.
+const ForwardedHeader = "X-Checkout-Forwarded-From"

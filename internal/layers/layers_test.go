@@ -47,7 +47,7 @@ var (
 	cmd      = mod("cmd/...")
 	// adapters talk to the world; only cmd/checkout (and tests) see them all.
 	adapters = anyOf(mod("internal/store"), mod("internal/broker"), mod("outbox"), mod("workers"),
-		mod("internal/feed"), mod("internal/redishold"), mod("internal/analytics/..."),
+		mod("internal/feed"), mod("internal/redishold"), mod("internal/region"), mod("internal/analytics/..."),
 		mod("internal/payment/stripe"), mod("internal/payment/sandbox"), mod("internal/payment/resilience"), graph)
 
 	amqp     = ext("github.com/rabbitmq/amqp091-go")

@@ -75,7 +75,8 @@ type APIOptions struct {
 	Notify func()
 	// Sockets configure the WebSocket connections (caps, timeouts); zero: defaults.
 	Sockets gqlhttp.SocketOptions
-	// Regions is the deployment's regions and this API's (zero: one region).
+	// Regions is the deployment's regions and this API's (zero: one region); the test
+	// sets Resolver.Remote to forward to the others.
 	Regions checkout.Regions
 }
 
@@ -110,7 +111,7 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 	cat := store.NewCatalog(db.DB, opt.Now)
 	res := &graph.Resolver{Now: opt.Now, Service: svc, Catalog: catalog.NewService(cat), Orders: orders, Feed: opt.Feed,
 		WebhookService: webhook.NewService(store.NewWebhooks(db.DB, opt.Now), webhook.Policy{AllowPrivate: !opt.StrictWebhookURLs},
-			func() string { return uuid.Must(uuid.NewV7()).String() })}
+			func() string { return uuid.Must(uuid.NewV7()).String() }), Regions: opt.Regions}
 	var logTo io.Writer = testWriter{t}
 	if opt.Log != nil {
 		logTo = io.MultiWriter(logTo, opt.Log)

@@ -117,6 +117,18 @@ type ctxKey struct{}
 type state struct {
 	actor checkout.Actor
 	err   error
+	token string // the verified bearer token, when the actor came from one
+}
+
+// Token is the bearer token the request's actor was verified from ("" for none, a bad
+// one, or an actor a client certificate authenticated): what a request forwarded on the
+// caller's behalf (to an order's home region) carries.
+func Token(ctx context.Context) string {
+	s, _ := ctx.Value(ctxKey{}).(state)
+	if s.err != nil {
+		return ""
+	}
+	return s.token
 }
 
 // WithActor returns ctx carrying the actor (tests and subscriptions).
@@ -162,7 +174,7 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 		} else if a, err := v.Verify(tok); err != nil {
 			ctx = WithError(ctx, err)
 		} else {
-			ctx = WithActor(ctx, a)
+			ctx = context.WithValue(ctx, ctxKey{}, state{actor: a, token: tok})
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})

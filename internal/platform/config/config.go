@@ -187,6 +187,10 @@ type Checkout struct {
 	// region is only ever added at the end; one that ran alone before comes first):
 	// lowercase names of letters, digits and hyphens, at most 255.
 	Regions []string `env:"REGIONS" envSeparator:","`
+	// RegionURLs are the other regions' API addresses, region=URL pairs separated by
+	// commas (eu=https://eu.api.shop.example): reading, cancelling or shipping an order
+	// that lives in another region is forwarded there with the caller's token.
+	RegionURLs map[string]string `env:"REGION_URLS" envSeparator:"," envKeyValSeparator:"="`
 }
 
 // Payment is the payment provider.
