@@ -47,6 +47,9 @@ func (r *Resolver) remoteHome(ctx context.Context, id string) (home, token strin
 		return "", "", false, regionError(ctx, fmt.Sprintf("order %s lives in region %s, but region %s forwarded it here: the regions' REGIONS differ", id, home, from))
 	}
 	if token = auth.Token(ctx); token == "" {
+		if a, _ := auth.FromContext(ctx); a == (checkout.Actor{}) {
+			return "", "", false, accessError(ctx, checkout.ErrUnauthenticated)
+		}
 		return "", "", false, gqlError(ctx, gqlhttp.CodeForbidden,
 			fmt.Sprintf("order %s lives in region %s: ask that region's API (a request is forwarded there with its bearer token only)", id, home))
 	}

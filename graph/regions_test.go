@@ -91,6 +91,9 @@ func TestRegions_AnotherRegionsOrder_ReadCancelledAtItsHome_RegionUnavailableWhi
 	if got := us.Do(t, testutil.Token(t, "bob"), read, map[string]any{"id": id}); string(got.Data) != `{"order":null}` {
 		t.Errorf("bob reads ann's eu order through us: %s %s", got.Data, got.ErrorCode())
 	}
+	if got := us.Do(t, "", read, map[string]any{"id": id}); got.ErrorCode() != gqlhttp.CodeUnauthenticated {
+		t.Errorf("nobody signed in reads an eu order through us: %s %s, want UNAUTHENTICATED", got.Data, got.ErrorCode())
+	}
 	cancel := `mutation($id: ID!) { cancelOrder(id: $id) { order { id status } userErrors { code } } }`
 	if got := us.Do(t, ann, cancel, map[string]any{"id": id}); !strings.Contains(string(got.Data), `"CANCELLED"`) {
 		t.Fatalf("ann cancels her eu order through us: %s %s", got.Data, got.ErrorCode())
