@@ -161,5 +161,8 @@ func Handler(r *Resolver, opt HandlerOptions) http.Handler {
 	if opt.Overload != nil {
 		h = opt.Overload(h)
 	}
-	return gqlhttp.Private(opt.HTTP.CORS.Handler(opt.Verifier.Middleware(markForwarded(h))))
+	if r.Remote != nil { // several regions: note requests another region forwarded
+		h = markForwarded(h)
+	}
+	return gqlhttp.Private(opt.HTTP.CORS.Handler(opt.Verifier.Middleware(h)))
 }

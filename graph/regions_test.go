@@ -65,8 +65,8 @@ func TestRegions_AnotherRegionsOrder_ReadCancelledAtItsHome_RegionUnavailableWhi
 		if err != nil {
 			t.Fatal(err)
 		}
-		api := testutil.NewAPI(t, testutil.NewDB(t), testutil.APIOptions{Regions: regions})
-		api.Resolver.Remote = &region.Forwarder{Local: name, URLs: urls}
+		api := testutil.NewAPI(t, testutil.NewDB(t), testutil.APIOptions{Regions: regions,
+			Remote: &region.Forwarder{Local: name, URLs: urls}}) // urls is filled as the servers start
 		apis[name] = api
 		servers[name] = httptest.NewServer(api.Handler)
 		t.Cleanup(servers[name].Close)

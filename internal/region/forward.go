@@ -34,15 +34,11 @@ const orderFields = `id status totalCents currency createdAt updatedAt reservati
 
 // Order reads the order id at home with the caller's token (nil: not found there).
 func (f *Forwarder) Order(ctx context.Context, home, token, id string) (*checkout.Order, error) {
-	var data struct{ Order *orderJSON }
+	var data struct{ Order *checkout.Order }
 	if err := f.do(ctx, home, token, `query($id: ID!) { order(id: $id) { `+orderFields+` } }`, map[string]any{"id": id}, &data); err != nil {
 		return nil, err
 	}
-	if data.Order == nil {
-		return nil, nil
-	}
-	o := data.Order.order()
-	return &o, nil
+	return data.Order, nil
 }
 
 // CancelOrder cancels the order id at home.
@@ -133,27 +129,11 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("region %s: %s (%s)", e.Region, e.Message, e.Code)
 }
 
-type orderJSON struct {
-	ID                   string
-	Status               checkout.Status
-	TotalCents           int64
-	Currency             string
-	CreatedAt            time.Time
-	UpdatedAt            time.Time
-	ReservationExpiresAt *time.Time
-	TrackingNumber       *string
-	PaymentFailureReason *string
-	Items                []checkout.OrderItem
-}
-
-func (o orderJSON) order() checkout.Order {
-	return checkout.Order{ID: o.ID, Status: o.Status, Items: o.Items, TotalCents: o.TotalCents, Currency: o.Currency,
-		CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt, ReservationExpiresAt: o.ReservationExpiresAt,
-		TrackingNumber: o.TrackingNumber, PaymentFailureReason: o.PaymentFailureReason}
-}
-
+// payloadJSON is an OrderPayload as the home region answers it. An order decodes
+// straight into checkout.Order: encoding/json matches the contract's field names
+// (totalCents, createdAt, ...) to its fields without regard to case.
 type payloadJSON struct {
-	Order      *orderJSON
+	Order      *checkout.Order
 	UserErrors []struct {
 		Code    checkout.Code
 		Field   []string
@@ -169,5 +149,5 @@ func (p payloadJSON) result() (checkout.Order, error) {
 	if p.Order == nil {
 		return checkout.Order{}, errors.New("region: an answer with neither an order nor a user error")
 	}
-	return p.Order.order(), nil
+	return *p.Order, nil
 }

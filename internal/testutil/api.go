@@ -75,9 +75,10 @@ type APIOptions struct {
 	Notify func()
 	// Sockets configure the WebSocket connections (caps, timeouts); zero: defaults.
 	Sockets gqlhttp.SocketOptions
-	// Regions is the deployment's regions and this API's (zero: one region); the test
-	// sets Resolver.Remote to forward to the others.
+	// Regions is the deployment's regions and this API's (zero: one region); Remote
+	// forwards operations on the others' orders.
 	Regions checkout.Regions
+	Remote  checkout.RemoteOrders
 }
 
 // RedisURL is the Redis server tests use: REDIS_URL, else redis://127.0.0.1:6379/0.
@@ -111,7 +112,7 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 	cat := store.NewCatalog(db.DB, opt.Now)
 	res := &graph.Resolver{Now: opt.Now, Service: svc, Catalog: catalog.NewService(cat), Orders: orders, Feed: opt.Feed,
 		WebhookService: webhook.NewService(store.NewWebhooks(db.DB, opt.Now), webhook.Policy{AllowPrivate: !opt.StrictWebhookURLs},
-			func() string { return uuid.Must(uuid.NewV7()).String() }), Regions: opt.Regions}
+			func() string { return uuid.Must(uuid.NewV7()).String() }), Regions: opt.Regions, Remote: opt.Remote}
 	var logTo io.Writer = testWriter{t}
 	if opt.Log != nil {
 		logTo = io.MultiWriter(logTo, opt.Log)
