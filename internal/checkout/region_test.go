@@ -57,13 +57,12 @@ func TestRegions_OrderIDsCarryTheirHomeRegion(t *testing.T) {
 	if id := one.NewOrderID(at); uuid.MustParse(id).Version() != 7 || !one.IsLocal(id) {
 		t.Errorf("one region: %s, want a local UUIDv7", id)
 	}
-	for _, bad := range [][]string{{"eu", "eu"}, {"EU"}, {"eu", "us"}} {
-		local := "ap"
-		if len(bad) == 1 {
-			local = "EU"
-		}
-		if _, err := NewRegions(bad, local); err == nil {
-			t.Errorf("NewRegions(%v, %q) accepted", bad, local)
+	for _, bad := range []struct {
+		names []string
+		local string
+	}{{[]string{"eu", "eu"}, "eu"}, {[]string{"EU"}, "EU"}, {[]string{"eu", "us"}, "ap"}} {
+		if _, err := NewRegions(bad.names, bad.local); err == nil {
+			t.Errorf("NewRegions(%v, %q) accepted", bad.names, bad.local)
 		}
 	}
 }

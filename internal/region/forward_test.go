@@ -53,9 +53,11 @@ func TestForwarder_AnswersOfTheHomeRegion(t *testing.T) {
 	for name, c := range map[string]struct {
 		region string
 		status int
-	}{"no address": {"sa", 200}, "nobody listening": {"ap", 200}, "5xx": {"eu", 503}, "busy": {"eu", 429}} {
+		code   string
+	}{"no address": {"sa", 200, ""}, "nobody listening": {"ap", 200, ""}, "unavailable": {"eu", 200, "SERVICE_UNAVAILABLE"},
+		"5xx": {"eu", 500, "INTERNAL_SERVER_ERROR"}, "busy": {"eu", 429, "RATE_LIMITED"}} {
 		status = c.status
-		answer = `{"errors":[{"message":"busy","extensions":{"code":"SERVICE_UNAVAILABLE"}}]}`
+		answer = `{"errors":[{"message":"no","extensions":{"code":"` + c.code + `"}}]}`
 		if _, err := f.Order(ctx, c.region, "tok", "o1"); !errors.Is(err, checkout.ErrRegionUnavailable) {
 			t.Errorf("%s: %v, want ErrRegionUnavailable", name, err)
 		}
