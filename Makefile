@@ -102,10 +102,12 @@ test: export REDIS_URL ?= $(DEFAULT_REDIS_URL)
 test: ## run every test (starts PostgreSQL, RabbitMQ and Redis if needed)
 	@$(SERVICES) --need-redis
 	@# On a fresh machine the tools some tests run (promtool, prometheus, chromium) are
-	@# installed, and gotestsum is built, while the modules the tests need download.
+	@# installed, and gotestsum and the service binary are built, while the modules the
+	@# tests need download. (The binary built here is the one the tests run: see
+	@# testutil.BuildCheckout.)
 	@log=$$(mktemp -t checkout-tools.XXXXXX); rc=0; \
 	$(SERVICES) --need-redis --need-tools >$$log 2>&1 & pid=$$!; \
-	$(GO) tool -n gotestsum >/dev/null & tpid=$$!; \
+	{ $(GO) tool -n gotestsum && $(GO) tool -n github.com/checkout-backend/checkout/cmd/checkout; } >/dev/null & tpid=$$!; \
 	$(GO) list -deps -test $(PKGS) >/dev/null || rc=$$?; \
 	wait $$pid || rc=$$?; wait $$tpid || rc=$$?; cat $$log; rm -f $$log; exit $$rc
 	$(call run_tests,)

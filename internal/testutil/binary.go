@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/checkout-backend/checkout/internal/broker"
@@ -26,6 +29,17 @@ var (
 func BuildCheckout(t testing.TB) string {
 	t.Helper()
 	checkoutOnce.Do(func() {
+		// The go command writes a cached executable in place. Two test processes that
+		// build it at once (deploy, systest and cmd/checkout run in parallel) would leave
+		// one running the file while the other still holds it open for writing, and the
+		// exec fails with "text file busy". A lock across processes makes the second
+		// go command find the first one's entry in the cache instead of writing it again.
+		unlock, err := lockFile(filepath.Join(os.TempDir(), "checkout-go-tool.lock"))
+		if err != nil {
+			checkoutErr = err
+			return
+		}
+		defer unlock()
 		var stderr bytes.Buffer
 		cmd := exec.Command("go", "tool", "-n", "github.com/checkout-backend/checkout/cmd/checkout")
 		cmd.Stderr = &stderr
@@ -52,4 +66,18 @@ func DeploymentPrefix(t testing.TB) string {
 		b.Close()
 	})
 	return prefix
+}
+
+// lockFile takes an exclusive lock on path (created if missing), held until the returned
+// function is called or the process exits.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
