@@ -35,6 +35,8 @@ commands:
   persisted list or verify a persisted query manifest: persisted list|verify [MANIFEST]
   report    analytics report over the Parquet files: report [--dir DIR] [--html FILE] [--since 24h] [--until T]
   certs     make a development CA, server and client certificates: certs dev [--dir DIR]
+  shovels   print the rabbitmqctl commands linking this region's broker to the others':
+            shovels PEER=AMQP_URI ... (one per other region of REGIONS)
 `
 
 func main() {
@@ -63,6 +65,11 @@ func main() {
 		err = runReport(args, os.Stdout, time.Now)
 	case "certs":
 		err = runCerts(args, os.Stdout, os.Stderr)
+	case "shovels":
+		var cfg config.Config
+		if cfg, err = config.Load(); err == nil {
+			err = runShovels(cfg, args, os.Stdout)
+		}
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

@@ -153,6 +153,10 @@ type stores struct {
 	webhooks *store.Webhooks
 	policy   webhook.Policy
 	sealer   *webhook.Sealer
+	// regions is the deployment's regions (REGION, REGIONS); transfers the escrow of
+	// this region's stock when there are several.
+	regions   checkout.Regions
+	transfers *store.Transfers
 }
 
 func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) (_ *stores, err error) {
@@ -180,7 +184,14 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	st.webhooks = store.NewWebhooks(st.db, s.now)
-	st.topo = broker.Topology{Prefix: cfg.Broker.Prefix, Consumers: workers.DeploymentConsumers(cfg.Analytics.Sink != "off"),
+	if st.regions, err = checkout.NewRegions(cfg.Checkout.Regions, cfg.Checkout.Region); err != nil {
+		return nil, fmt.Errorf("config: REGION, REGIONS: %w", err)
+	}
+	if len(st.regions.Names) > 1 {
+		st.transfers = store.NewTransfers(st.db, s.now, st.regions.Local)
+	}
+	st.topo = broker.Topology{Prefix: cfg.Broker.Prefix,
+		Consumers:   append(workers.DeploymentConsumers(cfg.Analytics.Sink != "off"), workers.RegionConsumers(st.regions)...),
 		RetryDelays: cfg.Workers.RetryDelays, QuorumSize: cfg.Broker.QuorumSize}
 	// Publishing and consuming get their own connections, as RabbitMQ advises.
 	st.pub = broker.New(cfg.Broker.URL, st.topo, s.logger)
@@ -305,10 +316,28 @@ func newWorkers(s *service, st *stores) (*workerPart, error) {
 		Delivery: store.DeliveryPolicy{Retry: webhook.Retry{Base: cfg.Webhooks.BackoffBase, MaxAge: cfg.Webhooks.MaxAge,
 			MaxAttempts: cfg.Webhooks.MaxAttempts}, DisableAfter: cfg.Webhooks.DisableAfter}})
 	hookOpt := broker.ConsumeOptions{Observe: m.Consumer, Retry: outbox.Scheduler(st.db, s.now)}
+	// With several regions: the transfers addressed to this region, and the rebalancer
+	// that asks the others for what runs low here.
+	var transfers *workers.TransferWorker
+	var rebalancer *workers.Rebalancer
+	if st.transfers != nil {
+		c := cfg.Checkout
+		transfers = workers.NewTransferWorker(st.transfers, c.RebalanceLow, s.logger)
+		m.AddConsumer(workers.TransferConsumer)
+		if rebalancer, err = workers.NewRebalancer(st.transfers, workers.Peers(st.regions), workers.RebalancerOptions{
+			Interval: c.RebalanceInterval, Logger: s.logger, AskOptions: checkout.AskOptions{Low: c.RebalanceLow,
+				Target: c.RebalanceTarget, Reask: c.RebalanceReask, Idle: c.RebalanceIdle, Warehouse: c.RebalanceWarehouse}}); err != nil {
+			return nil, err
+		}
+	}
 	w.run = func(ctx context.Context) error {
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return pay.Run(ctx, sub, payOpt) })
 		g.Go(func() error { return hooks.Run(ctx, sub, hookOpt) })
+		if transfers != nil {
+			g.Go(func() error { return transfers.Run(ctx, sub, payOpt) })
+			g.Go(func() error { return rebalancer.Run(ctx) })
+		}
 		return g.Wait()
 	}
 	return w, nil
@@ -389,9 +418,7 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 		return nil, err
 	}
 	svc.CheckoutTimeout = cfg.Checkout.Timeout
-	if svc.Regions, err = checkout.NewRegions(cfg.Checkout.Regions, cfg.Checkout.Region); err != nil {
-		return nil, fmt.Errorf("config: REGION, REGIONS: %w", err)
-	}
+	svc.Regions = st.regions
 	var remote checkout.RemoteOrders
 	if len(svc.Regions.Names) > 0 {
 		if remote, err = forwarder(svc.Regions, cfg.Checkout.RegionURLs); err != nil {

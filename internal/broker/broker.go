@@ -447,8 +447,8 @@ var ErrNacked = errors.New("broker nacked a message")
 
 // Publish sends events and returns once the broker confirmed every one, or an error;
 // they go in order on one channel. An event goes to the events exchange (routing key =
-// type), or, when it has a Destination (a scheduled retry), straight to that
-// consumer's queue. While the broker blocks publishing it fails at once with
+// its type, and the region it is addressed to if any: event.Envelope.RoutingKey), or,
+// when it has a Destination (a scheduled retry), straight to that consumer's queue. While the broker blocks publishing it fails at once with
 // ErrBlocked. It implements outbox.Publisher.
 func (b *Broker) Publish(ctx context.Context, events []event.Envelope) error {
 	if b.Blocked() {
@@ -481,7 +481,7 @@ func (b *Broker) Publish(ctx context.Context, events []event.Envelope) error {
 	}
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
 	for i, m := range msgs {
-		exchange, key := b.topo.Exchange(), m.Type
+		exchange, key := b.topo.Exchange(), events[i].RoutingKey()
 		if d := events[i].Destination; d != "" {
 			exchange, key = "", b.topo.Queue(d)
 		}
@@ -569,4 +569,31 @@ func (b *Broker) QueueStats(ctx context.Context) ([]QueueStat, error) {
 		out = append(out, QueueStat{Queue: name, Messages: q.Messages, Consumers: q.Consumers})
 	}
 	return out, nil
+}
+
+// Shovel is the dynamic shovel (RabbitMQ's shovel plugin) that moves what waits in
+// queue, on this region's broker, to the events exchange of the same topology on a
+// peer region's broker at peerURI, with the routing key each message was published
+// with. It acknowledges a message here only once the peer confirmed it (ack-mode
+// on-confirm): a link or broker lost midway redelivers, never drops, and the consumers
+// there deduplicate. peerURI names the virtual host (amqps://user:pass@host/%2f: a
+// URI that ends in "/" names the empty one). An operator sets it on the local broker
+// with
+//
+//	rabbitmqctl set_parameter shovel <name> '<definition>'
+//
+// (`checkout shovels` prints these commands). name is unique per queue.
+func (t Topology) Shovel(queue, peerURI string) (name string, definition []byte) {
+	def, _ := json.Marshal(map[string]any{
+		"src-protocol":     "amqp091",
+		"src-uri":          "amqp://",
+		"src-queue":        queue,
+		"dest-protocol":    "amqp091",
+		"dest-uri":         peerURI,
+		"dest-exchange":    t.Exchange(),
+		"ack-mode":         "on-confirm",
+		"src-delete-after": "never",
+		"reconnect-delay":  1,
+	})
+	return "shovel." + queue, def
 }

@@ -1,9 +1,40 @@
 package checkout
 
 import (
+	"context"
 	"fmt"
 	"sort"
+	"time"
+
+	"github.com/checkout-backend/checkout/internal/event"
 )
+
+// TransferStore is where a region keeps its side of escrow (store.Transfers): the
+// requests it makes for stock, the grants it gives and the grants it credits.
+type TransferStore interface {
+	// Ask makes one rebalancing round's requests, addressed to peers in turn.
+	Ask(ctx context.Context, peers []string, opt AskOptions) ([]event.TransferPayload, error)
+	// Grant answers a request to this region, keeping keep units here.
+	Grant(ctx context.Context, req event.TransferPayload, keep int) (event.TransferPayload, error)
+	// Credit takes in a grant to this region once; false for a duplicate.
+	Credit(ctx context.Context, grant event.TransferPayload) (bool, error)
+}
+
+// AskOptions tune a rebalancing round (TransferStore.Ask).
+type AskOptions struct {
+	// Low: a SKU with fewer units available here is asked for. Target: how many it asks
+	// to have (Target - available).
+	Low, Target int
+	// Reask: no SKU is asked for again sooner after its last request (answered or
+	// not: a request lost in a partition is asked again, of the next region, after it).
+	Reask time.Duration
+	// Idle: after a grant of nothing, the SKU is not asked for again sooner (no region
+	// had any to spare; it is asked again when one may have been restocked).
+	Idle time.Duration
+	// Warehouse receives the units of a SKU this region has no warehouse of (a SKU kept
+	// in another region only, until now).
+	Warehouse string
+}
 
 // TransferRecord is one side of a transfer of stock between regions: what the giver
 // recorded (Region is the receiver) or what the receiver credited (Region is the giver).

@@ -47,6 +47,11 @@ type TransferPayload struct {
 	From      string `json:"fromRegion"`
 	To        string `json:"toRegion"`
 	Warehouse string `json:"warehouse"`
+	// SoldOut, on a request, says the asker has nothing left to sell of the SKU: the
+	// giver then shares what it has (half, rounded up) even below what it keeps for its
+	// own buyers, so the last units of a scarce SKU go where they are wanted instead of
+	// staying stranded in a region whose buyers left.
+	SoldOut bool `json:"soldOut,omitempty"`
 }
 
 // CartPayload is the payload of cart.created.
@@ -88,6 +93,25 @@ type Envelope struct {
 
 // AttemptHeader counts a consumer's attempts at an event (1 for the first delivery).
 const AttemptHeader = "x-attempt"
+
+// ToRegionHeader addresses an event to one region (a transfer's request to the giver,
+// its grant to the asker): its routing key then ends in that region's name, so the
+// region's own consumers and the queue that carries events to it across the WAN
+// (RabbitMQ's shovel) each bind only what is addressed to them, and nothing is sent
+// back where it came from.
+const ToRegionHeader = "x-to-region"
+
+// RoutingKey is the key the envelope is published with: its type, followed by the
+// region it is addressed to, if any (stock.transfer_granted.eu-west).
+func (e Envelope) RoutingKey() string {
+	if r := e.Headers[ToRegionHeader]; r != "" {
+		return e.Type + "." + r
+	}
+	return e.Type
+}
+
+// AddressedTo is the routing key of events of type typ addressed to region.
+func AddressedTo(typ, region string) string { return typ + "." + region }
 
 // New makes an envelope with a fresh id for the given payload.
 func New(typ, aggregateID string, occurredAt time.Time, payload any) (Envelope, error) {

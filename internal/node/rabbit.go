@@ -51,6 +51,8 @@ type RabbitOptions struct {
 	Cookie string
 	// Config is more rabbitmq.conf text.
 	Config string
+	// Plugins are enabled at boot (rabbitmq_shovel for the links between regions).
+	Plugins []string
 	// Detached leaves the node running when the calling process exits (scripts);
 	// StartRabbit ignores it.
 	Detached bool
@@ -158,7 +160,7 @@ func (n *Rabbit) writeFiles() error {
 	if err := os.WriteFile(cookie, []byte(n.opt.Cookie), 0o400); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(n.Dir, "enabled_plugins"), []byte("[].\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(n.Dir, "enabled_plugins"), []byte("["+strings.Join(n.opt.Plugins, ",")+"].\n"), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(n.Dir, "rabbitmq-env.conf"), []byte("# node: the environment comes from the process\n"), 0o644); err != nil {

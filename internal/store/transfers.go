@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
@@ -37,13 +38,14 @@ func NewTransfers(db *bun.DB, now func() time.Time, region string) *Transfers {
 
 // Grant answers a request addressed to this region: it gives at most req.Quantity units
 // of req.SKU, keeping keep units available here (what this region sells before its next
-// restock), and never a unit that an unpaid order holds. It debits the warehouses with
+// restock; when the asker has sold out, only half of what is available here), and never
+// a unit that an unpaid order holds. It debits the warehouses with
 // the most available first and writes the grant (its outgoing record and the
 // stock.transfer_granted event) in the same transaction. A request granted before (the
 // same TransferID, delivered again) is answered with that grant and changes nothing.
 func (t *Transfers) Grant(ctx context.Context, req event.TransferPayload, keep int) (event.TransferPayload, error) {
 	if req.From != t.region || req.To == t.region || req.To == "" || req.Quantity <= 0 || req.SKU == "" || req.Warehouse == "" {
-		return event.TransferPayload{}, fmt.Errorf("store: transfer %s is not a request to region %s: %+v", req.TransferID, t.region, req)
+		return event.TransferPayload{}, checkout.Errorf(checkout.InvalidInput, nil, "transfer %s is not a request to region %s: %+v", req.TransferID, t.region, req)
 	}
 	grant := req
 	err := InTx(ctx, t.db, func(ctx context.Context, tx bun.Tx) error {
@@ -66,9 +68,13 @@ func (t *Transfers) Grant(ctx context.Context, req event.TransferPayload, keep i
 			WHERE sku = ? ORDER BY warehouse FOR NO KEY UPDATE`, req.SKU).Scan(ctx, &levels); err != nil {
 			return err
 		}
-		spare := -keep
+		total := 0
 		for _, l := range levels {
-			spare += l.Available
+			total += l.Available
+		}
+		spare := total - keep
+		if req.SoldOut {
+			spare = max(spare, (total+1)/2)
 		}
 		grant.Quantity = min(req.Quantity, max(0, spare))
 		left := grant.Quantity
@@ -95,7 +101,8 @@ func (t *Transfers) Grant(ctx context.Context, req event.TransferPayload, keep i
 			return err
 		}
 		return outbox.Insert(ctx, tx, event.Envelope{ID: req.TransferID, Type: event.StockTransferGranted,
-			AggregateID: "transfer:" + req.TransferID, OccurredAt: now, Payload: payload})
+			AggregateID: "transfer:" + req.TransferID, OccurredAt: now, Payload: payload,
+			Headers: map[string]string{event.ToRegionHeader: req.To}})
 	})
 	if err != nil {
 		if PgCode(err) == "23503" {
@@ -107,11 +114,11 @@ func (t *Transfers) Grant(ctx context.Context, req event.TransferPayload, keep i
 }
 
 // Credit takes in a grant addressed to this region, once: the units go to the grant's
-// warehouse here. It reports whether this call credited it (false: credited before, a
+// warehouse here, and the request it answers is marked answered. It reports whether this call credited it (false: credited before, a
 // duplicate).
 func (t *Transfers) Credit(ctx context.Context, grant event.TransferPayload) (bool, error) {
 	if grant.To != t.region || grant.From == t.region || grant.Quantity < 0 || grant.Warehouse == "" {
-		return false, fmt.Errorf("store: transfer %s is not a grant to region %s: %+v", grant.TransferID, t.region, grant)
+		return false, checkout.Errorf(checkout.InvalidInput, nil, "transfer %s is not a grant to region %s: %+v", grant.TransferID, t.region, grant)
 	}
 	credited := false
 	err := InTx(ctx, t.db, func(ctx context.Context, tx bun.Tx) error {
@@ -121,11 +128,17 @@ func (t *Transfers) Credit(ctx context.Context, grant event.TransferPayload) (bo
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 || grant.Quantity == 0 {
-			credited = n > 0
+		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
 		credited = true
+		if _, err := tx.ExecContext(ctx, `UPDATE stock_transfer_requests SET given = ?, answered_at = ? WHERE id = ?`,
+			grant.Quantity, now, grant.TransferID); err != nil {
+			return err
+		}
+		if grant.Quantity == 0 {
+			return nil
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO inventory (sku, warehouse, on_hand, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = inventory.on_hand + EXCLUDED.on_hand,
 				version = inventory.version + 1, updated_at = EXCLUDED.updated_at`, grant.SKU, grant.Warehouse, grant.Quantity, now)
@@ -175,4 +188,67 @@ func (t *Transfers) Ledger(ctx context.Context) (checkout.RegionLedger, error) {
 		return checkout.RegionLedger{}, mapErr(fmt.Errorf("escrow ledger: %w", err))
 	}
 	return l, nil
+}
+
+// Ask runs one rebalancing round of this region: for every SKU whose available stock
+// here is below opt.Low and that was not asked for recently, it records a request for
+// opt.Target less what is available and writes its stock.transfer_requested event,
+// addressed to the next of peers in turn, in one transaction. One instance of the
+// region asks at a time (the round takes a transaction-level advisory lock, and an
+// instance that finds it taken skips its round). It returns the requests made.
+func (t *Transfers) Ask(ctx context.Context, peers []string, opt checkout.AskOptions) ([]event.TransferPayload, error) {
+	if len(peers) == 0 || opt.Target <= opt.Low || opt.Low < 1 || opt.Warehouse == "" {
+		return nil, fmt.Errorf("store: ask with peers %v and options %+v: peers, 1 <= Low < Target and a warehouse are needed", peers, opt)
+	}
+	var asked []event.TransferPayload
+	err := InTx(ctx, t.db, func(ctx context.Context, tx bun.Tx) error {
+		var mine bool
+		if err := tx.NewRaw("SELECT pg_try_advisory_xact_lock(hashtext('checkout.rebalancer'))").Scan(ctx, &mine); err != nil {
+			return err
+		}
+		if !mine {
+			return nil
+		}
+		now := t.now()
+		var short []struct {
+			SKU       string
+			Available int
+			Warehouse string
+			Before    int
+		}
+		if err := tx.NewRaw(`SELECT p.sku, COALESCE(a.available, 0) AS available,
+				COALESCE((SELECT min(i.warehouse) FROM inventory i WHERE i.sku = p.sku), ?) AS warehouse,
+				(SELECT count(*) FROM stock_transfer_requests r WHERE r.sku = p.sku) AS before
+			FROM products p LEFT JOIN stock_available a ON a.sku = p.sku
+			WHERE COALESCE(a.available, 0) < ?
+			AND NOT EXISTS (SELECT 1 FROM stock_transfer_requests r WHERE r.sku = p.sku
+				AND (r.requested_at > ? OR (r.given = 0 AND r.answered_at > ?)))
+			ORDER BY p.sku LIMIT 1000`, opt.Warehouse, opt.Low, now.Add(-opt.Reask), now.Add(-opt.Idle)).Scan(ctx, &short); err != nil {
+			return err
+		}
+		for _, s := range short {
+			req := event.TransferPayload{TransferID: uuid.Must(uuid.NewV7()).String(), SKU: s.SKU,
+				Quantity: opt.Target - max(0, s.Available), From: peers[s.Before%len(peers)], To: t.region,
+				Warehouse: s.Warehouse, SoldOut: s.Available <= 0}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO stock_transfer_requests (id, sku, from_region, warehouse, asked, requested_at)
+				VALUES (?, ?, ?, ?, ?, ?)`, req.TransferID, req.SKU, req.From, req.Warehouse, req.Quantity, now); err != nil {
+				return err
+			}
+			payload, err := json.Marshal(req)
+			if err != nil {
+				return err
+			}
+			if err := outbox.Insert(ctx, tx, event.Envelope{ID: req.TransferID, Type: event.StockTransferRequested,
+				AggregateID: "transfer:" + req.TransferID, OccurredAt: now, Payload: payload,
+				Headers: map[string]string{event.ToRegionHeader: req.From}}); err != nil {
+				return err
+			}
+			asked = append(asked, req)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, mapErr(fmt.Errorf("ask for stock: %w", err))
+	}
+	return asked, nil
 }

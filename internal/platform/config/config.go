@@ -191,6 +191,25 @@ type Checkout struct {
 	// commas (eu=https://eu.api.shop.example): reading, cancelling or shipping an order
 	// that lives in another region is forwarded there with the caller's token.
 	RegionURLs map[string]string `env:"REGION_URLS" envSeparator:"," envKeyValSeparator:"="`
+	// RebalanceLow is the mark below which a region asks for more: with several
+	// regions, each sells from its own share of each SKU's stock (escrow), and its
+	// rebalancer asks the others for more of a SKU when fewer than this many units are
+	// available here. A region asked keeps this many for its
+	// own buyers, unless the asker has sold out (then it shares half of what it has).
+	RebalanceLow int `env:"REBALANCE_LOW" envDefault:"10"`
+	// RebalanceTarget is how many units of a SKU a region asks to have: it asks for
+	// this less what is available.
+	RebalanceTarget int `env:"REBALANCE_TARGET" envDefault:"50"`
+	// RebalanceInterval is how often the rebalancer looks for SKUs running low.
+	RebalanceInterval time.Duration `env:"REBALANCE_INTERVAL" envDefault:"1s"`
+	// RebalanceReask is the least time between two requests for one SKU (a request lost in a
+	// partition is asked again after it, of the next region in turn).
+	RebalanceReask time.Duration `env:"REBALANCE_REASK" envDefault:"5s"`
+	// RebalanceIdle is the least time after a grant of nothing before the SKU is asked
+	// for again.
+	RebalanceIdle time.Duration `env:"REBALANCE_IDLE" envDefault:"30s"`
+	// RebalanceWarehouse receives the units of a SKU this region has no warehouse of.
+	RebalanceWarehouse string `env:"REBALANCE_WAREHOUSE" envDefault:"main"`
 }
 
 // Payment is the payment provider.
@@ -542,6 +561,10 @@ func (c Config) valueProblems() error {
 		return fmt.Errorf("config: CHECKOUT_TIMEOUT must be positive")
 	case c.Checkout.ActionHoldTTL <= 0 || c.Checkout.ActionHoldTTL > c.Checkout.ReservationTTL:
 		return fmt.Errorf("config: ACTION_HOLD_TTL must be positive and at most RESERVATION_TTL")
+	case c.Checkout.RebalanceTarget <= c.Checkout.RebalanceLow:
+		return fmt.Errorf("config: REBALANCE_TARGET must be above REBALANCE_LOW")
+	case c.Checkout.RebalanceWarehouse == "" || len(c.Checkout.RebalanceWarehouse) > 64:
+		return fmt.Errorf("config: REBALANCE_WAREHOUSE must be a warehouse name of 1 to 64 characters")
 	case c.Checkout.FailedPaymentWindow <= 0:
 		return fmt.Errorf("config: CHECKOUT_FAILED_PAYMENT_WINDOW must be positive")
 	case !slices.Contains([]string{"off", "allow", "require"}, c.GraphQL.PersistedQueries):
@@ -579,7 +602,9 @@ func (c Config) valueProblems() error {
 		"WEBHOOK_BACKOFF_BASE": int64(c.Webhooks.BackoffBase), "WEBHOOK_MAX_AGE": int64(c.Webhooks.MaxAge),
 		"WEBHOOK_DISABLE_AFTER": int64(c.Webhooks.DisableAfter), "RESERVATION_TTL": int64(c.Checkout.ReservationTTL),
 		"CLIENT_BUCKETS": int64(c.Overload.ClientBuckets), "CLIENT_ANONYMOUS_BUCKETS": int64(c.Overload.AnonymousBuckets),
-		"JWT_MAX_LIFETIME": int64(c.Auth.MaxLifetime),
+		"JWT_MAX_LIFETIME": int64(c.Auth.MaxLifetime), "REBALANCE_LOW": int64(c.Checkout.RebalanceLow),
+		"REBALANCE_INTERVAL": int64(c.Checkout.RebalanceInterval), "REBALANCE_REASK": int64(c.Checkout.RebalanceReask),
+		"REBALANCE_IDLE": int64(c.Checkout.RebalanceIdle),
 	} {
 		if v <= 0 {
 			return fmt.Errorf("config: %s must be positive", name)
