@@ -148,6 +148,13 @@ ha-status: ## show the local HA stack's processes
 ha-down: ## stop the local HA stack by process id
 	scripts/ha.sh down
 
+.PHONY: regions regions-chaos
+regions: build ## two regions on this machine (PostgreSQL, RabbitMQ with shovels, an instance each; links through toxiproxy); Ctrl-C stops them
+	$(GO) run ./cmd/regions up -bin $(BIN) $(REGIONSFLAGS)
+
+regions-chaos: build ## two regions under load: WAN latency, a partition, a PostgreSQL killed, a broker restarted; heal, drain, check the escrow invariants
+	$(GO) run ./cmd/regions chaos -bin $(BIN) $(REGIONSFLAGS)
+
 chaos: ## kill and cut parts of a private HA stack under load; print the invariants per fault
 	$(GO) run ./cmd/chaos $(CHAOSFLAGS)
 

@@ -337,21 +337,35 @@ func createDatabase(ctx context.Context, url string) error {
 }
 
 func (s *HAStack) startToxiproxy(ctx context.Context, bin string) error {
+	x, err := launchToxiproxy(ctx, bin, s.Dir, s.Detached)
+	s.Toxiproxy = x
+	return err
+}
+
+// launchToxiproxy starts a toxiproxy server (bin) on a free loopback port, logging
+// into dir, and waits until it answers.
+func launchToxiproxy(ctx context.Context, bin, dir string, detached bool) (*Toxiproxy, error) {
 	port, err := FreePort()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", fmt.Sprint(port))
 	x := &Toxiproxy{API: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	if x.proc, err = Start(cmd, StartOptions{Log: filepath.Join(s.Dir, "toxiproxy.log"), Detached: s.Detached}); err != nil {
-		return fmt.Errorf("toxiproxy: %w", err)
+	if x.proc, err = Start(cmd, StartOptions{Log: filepath.Join(dir, "toxiproxy.log"), Detached: detached}); err != nil {
+		return nil, fmt.Errorf("toxiproxy: %w", err)
 	}
 	x.Pid = x.proc.Pid
-	s.Toxiproxy = x
-	return x.proc.WaitReady(ctx, "toxiproxy", 50*time.Millisecond, nil, func() bool {
+	return x, x.proc.WaitReady(ctx, "toxiproxy", 50*time.Millisecond, nil, func() bool {
 		_, err := x.Client().Proxies()
 		return err == nil
 	})
+}
+
+// Stop kills the toxiproxy server.
+func (x *Toxiproxy) Stop() {
+	if x != nil && x.proc != nil {
+		x.proc.Kill()
+	}
 }
 
 // proxy makes a toxiproxy proxy to upstream on a port the kernel picks (no race with

@@ -151,7 +151,8 @@ func (t *Transfers) Credit(ctx context.Context, grant event.TransferPayload) (bo
 }
 
 // Ledger reads, in one snapshot of this region's database, what the escrow checker
-// needs: each SKU's on_hand over its warehouses, and the transfers given and credited.
+// needs: each SKU's on_hand over its warehouses (less the sales not yet folded into
+// inventory: what was received and not sold), and the transfers given and credited.
 func (t *Transfers) Ledger(ctx context.Context) (checkout.RegionLedger, error) {
 	l := checkout.RegionLedger{Region: t.region, OnHand: map[string]int{}, Given: map[string]checkout.TransferRecord{},
 		Credited: map[string]checkout.TransferRecord{}}
@@ -160,7 +161,7 @@ func (t *Transfers) Ledger(ctx context.Context) (checkout.RegionLedger, error) {
 			SKU    string
 			OnHand int
 		}
-		if err := tx.NewRaw(`SELECT sku, sum(on_hand)::int AS on_hand FROM inventory GROUP BY sku`).Scan(ctx, &stock); err != nil {
+		if err := tx.NewRaw(`SELECT sku, sum(on_hand)::int AS on_hand FROM inventory_levels GROUP BY sku`).Scan(ctx, &stock); err != nil {
 			return err
 		}
 		for _, s := range stock {
