@@ -86,7 +86,7 @@ func NewServer(r *Resolver, opt HandlerOptions, sockets *gqlhttp.Sockets) *handl
 			ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, gqlhttp.CloseForbidden), "Forbidden")
 			return ctx, gqlhttp.SocketIdentity{}, errors.New("forbidden: invalid or expired token")
 		}
-		return auth.WithActor(ctx, a), gqlhttp.SocketIdentity{Key: "sub:" + a.CustomerID, ValidUntil: until}, nil
+		return auth.WithVerifiedToken(ctx, a, tok), gqlhttp.SocketIdentity{Key: "sub:" + a.CustomerID, ValidUntil: until}, nil
 	})))
 	srv.Use(sockets.Extension())
 	srv.AddTransport(validation.Transport(gqlhttp.Transport{MaxBodyBytes: limits.MaxBodyBytes}))

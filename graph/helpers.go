@@ -105,11 +105,13 @@ func (r *subscriptionResolver) orderStatusChanged(ctx context.Context, orderID s
 		cancel()
 		return nil, err
 	}
-	o, err := r.Service.Order(ctx, a, orderID)
+	// An order of another region is read from its home (its changes reach this
+	// instance's feed through the exchange of other regions' events).
+	o, err := r.order(ctx, a, orderID)
 	if err != nil || o == nil {
 		cancel()
 		if err != nil {
-			return nil, accessError(ctx, err)
+			return nil, err
 		}
 		return nil, gqlError(ctx, "NOT_FOUND", "order not found")
 	}

@@ -56,6 +56,18 @@ func (r *Resolver) remoteHome(ctx context.Context, id string) (home, token strin
 	return home, token, true, nil
 }
 
+// order reads an order wherever it lives: here, or in its home region.
+func (r *Resolver) order(ctx context.Context, a checkout.Actor, id string) (*checkout.Order, error) {
+	if home, token, remote, err := r.remoteHome(ctx, id); err != nil {
+		return nil, err
+	} else if remote {
+		o, err := r.Remote.Order(ctx, home, token, id)
+		return o, remoteError(ctx, err)
+	}
+	o, err := r.Service.Order(ctx, a, id)
+	return o, accessError(ctx, err)
+}
+
 // remoteError turns what the home region answered into this API's errors.
 func remoteError(ctx context.Context, err error) error {
 	if errors.Is(err, checkout.ErrRegionUnavailable) {

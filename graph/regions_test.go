@@ -1,10 +1,12 @@
 package graph_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -60,12 +62,14 @@ func TestRegions_AnotherRegionsOrder_ReadCancelledAtItsHome_RegionUnavailableWhi
 	apis := map[string]*testutil.API{}
 	urls := map[string]string{}
 	servers := map[string]*httptest.Server{}
+	feeds := map[string]*fakeFeed{}
 	for _, name := range names {
 		regions, err := checkout.NewRegions(names, name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		api := testutil.NewAPI(t, testutil.NewDB(t), testutil.APIOptions{Regions: regions,
+		feeds[name] = &fakeFeed{}
+		api := testutil.NewAPI(t, testutil.NewDB(t), testutil.APIOptions{Regions: regions, Feed: feeds[name],
 			Remote: &region.Forwarder{Local: name, URLs: urls}}) // urls is filled as the servers start
 		apis[name] = api
 		servers[name] = httptest.NewServer(api.Handler)
@@ -94,6 +98,39 @@ func TestRegions_AnotherRegionsOrder_ReadCancelledAtItsHome_RegionUnavailableWhi
 	if got := us.Do(t, "", read, map[string]any{"id": id}); got.ErrorCode() != gqlhttp.CodeUnauthenticated {
 		t.Errorf("nobody signed in reads an eu order through us: %s %s, want UNAUTHENTICATED", got.Data, got.ErrorCode())
 	}
+
+	// Following ann's eu order from us: the first state is read from eu; the changes come
+	// through us's feed (from eu's events, which eu's shovel delivers to us's exchange of
+	// other regions' events). Bob cannot follow it.
+	ctx, stop := context.WithTimeout(context.Background(), 20*time.Second)
+	defer stop()
+	follow := `subscription($id: ID!) { orderStatusChanged(orderId: $id) { id status } }`
+	for who, tok := range map[string]string{"ann": ann, "bob": testutil.Token(t, "bob")} {
+		c, code, err := testutil.DialWS(ctx, servers["us"].URL+"/graphql", tok)
+		if err != nil {
+			t.Fatalf("dial us: close %d: %v", code, err)
+		}
+		defer c.Close()
+		if err := c.Subscribe(ctx, "1", follow, map[string]any{"id": id}); err != nil {
+			t.Fatal(err)
+		}
+		first := until(ctx, t, c, "1", func(r opResult) bool { return len(r.data) > 0 || len(r.codes) > 0 })
+		if who == "bob" {
+			if len(first.data) > 0 || len(first.codes) == 0 {
+				t.Errorf("bob follows ann's eu order through us: %s %v", first.data, first.codes)
+			}
+			continue
+		}
+		if len(first.data) == 0 || !strings.Contains(string(first.data[0]), `"PENDING_PAYMENT"`) {
+			t.Fatalf("ann follows her eu order through us: first %s %v, want PENDING_PAYMENT read from eu", first.data, first.codes)
+		}
+		feeds["us"].Publish(checkout.Order{ID: id, Status: checkout.StatusPaid, Sequence: 1 << 20})
+		next := until(ctx, t, c, "1", func(r opResult) bool { return len(r.data) > 0 || len(r.codes) > 0 })
+		if len(next.data) == 0 || !strings.Contains(string(next.data[0]), `"PAID"`) {
+			t.Errorf("ann's eu order paid, as us's feed heard it: %s %v, want PAID", next.data, next.codes)
+		}
+	}
+
 	cancel := `mutation($id: ID!) { cancelOrder(id: $id) { order { id status } userErrors { code } } }`
 	if got := us.Do(t, ann, cancel, map[string]any{"id": id}); !strings.Contains(string(got.Data), `"CANCELLED"`) {
 		t.Fatalf("ann cancels her eu order through us: %s %s", got.Data, got.ErrorCode())

@@ -199,14 +199,7 @@ func (r *queryResolver) Order(ctx context.Context, id string) (*checkout.Order, 
 	if err != nil {
 		return nil, err
 	}
-	if home, token, remote, err := r.remoteHome(ctx, id); err != nil {
-		return nil, err
-	} else if remote {
-		o, err := r.Remote.Order(ctx, home, token, id)
-		return o, remoteError(ctx, err)
-	}
-	o, err := r.Service.Order(ctx, a, id)
-	return o, accessError(ctx, err)
+	return r.order(ctx, a, id)
 }
 
 // MyOrders is the resolver for the myOrders field.

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
@@ -39,7 +41,12 @@ func startRegion(t *testing.T, name string, regions checkout.Regions) *region {
 	t.Helper()
 	r := &region{name: name, db: testutil.NewDB(t)}
 	r.rabbit = node.StartRabbit(t, node.RabbitOptions{Plugins: []string{"rabbitmq_shovel"}})
-	topo := broker.Topology{Prefix: regionsPrefix, Consumers: workers.RegionConsumers(regions), RetryDelays: testutil.TestRetryDelays}
+	// Besides the region's own queues: a partner's (every region's order events, as the
+	// webhook fan-out takes them) and a local one (order.placed, as the payment worker
+	// takes it).
+	topo := broker.Topology{Prefix: regionsPrefix, RetryDelays: testutil.TestRetryDelays,
+		Consumers: append(workers.RegionConsumers(regions), broker.Consumer{Name: "partner", Types: event.OrderTypes, Remote: true},
+			broker.Consumer{Name: "local", Types: []string{event.OrderPlaced}})}
 	r.broker = broker.New(r.rabbit.URL(), topo, nil)
 	t.Cleanup(func() { r.broker.Close() })
 	if err := r.broker.Declare(context.Background()); err != nil {
@@ -87,17 +94,19 @@ func (r *region) run(t *testing.T, peers []string, wg *sync.WaitGroup, ctx conte
 	go func() { defer wg.Done(); w.Run(ctx, r.broker, broker.ConsumeOptions{}) }()
 }
 
-// shovelTo sets the shovel that carries what this region addresses to peer, through
-// the region's link.
+// shovelTo sets the shovels that carry what this region addresses to peer and its order
+// events, through the region's link.
 func (r *region) shovelTo(t *testing.T, peer *region) {
 	t.Helper()
 	r.link = testutil.NewProxy(t, peer.rabbit.HostPort())
 	topo := r.broker.Topology()
-	name, def := topo.Shovel(topo.Queue(workers.OutboundConsumer(peer.name)), "amqp://guest:guest@"+r.link.Addr()+"/%2f")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := r.rabbit.Ctl(ctx, "set_parameter", "shovel", name, string(def)); err != nil {
-		t.Fatal(err)
+	for _, route := range workers.ShovelRoutes(topo, peer.name) {
+		name, def := topo.Shovel(route.Queue, route.Exchange, "amqp://guest:guest@"+r.link.Addr()+"/%2f")
+		if _, err := r.rabbit.Ctl(ctx, "set_parameter", "shovel", name, string(def)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -115,13 +124,14 @@ func (r *region) ledger(t *testing.T) checkout.RegionLedger {
 	return l
 }
 
-// TestRegions_TransfersOverShovels_PartitionHoldsStockInTransit_NeverCreatesIt runs the
-// escrow protocol between two regions over RabbitMQ's shovel plugin: the region short
+// TestRegions_OverShovels_TransfersNeverCreateStock_OrderEventsReachEveryRegionOnce runs
+// two regions linked by RabbitMQ's shovel plugin. The escrow protocol: the region short
 // of a SKU asks, the other grants from its spare units, and the grant is credited once.
 // Cutting the link that carries grants leaves the granted units in transit (debited,
 // not credited: nothing is sold twice), healing delivers them, a grant delivered again
-// is not credited again, and nothing a region sends comes back to it.
-func TestRegions_TransfersOverShovels_PartitionHoldsStockInTransit_NeverCreatesIt(t *testing.T) {
+// is not credited again, and nothing a region sends comes back to it. Order events: a
+// region's reach the other's partners once, never its payment worker, and never return.
+func TestRegions_OverShovels_TransfersNeverCreateStock_OrderEventsReachEveryRegionOnce(t *testing.T) {
 	testutil.Slow(t) // two RabbitMQ nodes of its own
 	t.Parallel()
 	names := []string{"east", "west"}
@@ -209,6 +219,49 @@ func TestRegions_TransfersOverShovels_PartitionHoldsStockInTransit_NeverCreatesI
 	}
 	if n := testutil.Count(t, west.db, "SELECT count(*) FROM stock_transfer_requests WHERE answered_at IS NULL"); n != 0 {
 		t.Fatalf("%d of west's requests unanswered after healing", n)
+	}
+
+	// Order events: east's reach west's partner queue (the remote exchange), once, as
+	// they reach east's own; west's payment-like queue never sees east's order.placed;
+	// and nothing west received goes back to east.
+	var mu sync.Mutex
+	got := map[string]int{}
+	for _, r := range []*region{east, west} {
+		for _, c := range []string{"partner", "local"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.broker.Consume(ctx, c, broker.ConsumeOptions{}, func(_ context.Context, env event.Envelope) error {
+					mu.Lock()
+					got[r.name+"/"+c+"/"+env.Type]++
+					mu.Unlock()
+					return nil
+				})
+			}()
+		}
+	}
+	order := json.RawMessage(`{"order":{"id":"01a24d31-0000-7000-8000-000000000001","status":"PAID","sequence":2},"customerId":"c"}`)
+	var events []event.Envelope
+	for _, typ := range []string{event.OrderPlaced, event.OrderPaid} {
+		events = append(events, event.Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: typ, AggregateID: "order:1",
+			OccurredAt: time.Now(), Payload: order})
+	}
+	if err := east.broker.Publish(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	count := func(key string) int { mu.Lock(); defer mu.Unlock(); return got[key] }
+	testutil.Eventually(t, 30*time.Second, "east's order events at west's partner queue", func() bool {
+		return count("west/partner/"+event.OrderPaid) > 0 && count("west/partner/"+event.OrderPlaced) > 0
+	})
+	time.Sleep(time.Second) // a copy sent back or twice would have arrived by now
+	for key, want := range map[string]int{
+		"east/partner/" + event.OrderPlaced: 1, "east/partner/" + event.OrderPaid: 1,
+		"west/partner/" + event.OrderPlaced: 1, "west/partner/" + event.OrderPaid: 1,
+		"east/local/" + event.OrderPlaced: 1, "west/local/" + event.OrderPlaced: 0,
+	} {
+		if n := count(key); n != want {
+			t.Errorf("%s: %d deliveries, want %d", key, n, want)
+		}
 	}
 }
 

@@ -18,15 +18,23 @@ import (
 // requests it is asked to grant and the grants it credits.
 const TransferConsumer = "transfers"
 
-// OutboundConsumer names the queue that holds what this region sends to peer until
-// RabbitMQ's shovel moves it to the peer's broker (region.Shovel); nothing of this
-// process consumes it.
+// OutboundConsumer names the queue that holds the transfers this region addresses to
+// peer until RabbitMQ's shovel moves them to the peer's events exchange
+// (broker.Topology.Shovel); nothing of this process consumes it.
 func OutboundConsumer(peer string) string { return "to-" + peer }
 
+// OrdersOutboundConsumer names the queue that holds this region's order events for
+// peer until a shovel moves them to the peer's exchange of other regions' events
+// (broker.Topology.RemoteExchange), where its partner webhooks and subscriptions take
+// them.
+func OrdersOutboundConsumer(peer string) string { return "orders-to-" + peer }
+
 // RegionConsumers is the part of the broker topology a region of a deployment of
-// several adds: its transfer consumer, bound to what is addressed to it, and one queue
-// per peer, bound to what is addressed to that peer. Each region's shovels take only
-// from the latter, so an event crosses to the region it is addressed to and never back.
+// several adds: its transfer consumer, bound to what is addressed to it, and two queues
+// per peer: the transfers addressed to that peer, and this region's order events (bound
+// on this region's exchange only). Each region's shovels take only from the latter
+// two, so a transfer crosses to the region it is addressed to and never back, and an
+// order event reaches every other region once and goes no further.
 func RegionConsumers(regions checkout.Regions) []broker.Consumer {
 	if len(regions.Names) < 2 {
 		return nil
@@ -36,9 +44,24 @@ func RegionConsumers(regions checkout.Regions) []broker.Consumer {
 		event.AddressedTo(event.StockTransferRequested, local), event.AddressedTo(event.StockTransferGranted, local)}}}
 	for _, peer := range Peers(regions) {
 		out = append(out, broker.Consumer{Name: OutboundConsumer(peer), Types: []string{
-			event.AddressedTo(event.StockTransferRequested, peer), event.AddressedTo(event.StockTransferGranted, peer)}})
+			event.AddressedTo(event.StockTransferRequested, peer), event.AddressedTo(event.StockTransferGranted, peer)}},
+			broker.Consumer{Name: OrdersOutboundConsumer(peer), Types: event.OrderTypes})
 	}
 	return out
+}
+
+// ShovelRoute is what one shovel carries: the messages of Queue on this region's broker
+// to Exchange on the peer's.
+type ShovelRoute struct{ Queue, Exchange string }
+
+// ShovelRoutes are the two shovels from this region to peer: the transfers addressed to
+// it, to its events exchange; this region's order events, to its exchange of other
+// regions' events (never its events exchange: its payment worker would take them).
+func ShovelRoutes(topo broker.Topology, peer string) []ShovelRoute {
+	return []ShovelRoute{
+		{topo.Queue(OutboundConsumer(peer)), topo.Exchange()},
+		{topo.Queue(OrdersOutboundConsumer(peer)), topo.RemoteExchange()},
+	}
 }
 
 // Peers are the regions of the deployment other than this one.

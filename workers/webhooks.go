@@ -27,7 +27,7 @@ const WebhookFanOutConsumer = "webhook-fanout"
 // order events one at a time (single active consumer, retried in place), so tasks are
 // made in event order even through failures.
 func WebhookConsumers() []broker.Consumer {
-	return []broker.Consumer{{Name: WebhookFanOutConsumer, Types: event.OrderTypes, SingleActive: true, InPlace: true}}
+	return []broker.Consumer{{Name: WebhookFanOutConsumer, Types: event.OrderTypes, SingleActive: true, InPlace: true, Remote: true}}
 }
 
 // WebhookOptions tune delivery.

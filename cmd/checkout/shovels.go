@@ -13,8 +13,9 @@ import (
 )
 
 // runShovels prints the rabbitmqctl commands that link this region's broker to each
-// peer's: one dynamic shovel per peer, from the queue of what this region addresses to
-// that peer to the peer's events exchange. args are peer=AMQP-URI pairs, one per other
+// peer's: two dynamic shovels per peer, one from the queue of the transfers this region
+// addresses to that peer to the peer's events exchange, one from the queue of this
+// region's order events to the peer's exchange of other regions' events. args are peer=AMQP-URI pairs, one per other
 // region of REGIONS (the URI names the peer's virtual host: amqps://user:pass@host/%2f).
 func runShovels(cfg config.Config, args []string, out io.Writer) error {
 	regions, err := checkout.NewRegions(cfg.Checkout.Regions, cfg.Checkout.Region)
@@ -39,8 +40,10 @@ func runShovels(cfg config.Config, args []string, out io.Writer) error {
 		if !ok {
 			return fmt.Errorf("shovels: no AMQP URI for region %s (give %s=amqps://user:password@host/%%2f)", peer, peer)
 		}
-		name, def := topo.Shovel(topo.Queue(workers.OutboundConsumer(peer)), uri)
-		fmt.Fprintf(out, "rabbitmqctl set_parameter shovel '%s' '%s'\n", name, def)
+		for _, route := range workers.ShovelRoutes(topo, peer) {
+			name, def := topo.Shovel(route.Queue, route.Exchange, uri)
+			fmt.Fprintf(out, "rabbitmqctl set_parameter shovel '%s' '%s'\n", name, def)
+		}
 	}
 	for peer := range uris {
 		if !slices.Contains(peers, peer) {

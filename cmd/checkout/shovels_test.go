@@ -8,10 +8,11 @@ import (
 	"github.com/checkout-backend/checkout/internal/platform/config"
 )
 
-// The shovels a region prints carry what it addresses to each peer, and only that, to
-// the peer's exchange, acknowledging only what the peer confirmed; a missing, unknown
+// The shovels a region prints carry, to each peer, the transfers addressed to it (to its
+// events exchange) and this region's order events (to its exchange of other regions'
+// events), acknowledging only what the peer confirmed; a missing, unknown
 // or malformed peer is refused with its name.
-func TestShovels_OnePerPeer_FromItsQueueToThePeersExchange(t *testing.T) {
+func TestShovels_TwoPerPeer_TransfersToItsExchange_OrderEventsToItsRemoteExchange(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.Checkout.Regions, cfg.Checkout.Region, cfg.Broker.Prefix = []string{"eu", "us", "ap"}, "us", "shop."
 	var out strings.Builder
@@ -19,21 +20,27 @@ func TestShovels_OnePerPeer_FromItsQueueToThePeersExchange(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want one shovel per peer (eu, ap), got:\n%s", out.String())
+	if len(lines) != 4 {
+		t.Fatalf("want two shovels per peer (eu, ap), got:\n%s", out.String())
 	}
-	for i, peer := range []string{"eu", "ap"} {
-		f := strings.SplitN(lines[i], "'", 5)
-		if len(f) != 5 || f[1] != "shovel.shop.checkout.to-"+peer {
-			t.Fatalf("line %d: %s", i, lines[i])
-		}
-		var def map[string]any
-		if err := json.Unmarshal([]byte(f[3]), &def); err != nil {
-			t.Fatal(err)
-		}
-		if def["src-queue"] != "shop.checkout.to-"+peer || def["dest-exchange"] != "shop.checkout.events" ||
-			def["dest-uri"] != "amqps://u:p@"+peer+".mq/%2f" || def["ack-mode"] != "on-confirm" {
-			t.Fatalf("shovel to %s: %v", peer, def)
+	i := 0
+	for _, peer := range []string{"eu", "ap"} {
+		// The transfers addressed to the peer go to its events exchange; this region's
+		// order events to its exchange of other regions' events.
+		for _, route := range [][2]string{{"shop.checkout.to-" + peer, "shop.checkout.events"}, {"shop.checkout.orders-to-" + peer, "shop.checkout.remote"}} {
+			f := strings.SplitN(lines[i], "'", 5)
+			i++
+			if len(f) != 5 || f[1] != "shovel."+route[0] {
+				t.Fatalf("line %d: %s", i, lines[i-1])
+			}
+			var def map[string]any
+			if err := json.Unmarshal([]byte(f[3]), &def); err != nil {
+				t.Fatal(err)
+			}
+			if def["src-queue"] != route[0] || def["dest-exchange"] != route[1] ||
+				def["dest-uri"] != "amqps://u:p@"+peer+".mq/%2f" || def["ack-mode"] != "on-confirm" {
+				t.Fatalf("shovel to %s: %v", peer, def)
+			}
 		}
 	}
 	for _, bad := range [][]string{

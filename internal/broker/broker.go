@@ -41,6 +41,10 @@ type Consumer struct {
 	// handlers that end on their own (the payment worker stops once a reservation has
 	// expired). Permanent errors are still dead-lettered.
 	RetryForever bool
+	// Remote also binds Types on the exchange of other regions' events
+	// (Topology.RemoteExchange): the consumer takes every region's events of those
+	// types (the partner webhooks' fan-out).
+	Remote bool
 }
 
 // Topology names the exchange and queues; Prefix isolates deployments and tests.
@@ -78,6 +82,12 @@ func (t Topology) consumer(name string) Consumer {
 
 // Exchange is the topic exchange of domain events.
 func (t Topology) Exchange() string { return t.Prefix + "checkout.events" }
+
+// RemoteExchange is the topic exchange other regions' events arrive on (their shovels
+// deliver there): only the consumers that want every region's events bind it, so what
+// arrives from another region is never taken for this region's own (a payment worker
+// never charges another region's order) nor sent on again.
+func (t Topology) RemoteExchange() string { return t.Prefix + "checkout.remote" }
 
 // Queue is the work queue of a consumer.
 func (t Topology) Queue(consumer string) string { return t.Prefix + "checkout." + consumer }
@@ -291,6 +301,9 @@ func (b *Broker) declareOn(conn *amqp.Connection) error {
 	if err := ch.ExchangeDeclare(t.Exchange(), "topic", true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange: %w", err)
 	}
+	if err := ch.ExchangeDeclare(t.RemoteExchange(), "topic", true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange: %w", err)
+	}
 	for _, c := range t.Consumers {
 		if ch, err = declareQuorum(conn, ch, t.DeadLetterQueue(c.Name), amqp.Table{"x-queue-type": "quorum"}, t.QuorumSize); err != nil {
 			return fmt.Errorf("declare %s: %w", t.DeadLetterQueue(c.Name), err)
@@ -302,6 +315,11 @@ func (b *Broker) declareOn(conn *amqp.Connection) error {
 		for _, typ := range c.Types {
 			if err := ch.QueueBind(q, typ, t.Exchange(), false, nil); err != nil {
 				return fmt.Errorf("bind %s: %w", q, err)
+			}
+			if c.Remote {
+				if err := ch.QueueBind(q, typ, t.RemoteExchange(), false, nil); err != nil {
+					return fmt.Errorf("bind %s: %w", q, err)
+				}
 			}
 		}
 	}
@@ -416,6 +434,7 @@ func (b *Broker) Delete(ctx context.Context) error {
 	for _, q := range b.topo.Queues() {
 		ch.QueueDelete(q, false, false, false)
 	}
+	ch.ExchangeDelete(b.topo.RemoteExchange(), false, false)
 	return ch.ExchangeDelete(b.topo.Exchange(), false, false)
 }
 
@@ -572,9 +591,9 @@ func (b *Broker) QueueStats(ctx context.Context) ([]QueueStat, error) {
 }
 
 // Shovel is the dynamic shovel (RabbitMQ's shovel plugin) that moves what waits in
-// queue, on this region's broker, to the events exchange of the same topology on a
-// peer region's broker at peerURI, with the routing key each message was published
-// with. It acknowledges a message here only once the peer confirmed it (ack-mode
+// queue, on this region's broker, to destExchange (Exchange or RemoteExchange of the
+// same topology) on a peer region's broker at peerURI, with the routing key each
+// message was published with. It acknowledges a message here only once the peer confirmed it (ack-mode
 // on-confirm): a link or broker lost midway redelivers, never drops, and the consumers
 // there deduplicate. peerURI names the virtual host (amqps://user:pass@host/%2f: a
 // URI that ends in "/" names the empty one). An operator sets it on the local broker
@@ -583,14 +602,14 @@ func (b *Broker) QueueStats(ctx context.Context) ([]QueueStat, error) {
 //	rabbitmqctl set_parameter shovel <name> '<definition>'
 //
 // (`checkout shovels` prints these commands). name is unique per queue.
-func (t Topology) Shovel(queue, peerURI string) (name string, definition []byte) {
+func (t Topology) Shovel(queue, destExchange, peerURI string) (name string, definition []byte) {
 	def, _ := json.Marshal(map[string]any{
 		"src-protocol":     "amqp091",
 		"src-uri":          "amqp://",
 		"src-queue":        queue,
 		"dest-protocol":    "amqp091",
 		"dest-uri":         peerURI,
-		"dest-exchange":    t.Exchange(),
+		"dest-exchange":    destExchange,
 		"ack-mode":         "on-confirm",
 		"src-delete-after": "never",
 		"reconnect-delay":  1,

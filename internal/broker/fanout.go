@@ -45,9 +45,13 @@ func (b *Broker) followOnce(ctx context.Context, types []string, onConnect func(
 	if err != nil {
 		return err
 	}
+	// This region's events and the other regions' (a subscriber may follow an order of
+	// another region).
 	for _, t := range types {
-		if err := ch.QueueBind(q.Name, t, b.topo.Exchange(), false, nil); err != nil {
-			return err
+		for _, x := range []string{b.topo.Exchange(), b.topo.RemoteExchange()} {
+			if err := ch.QueueBind(q.Name, t, x, false, nil); err != nil {
+				return err
+			}
 		}
 	}
 	// Manual acks: the prefetch bounds what this instance holds in memory.

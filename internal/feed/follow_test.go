@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
 	"github.com/checkout-backend/checkout/internal/feed"
@@ -48,5 +50,43 @@ func TestFeed_FollowsStatusChangesOnly_PlacedNeverDelivered(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("no update reached the subscriber")
+	}
+}
+
+// TestFeed_FollowsOtherRegionsOrdersToo: an order event another region's shovel
+// delivers to this region's exchange of other regions' events reaches a subscriber
+// here (one who follows an order of that region).
+func TestFeed_FollowsOtherRegionsOrdersToo(t *testing.T) {
+	topo := testutil.NewTopology()
+	b := testutil.NewBroker(t, testutil.AMQPURL(), topo)
+	f := feed.New(b, noOrders{}, 16, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	updates, _, _ := f.Subscribe(ctx, "o2")
+	go func() { _ = f.Run(ctx) }()
+	testutil.Eventually(t, 10*time.Second, "the feed following", f.Ready)
+
+	p, _ := json.Marshal(event.OrderPayload{CustomerID: "c1", Order: event.OrderData{ID: "o2", Status: "PAID", Sequence: 2}})
+	body, _ := json.Marshal(event.Envelope{ID: "remote-1", Type: event.OrderPaid, AggregateID: "o2", OccurredAt: time.Now(), Payload: p})
+	conn, err := amqp.Dial(testutil.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.PublishWithContext(ctx, topo.RemoteExchange(), event.OrderPaid, false, false,
+		amqp.Publishing{MessageId: "remote-1", Type: event.OrderPaid, ContentType: "application/json", Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case o := <-updates:
+		if o.Status != checkout.StatusPaid {
+			t.Fatalf("update %s, want PAID", o.Status)
+		}
+	case <-ctx.Done():
+		t.Fatal("another region's order event never reached the subscriber")
 	}
 }

@@ -136,6 +136,13 @@ func WithActor(ctx context.Context, a checkout.Actor) context.Context {
 	return context.WithValue(ctx, ctxKey{}, state{actor: a})
 }
 
+// WithVerifiedToken returns ctx carrying the actor verified from token (a socket's
+// connection_init): Token then gives it, so a subscription to another region's order
+// reads it there on the caller's behalf.
+func WithVerifiedToken(ctx context.Context, a checkout.Actor, token string) context.Context {
+	return context.WithValue(ctx, ctxKey{}, state{actor: a, token: token})
+}
+
 // WithError returns ctx carrying a failed authentication.
 func WithError(ctx context.Context, err error) context.Context {
 	return context.WithValue(ctx, ctxKey{}, state{err: err})
