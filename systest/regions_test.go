@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/checkout-backend/checkout/internal/broker"
+	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
 	"github.com/checkout-backend/checkout/internal/node"
@@ -88,7 +89,9 @@ func (r *region) run(t *testing.T, peers []string, wg *sync.WaitGroup, ctx conte
 		t.Fatal(err)
 	}
 	w := workers.NewTransferWorker(r.transfers, 10, nil)
-	wg.Add(3)
+	replica := workers.NewCatalogWorker(store.NewCatalog(r.db.DB, time.Now), nil)
+	wg.Add(4)
+	go func() { defer wg.Done(); replica.Run(ctx, r.broker, broker.ConsumeOptions{}) }()
 	go func() { defer wg.Done(); relay.Run(ctx) }()
 	go func() { defer wg.Done(); reb.Run(ctx) }()
 	go func() { defer wg.Done(); w.Run(ctx, r.broker, broker.ConsumeOptions{}) }()
@@ -219,6 +222,21 @@ func TestRegions_OverShovels_TransfersNeverCreateStock_OrderEventsReachEveryRegi
 	}
 	if n := testutil.Count(t, west.db, "SELECT count(*) FROM stock_transfer_requests WHERE answered_at IS NULL"); n != 0 {
 		t.Fatalf("%d of west's requests unanswered after healing", n)
+	}
+
+	// The catalog: a product an admin creates in east, then changes, is in west as it
+	// is in east.
+	eastCatalog := store.NewCatalog(east.db.DB, time.Now).InRegion("east")
+	for _, price := range []int64{900, 1200} {
+		if _, err := eastCatalog.UpsertProduct(ctx, catalog.Product{SKU: "NEW", Name: "New", PriceCents: price, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 30*time.Second, "east's new product in west's catalog, changed", func() bool {
+		return testutil.Count(t, west.db, "SELECT count(*) FROM products WHERE sku = 'NEW' AND price_cents = 1200 AND currency = 'EUR' AND updated_in = 'east'") == 1
+	})
+	if n := testutil.Count(t, west.db, "SELECT count(*) FROM outbox WHERE type = ?", event.ProductUpserted); n != 0 {
+		t.Fatalf("west announced %d catalog changes it only applied (they would go back to east)", n)
 	}
 
 	// Order events: east's reach west's partner queue (the remote exchange), once, as

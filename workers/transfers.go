@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/checkout-backend/checkout/internal/broker"
+	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
 )
@@ -23,18 +24,26 @@ const TransferConsumer = "transfers"
 // (broker.Topology.Shovel); nothing of this process consumes it.
 func OutboundConsumer(peer string) string { return "to-" + peer }
 
-// OrdersOutboundConsumer names the queue that holds this region's order events for
-// peer until a shovel moves them to the peer's exchange of other regions' events
-// (broker.Topology.RemoteExchange), where its partner webhooks and subscriptions take
-// them.
-func OrdersOutboundConsumer(peer string) string { return "orders-to-" + peer }
+// EventsOutboundConsumer names the queue that holds this region's order and catalog
+// events for peer until a shovel moves them to the peer's exchange of other regions'
+// events (broker.Topology.RemoteExchange), where its partner webhooks, subscriptions
+// and catalog replica take them.
+func EventsOutboundConsumer(peer string) string { return "events-to-" + peer }
+
+// CatalogConsumer applies the other regions' catalog changes here.
+const CatalogConsumer = "catalog"
+
+// SharedTypes are the events of a region that every other region gets: its order events
+// (for partners and subscribers everywhere) and its catalog changes.
+var SharedTypes = append(append([]string{}, event.OrderTypes...), event.ProductUpserted)
 
 // RegionConsumers is the part of the broker topology a region of a deployment of
-// several adds: its transfer consumer, bound to what is addressed to it, and two queues
-// per peer: the transfers addressed to that peer, and this region's order events (bound
-// on this region's exchange only). Each region's shovels take only from the latter
-// two, so a transfer crosses to the region it is addressed to and never back, and an
-// order event reaches every other region once and goes no further.
+// several adds: its transfer consumer, bound to what is addressed to it; its catalog
+// replica, bound to the other regions' catalog changes only; and two queues per peer:
+// the transfers addressed to that peer, and this region's order and catalog events
+// (bound on this region's exchange only). Each region's shovels take only from the
+// latter two, so a transfer crosses to the region it is addressed to and never back,
+// and a shared event reaches every other region once and goes no further.
 func RegionConsumers(regions checkout.Regions) []broker.Consumer {
 	if len(regions.Names) < 2 {
 		return nil
@@ -45,8 +54,9 @@ func RegionConsumers(regions checkout.Regions) []broker.Consumer {
 	for _, peer := range Peers(regions) {
 		out = append(out, broker.Consumer{Name: OutboundConsumer(peer), Types: []string{
 			event.AddressedTo(event.StockTransferRequested, peer), event.AddressedTo(event.StockTransferGranted, peer)}},
-			broker.Consumer{Name: OrdersOutboundConsumer(peer), Types: event.OrderTypes})
+			broker.Consumer{Name: EventsOutboundConsumer(peer), Types: SharedTypes})
 	}
+	out = append(out, broker.Consumer{Name: CatalogConsumer, Types: []string{event.ProductUpserted}, RemoteOnly: true})
 	return out
 }
 
@@ -55,12 +65,13 @@ func RegionConsumers(regions checkout.Regions) []broker.Consumer {
 type ShovelRoute struct{ Queue, Exchange string }
 
 // ShovelRoutes are the two shovels from this region to peer: the transfers addressed to
-// it, to its events exchange; this region's order events, to its exchange of other
-// regions' events (never its events exchange: its payment worker would take them).
+// it, to its events exchange; this region's order and catalog events, to its exchange
+// of other regions' events (never its events exchange: its payment worker would take
+// them).
 func ShovelRoutes(topo broker.Topology, peer string) []ShovelRoute {
 	return []ShovelRoute{
 		{topo.Queue(OutboundConsumer(peer)), topo.Exchange()},
-		{topo.Queue(OrdersOutboundConsumer(peer)), topo.RemoteExchange()},
+		{topo.Queue(EventsOutboundConsumer(peer)), topo.RemoteExchange()},
 	}
 }
 
@@ -121,6 +132,42 @@ func permanentIfDomain(err error) error {
 		return broker.Permanent(err)
 	}
 	return err
+}
+
+// CatalogWorker applies the other regions' catalog changes to this region's copy.
+type CatalogWorker struct {
+	replica catalog.Replica
+	logger  *slog.Logger
+}
+
+// NewCatalogWorker returns the catalog replica's handler.
+func NewCatalogWorker(replica catalog.Replica, logger *slog.Logger) *CatalogWorker {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &CatalogWorker{replica: replica, logger: logger}
+}
+
+// Handle applies one product.upserted of another region (a change older than what is
+// here is skipped: the newer one was applied, or made here).
+func (w *CatalogWorker) Handle(ctx context.Context, env event.Envelope) error {
+	var p event.ProductPayload
+	if err := json.Unmarshal(env.Payload, &p); err != nil {
+		return broker.Permanent(fmt.Errorf("catalog event %s: %w", env.ID, err))
+	}
+	applied, err := w.replica.ApplyProduct(ctx, p)
+	if err != nil {
+		return permanentIfDomain(err)
+	}
+	if applied {
+		w.logger.InfoContext(ctx, "catalog change of another region applied", "sku", p.SKU, "region", p.Region)
+	}
+	return nil
+}
+
+// Run consumes the catalog queue until ctx ends.
+func (w *CatalogWorker) Run(ctx context.Context, b *broker.Broker, opt broker.ConsumeOptions) error {
+	return b.Consume(ctx, CatalogConsumer, opt, w.Handle)
 }
 
 // Run consumes the transfer queue until ctx ends.

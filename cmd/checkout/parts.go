@@ -316,14 +316,17 @@ func newWorkers(s *service, st *stores) (*workerPart, error) {
 		Delivery: store.DeliveryPolicy{Retry: webhook.Retry{Base: cfg.Webhooks.BackoffBase, MaxAge: cfg.Webhooks.MaxAge,
 			MaxAttempts: cfg.Webhooks.MaxAttempts}, DisableAfter: cfg.Webhooks.DisableAfter}})
 	hookOpt := broker.ConsumeOptions{Observe: m.Consumer, Retry: outbox.Scheduler(st.db, s.now)}
-	// With several regions: the transfers addressed to this region, and the rebalancer
-	// that asks the others for what runs low here.
+	// With several regions: the transfers addressed to this region, the rebalancer that
+	// asks the others for what runs low here, and the catalog replica.
 	var transfers *workers.TransferWorker
 	var rebalancer *workers.Rebalancer
+	var replica *workers.CatalogWorker
 	if st.transfers != nil {
 		c := cfg.Checkout
 		transfers = workers.NewTransferWorker(st.transfers, c.RebalanceLow, s.logger)
+		replica = workers.NewCatalogWorker(store.NewCatalog(st.db, s.now), s.logger)
 		m.AddConsumer(workers.TransferConsumer)
+		m.AddConsumer(workers.CatalogConsumer)
 		if rebalancer, err = workers.NewRebalancer(st.transfers, workers.Peers(st.regions), workers.RebalancerOptions{
 			Interval: c.RebalanceInterval, Logger: s.logger, AskOptions: checkout.AskOptions{Low: c.RebalanceLow,
 				Target: c.RebalanceTarget, Reask: c.RebalanceReask, Idle: c.RebalanceIdle, Warehouse: c.RebalanceWarehouse}}); err != nil {
@@ -336,6 +339,7 @@ func newWorkers(s *service, st *stores) (*workerPart, error) {
 		g.Go(func() error { return hooks.Run(ctx, sub, hookOpt) })
 		if transfers != nil {
 			g.Go(func() error { return transfers.Run(ctx, sub, payOpt) })
+			g.Go(func() error { return replica.Run(ctx, sub, payOpt) })
 			g.Go(func() error { return rebalancer.Run(ctx) })
 		}
 		return g.Wait()
@@ -396,10 +400,16 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 		return nil, err
 	}
 	a.add(readDB.Close)
-	var catalogStore catalog.Store = store.NewCatalog(readDB, s.now)
+	// With several regions, each product an admin creates or changes here is announced
+	// to the others (their catalog replicas apply it).
+	region := ""
+	if len(st.regions.Names) > 1 {
+		region = st.regions.Local
+	}
+	var catalogStore catalog.Store = store.NewCatalog(readDB, s.now).InRegion(region)
 	if cfg.Database.ReadURL != "" {
 		// Catalog writes (admin mutations) go to the primary; reads may lag.
-		catalogStore = catalog.ReadSplit{Writer: store.NewCatalog(checkoutDB, s.now), Reader: catalogStore}
+		catalogStore = catalog.ReadSplit{Writer: store.NewCatalog(checkoutDB, s.now).InRegion(region), Reader: catalogStore}
 	}
 	m.DBStats(checkoutDB.DB, "checkout-api")
 	m.DBStats(readDB.DB, "catalog-read")

@@ -13,10 +13,11 @@ import (
 )
 
 // runShovels prints the rabbitmqctl commands that link this region's broker to each
-// peer's: two dynamic shovels per peer, one from the queue of the transfers this region
-// addresses to that peer to the peer's events exchange, one from the queue of this
-// region's order events to the peer's exchange of other regions' events. args are peer=AMQP-URI pairs, one per other
-// region of REGIONS (the URI names the peer's virtual host: amqps://user:pass@host/%2f).
+// peer's: two dynamic shovels per peer (workers.ShovelRoutes), one from the queue of
+// the transfers this region addresses to that peer to the peer's events exchange, one
+// from the queue of this region's order and catalog events to the peer's exchange of
+// other regions' events. args are peer=AMQP-URI pairs, one per other region of REGIONS
+// (the URI names the peer's virtual host: amqps://user:pass@host/%2f).
 func runShovels(cfg config.Config, args []string, out io.Writer) error {
 	regions, err := checkout.NewRegions(cfg.Checkout.Regions, cfg.Checkout.Region)
 	if err != nil {

@@ -9,10 +9,10 @@ import (
 )
 
 // The shovels a region prints carry, to each peer, the transfers addressed to it (to its
-// events exchange) and this region's order events (to its exchange of other regions'
+// events exchange) and this region's order and catalog events (to its exchange of other regions'
 // events), acknowledging only what the peer confirmed; a missing, unknown
 // or malformed peer is refused with its name.
-func TestShovels_TwoPerPeer_TransfersToItsExchange_OrderEventsToItsRemoteExchange(t *testing.T) {
+func TestShovels_TwoPerPeer_TransfersToItsExchange_SharedEventsToItsRemoteExchange(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.Checkout.Regions, cfg.Checkout.Region, cfg.Broker.Prefix = []string{"eu", "us", "ap"}, "us", "shop."
 	var out strings.Builder
@@ -26,8 +26,8 @@ func TestShovels_TwoPerPeer_TransfersToItsExchange_OrderEventsToItsRemoteExchang
 	i := 0
 	for _, peer := range []string{"eu", "ap"} {
 		// The transfers addressed to the peer go to its events exchange; this region's
-		// order events to its exchange of other regions' events.
-		for _, route := range [][2]string{{"shop.checkout.to-" + peer, "shop.checkout.events"}, {"shop.checkout.orders-to-" + peer, "shop.checkout.remote"}} {
+		// order and catalog events to its exchange of other regions' events.
+		for _, route := range [][2]string{{"shop.checkout.to-" + peer, "shop.checkout.events"}, {"shop.checkout.events-to-" + peer, "shop.checkout.remote"}} {
 			f := strings.SplitN(lines[i], "'", 5)
 			i++
 			if len(f) != 5 || f[1] != "shovel."+route[0] {

@@ -44,15 +44,35 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// seed puts the catalog in every region (each region's database has its own copy) and
-// each region's share of the stock in its warehouse w-<region>.
+// seed creates the catalog in the first region only, as an admin would: the other
+// regions get it through the catalog's events (product.upserted, carried by the
+// shovels). Once every region has every product, each region's share of the stock goes
+// in its warehouse w-<region> (shares are each region's own: never replicated).
 func seed(s *node.RegionsStack, admin string, plan stockPlan) error {
+	first := s.Regions[0]
+	for _, sku := range sortedKeys(plan) {
+		if _, err := gql(first.Instance.URL(), admin, `mutation($s: ID!, $n: String!) { upsertProduct(input: {sku: $s, name: $n, priceCents: 1500, currency: "USD"}) { sku } }`,
+			map[string]any{"s": sku, "n": sku}); err != nil {
+			return fmt.Errorf("region %s: %w", first.Name, err)
+		}
+	}
+	for _, r := range s.Regions[1:] {
+		for _, sku := range sortedKeys(plan) {
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				data, err := gql(r.Instance.URL(), admin, `query($s: ID!) { product(sku: $s) { sku } }`, map[string]any{"s": sku})
+				if err == nil && strings.Contains(string(data), `"sku"`) {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("region %s: product %s created in %s never arrived (%v)", r.Name, sku, first.Name, err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
 	for _, r := range s.Regions {
 		for _, sku := range sortedKeys(plan) {
-			if _, err := gql(r.Instance.URL(), admin, `mutation($s: ID!, $n: String!) { upsertProduct(input: {sku: $s, name: $n, priceCents: 1500, currency: "USD"}) { sku } }`,
-				map[string]any{"s": sku, "n": sku}); err != nil {
-				return fmt.Errorf("region %s: %w", r.Name, err)
-			}
 			if n, ok := plan[sku][r.Name]; ok {
 				if _, err := gql(r.Instance.URL(), admin, `mutation($s: ID!, $w: ID!, $n: Int!) { setStock(sku: $s, warehouse: $w, onHand: $n) { onHand } }`,
 					map[string]any{"s": sku, "w": "w-" + r.Name, "n": n}); err != nil {

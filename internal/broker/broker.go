@@ -45,6 +45,9 @@ type Consumer struct {
 	// (Topology.RemoteExchange): the consumer takes every region's events of those
 	// types (the partner webhooks' fan-out).
 	Remote bool
+	// RemoteOnly binds Types on that exchange only: the consumer takes the other
+	// regions' events of those types, never this region's own (the catalog replica).
+	RemoteOnly bool
 }
 
 // Topology names the exchange and queues; Prefix isolates deployments and tests.
@@ -313,10 +316,12 @@ func (b *Broker) declareOn(conn *amqp.Connection) error {
 			return fmt.Errorf("declare %s: %w", q, err)
 		}
 		for _, typ := range c.Types {
-			if err := ch.QueueBind(q, typ, t.Exchange(), false, nil); err != nil {
-				return fmt.Errorf("bind %s: %w", q, err)
+			if !c.RemoteOnly {
+				if err := ch.QueueBind(q, typ, t.Exchange(), false, nil); err != nil {
+					return fmt.Errorf("bind %s: %w", q, err)
+				}
 			}
-			if c.Remote {
+			if c.Remote || c.RemoteOnly {
 				if err := ch.QueueBind(q, typ, t.RemoteExchange(), false, nil); err != nil {
 					return fmt.Errorf("bind %s: %w", q, err)
 				}

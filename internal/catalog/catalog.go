@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/event"
 )
 
 // Limits of catalog input.
@@ -18,6 +19,12 @@ const (
 	MaxOnHand       = 1_000_000_000
 	MaxPriceCents   = 1_000_000_000_00
 )
+
+// Replica is a region's copy of the catalog as other regions change it
+// (store.Catalog): ApplyProduct applies a change unless it holds a newer one.
+type Replica interface {
+	ApplyProduct(ctx context.Context, p event.ProductPayload) (applied bool, err error)
+}
 
 // Product is a sellable item.
 type Product struct {

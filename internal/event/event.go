@@ -37,6 +37,23 @@ const (
 	StockTransferGranted   = "stock.transfer_granted"
 )
 
+// ProductUpserted announces a product created or changed by an admin, in a deployment
+// of several regions: the other regions apply it to their copy of the catalog (stock
+// is not in it: each region's share is its own).
+const ProductUpserted = "product.upserted"
+
+// ProductPayload is the payload of product.upserted: the product as it is after the
+// change, when and in which region it was made.
+type ProductPayload struct {
+	SKU            string    `json:"sku"`
+	Name           string    `json:"name"`
+	PriceCents     int64     `json:"priceCents"`
+	Currency       string    `json:"currency"`
+	MaxPerCustomer *int      `json:"maxPerCustomer"`
+	UpdatedAt      time.Time `json:"updatedAt"`
+	Region         string    `json:"region"`
+}
+
 // TransferPayload is the payload of stock.transfer_requested (Quantity asked) and of
 // stock.transfer_granted (Quantity given, 0 when the giver had nothing to spare).
 type TransferPayload struct {

@@ -3,20 +3,35 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
 	"github.com/checkout-backend/checkout/internal/catalog"
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/outbox"
 )
 
 // Catalog implements catalog.Store.
 type Catalog struct {
 	db  *bun.DB
 	now func() time.Time
+	// region, when set (a deployment of several regions), is where this catalog's
+	// admins work: each change is announced to the other regions (product.upserted).
+	region string
+}
+
+// InRegion returns the catalog of one region of several: every product it creates or
+// changes is announced, in the same transaction, to the other regions.
+func (c *Catalog) InRegion(region string) *Catalog {
+	cp := *c
+	cp.region = region
+	return &cp
 }
 
 // NewCatalog returns the catalog adapter; now is its clock (a nil clock panics).
@@ -51,21 +66,56 @@ func (c *Catalog) UpsertProduct(ctx context.Context, p catalog.Product) (catalog
 		return catalog.Product{}, err
 	}
 	now := c.now()
-	// keep: the update leaves the stored limit alone (the input did not mention it).
-	_, err := c.db.ExecContext(ctx, `INSERT INTO products (sku, name, price_cents, currency, max_per_customer, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents,
-		currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at,
-		max_per_customer = CASE WHEN ?::boolean THEN products.max_per_customer ELSE EXCLUDED.max_per_customer END`,
-		p.SKU, p.Name, p.PriceCents, p.Currency, maxPer(p), now, now, p.KeepMaxPerCustomer)
+	var got *catalog.Product
+	err := InTx(ctx, c.db, func(ctx context.Context, tx bun.Tx) error {
+		// keep: the update leaves the stored limit alone (the input did not mention it).
+		if _, err := tx.ExecContext(ctx, `INSERT INTO products (sku, name, price_cents, currency, max_per_customer, created_at, updated_at, updated_in)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents,
+			currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at, updated_in = EXCLUDED.updated_in,
+			max_per_customer = CASE WHEN ?::boolean THEN products.max_per_customer ELSE EXCLUDED.max_per_customer END`,
+			p.SKU, p.Name, p.PriceCents, p.Currency, maxPer(p), now, now, c.region, p.KeepMaxPerCustomer); err != nil {
+			return err
+		}
+		var err error
+		if got, err = productIn(ctx, tx, p.SKU); err != nil || got == nil || c.region == "" {
+			return err
+		}
+		payload, err := json.Marshal(event.ProductPayload{SKU: got.SKU, Name: got.Name, PriceCents: got.PriceCents,
+			Currency: got.Currency, MaxPerCustomer: got.MaxPerCustomer, UpdatedAt: now, Region: c.region})
+		if err != nil {
+			return err
+		}
+		return outbox.Insert(ctx, tx, event.Envelope{ID: uuid.Must(uuid.NewV7()).String(), Type: event.ProductUpserted,
+			AggregateID: "product:" + got.SKU, OccurredAt: now, Payload: payload})
+	})
 	if err != nil {
 		return catalog.Product{}, mapErr(fmt.Errorf("upsert product: %w", err))
 	}
-	got, err := c.Product(ctx, p.SKU)
-	if err != nil {
-		return catalog.Product{}, err
-	}
 	return *got, nil
+}
+
+// ApplyProduct applies another region's change to this region's copy of the catalog,
+// without announcing it again: a product it does not have is created, one it has is
+// changed only if the change is newer than what it holds, by (updated_at, region), so
+// every region ends with the same row whatever order changes arrive in. It reports
+// whether the change was applied.
+func (c *Catalog) ApplyProduct(ctx context.Context, p event.ProductPayload) (bool, error) {
+	if err := catalog.ValidateProduct(&catalog.Product{SKU: p.SKU, Name: p.Name, PriceCents: p.PriceCents, Currency: p.Currency,
+		MaxPerCustomer: p.MaxPerCustomer}); err != nil {
+		return false, err
+	}
+	res, err := c.db.ExecContext(ctx, `INSERT INTO products (sku, name, price_cents, currency, max_per_customer, created_at, updated_at, updated_in)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents, currency = EXCLUDED.currency,
+			max_per_customer = EXCLUDED.max_per_customer, updated_at = EXCLUDED.updated_at, updated_in = EXCLUDED.updated_in
+		WHERE (products.updated_at, products.updated_in) < (EXCLUDED.updated_at, EXCLUDED.updated_in)`,
+		p.SKU, p.Name, p.PriceCents, p.Currency, p.MaxPerCustomer, p.UpdatedAt, p.UpdatedAt, p.Region)
+	if err != nil {
+		return false, mapErr(fmt.Errorf("apply product %s: %w", p.SKU, err))
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // maxPer is the limit an upsert writes when it sets one.
@@ -78,8 +128,12 @@ func maxPer(p catalog.Product) *int {
 
 // Product returns a product by SKU, or nil.
 func (c *Catalog) Product(ctx context.Context, sku string) (*catalog.Product, error) {
+	return productIn(ctx, c.db, sku)
+}
+
+func productIn(ctx context.Context, db bun.IDB, sku string) (*catalog.Product, error) {
 	var r productRow
-	err := c.db.NewRaw(productSelect+" WHERE p.sku = ?", sku).Scan(ctx, &r)
+	err := db.NewRaw(productSelect+" WHERE p.sku = ?", sku).Scan(ctx, &r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -139,3 +139,53 @@ func TestTransfers_Grant_KeepsItsOwnUnlessTheAskerSoldOut(t *testing.T) {
 		t.Fatalf("gave %d (%v) of 5, below the 10 kept, want 0", g.Quantity, err)
 	}
 }
+
+// A region's copy of the catalog applies another region's change only if it is newer,
+// by (updated_at, region), so two regions receiving the same changes in any order end
+// with the same row; applying announces nothing (it would go back), while a change made
+// here, in a region of several, is announced in its own transaction.
+func TestCatalog_ApplyProduct_NewestWins_AnyOrder_ChangesMadeHereAnnounced(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	changes := []event.ProductPayload{
+		{SKU: "P", Name: "first", PriceCents: 100, Currency: "USD", UpdatedAt: t0, Region: "eu"},
+		{SKU: "P", Name: "later in us", PriceCents: 300, Currency: "USD", UpdatedAt: t0.Add(time.Second), Region: "us"},
+		{SKU: "P", Name: "same instant in eu", PriceCents: 200, Currency: "USD", UpdatedAt: t0.Add(time.Second), Region: "eu"},
+	}
+	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}, {1, 0, 2}} {
+		db := testutil.NewDB(t)
+		c := store.NewCatalog(db.DB, time.Now)
+		for _, i := range order {
+			if _, err := c.ApplyProduct(ctx, changes[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p, err := c.Product(ctx, "P")
+		if err != nil || p == nil {
+			t.Fatalf("order %v: %v %v", order, p, err)
+		}
+		if p.Name != "later in us" || p.PriceCents != 300 {
+			t.Errorf("changes applied in the order %v: %q at %d, want the newest (us wins the tie with eu by name)", order, p.Name, p.PriceCents)
+		}
+		if n := testutil.Count(t, db, "SELECT count(*) FROM outbox"); n != 0 {
+			t.Errorf("applying other regions' changes announced %d events", n)
+		}
+	}
+
+	db := testutil.NewDB(t)
+	if _, err := store.NewCatalog(db.DB, time.Now).UpsertProduct(ctx, catalog.Product{SKU: "ONE", Name: "one region", PriceCents: 1, Currency: "USD"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.Count(t, db, "SELECT count(*) FROM outbox"); n != 0 {
+		t.Errorf("a deployment of one region announced %d catalog changes", n)
+	}
+	limit := 2
+	if _, err := store.NewCatalog(db.DB, time.Now).InRegion("eu").UpsertProduct(ctx, catalog.Product{SKU: "ONE", Name: "changed", PriceCents: 5, Currency: "USD", MaxPerCustomer: &limit}); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.Count(t, db, `SELECT count(*) FROM outbox WHERE type = ? AND payload->>'region' = 'eu' AND payload->>'name' = 'changed'
+		AND (payload->>'maxPerCustomer')::int = 2`, event.ProductUpserted); n != 1 {
+		t.Errorf("a change made in eu announced %d times, want once with the product as it now is", n)
+	}
+}
