@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -66,6 +69,67 @@ func (r *Resolver) order(ctx context.Context, a checkout.Actor, id string) (*che
 	}
 	o, err := r.Service.Order(ctx, a, id)
 	return o, accessError(ctx, err)
+}
+
+// withOtherRegions adds the caller's orders in the other regions to this region's page
+// of them: each region is asked for the same page (a cursor of the list is a time and an
+// id, the same in every region), and the merge keeps the first n, newest first. A region
+// that cannot be reached leaves its orders out, and an error beside the data says so
+// (REGION_UNAVAILABLE with retryAfter and the regions missing). A request another region
+// forwarded here is that region asking for this region's part: it is not asked on.
+func (r *Resolver) withOtherRegions(ctx context.Context, page checkout.OrderPage, n int, after *string) checkout.OrderPage {
+	if r.Remote == nil || len(r.Regions.Names) < 2 || ctx.Value(forwardedKey{}) != nil {
+		return page
+	}
+	token := auth.Token(ctx)
+	if token == "" {
+		return page // a partner by certificate: its orders are wherever it asks
+	}
+	type answer struct {
+		orders []checkout.Order
+		more   bool
+		err    error
+	}
+	var peers []string
+	for _, name := range r.Regions.Names {
+		if name != r.Regions.Local {
+			peers = append(peers, name)
+		}
+	}
+	answers := make([]answer, len(peers))
+	var wg sync.WaitGroup
+	for i, peer := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o, more, err := r.Remote.MyOrders(ctx, peer, token, n, after)
+			answers[i] = answer{o, more, err}
+		}()
+	}
+	wg.Wait()
+	all, more := slices.Clone(page.Orders), page.HasNext
+	var missing []string
+	for i, a := range answers {
+		if a.err != nil {
+			missing = append(missing, peers[i])
+			continue
+		}
+		all, more = append(all, a.orders...), more || a.more
+	}
+	slices.SortFunc(all, func(a, b checkout.Order) int { // newest first, as each region lists them
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	if len(all) > n {
+		all, more = all[:n], true
+	}
+	if len(missing) > 0 {
+		graphql.AddError(ctx, &gqlerror.Error{Message: "the orders of regions " + strings.Join(missing, ", ") + " cannot be listed now; retry",
+			Path: graphql.GetPath(ctx), Extensions: map[string]any{"code": gqlhttp.CodeRegionUnavailable, "retryAfter": 1, "regions": missing}})
+	}
+	return checkout.OrderPage{Orders: all, HasNext: more}
 }
 
 // remoteError turns what the home region answered into this API's errors.

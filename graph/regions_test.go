@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -56,7 +57,7 @@ func TestRegions_AnOrderPlacedInARegionCarriesItInItsID(t *testing.T) {
 // authorizes (another customer reads nothing) and eu's database has the cancellation.
 // A request that eu forwarded would not be forwarded again; with eu unreachable, us
 // answers REGION_UNAVAILABLE with retryAfter, and changes nothing.
-func TestRegions_AnotherRegionsOrder_ReadCancelledAtItsHome_RegionUnavailableWhileUnreachable(t *testing.T) {
+func TestRegions_AnotherRegionsOrder_ReadFollowedCancelledAtItsHome_ListedEverywhere_RegionUnavailableWhileUnreachable(t *testing.T) {
 	t.Parallel()
 	names := []string{"eu", "us"}
 	apis := map[string]*testutil.API{}
@@ -154,7 +155,57 @@ func TestRegions_AnotherRegionsOrder_ReadCancelledAtItsHome_RegionUnavailableWhi
 		t.Errorf("a forwarded request forwarded again: %d %s", rec.Code, rec.Body)
 	}
 
+	// Ann's orders, asked of either region: hers in both, newest first, paged across
+	// regions with one cursor.
+	us.Product(t, "MUG", 500, map[string]int{"nyc": 5})
+	r2, _ := doCheckout(t, us, ann, map[string]any{"idempotencyKey": "k2", "paymentToken": "pm_card_threeDSecure2Required",
+		"items": []map[string]any{{"sku": "MUG", "quantity": 1}}})
+	if r2.Checkout.Order == nil {
+		t.Fatalf("checkout in us: %+v", r2.Checkout.UserErrors)
+	}
+	usID := r2.Checkout.Order.ID
+	mine := `query($n: Int, $a: String) { myOrders(first: $n, after: $a) { edges { cursor node { id } } pageInfo { hasNextPage } } }`
+	type page struct {
+		MyOrders struct {
+			Edges []struct {
+				Cursor string
+				Node   struct{ ID string }
+			}
+			PageInfo struct{ HasNextPage bool }
+		}
+	}
+	list := func(api *testutil.API, n int, after any) (page, *testutil.Response) {
+		t.Helper()
+		got := api.Do(t, ann, mine, map[string]any{"n": n, "a": after})
+		var p page
+		if err := json.Unmarshal(got.Data, &p); err != nil {
+			t.Fatalf("myOrders: %s: %v", got.Data, err)
+		}
+		return p, got
+	}
+	for name, api := range map[string]*testutil.API{"eu": eu, "us": us} {
+		p, got := list(api, 10, nil)
+		if got.ErrorCode() != "" || len(p.MyOrders.Edges) != 2 || p.MyOrders.Edges[0].Node.ID != usID || p.MyOrders.Edges[1].Node.ID != id {
+			t.Errorf("ann's orders asked of %s: %s %s, want the us one then the eu one", name, got.Data, got.ErrorCode())
+		}
+	}
+	first, _ := list(us, 1, nil)
+	if len(first.MyOrders.Edges) != 1 || first.MyOrders.Edges[0].Node.ID != usID || !first.MyOrders.PageInfo.HasNextPage {
+		t.Fatalf("first page of one: %+v", first)
+	}
+	second, _ := list(us, 1, first.MyOrders.Edges[0].Cursor)
+	if len(second.MyOrders.Edges) != 1 || second.MyOrders.Edges[0].Node.ID != id || second.MyOrders.PageInfo.HasNextPage {
+		t.Errorf("second page of one: %+v, want the eu order and no more", second)
+	}
+	if p, _ := list(us, 10, nil); len(p.MyOrders.Edges) != 2 {
+		t.Fatalf("before eu went away: %+v", p)
+	}
+
 	servers["eu"].Close()
+	if p, got := list(us, 10, nil); len(p.MyOrders.Edges) != 1 || p.MyOrders.Edges[0].Node.ID != usID ||
+		got.ErrorCode() != gqlhttp.CodeRegionUnavailable {
+		t.Errorf("ann's orders while eu is unreachable: %s %s, want her us order and %s", got.Data, got.ErrorCode(), gqlhttp.CodeRegionUnavailable)
+	}
 	got = us.Do(t, ann, read, map[string]any{"id": id})
 	if got.ErrorCode() != gqlhttp.CodeRegionUnavailable || len(got.Errors) == 0 || got.Errors[0].Extensions["retryAfter"] != float64(1) {
 		t.Errorf("eu unreachable: %s, errors %+v; want %s with retryAfter", got.Data, got.Errors, gqlhttp.CodeRegionUnavailable)

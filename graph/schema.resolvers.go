@@ -220,6 +220,7 @@ func (r *queryResolver) MyOrders(ctx context.Context, first *int, after *string)
 	if err != nil {
 		return nil, accessError(ctx, err)
 	}
+	page = r.withOtherRegions(ctx, page, n, after)
 	primeProducts(ctx, page.Orders)
 	conn := &model.OrderConnection{Edges: make([]*model.OrderEdge, len(page.Orders)), PageInfo: &model.PageInfo{HasNextPage: page.HasNext, HasPreviousPage: after != nil}}
 	for i := range page.Orders {

@@ -107,6 +107,9 @@ type RemoteOrders interface {
 	Order(ctx context.Context, home, token, id string) (*Order, error)
 	CancelOrder(ctx context.Context, home, token, id string) (Order, error)
 	ShipOrder(ctx context.Context, home, token, id, tracking string) (Order, error)
+	// MyOrders is the caller's first orders at home after the cursor (newest first),
+	// and whether it has more.
+	MyOrders(ctx context.Context, home, token string, first int, after *string) ([]Order, bool, error)
 }
 
 // ErrRegionUnavailable means an order's home region cannot be reached now: the client

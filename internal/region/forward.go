@@ -63,6 +63,27 @@ func (f *Forwarder) ShipOrder(ctx context.Context, home, token, id, tracking str
 	return data.ShipOrder.result()
 }
 
+// MyOrders reads the caller's first orders at home after the cursor (the cursor of a
+// customer's order list is a time and an id: the same in every region).
+func (f *Forwarder) MyOrders(ctx context.Context, home, token string, first int, after *string) ([]checkout.Order, bool, error) {
+	var data struct {
+		MyOrders struct {
+			Edges    []struct{ Node checkout.Order }
+			PageInfo struct{ HasNextPage bool }
+		}
+	}
+	err := f.do(ctx, home, token, `query($n: Int, $a: String) { myOrders(first: $n, after: $a) { edges { node { `+orderFields+` } } pageInfo { hasNextPage } } }`,
+		map[string]any{"n": first, "a": after}, &data)
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]checkout.Order, len(data.MyOrders.Edges))
+	for i, e := range data.MyOrders.Edges {
+		out[i] = e.Node
+	}
+	return out, data.MyOrders.PageInfo.HasNextPage, nil
+}
+
 // do posts one operation to home's API and decodes its data into out. A home with no
 // address, a transport error, a timeout or a 5xx is checkout.ErrRegionUnavailable; a
 // GraphQL error of the home region comes back as an error naming its code.
