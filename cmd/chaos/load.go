@@ -13,6 +13,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/checkout-backend/checkout/internal/loadgen"
 )
 
 const checkoutMutation = `mutation ChaosCheckout($input: CheckoutInput!) {
@@ -105,35 +107,8 @@ func startLoad(backends []string, tokens []string, rate int, flash string, sprea
 }
 
 func classify(res *vegeta.Result) outcome {
-	o := outcome{sent: res.Timestamp, done: res.End()}
-	if res.Error != "" {
-		o.err = res.Error
-		return o
-	}
-	var a struct {
-		Data *struct {
-			Checkout *struct {
-				Order      *struct{ ID string }
-				UserErrors []struct{ Code string }
-			}
-		}
-		Errors []struct{ Message string }
-	}
-	if err := json.Unmarshal(res.Body, &a); err != nil {
-		o.err = fmt.Sprintf("status %d", res.Code)
-		return o
-	}
-	switch {
-	case a.Data != nil && a.Data.Checkout != nil && a.Data.Checkout.Order != nil:
-		o.orderID = a.Data.Checkout.Order.ID
-	case a.Data != nil && a.Data.Checkout != nil && len(a.Data.Checkout.UserErrors) > 0 && a.Data.Checkout.UserErrors[0].Code == "OUT_OF_STOCK":
-		o.oos = true
-	case len(a.Errors) > 0:
-		o.err = a.Errors[0].Message
-	default:
-		o.err = fmt.Sprintf("status %d", res.Code)
-	}
-	return o
+	c := loadgen.ReadCheckout(res)
+	return outcome{sent: res.Timestamp, done: res.End(), orderID: c.OrderID, oos: c.OutOfStock, err: c.Err}
 }
 
 // stop ends the attack once the requests in flight are answered.

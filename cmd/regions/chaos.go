@@ -18,6 +18,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/loadgen"
 	"github.com/checkout-backend/checkout/internal/node"
 	"github.com/checkout-backend/checkout/internal/platform/auth"
 	"github.com/checkout-backend/checkout/internal/store"
@@ -242,39 +243,8 @@ func (r *run) startLoad(rate int) (stop func()) {
 }
 
 func classify(res *vegeta.Result) outcome {
-	o := outcome{sent: res.Timestamp, took: res.Latency}
-	if res.Error != "" {
-		o.err = res.Error
-		return o
-	}
-	var a struct {
-		Data *struct {
-			Checkout *struct {
-				Order      *struct{ ID string }
-				UserErrors []struct{ Code string }
-			}
-		}
-		Errors []struct {
-			Extensions struct{ Code string }
-		}
-	}
-	if err := json.Unmarshal(res.Body, &a); err != nil {
-		o.err = fmt.Sprintf("status %d", res.Code)
-		return o
-	}
-	switch {
-	case a.Data != nil && a.Data.Checkout != nil && a.Data.Checkout.Order != nil:
-		o.orderID = a.Data.Checkout.Order.ID
-	case a.Data != nil && a.Data.Checkout != nil && len(a.Data.Checkout.UserErrors) > 0 && a.Data.Checkout.UserErrors[0].Code == string(checkout.OutOfStock):
-		o.oos = true
-	case len(a.Errors) > 0:
-		o.err = a.Errors[0].Extensions.Code
-	case a.Data != nil && a.Data.Checkout != nil && len(a.Data.Checkout.UserErrors) > 0:
-		o.err = a.Data.Checkout.UserErrors[0].Code
-	default:
-		o.err = fmt.Sprintf("status %d", res.Code)
-	}
-	return o
+	c := loadgen.ReadCheckout(res)
+	return outcome{sent: res.Timestamp, took: res.Latency, orderID: c.OrderID, oos: c.OutOfStock, err: c.Err}
 }
 
 // sampleScarce reads SCARCE's availability in each region four times a second (an
