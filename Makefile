@@ -152,7 +152,7 @@ ha-down: ## stop the local HA stack by process id
 regions: build ## two regions on this machine (PostgreSQL, RabbitMQ with shovels, an instance each; links through toxiproxy); Ctrl-C stops them
 	$(GO) run ./cmd/regions up -bin $(BIN) $(REGIONSFLAGS)
 
-regions-chaos: build ## two regions under load: WAN latency, a partition, a PostgreSQL killed, a broker restarted; heal, drain, check the escrow invariants
+regions-chaos: build ## two regions (each under Patroni) under load: WAN latency, a partition, a PostgreSQL leader killed, a broker restarted; heal, drain, check the escrow invariants
 	$(GO) run ./cmd/regions chaos -bin $(BIN) $(REGIONSFLAGS)
 
 chaos: ## kill and cut parts of a private HA stack under load; print the invariants per fault

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -79,9 +80,13 @@ type availSample struct {
 	transit int            // SCARCE granted and not yet credited
 }
 
-func chaos(ctx context.Context, dir, bin string, rate int, phaseLen time.Duration) error {
-	fmt.Println("regions chaos: starting east and west (PostgreSQL, RabbitMQ with shovels, one instance each, links through toxiproxy)...")
-	s, err := startStack(ctx, dir, bin)
+func chaos(ctx context.Context, dir, bin string, rate int, phaseLen time.Duration, patroni bool) error {
+	what := "PostgreSQL"
+	if patroni {
+		what = "etcd and three PostgreSQL nodes under Patroni"
+	}
+	fmt.Printf("regions chaos: starting east and west (%s, RabbitMQ with shovels, one instance each, links through toxiproxy)...\n", what)
+	s, err := startStack(ctx, dir, bin, patroni)
 	if err != nil {
 		return err
 	}
@@ -117,10 +122,19 @@ func chaos(ctx context.Context, dir, bin string, rate int, phaseLen time.Duratio
 	must(s.Partition("east", "west", true))
 	p := r.begin("partition")
 	wait(ctx, phaseLen/3)
-	p.note("east's PostgreSQL killed (SIGKILL) and restarted")
-	east.PG.Kill()
-	if err := east.PG.Restart(ctx); err != nil {
-		return fmt.Errorf("restart east's PostgreSQL: %w", err)
+	var killed *node.Patroni
+	if east.Patroni != nil {
+		if killed = east.Patroni.Leader(ctx); killed == nil {
+			return errors.New("east has no PostgreSQL leader")
+		}
+		p.note(fmt.Sprintf("east's PostgreSQL leader %s SIGKILLed (Patroni and postmaster): Patroni promotes the synchronous standby", killed.Name))
+		killed.KillAll()
+	} else {
+		p.note("east's PostgreSQL killed (SIGKILL) and restarted")
+		east.PG.Kill()
+		if err := east.PG.Restart(ctx); err != nil {
+			return fmt.Errorf("restart east's PostgreSQL: %w", err)
+		}
 	}
 	wait(ctx, phaseLen/3)
 	p.note("west's RabbitMQ stopped and restarted")
@@ -129,6 +143,13 @@ func chaos(ctx context.Context, dir, bin string, rate int, phaseLen time.Duratio
 		return fmt.Errorf("restart west's RabbitMQ: %w", err)
 	}
 	wait(ctx, phaseLen/3)
+	if killed != nil {
+		// The old leader's Patroni started again rejoins as a standby by itself.
+		if err := killed.Restart(ctx); err != nil {
+			return fmt.Errorf("restart east's old leader: %w", err)
+		}
+		p.note(fmt.Sprintf("east's old leader %s restarted (it rejoins as a standby); leader now %s", killed.Name, leaderName(ctx, east)))
+	}
 	r.end(p)
 	must(s.Partition("east", "west", false))
 	healed := time.Now()
@@ -159,6 +180,13 @@ func chaos(ctx context.Context, dir, bin string, rate int, phaseLen time.Duratio
 	}
 	fmt.Println("\nregions chaos: every invariant held")
 	return nil
+}
+
+func leaderName(ctx context.Context, r *node.Region) string {
+	if l := r.Patroni.Leader(ctx); l != nil {
+		return l.Name
+	}
+	return "none yet"
 }
 
 func must(err error) {

@@ -5,8 +5,12 @@
 //
 //	regions up    [-dir .regions]         start, seed, print the addresses; Ctrl-C stops it all
 //	regions chaos [-dir .regions-chaos]   load in both regions, WAN latency, a partition, a
-//	                                      PostgreSQL killed, a broker restarted; heal, drain;
-//	                                      check the invariants; exit 1 if one broke
+//	                                      PostgreSQL leader killed (Patroni fails over), a
+//	                                      broker restarted; heal, drain; check the
+//	                                      invariants; exit 1 if one broke
+//
+// -patroni gives each region etcd and three PostgreSQL nodes under Patroni (the default
+// for chaos; make regions runs one server per region).
 package main
 
 import (
@@ -34,15 +38,16 @@ func main() {
 	bin := fs.String("bin", "bin/checkout", "the checkout binary")
 	rate := fs.Int("rate", 15, "chaos: checkouts a second in each region")
 	phase := fs.Duration("phase", 8*time.Second, "chaos: how long each phase of the sale lasts")
+	patroni := fs.Bool("patroni", os.Args[1] == "chaos", "each region's database under Patroni (etcd, three PostgreSQL nodes) instead of one server; default for chaos")
 	fs.Parse(os.Args[2:])
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var err error
 	switch os.Args[1] {
 	case "up":
-		err = up(ctx, dirOr(*dir, ".regions"), *bin)
+		err = up(ctx, dirOr(*dir, ".regions"), *bin, *patroni)
 	case "chaos":
-		err = chaos(ctx, dirOr(*dir, ".regions-chaos"), *bin, *rate, *phase)
+		err = chaos(ctx, dirOr(*dir, ".regions-chaos"), *bin, *rate, *phase, *patroni)
 	default:
 		err = fmt.Errorf("unknown command %q (up, chaos)", os.Args[1])
 	}
@@ -64,7 +69,7 @@ func dirOr(dir, def string) string {
 var regionEnv = []string{"REBALANCE_LOW=5", "REBALANCE_TARGET=25", "REBALANCE_INTERVAL=250ms", "REBALANCE_REASK=2s",
 	"REBALANCE_IDLE=3s", "SWEEP_INTERVAL=1s", "WORKER_RETRY_DELAYS=200ms,500ms,1s", "OUTBOX_POLL_INTERVAL=200ms"}
 
-func startStack(ctx context.Context, dir, bin string) (*node.RegionsStack, error) {
+func startStack(ctx context.Context, dir, bin string, patroni bool) (*node.RegionsStack, error) {
 	toxi, err := exec.Command("go", "tool", "-n", "github.com/Shopify/toxiproxy/v2/cmd/server").Output()
 	if err != nil {
 		return nil, fmt.Errorf("build toxiproxy (go tool): %w", err)
@@ -72,12 +77,12 @@ func startStack(ctx context.Context, dir, bin string) (*node.RegionsStack, error
 	upCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	return node.UpRegions(upCtx, node.RegionsOptions{Dir: dir, Bin: bin, ToxiproxyBin: strings.TrimSpace(string(toxi)),
-		Env: regionEnv, Log: os.Stdout})
+		Env: regionEnv, Log: os.Stdout, Patroni: patroni})
 }
 
-func up(ctx context.Context, dir, bin string) error {
+func up(ctx context.Context, dir, bin string, patroni bool) error {
 	fmt.Println("regions: starting east and west (PostgreSQL, RabbitMQ with shovels, one instance each, links through toxiproxy)...")
-	s, err := startStack(ctx, dir, bin)
+	s, err := startStack(ctx, dir, bin, patroni)
 	if err != nil {
 		return err
 	}

@@ -28,15 +28,23 @@ type RegionsOptions struct {
 	Names []string
 	// Env is more environment for every instance (REBALANCE_*, the payment provider).
 	Env []string
+	// Patroni gives each region the self-healing database of production instead of one
+	// PostgreSQL server: an etcd member and three PostgreSQL nodes under Patroni in
+	// strict synchronous mode, which the instance finds by a multi-host URL
+	// (target_session_attrs=read-write).
+	Patroni bool
 	// Log receives progress lines.
 	Log io.Writer
 }
 
-// Region is one region of a RegionsStack: its PostgreSQL, its RabbitMQ node (with the
-// shovel plugin) and one `checkout serve` instance.
+// Region is one region of a RegionsStack: its PostgreSQL (one server, or a Patroni
+// cluster with its etcd), its RabbitMQ node (with the shovel plugin) and one
+// `checkout serve` instance.
 type Region struct {
 	Name     string
 	PG       *Postgres
+	Patroni  *PatroniCluster
+	Etcd     *EtcdCluster
 	Rabbit   *Rabbit
 	Instance *Instance
 	// DatabaseURL is the region's database (on its own server).
@@ -115,6 +123,10 @@ func UpRegions(ctx context.Context, opt RegionsOptions) (_ *RegionsStack, err er
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
+			if opt.Patroni {
+				errs[2*i] = r.launchPatroni(ctx, filepath.Join(dir, name))
+				return
+			}
 			r.PG, errs[2*i] = LaunchPostgres(ctx, PostgresOptions{Dir: filepath.Join(dir, name, "postgres"), Name: name,
 				Settings: map[string]string{"max_connections": "100"}})
 		}()
@@ -129,10 +141,19 @@ func UpRegions(ctx context.Context, opt RegionsOptions) (_ *RegionsStack, err er
 		return s, err
 	}
 	for _, r := range s.Regions {
-		if err := createDatabase(ctx, r.PG.URL()); err != nil {
+		admin := ""
+		if r.Patroni != nil {
+			leader := r.waitLeader(ctx)
+			if leader == nil {
+				return s, fmt.Errorf("region %s: patroni elected no leader", r.Name)
+			}
+			admin, r.DatabaseURL = leader.URL(), r.Patroni.URLFor(HADatabase)
+		} else {
+			admin, r.DatabaseURL = r.PG.URL(), r.PG.URLFor(HADatabase)
+		}
+		if err := createDatabase(ctx, admin); err != nil {
 			return s, fmt.Errorf("region %s: %w", r.Name, err)
 		}
-		r.DatabaseURL = r.PG.URLFor(HADatabase)
 	}
 	step("servers up")
 	// Links: each region's shovel to each peer's broker, and its API's forwarding to
@@ -191,6 +212,31 @@ func UpRegions(ctx context.Context, opt RegionsOptions) (_ *RegionsStack, err er
 	}
 	step("%d regions ready, linked by shovels", len(s.Regions))
 	return s, nil
+}
+
+// launchPatroni starts the region's etcd member and its three PostgreSQL nodes under
+// Patroni (strict synchronous mode: an acknowledged commit survives the leader's loss).
+func (r *Region) launchPatroni(ctx context.Context, dir string) error {
+	var err error
+	if r.Etcd, err = LaunchEtcdCluster(ctx, EtcdOptions{Dir: filepath.Join(dir, "etcd"), Members: 1}); err != nil {
+		return fmt.Errorf("region %s: etcd: %w", r.Name, err)
+	}
+	r.Patroni, err = LaunchPatroniCluster(ctx, 3, PatroniOptions{Dir: filepath.Join(dir, "patroni"), Name: r.Name, Scope: r.Name,
+		Etcd: r.Etcd.Endpoints(), Synchronous: true, Settings: map[string]string{"max_connections": "100"}})
+	if err != nil {
+		return fmt.Errorf("region %s: patroni: %w", r.Name, err)
+	}
+	return nil
+}
+
+// waitLeader waits up to a minute for the region's Patroni leader.
+func (r *Region) waitLeader(ctx context.Context) *Patroni {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(200 * time.Millisecond) {
+		if p := r.Patroni.Leader(ctx); p != nil {
+			return p
+		}
+	}
+	return nil
 }
 
 // Region returns the named region (nil if none).
@@ -292,6 +338,12 @@ func (s *RegionsStack) Down() {
 			}
 			if r.PG != nil {
 				r.PG.Stop()
+			}
+			if r.Patroni != nil {
+				r.Patroni.Kill()
+			}
+			if r.Etcd != nil {
+				r.Etcd.Kill()
 			}
 		}()
 	}
