@@ -153,6 +153,7 @@ regions: build ## two regions on this machine (PostgreSQL, RabbitMQ with shovels
 	$(GO) run ./cmd/regions up -bin $(BIN) $(REGIONSFLAGS)
 
 regions-chaos: build ## two regions (each under Patroni) under load: WAN latency, a partition, a PostgreSQL leader killed, a broker restarted; heal, drain, check the escrow invariants
+	@scripts/services.sh --only-ha-tools # Patroni and etcd (Debian packages), said in one line when missing
 	$(GO) run ./cmd/regions chaos -bin $(BIN) $(REGIONSFLAGS)
 
 chaos: ## kill and cut parts of a private HA stack under load; print the invariants per fault
