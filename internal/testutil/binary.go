@@ -16,43 +16,65 @@ import (
 	"github.com/checkout-backend/checkout/workers"
 )
 
-var (
-	checkoutOnce sync.Once
-	checkoutBin  string
-	checkoutErr  error
-)
-
 // BuildCheckout returns the path of the checkout binary (./cmd/checkout, a tool of the
 // module in go.mod): `go tool -n` links it once and keeps the executable in the build
 // cache, so the tests that run the binary share one build, across packages and runs,
 // until the code changes. Tests run it; they never write to it.
 func BuildCheckout(t testing.TB) string {
 	t.Helper()
-	checkoutOnce.Do(func() {
-		// The go command writes a cached executable in place. Two test processes that
-		// build it at once (deploy, systest and cmd/checkout run in parallel) would leave
-		// one running the file while the other still holds it open for writing, and the
-		// exec fails with "text file busy". A lock across processes makes the second
-		// go command find the first one's entry in the cache instead of writing it again.
+	path, err := goTool("github.com/checkout-backend/checkout/cmd/checkout")
+	if err != nil {
+		t.Fatalf("build the checkout binary: %v", err)
+	}
+	return path
+}
+
+// ToxiproxyBin returns the path of the toxiproxy server (a tool in go.mod), built as
+// BuildCheckout builds the service.
+func ToxiproxyBin(t testing.TB) string {
+	t.Helper()
+	path, err := goTool("github.com/Shopify/toxiproxy/v2/cmd/server")
+	if err != nil {
+		t.Fatalf("build toxiproxy (go tool): %v", err)
+	}
+	return path
+}
+
+// tools holds, per tool package, its one `go tool -n` of this process.
+var tools sync.Map
+
+type toolBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// goTool builds a tool of go.mod once per process and returns its executable in the
+// build cache. The go command writes a cached executable in place: two test processes
+// building it at once (the packages run in parallel) would leave one running the file
+// while the other still holds it open for writing, and that exec fails with "text file
+// busy". A lock across processes makes the second go command find the first one's
+// entry in the cache instead of writing it again.
+func goTool(pkg string) (string, error) {
+	v, _ := tools.LoadOrStore(pkg, &toolBuild{})
+	b := v.(*toolBuild)
+	b.once.Do(func() {
 		unlock, err := lockFile(filepath.Join(os.TempDir(), "checkout-go-tool.lock"))
 		if err != nil {
-			checkoutErr = err
+			b.err = err
 			return
 		}
 		defer unlock()
 		var stderr bytes.Buffer
-		cmd := exec.Command("go", "tool", "-n", "github.com/checkout-backend/checkout/cmd/checkout")
+		cmd := exec.Command("go", "tool", "-n", pkg)
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		if err != nil {
-			checkoutErr = fmt.Errorf("%v\n%s", err, stderr.String())
+			b.err = fmt.Errorf("%v\n%s", err, stderr.String())
 		}
-		checkoutBin = strings.TrimSpace(string(out))
+		b.path = strings.TrimSpace(string(out))
 	})
-	if checkoutErr != nil {
-		t.Fatalf("build the checkout binary: %v", checkoutErr)
-	}
-	return checkoutBin
+	return b.path, b.err
 }
 
 // DeploymentPrefix is a fresh AMQP_PREFIX for a service the test runs: the exchange and

@@ -5,20 +5,12 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 
 	"github.com/checkout-backend/checkout/internal/node"
-)
-
-var (
-	toxiBinOnce sync.Once
-	toxiBin     string
-	toxiBinErr  error
 )
 
 // Toxiproxy is a toxiproxy server of the test's own (the go tool pinned in go.mod),
@@ -31,13 +23,7 @@ type Toxiproxy struct {
 // NewToxiproxy starts a toxiproxy server on a free loopback port; it stops at cleanup.
 func NewToxiproxy(t testing.TB) *Toxiproxy {
 	t.Helper()
-	toxiBinOnce.Do(func() {
-		out, err := exec.Command("go", "tool", "-n", "github.com/Shopify/toxiproxy/v2/cmd/server").Output()
-		toxiBin, toxiBinErr = strings.TrimSpace(string(out)), err
-	})
-	if toxiBinErr != nil {
-		t.Fatalf("build toxiproxy (go tool): %v", toxiBinErr)
-	}
+	toxiBin := ToxiproxyBin(t)
 	port := FreePort(t)
 	proc, err := node.Start(exec.Command(toxiBin, "-host", "127.0.0.1", "-port", fmt.Sprint(port)), node.StartOptions{})
 	if err != nil {
