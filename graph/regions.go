@@ -90,12 +90,7 @@ func (r *Resolver) withOtherRegions(ctx context.Context, page checkout.OrderPage
 		more   bool
 		err    error
 	}
-	var peers []string
-	for _, name := range r.Regions.Names {
-		if name != r.Regions.Local {
-			peers = append(peers, name)
-		}
-	}
+	peers := r.Regions.Peers()
 	answers := make([]answer, len(peers))
 	var wg sync.WaitGroup
 	for i, peer := range peers {

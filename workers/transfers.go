@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/checkout-backend/checkout/internal/broker"
@@ -51,7 +50,7 @@ func RegionConsumers(regions checkout.Regions) []broker.Consumer {
 	local := regions.Local
 	out := []broker.Consumer{{Name: TransferConsumer, Types: []string{
 		event.AddressedTo(event.StockTransferRequested, local), event.AddressedTo(event.StockTransferGranted, local)}}}
-	for _, peer := range Peers(regions) {
+	for _, peer := range regions.Peers() {
 		out = append(out, broker.Consumer{Name: OutboundConsumer(peer), Types: []string{
 			event.AddressedTo(event.StockTransferRequested, peer), event.AddressedTo(event.StockTransferGranted, peer)}},
 			broker.Consumer{Name: EventsOutboundConsumer(peer), Types: SharedTypes})
@@ -73,11 +72,6 @@ func ShovelRoutes(topo broker.Topology, peer string) []ShovelRoute {
 		{topo.Queue(OutboundConsumer(peer)), topo.Exchange()},
 		{topo.Queue(EventsOutboundConsumer(peer)), topo.RemoteExchange()},
 	}
-}
-
-// Peers are the regions of the deployment other than this one.
-func Peers(regions checkout.Regions) []string {
-	return slices.DeleteFunc(slices.Clone(regions.Names), func(n string) bool { return n == regions.Local })
 }
 
 // TransferWorker grants the requests addressed to this region and credits the grants.

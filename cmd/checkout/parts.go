@@ -327,7 +327,7 @@ func newWorkers(s *service, st *stores) (*workerPart, error) {
 		replica = workers.NewCatalogWorker(store.NewCatalog(st.db, s.now), s.logger)
 		m.AddConsumer(workers.TransferConsumer)
 		m.AddConsumer(workers.CatalogConsumer)
-		if rebalancer, err = workers.NewRebalancer(st.transfers, workers.Peers(st.regions), workers.RebalancerOptions{
+		if rebalancer, err = workers.NewRebalancer(st.transfers, st.regions.Peers(), workers.RebalancerOptions{
 			Interval: c.RebalanceInterval, Logger: s.logger, AskOptions: checkout.AskOptions{Low: c.RebalanceLow,
 				Target: c.RebalanceTarget, Reask: c.RebalanceReask, Idle: c.RebalanceIdle, Warehouse: c.RebalanceWarehouse}}); err != nil {
 			return nil, err

@@ -23,7 +23,7 @@ func runShovels(cfg config.Config, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("config: REGION, REGIONS: %w", err)
 	}
-	peers := workers.Peers(regions)
+	peers := regions.Peers()
 	if len(peers) == 0 {
 		return fmt.Errorf("shovels: REGIONS lists no region but this one (%q): there is nothing to link", regions.Local)
 	}

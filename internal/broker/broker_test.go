@@ -198,7 +198,7 @@ func TestConsume_RetriesScheduled_ThenDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Three retries (one per delay), then the dead-letter queue.
-	dlq := dialChannel(t)
+	dlq := testutil.AMQPChannel(t)
 	var got amqp.Delivery
 	testutil.Eventually(t, 10*time.Second, "the message in the dead-letter queue", func() bool {
 		d, ok, err := dlq.Get(topo.DeadLetterQueue("c"), true)
@@ -285,7 +285,7 @@ func TestUpgrade_OldDelayQueuesDrainedThenDeleted(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	topo := deployment("t"+testutil.RandomID(4)+".", time.Second)
-	ch := dialChannel(t)
+	ch := testutil.AMQPChannel(t)
 	// What an earlier release left: a delay queue holding a message for ten minutes.
 	retry0 := topo.Queue(workers.PaymentConsumer) + ".retry.0"
 	retry1 := topo.Queue(workers.PaymentConsumer) + ".retry.1"
@@ -307,12 +307,12 @@ func TestUpgrade_OldDelayQueuesDrainedThenDeleted(t *testing.T) {
 	if err := b.Declare(ctx); err != nil {
 		t.Fatal(err)
 	}
-	q, err := dialChannel(t).QueueDeclarePassive(topo.Queue(workers.PaymentConsumer), true, false, false, false, nil)
+	q, err := testutil.AMQPChannel(t).QueueDeclarePassive(topo.Queue(workers.PaymentConsumer), true, false, false, false, nil)
 	if err != nil || q.Messages != 1 {
 		t.Fatalf("work queue holds %d messages (%v), want the one from the old delay queue", q.Messages, err)
 	}
 	for _, old := range []string{retry0, retry1} {
-		if _, err := dialChannel(t).QueueDeclarePassive(old, true, false, false, false, nil); err == nil {
+		if _, err := testutil.AMQPChannel(t).QueueDeclarePassive(old, true, false, false, false, nil); err == nil {
 			t.Fatalf("%s still exists", old)
 		}
 	}
@@ -360,20 +360,6 @@ func TestBlockedConnection_PublishingPausesAndReadinessFails(t *testing.T) {
 	if len(changes) < 2 || !changes[0] || changes[len(changes)-1] {
 		t.Fatalf("blocked changes %v, want true then false", changes)
 	}
-}
-
-func dialChannel(t *testing.T) *amqp.Channel {
-	t.Helper()
-	conn, err := amqp.Dial(testutil.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ch
 }
 
 func decode(b []byte, v any) { _ = json.Unmarshal(b, v) }

@@ -72,15 +72,7 @@ func TestDeclare_ExistingQueuesKeepTheirReplicationFactor(t *testing.T) {
 	ctx := context.Background()
 	topo := smallTopology(1)
 	deleteTopology(t, topo)
-	conn, err := amqp.Dial(testutil.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := testutil.AMQPChannel(t)
 	// A queue of a deployment older than the setting: no replication factor at all.
 	if _, err := ch.QueueDeclare(topo.DeadLetterQueue("c"), true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
 		t.Fatal(err)

@@ -54,6 +54,11 @@ func NewRegions(names []string, local string) (Regions, error) {
 	return Regions{Names: slices.Clone(names), Local: local}, nil
 }
 
+// Peers are the regions of the deployment other than this one, in REGIONS order.
+func (r Regions) Peers() []string {
+	return slices.DeleteFunc(slices.Clone(r.Names), func(n string) bool { return n == r.Local })
+}
+
 // NewOrderID makes the id of an order placed here, at now.
 func (r Regions) NewOrderID(now time.Time) string {
 	id := uuid.Must(uuid.NewV7())

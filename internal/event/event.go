@@ -122,7 +122,7 @@ const ToRegionHeader = "x-to-region"
 // region it is addressed to, if any (stock.transfer_granted.eu-west).
 func (e Envelope) RoutingKey() string {
 	if r := e.Headers[ToRegionHeader]; r != "" {
-		return e.Type + "." + r
+		return AddressedTo(e.Type, r)
 	}
 	return e.Type
 }

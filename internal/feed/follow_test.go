@@ -68,16 +68,7 @@ func TestFeed_FollowsOtherRegionsOrdersToo(t *testing.T) {
 
 	p, _ := json.Marshal(event.OrderPayload{CustomerID: "c1", Order: event.OrderData{ID: "o2", Status: "PAID", Sequence: 2}})
 	body, _ := json.Marshal(event.Envelope{ID: "remote-1", Type: event.OrderPaid, AggregateID: "o2", OccurredAt: time.Now(), Payload: p})
-	conn, err := amqp.Dial(testutil.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.PublishWithContext(ctx, topo.RemoteExchange(), event.OrderPaid, false, false,
+	if err := testutil.AMQPChannel(t).PublishWithContext(ctx, topo.RemoteExchange(), event.OrderPaid, false, false,
 		amqp.Publishing{MessageId: "remote-1", Type: event.OrderPaid, ContentType: "application/json", Body: body}); err != nil {
 		t.Fatal(err)
 	}

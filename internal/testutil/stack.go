@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/payment"
@@ -39,6 +41,22 @@ func AMQPHostPort(t testing.TB) string {
 		return u.Hostname() + ":5672"
 	}
 	return u.Host
+}
+
+// AMQPChannel is a channel on a connection of the test's own to AMQPURL (to look at or
+// act on the broker beside the code under test); both close when the test ends.
+func AMQPChannel(t testing.TB) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
 }
 
 // TestRetryDelays keep retries quick in tests.
