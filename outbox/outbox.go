@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/internal/pgprep"
 	clog "github.com/checkout-backend/checkout/internal/platform/log"
 )
 
@@ -109,11 +110,11 @@ func InsertMany(ctx context.Context, db bun.IDB, envs []event.Envelope) error {
 	if len(envs) == 0 {
 		return nil
 	}
-	q, args, err := InsertStatement(ctx, envs)
+	args, err := InsertArgs(ctx, envs)
 	if err != nil {
 		return err
 	}
-	if _, err := db.ExecContext(ctx, q, args...); err != nil {
+	if _, err := db.ExecContext(ctx, InsertSQL.For(db), args...); err != nil {
 		return fmt.Errorf("outbox insert %d events (%s...): %w", len(envs), envs[0].Type, err)
 	}
 	return nil
@@ -132,9 +133,21 @@ func ContextHeaders(ctx context.Context) map[string]string {
 	return h
 }
 
+// InsertSQL writes events: a prepared statement (pgprep) whose arguments InsertArgs
+// makes.
+var InsertSQL = pgprep.New("outbox_insert", `INSERT INTO outbox (event_id, type, aggregate_id, payload, headers, created_at)
+		SELECT * FROM unnest(?::uuid[], ?::text[], ?::text[], ?::jsonb[], ?::jsonb[], ?::timestamptz[])`)
+
 // InsertStatement is the statement InsertMany runs (bun placeholders and their
-// arguments), for a caller that sends it with other statements in one round trip.
+// arguments), for a caller that sends it with other statements in one round trip and
+// adds to its text (else it sends InsertSQL with InsertArgs).
 func InsertStatement(ctx context.Context, envs []event.Envelope) (string, []any, error) {
+	args, err := InsertArgs(ctx, envs)
+	return InsertSQL.Text(), args, err
+}
+
+// InsertArgs are the arguments of InsertSQL for envs.
+func InsertArgs(ctx context.Context, envs []event.Envelope) ([]any, error) {
 	n := len(envs)
 	id, typ, agg, payload, headers := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	at := make([]time.Time, n)
@@ -150,13 +163,11 @@ func InsertStatement(ctx context.Context, envs []event.Envelope) (string, []any,
 		}
 		hb, err := json.Marshal(h)
 		if err != nil {
-			return "", nil, err
+			return nil, err
 		}
 		id[i], typ[i], agg[i], payload[i], headers[i], at[i] = env.ID, env.Type, env.AggregateID, string(env.Payload), string(hb), env.OccurredAt
 	}
-	return `INSERT INTO outbox (event_id, type, aggregate_id, payload, headers, created_at)
-		SELECT * FROM unnest(?::uuid[], ?::text[], ?::text[], ?::jsonb[], ?::jsonb[], ?::timestamptz[])`,
-		[]any{pgdialect.Array(id), pgdialect.Array(typ), pgdialect.Array(agg), pgdialect.Array(payload), pgdialect.Array(headers), pgdialect.Array(at)}, nil
+	return []any{pgdialect.Array(id), pgdialect.Array(typ), pgdialect.Array(agg), pgdialect.Array(payload), pgdialect.Array(headers), pgdialect.Array(at)}, nil
 }
 
 // NoFlushWait is a condition that turns off, for its statement's own transaction only,
@@ -171,6 +182,16 @@ func InsertStatement(ctx context.Context, envs []event.Envelope) (string, []any,
 // loses them on purpose. Use it only in a statement that runs alone: in a caller's
 // transaction it would make the caller's whole commit asynchronous.
 const NoFlushWait = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
+
+var claimSQL = pgprep.New("outbox_claim", `UPDATE outbox o SET claimed_until = ?, claim_token = ?
+		FROM (SELECT id FROM outbox c
+		      WHERE c.published_at IS NULL AND c.id > 0 AND (c.claimed_until IS NULL OR c.claimed_until < ?::timestamptz)
+		        AND (c.available_at IS NULL OR c.available_at <= ?::timestamptz)
+		        AND c.id = (SELECT p.id FROM outbox p WHERE p.aggregate_id = c.aggregate_id
+		                    AND p.published_at IS NULL ORDER BY p.id LIMIT 1)
+		      ORDER BY c.id LIMIT ?::int FOR UPDATE SKIP LOCKED) c
+		WHERE o.id = c.id AND `+NoFlushWait+`
+		RETURNING o.id, o.event_id, o.type, o.aggregate_id, o.payload, o.headers, o.created_at, o.destination`)
 
 // Claim leases up to n publishable rows to token until now+lease and returns them in
 // id order. A row is publishable when it is unpublished, not leased by another relay,
@@ -191,16 +212,7 @@ const NoFlushWait = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
 // range per candidate (migration 0010).
 func Claim(ctx context.Context, db bun.IDB, token string, now time.Time, lease time.Duration, n int) ([]Row, error) {
 	var rows []Row
-	err := db.NewRaw(`UPDATE outbox o SET claimed_until = ?, claim_token = ?
-		FROM (SELECT id FROM outbox c
-		      WHERE c.published_at IS NULL AND c.id > 0 AND (c.claimed_until IS NULL OR c.claimed_until < ?)
-		        AND (c.available_at IS NULL OR c.available_at <= ?)
-		        AND c.id = (SELECT p.id FROM outbox p WHERE p.aggregate_id = c.aggregate_id
-		                    AND p.published_at IS NULL ORDER BY p.id LIMIT 1)
-		      ORDER BY c.id LIMIT ? FOR UPDATE SKIP LOCKED) c
-		WHERE o.id = c.id AND `+NoFlushWait+`
-		RETURNING o.id, o.event_id, o.type, o.aggregate_id, o.payload, o.headers, o.created_at, o.destination`,
-		now.Add(lease), token, now, now, n).Scan(ctx, &rows)
+	err := db.NewRaw(claimSQL.For(db), now.Add(lease), token, now, now, n).Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("outbox claim: %w", err)
 	}
@@ -208,14 +220,16 @@ func Claim(ctx context.Context, db bun.IDB, token string, now time.Time, lease t
 	return rows, nil
 }
 
+var markSQL = pgprep.New("outbox_mark_published", `UPDATE outbox SET published_at = ?, claimed_until = NULL, attempts = attempts + 1,
+		last_error = NULL WHERE id = ANY(?::bigint[]) AND published_at IS NULL AND `+NoFlushWait)
+
 // MarkPublished records that the broker confirmed the rows, without waiting for the
 // record's flush (NoFlushWait): lost in a crash, the rows are published again.
 func MarkPublished(ctx context.Context, db bun.IDB, ids []int64, now time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := db.ExecContext(ctx, `UPDATE outbox SET published_at = ?, claimed_until = NULL, attempts = attempts + 1,
-		last_error = NULL WHERE id IN (?) AND published_at IS NULL AND `+NoFlushWait, now, bun.List(ids))
+	_, err := db.ExecContext(ctx, markSQL.For(db), now, pgdialect.Array(ids))
 	if err != nil {
 		return fmt.Errorf("outbox mark published: %w", err)
 	}

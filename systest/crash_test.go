@@ -373,7 +373,11 @@ type markHook struct {
 func (h *markHook) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
 
 func (h *markHook) AfterQuery(_ context.Context, e *bun.QueryEvent) {
-	if e.Err != nil || !strings.HasPrefix(strings.TrimSpace(e.Query), "UPDATE outbox SET published_at") || !h.fired.CompareAndSwap(false, true) {
+	// The relay's pool talks to PostgreSQL directly, so the mark is its prepared
+	// statement (pgprep); a pooled one would send the text.
+	q := strings.TrimSpace(e.Query)
+	mark := strings.HasPrefix(q, "EXECUTE outbox_mark_published") || strings.HasPrefix(q, "UPDATE outbox SET published_at")
+	if e.Err != nil || !mark || !h.fired.CompareAndSwap(false, true) {
 		return
 	}
 	h.crash.kill()

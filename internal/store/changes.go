@@ -8,6 +8,7 @@ import (
 
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/internal/pgprep"
 	"github.com/checkout-backend/checkout/outbox"
 )
 
@@ -71,37 +72,26 @@ func (c *changes) script(ctx context.Context) (script, error) {
 	var sc script
 	if len(c.sold) > 0 {
 		ids, at := split(c.sold)
-		sc.add(`WITH r AS (
-				UPDATE reservations r SET status = 'SOLD', updated_at = v.at
-				FROM unnest(?::uuid[], ?::timestamptz[]) AS v(id, at)
-				WHERE r.order_id = v.id AND r.status = 'HELD' RETURNING r.sku, r.warehouse, r.quantity, v.at)
-			INSERT INTO stock_moves (sku, warehouse, sold, created_at) SELECT sku, warehouse, quantity, at FROM r`, pgArray(ids), pgArray(at))
+		sc.addHot(hotSell, pgArray(ids), pgArray(at))
 	}
 	if len(c.released)+len(c.restock) > 0 {
 		rel, _ := split(c.released)
 		res, _ := split(c.restock)
-		sc.add(`SELECT 1 FROM inventory i WHERE (i.sku, i.warehouse) IN
-			(SELECT sku, warehouse FROM reservations WHERE (order_id = ANY(?::uuid[]) AND status = 'HELD') OR (order_id = ANY(?::uuid[]) AND status = 'SOLD'))
-			ORDER BY i.sku, i.warehouse FOR NO KEY UPDATE`, pgArray(rel), pgArray(res))
+		sc.addHot(hotLockReturned, pgArray(rel), pgArray(res))
 	}
 	for _, m := range []struct {
-		orders           []orderAt
-		from, to, change string
+		orders   []orderAt
+		from, to string
+		stmt     *pgprep.Statement
 	}{
-		{c.released, "HELD", "RELEASED", "reserved = i.reserved - r.q"},
-		{c.restock, "SOLD", "RELEASED", "on_hand = i.on_hand + r.q"}, // a pending sale folds in later
+		{c.released, "HELD", "RELEASED", hotRelease},
+		{c.restock, "SOLD", "RELEASED", hotRestock},
 	} {
 		if len(m.orders) == 0 {
 			continue
 		}
 		ids, at := split(m.orders)
-		sc.add(`WITH r AS (
-				UPDATE reservations r SET status = ?, updated_at = v.at
-				FROM unnest(?::uuid[], ?::timestamptz[]) AS v(id, at)
-				WHERE r.order_id = v.id AND r.status = ? RETURNING r.sku, r.warehouse, r.quantity, v.at),
-			t AS (SELECT sku, warehouse, sum(quantity)::int AS q, max(at) AS at FROM r GROUP BY sku, warehouse)
-			UPDATE inventory i SET `+m.change+`, version = i.version + 1, updated_at = r.at
-			FROM t AS r WHERE i.sku = r.sku AND i.warehouse = r.warehouse`, m.to, pgArray(ids), pgArray(at), m.from)
+		sc.addHot(m.stmt, m.to, pgArray(ids), pgArray(at), m.from)
 	}
 	if n := len(c.orders); n > 0 {
 		ids, status, from := make([]string, n), make([]string, n), make([]string, n)
@@ -112,11 +102,7 @@ func (c *changes) script(ctx context.Context) (script, error) {
 			at[i], seq[i], tracking[i], reason[i] = ch.o.UpdatedAt, ch.o.Sequence, ch.o.TrackingNumber, ch.o.PaymentFailureReason
 		}
 		// The token is kept only while the order may still be charged.
-		sc.add(`UPDATE orders o SET status = v.status, updated_at = v.at, event_seq = v.seq,
-				tracking_number = v.tracking, payment_failure_reason = v.reason,
-				payment_token = CASE WHEN v.status = 'PENDING_PAYMENT' THEN o.payment_token END
-			FROM unnest(?::uuid[], ?::text[], ?::text[], ?::timestamptz[], ?::int[], ?::text[], ?::text[]) AS v(id, status, from_status, at, seq, tracking, reason)
-			WHERE o.id = v.id AND o.status = v.from_status`,
+		sc.addHot(hotUpdateOrders,
 			pgArray(ids), pgArray(status), pgArray(from), pgArray(at), pgArray(seq), pgArray(tracking), pgArray(reason))
 	}
 	if n := len(c.payments); n > 0 {
@@ -133,12 +119,7 @@ func (c *changes) script(ctx context.Context) (script, error) {
 				reason[i] = &r.Result.Reason
 			}
 		}
-		sc.add(`INSERT INTO payments (order_id, provider, provider_payment_id, amount_cents, currency, status, failure_reason, created_at, updated_at)
-			SELECT o, p, pid, a, c, s, r, t, t FROM unnest(?::uuid[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::timestamptz[])
-				AS v(o, p, pid, a, c, s, r, t)
-			ON CONFLICT (order_id) DO UPDATE SET provider_payment_id = COALESCE(EXCLUDED.provider_payment_id, payments.provider_payment_id),
-				amount_cents = EXCLUDED.amount_cents, currency = EXCLUDED.currency,
-				status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason, updated_at = EXCLUDED.updated_at`,
+		sc.addHot(hotRecordPayments,
 			pgArray(ids), pgArray(prov), pgArray(provID), pgArray(amount), pgArray(cur), pgArray(status), pgArray(reason), pgArray(at))
 	}
 	if len(c.events) > 0 {

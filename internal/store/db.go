@@ -27,8 +27,10 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/schema"
 
 	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/pgprep"
 )
 
 // mustClock refuses a nil clock: constructor was called without its dependency.
@@ -58,9 +60,10 @@ type Options struct {
 	// DATABASE_POOL_MODE): each transaction may run on another server connection, so no
 	// session state is set. The session limits above are then not sent (PgBouncer
 	// refuses startup parameters it does not know): the pooler's connect_query, or the
-	// role's settings, carry them (docs/operations.md, "Behind PgBouncer"). Nothing
-	// else changes: statements go in the simple protocol (no prepared statement outlives
-	// its transaction) and every lock the service takes is transaction-scoped.
+	// role's settings, carry them (docs/operations.md, "Behind PgBouncer"). Nor are
+	// the hot statements prepared (pgprep): a prepared statement would not follow the
+	// transactions to their server connections. Nothing else changes: every statement
+	// goes in the simple protocol and every lock the service takes is transaction-scoped.
 	Pooled bool
 }
 
@@ -117,14 +120,22 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 		// caller says, so the default is written once, in config.
 		return nil, fmt.Errorf("store: open with MaxOpenConns %d: the pool needs a size", opt.MaxOpenConns)
 	}
-	sqldb := stdlib.OpenDB(*cfg)
+	var hooks []stdlib.OptionOpenDB
+	var dialect schema.Dialect = pgdialect.New()
+	if !opt.Pooled {
+		// A direct connection keeps the hot statements prepared (pgprep): behind a
+		// transaction pooler a prepared statement would not follow the transactions.
+		hooks = append(hooks, stdlib.OptionAfterConnect(pgprep.AfterConnect), stdlib.OptionResetSession(pgprep.ResetSession))
+		dialect = pgprep.Dialect()
+	}
+	sqldb := stdlib.OpenDB(*cfg, hooks...)
 	if opt.MaxIdleConns == 0 {
 		opt.MaxIdleConns = opt.MaxOpenConns
 	}
 	sqldb.SetMaxOpenConns(opt.MaxOpenConns)
 	sqldb.SetMaxIdleConns(opt.MaxIdleConns)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
-	db := bun.NewDB(sqldb, pgdialect.New())
+	db := bun.NewDB(sqldb, dialect)
 	if opt.QueryHook != nil {
 		db = db.WithQueryHook(opt.QueryHook)
 	}

@@ -33,8 +33,7 @@ func (rowLock) allocate(ctx context.Context, tx bun.Tx, wants []want) ([]allocat
 // lockLevels locks and reads the inventory rows of skus, in (sku, warehouse) order.
 func lockLevels(ctx context.Context, tx bun.IDB, skus []string) ([]level, error) {
 	var levels []level
-	if err := tx.NewRaw(`SELECT sku, warehouse, on_hand, reserved, version FROM inventory
-		WHERE sku IN (?) ORDER BY sku, warehouse FOR NO KEY UPDATE`, bun.List(skus)).Scan(ctx, &levels); err != nil {
+	if err := tx.NewRaw(hotLockInventory.For(tx), pgArray(skus)).Scan(ctx, &levels); err != nil {
 		return nil, fmt.Errorf("lock inventory: %w", err)
 	}
 	return levels, nil

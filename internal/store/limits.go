@@ -73,7 +73,7 @@ func standings(ctx context.Context, tx bun.IDB, ins []placeIn, cand []int, wants
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?, k) FROM unnest(?::int[]) AS u(k)", customerLockClass, pgArray(keys)); err != nil {
+	if _, err := tx.ExecContext(ctx, hotLockCustomers.For(tx), customerLockClass, pgArray(keys)); err != nil {
 		return nil, fmt.Errorf("lock customers: %w", err)
 	}
 	// One statement, after the lock's: each customer's unpaid orders and failed payments
@@ -93,16 +93,7 @@ func standings(ctx context.Context, tx bun.IDB, ins []placeIn, cand []int, wants
 		Failed     int    `bun:"failed"`
 		Held       int    `bun:"held"`
 	}
-	if err := tx.NewRaw(`SELECT c.id AS customer_id, '' AS sku,
-			(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PENDING_PAYMENT')::int AS unpaid,
-			(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PAYMENT_FAILED' AND o.updated_at >= c.since)::int AS failed,
-			0 AS held
-		FROM unnest(?::text[], ?::timestamptz[]) AS c(id, since)
-		UNION ALL
-		SELECT o.customer_id, i.sku, 0, 0, sum(i.quantity)::int
-		FROM orders o JOIN order_items i ON i.order_id = o.id
-		WHERE o.customer_id = ANY(?::text[]) AND o.status IN ('PENDING_PAYMENT', 'PAID', 'SHIPPED') AND i.sku = ANY(?::text[])
-		GROUP BY o.customer_id, i.sku`, pgArray(custs), pgArray(starts), pgArray(holders), pgArray(skus)).Scan(ctx, &rows); err != nil {
+	if err := tx.NewRaw(hotStandings.For(tx), pgArray(custs), pgArray(starts), pgArray(holders), pgArray(skus)).Scan(ctx, &rows); err != nil {
 		return nil, fmt.Errorf("customers' orders: %w", err)
 	}
 	for _, r := range rows {

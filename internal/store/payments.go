@@ -84,7 +84,7 @@ const paymentCols = "order_id, provider, provider_payment_id, amount_cents, curr
 // MarkProcessed records that consumer processed eventID, in the caller's transaction;
 // false means it was processed before (the caller must change nothing).
 func MarkProcessed(ctx context.Context, db bun.IDB, consumer, eventID string, now time.Time) (bool, error) {
-	res, err := db.ExecContext(ctx, "INSERT INTO inbox (consumer, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", consumer, eventID, now)
+	res, err := db.ExecContext(ctx, hotMarkProcessed.For(db), consumer, eventID, now)
 	if err != nil {
 		return false, fmt.Errorf("inbox: %w", err)
 	}
@@ -113,17 +113,7 @@ func (p *Payments) beginCharges(ctx context.Context, ins []beginIn) ([]*checkout
 		Token     string     `bun:"token"`
 	}
 	// The INSERT's condition is checkout.Charge.Chargeable, at each caller's now.
-	err := p.db.NewRaw(`WITH o AS (
-		  SELECT id, status, total_cents, currency, reservation_expires_at, COALESCE(payment_token, '') AS token
-		  FROM orders WHERE id = ANY(?::uuid[])),
-		ins AS (
-		  INSERT INTO payments (order_id, provider, amount_cents, currency, status, created_at, updated_at)
-		  SELECT o.id, v.p, o.total_cents, o.currency, ?, v.at, v.at
-		  FROM o JOIN unnest(?::uuid[], ?::text[], ?::timestamptz[]) AS v(id, p, at) ON v.id = o.id
-		  WHERE o.status = ? AND o.token <> '' AND (o.reservation_expires_at IS NULL OR o.reservation_expires_at >= v.at)
-		    AND `+outbox.NoFlushWait+`
-		  ON CONFLICT (order_id) DO NOTHING)
-		SELECT * FROM o`, pgArray(ids), checkout.PaymentAttempted, pgArray(ids), pgArray(provs), pgArray(nows),
+	err := p.db.NewRaw(hotBeginCharges.For(p.db), pgArray(ids), checkout.PaymentAttempted, pgArray(ids), pgArray(provs), pgArray(nows),
 		checkout.StatusPendingPayment).Scan(ctx, &rows)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, mapErr(fmt.Errorf("begin charges of %d orders: %w", len(ids), err))
@@ -159,10 +149,7 @@ func (p *Payments) recordAttempts(ctx context.Context, as []attempt) ([]struct{}
 	for i, a := range as {
 		ids[i], provs[i], amounts[i], curs[i] = a.orderID, a.provider, a.amountCents, a.currency
 	}
-	_, err := p.db.ExecContext(ctx, `INSERT INTO payments (order_id, provider, amount_cents, currency, status, created_at, updated_at)
-		SELECT o, p, a, c, ?, ?, ? FROM unnest(?::uuid[], ?::text[], ?::bigint[], ?::text[]) AS v(o, p, a, c)
-		WHERE `+outbox.NoFlushWait+`
-		ON CONFLICT (order_id) DO NOTHING`, checkout.PaymentAttempted, now, now, pgArray(ids), pgArray(provs), pgArray(amounts), pgArray(curs))
+	_, err := p.db.ExecContext(ctx, hotRecordAttempts.For(p.db), checkout.PaymentAttempted, now, now, pgArray(ids), pgArray(provs), pgArray(amounts), pgArray(curs))
 	if err != nil {
 		return nil, nil, mapErr(fmt.Errorf("record charge attempts: %w", err))
 	}
@@ -249,17 +236,7 @@ func (p *Payments) settle(ctx context.Context, tx bun.Tx, ins []settleIn) ([]set
 	}
 	now := p.now().UTC().Truncate(time.Microsecond)
 	var rows []settleBatchRow
-	err := tx.NewRaw(`WITH req AS (SELECT * FROM unnest(?::text[], ?::text[], ?::uuid[]) WITH ORDINALITY AS r(consumer, event_id, order_id, n)),
-		ins AS (INSERT INTO inbox (consumer, event_id, processed_at)
-			SELECT req.consumer, req.event_id, ? FROM req WHERE EXISTS (SELECT 1 FROM orders x WHERE x.id = req.order_id)
-			ON CONFLICT DO NOTHING RETURNING consumer, event_id)
-		SELECT req.n - 1 AS n, EXISTS (SELECT 1 FROM ins WHERE ins.consumer = req.consumer AND ins.event_id = req.event_id) AS first,
-			o.id, o.customer_id, o.status, o.total_cents, o.currency, o.reservation_expires_at,
-			o.tracking_number, o.payment_failure_reason, o.event_seq, o.created_at, o.updated_at,
-			(SELECT json_agg(json_build_object('sku', i.sku, 'quantity', i.quantity, 'unitPriceCents', i.unit_price_cents) ORDER BY i.line_no)
-			 FROM order_items i WHERE i.order_id = o.id) AS items,
-			(SELECT pay.status FROM payments pay WHERE pay.order_id = o.id) AS pay_status
-		FROM req JOIN orders o ON o.id = req.order_id ORDER BY o.id FOR UPDATE OF o`,
+	err := tx.NewRaw(hotSettle.For(tx),
 		pgArray(cons), pgArray(evs), pgArray(ids), now).Scan(ctx, &rows)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, fmt.Errorf("settle: %w", err)

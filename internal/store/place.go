@@ -298,21 +298,17 @@ func (b *batch) write(ctx context.Context, tx bun.Tx, allocs []allocation, refus
 	if len(dropOrders) > 0 {
 		sc.add("DELETE FROM orders WHERE id IN (?)", bun.List(dropOrders))
 	}
-	sc.add(`UPDATE inventory i SET reserved = i.reserved + v.q, version = i.version + 1, updated_at = ?
-		FROM (SELECT sku, wh, sum(q)::int AS q FROM unnest(?::text[], ?::text[], ?::int[]) AS u(sku, wh, q) GROUP BY sku, wh) AS v
-		WHERE i.sku = v.sku AND i.warehouse = v.wh`, now, pgArray(total.sku), pgArray(total.warehouse), pgArray(total.qty))
-	sc.add(`INSERT INTO reservations (order_id, sku, warehouse, quantity, expires_at, created_at, updated_at)
-		SELECT o, sku, wh, q, e, a, a FROM unnest(?::uuid[], ?::text[], ?::text[], ?::int[], ?::timestamptz[], ?::timestamptz[]) AS v(o, sku, wh, q, e, a)`,
+	sc.addHot(hotReserve, now, pgArray(total.sku), pgArray(total.warehouse), pgArray(total.qty))
+	sc.addHot(hotInsertReservations,
 		pgArray(res.order), pgArray(res.sku), pgArray(res.warehouse), pgArray(res.qty), pgArray(res.expires), pgArray(res.at))
 	if len(carts.id) > 0 {
-		sc.add(`UPDATE carts c SET order_id = v.o, updated_at = v.at FROM unnest(?::uuid[], ?::uuid[], ?::timestamptz[]) AS v(o, c, at)
-			WHERE c.id = v.c`, pgArray(carts.order), pgArray(carts.id), pgArray(carts.at))
+		sc.addHot(hotCloseCarts, pgArray(carts.order), pgArray(carts.id), pgArray(carts.at))
 	}
-	q, args, err := outbox.InsertStatement(ctx, envs)
+	args, err := outbox.InsertArgs(ctx, envs)
 	if err != nil {
 		return 0, err
 	}
-	sc.add(q, args...)
+	sc.addHot(outbox.InsertSQL, args...)
 	if err := sc.exec(ctx, tx); err != nil {
 		return 0, fmt.Errorf("place orders: %w", err)
 	}
@@ -369,9 +365,7 @@ func claimKeys(ctx context.Context, tx bun.IDB, ins []placeIn) ([]bool, error) {
 		CustomerID string `bun:"customer_id"`
 		Key        string `bun:"key"`
 	}
-	if err := tx.NewRaw(`INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, created_at)
-		SELECT * FROM unnest(?::text[], ?::text[], ?::bytea[], ?::uuid[], ?::timestamptz[])
-		ON CONFLICT DO NOTHING RETURNING customer_id, key`,
+	if err := tx.NewRaw(hotClaimKeys.For(tx),
 		pgArray(cust), pgArray(key), pgArray(hash), pgArray(id), pgArray(at)).Scan(ctx, &stored); err != nil {
 		return nil, fmt.Errorf("idempotency keys: %w", err)
 	}
@@ -515,7 +509,7 @@ func pricesOf(ctx context.Context, tx bun.IDB, skus []string) (map[string]checko
 		Currency   string `bun:"currency"`
 		MaxPer     *int   `bun:"max_per_customer"`
 	}
-	if err := tx.NewRaw("SELECT sku, price_cents, currency, max_per_customer FROM products WHERE sku IN (?)", bun.List(skus)).Scan(ctx, &rows); err != nil {
+	if err := tx.NewRaw(hotPrices.For(tx), pgArray(skus)).Scan(ctx, &rows); err != nil {
 		return nil, nil, fmt.Errorf("prices: %w", err)
 	}
 	for _, r := range rows {
@@ -546,13 +540,9 @@ func insertOrders(ctx context.Context, tx bun.IDB, orders []checkout.Order, toke
 		}
 	}
 	var sc script
-	sc.add(`INSERT INTO orders (id, customer_id, status, total_cents, currency,
-		payment_token, reservation_expires_at, event_seq, created_at, updated_at)
-		SELECT v.id, v.cust, 'PENDING_PAYMENT', v.total, v.cur, v.tok, v.exp, 1, v.at, v.at
-		FROM unnest(?::uuid[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[]) AS v(id, cust, total, cur, tok, exp, at)`,
+	sc.addHot(hotInsertOrders,
 		pgArray(id), pgArray(cust), pgArray(total), pgArray(cur), pgArray(tok), pgArray(expires), pgArray(created))
-	sc.add(`INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_cents)
-		SELECT * FROM unnest(?::uuid[], ?::int[], ?::text[], ?::int[], ?::bigint[])`,
+	sc.addHot(hotInsertItems,
 		pgArray(iOrder), pgArray(iLine), pgArray(iSKU), pgArray(iQty), pgArray(iUnit))
 	if err := sc.exec(ctx, tx); err != nil {
 		return fmt.Errorf("insert orders: %w", err)

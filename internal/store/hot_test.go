@@ -1,0 +1,140 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/uptrace/bun"
+
+	"github.com/checkout-backend/checkout/internal/catalog"
+	"github.com/checkout-backend/checkout/internal/checkout"
+	"github.com/checkout-backend/checkout/internal/pgprep"
+	"github.com/checkout-backend/checkout/internal/store"
+	"github.com/checkout-backend/checkout/internal/testutil"
+)
+
+// Every hot statement prepares against the migrations: one that does not would leave
+// every connection of a direct pool without its statements (pgprep prepares all or
+// none), and each checkout would fail with "prepared statement does not exist".
+func TestHotStatements_PrepareOnTheMigratedSchema(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testutil.NewDB(t)
+	names := pgprep.Registered()
+	if len(names) < 20 {
+		t.Fatalf("%d statements registered (%v): the store's and the outbox's are missing", len(names), names)
+	}
+	conn, err := db.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Raw(func(dc any) error { return pgprep.Prepare(ctx, dc.(*stdlib.Conn).Conn()) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hotCheckout places and pays nothing: one checkout of a fresh SKU on db, the path that
+// runs the checkout's hot statements and the outbox's insert.
+func hotCheckout(t *testing.T, db *bun.DB) {
+	t.Helper()
+	ctx := context.Background()
+	orders := store.NewOrders(db, time.Now, store.OrdersOptions{Strategy: store.StrategyLock})
+	t.Cleanup(orders.Close)
+	svc, err := checkout.NewService(orders, store.NewCarts(db, time.Now), 10*time.Minute, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sku := "HOT-" + testutil.RandomID(4)
+	cat := store.NewCatalog(db, time.Now)
+	if _, err := cat.UpsertProduct(ctx, catalog.Product{SKU: sku, Name: sku, PriceCents: 100, Currency: "USD"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cat.SetStock(ctx, sku, "w", 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.Checkout(ctx, checkout.Actor{CustomerID: "c-" + sku},
+		checkout.CheckoutInput{IdempotencyKey: sku, PaymentToken: "tok_visa", Items: []checkout.Line{line(sku, 2)}}); err != nil {
+		t.Fatalf("checkout: %v", err)
+	}
+}
+
+// executions reads, on db's one connection, how often each prepared statement ran.
+func executions(t *testing.T, db *bun.DB) map[string]int {
+	t.Helper()
+	var rows []struct {
+		Name string `bun:"name"`
+		N    int    `bun:"n"`
+	}
+	if err := db.NewRaw("SELECT name, generic_plans + custom_plans AS n FROM pg_prepared_statements").Scan(context.Background(), &rows); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, r := range rows {
+		out[r.Name] = r.N
+	}
+	return out
+}
+
+func TestHotStatements_ADirectPoolExecutesThemPrepared_APooledOneSendsTheirText(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	direct := db.Via(t, testutil.PostgresHostPort(t), store.Options{MaxOpenConns: 1})
+	hotCheckout(t, direct.DB)
+	ran := executions(t, direct.DB)
+	for _, name := range []string{"place_claim_keys", "place_prices", "place_insert_orders", "place_lock_inventory", "place_reserve", "outbox_insert"} {
+		if ran[name] < 1 {
+			t.Errorf("direct pool: %s ran %d times prepared, want at least once (prepared: %v)", name, ran[name], ran)
+		}
+	}
+	pooled := db.Via(t, testutil.PostgresHostPort(t), store.Options{MaxOpenConns: 1, Pooled: true})
+	hotCheckout(t, pooled.DB)
+	if ran := executions(t, pooled.DB); len(ran) != 0 {
+		t.Errorf("pooled: %v prepared, want none (a transaction pooler moves transactions between server connections)", ran)
+	}
+}
+
+// The service migrates on the first connection of its pool, before the tables its
+// statements name exist: that connection prepares when the pool hands it out again.
+func TestHotStatements_ConnectionOpenedBeforeTheMigrations_PreparesOnItsNextUse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	admin, err := store.Open(ctx, testutil.DatabaseURL(), store.Options{MaxOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	schema := "t_" + testutil.RandomID(6)
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.ExecContext(context.Background(), fmt.Sprintf("DROP SCHEMA %s CASCADE", schema)) })
+	u, err := url.Parse(testutil.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	// Two connections: the migrations hold their lock on one and run on the other.
+	db, err := store.Open(ctx, u.String(), store.Options{MaxOpenConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if ran := executions(t, db); len(ran) != 0 {
+		t.Fatalf("prepared on an empty schema: %v", ran)
+	}
+	if err := store.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1) // one of the two, both opened before the tables were there
+	hotCheckout(t, db)
+	if ran := executions(t, db); ran["place_claim_keys"] < 1 {
+		t.Fatalf("after the migrations: %v, want place_claim_keys run prepared", ran)
+	}
+}
