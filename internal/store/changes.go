@@ -123,11 +123,11 @@ func (c *changes) script(ctx context.Context) (script, error) {
 			pgArray(ids), pgArray(prov), pgArray(provID), pgArray(amount), pgArray(cur), pgArray(status), pgArray(reason), pgArray(at))
 	}
 	if len(c.events) > 0 {
-		q, args, err := outbox.InsertStatement(ctx, c.events)
+		args, err := outbox.InsertArgs(ctx, c.events)
 		if err != nil {
 			return script{}, err
 		}
-		sc.add(q, args...)
+		sc.addHot(outbox.InsertSQL, args...)
 	}
 	sc.append(c.after)
 	return sc, nil

@@ -20,17 +20,10 @@ var (
 		"SELECT sku, price_cents, currency, max_per_customer FROM products WHERE sku = ANY(?::text[])")
 	hotLockCustomers = pgprep.New("place_lock_customers",
 		"SELECT pg_advisory_xact_lock(?::int, k) FROM unnest(?::int[]) AS u(k)")
-	hotStandings = pgprep.New("place_standings", `SELECT c.id AS customer_id, '' AS sku,
-		(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PENDING_PAYMENT')::int AS unpaid,
-		(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PAYMENT_FAILED' AND o.updated_at >= c.since)::int AS failed,
-		0 AS held
-	FROM unnest(?::text[], ?::timestamptz[]) AS c(id, since)
-	UNION ALL
-	SELECT o.customer_id, i.sku, 0, 0, sum(i.quantity)::int
-	FROM orders o JOIN order_items i ON i.order_id = o.id
-	WHERE o.customer_id = ANY(?::text[]) AND o.status IN ('PENDING_PAYMENT', 'PAID', 'SHIPPED') AND i.sku = ANY(?::text[])
-	GROUP BY o.customer_id, i.sku`)
-	hotInsertOrders = pgprep.New("place_insert_orders", `INSERT INTO orders (id, customer_id, status, total_cents, currency,
+	hotStandingCounts = pgprep.New("place_standing_counts", standingCounts)
+	hotStandingHeld   = pgprep.New("place_standing_held", standingHeld)
+	hotStandings      = pgprep.New("place_standings", standingCounts+"\n\tUNION ALL\n\t"+standingHeld)
+	hotInsertOrders   = pgprep.New("place_insert_orders", `INSERT INTO orders (id, customer_id, status, total_cents, currency,
 	payment_token, reservation_expires_at, event_seq, created_at, updated_at)
 	SELECT v.id, v.cust, 'PENDING_PAYMENT', v.total, v.cur, v.tok, v.exp, 1, v.at, v.at
 	FROM unnest(?::uuid[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[]) AS v(id, cust, total, cur, tok, exp, at)`)
@@ -47,7 +40,8 @@ var (
 	WHERE c.id = v.c`)
 )
 
-// The payment (payments.go) and an order's changes (changes.go).
+// The payment (payments.go), an order's changes (changes.go) and the webhook fan-out's
+// read (webhooks.go).
 var (
 	hotMarkProcessed = pgprep.New("inbox_mark", "INSERT INTO inbox (consumer, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
 	hotBeginCharges  = pgprep.New("pay_begin_charges", `WITH o AS (
@@ -91,12 +85,27 @@ var (
 	payment_token = CASE WHEN v.status = 'PENDING_PAYMENT' THEN o.payment_token END
 	FROM unnest(?::uuid[], ?::text[], ?::text[], ?::timestamptz[], ?::int[], ?::text[], ?::text[]) AS v(id, status, from_status, at, seq, tracking, reason)
 	WHERE o.id = v.id AND o.status = v.from_status`)
+	hotWantedEvents   = pgprep.New("webhooks_wanted", "SELECT events FROM webhooks WHERE deleted_at IS NULL")
 	hotRecordPayments = pgprep.New("change_payments", `INSERT INTO payments (order_id, provider, provider_payment_id, amount_cents, currency, status, failure_reason, created_at, updated_at)
 	SELECT o, p, pid, a, c, s, r, t, t FROM unnest(?::uuid[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::timestamptz[])
 	AS v(o, p, pid, a, c, s, r, t)
 	ON CONFLICT (order_id) DO UPDATE SET provider_payment_id = COALESCE(EXCLUDED.provider_payment_id, payments.provider_payment_id),
 	amount_cents = EXCLUDED.amount_cents, currency = EXCLUDED.currency,
 	status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason, updated_at = EXCLUDED.updated_at`)
+)
+
+// A customer's standing: unpaid orders and failed payments since a time (customers
+// with a service-wide bound), and the units of limited SKUs they hold.
+const (
+	standingCounts = `SELECT c.id AS customer_id, '' AS sku,
+		(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PENDING_PAYMENT')::int AS unpaid,
+		(SELECT count(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'PAYMENT_FAILED' AND o.updated_at >= c.since)::int AS failed,
+		0 AS held
+	FROM unnest(?::text[], ?::timestamptz[]) AS c(id, since)`
+	standingHeld = `SELECT o.customer_id, i.sku, 0 AS unpaid, 0 AS failed, sum(i.quantity)::int AS held
+	FROM orders o JOIN order_items i ON i.order_id = o.id
+	WHERE o.customer_id = ANY(?::text[]) AND o.status IN ('PENDING_PAYMENT', 'PAID', 'SHIPPED') AND i.sku = ANY(?::text[])
+	GROUP BY o.customer_id, i.sku`
 )
 
 // returnStock is the statement that gives an order's units back: its reservations in

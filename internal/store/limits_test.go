@@ -129,6 +129,26 @@ func testPurchaseLimit(t *testing.T, strategy store.Strategy) {
 	}
 }
 
+// testLimitAndCap: a customer under a service-wide bound (unpaid orders) buying a SKU
+// with a limit per customer: the store reads both standings in one statement, and the
+// tighter of the two refuses, whichever it is.
+func testLimitAndCap(t *testing.T, strategy store.Strategy) {
+	e := newStrategyEnv(t, strategy, 2)
+	for _, in := range e.instances {
+		in.svc.Limits = checkout.PurchaseLimits{MaxUnpaidOrders: 3}
+	}
+	e.limitedProduct(t, "TWO-PER", 50, 2)
+	e.limitedProduct(t, "FIVE-PER", 50, 5)
+	codes, other := e.concurrently(10, "tight-limit", "TWO-PER")
+	if codes[""] != 2 || codes[checkout.PurchaseLimitExceeded] != 8 || len(other) > 0 {
+		t.Fatalf("limit 2 under a cap of 3 unpaid: %v, other %v; want 2 placed, 8 PURCHASE_LIMIT_EXCEEDED", codes, other)
+	}
+	codes, other = e.concurrently(10, "tight-cap", "FIVE-PER")
+	if codes[""] != 3 || codes[checkout.TooManyUnpaidOrders] != 7 || len(other) > 0 {
+		t.Fatalf("cap of 3 unpaid over a limit of 5: %v, other %v; want 3 placed, 7 TOO_MANY_UNPAID_ORDERS", codes, other)
+	}
+}
+
 // testUnpaidCap: M4, a customer holding stock with many unpaid orders. Concurrent
 // checkouts of one customer on two instances never leave it more unpaid orders than the
 // cap; a cancelled order frees a place; a replay of a placed order's key still answers

@@ -325,6 +325,10 @@ func TestStrategies(t *testing.T) {
 				t.Parallel()
 				testUnpaidCap(t, strategy)
 			})
+			t.Run("LimitAndCapTogether_TheTighterHolds", func(t *testing.T) {
+				t.Parallel()
+				testLimitAndCap(t, strategy)
+			})
 			t.Run("TwoInstancesOneDatabase_NoOversell", func(t *testing.T) {
 				t.Parallel()
 				e := newStrategyEnv(t, strategy, 2)

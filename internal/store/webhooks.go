@@ -222,7 +222,7 @@ func (s *Webhooks) Wanted(ctx context.Context, typ string) (bool, error) {
 	var rows []struct {
 		Events []string `bun:"events,array"`
 	}
-	if err := s.db.NewRaw("SELECT events FROM webhooks WHERE deleted_at IS NULL").Scan(ctx, &rows); err != nil {
+	if err := s.db.NewRaw(hotWantedEvents.For(s.db)).Scan(ctx, &rows); err != nil {
 		return false, mapErr(fmt.Errorf("webhooks: %w", err))
 	}
 	for _, r := range rows {
