@@ -68,7 +68,8 @@ func deleteInBatches(ctx context.Context, db bun.IDB, table, where string, args 
 // churnTables are the tables every order rewrites: the queue tables, whose rows live
 // seconds (see migration 0009), and the order's own rows, each updated as the order moves
 // (placed, paid, its reservation settled).
-var churnTables = []string{"outbox", "stock_moves", "webhook_tasks", "inbox", "orders", "payments", "reservations", "inventory"}
+var churnTables = []string{"outbox", "stock_moves", "webhook_tasks", "inbox", "orders", "payments", "reservations", "inventory",
+	"order_items", "idempotency_keys"}
 
 // VacuumQueues vacuums (and analyzes) the tables every order churns when the server's
 // autovacuum is off, which leaves them to grow dead rows for ever: the relay's claim
@@ -77,8 +78,13 @@ var churnTables = []string{"outbox", "stock_moves", "webhook_tasks", "inbox", "o
 // reads and updates rows among as many dead ones (a second minute at 800 orders/s fell
 // 15 s behind; with these tables vacuumed it kept pace). A table needs it when its dead
 // rows pass
-// 5,000 and a tenth of its live ones. With autovacuum on it does nothing: the tables'
-// own autovacuum settings keep them in shape. It returns the tables it vacuumed.
+// 5,000 and a tenth of its live ones. A table that only grew is analyzed when its rows
+// changed since the last ANALYZE pass 50 and a tenth of its live ones (autovacuum's own
+// threshold): a new ANALYZE makes every connection plan its prepared statements on that
+// table again (pgprep), so a plan made while the table was small (a sequential scan)
+// does not outlive the table's growth. With autovacuum on it does nothing: the tables'
+// own autovacuum settings keep them in shape. It returns the tables it vacuumed or
+// analyzed.
 func (m *Maintenance) VacuumQueues(ctx context.Context) ([]string, error) {
 	var on string
 	if err := m.db.NewRaw("SELECT current_setting('autovacuum')").Scan(ctx, &on); err != nil {
@@ -87,19 +93,28 @@ func (m *Maintenance) VacuumQueues(ctx context.Context) ([]string, error) {
 	if on == "on" {
 		return nil, nil
 	}
-	var due []string
-	if err := m.db.NewRaw(`SELECT t.name FROM unnest(?::text[]) AS t(name)
+	var due []struct {
+		Name   string `bun:"name"`
+		Vacuum bool   `bun:"vacuum"`
+	}
+	if err := m.db.NewRaw(`SELECT t.name, s.n_dead_tup > 5000 AND s.n_dead_tup > s.n_live_tup / 10 AS vacuum
+		FROM unnest(?::text[]) AS t(name)
 		JOIN pg_stat_user_tables s ON s.relid = to_regclass(t.name)
-		WHERE s.n_dead_tup > 5000 AND s.n_dead_tup > s.n_live_tup / 10`, pgArray(churnTables)).Scan(ctx, &due); err != nil {
+		WHERE (s.n_dead_tup > 5000 AND s.n_dead_tup > s.n_live_tup / 10) OR s.n_mod_since_analyze > 50 + s.n_live_tup / 10`,
+		pgArray(churnTables)).Scan(ctx, &due); err != nil {
 		return nil, mapErr(fmt.Errorf("queue tables' dead rows: %w", err))
 	}
 	var done []string
 	for _, t := range due {
 		// SKIP_LOCKED: another instance's sweeper vacuuming it already is enough.
-		if _, err := m.db.ExecContext(ctx, "VACUUM (ANALYZE, SKIP_LOCKED) "+t); err != nil {
-			return done, mapErr(fmt.Errorf("vacuum %s: %w", t, err))
+		q := "ANALYZE (SKIP_LOCKED) " + t.Name
+		if t.Vacuum {
+			q = "VACUUM (ANALYZE, SKIP_LOCKED) " + t.Name
 		}
-		done = append(done, t)
+		if _, err := m.db.ExecContext(ctx, q); err != nil {
+			return done, mapErr(fmt.Errorf("vacuum %s: %w", t.Name, err))
+		}
+		done = append(done, t.Name)
 	}
 	return done, nil
 }

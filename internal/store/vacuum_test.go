@@ -23,6 +23,31 @@ func TestVacuumQueues_OnlyWhenAutovacuumIsOff(t *testing.T) {
 			node := node.StartPostgres(t, node.PostgresOptions{Name: "av" + autovacuum, Settings: map[string]string{"autovacuum": autovacuum}})
 			db := testutil.NewDBOn(t, node.URL())
 			ctx := context.Background()
+			analyzed := func(table string) int {
+				var n int
+				if err := db.NewRaw("SELECT pg_stat_force_next_flush()").Scan(ctx, new(string)); err != nil {
+					t.Fatal(err)
+				}
+				if err := db.NewRaw("SELECT analyze_count + autoanalyze_count FROM pg_stat_user_tables WHERE relid = to_regclass(?)", table).Scan(ctx, &n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			// 1,000 orders placed on an empty table: no dead row, but grown past
+			// autovacuum's analyze threshold (50 rows and a tenth of the live ones).
+			if _, err := db.ExecContext(ctx, `INSERT INTO orders (id, customer_id, status, total_cents, currency, created_at, updated_at)
+				SELECT gen_random_uuid(), 'g' || i, 'PENDING_PAYMENT', 100, 'USD', now(), now() FROM generate_series(1, 1000) i`); err != nil {
+				t.Fatal(err)
+			}
+			before := analyzed("orders")
+			grown, err := store.NewMaintenance(db.DB, time.Now).VacuumQueues(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if autovacuum == "off" && (!slices.Equal(grown, []string{"orders"}) || analyzed("orders") != before+1) {
+				t.Fatalf("after 1,000 new orders: %v done, orders analyzed %d times (before: %d); want the orders analyzed once, alone",
+					grown, analyzed("orders"), before)
+			}
 			// 20,000 outbox rows, published and pruned: dead rows, none live.
 			if _, err := db.ExecContext(ctx, `INSERT INTO outbox (event_id, type, aggregate_id, payload, created_at)
 				SELECT gen_random_uuid(), 'order.placed', 'o' || i, '{}', now() FROM generate_series(1, 20000) i`); err != nil {
