@@ -16,8 +16,10 @@
 // A pool behind a transaction pooler never prepares: its next transaction may run on
 // another server connection (Dialect is then not this package's, and For returns the
 // text). A connection whose PREPARE failed (the schema not yet migrated: the service
-// migrates on its first connection) tries again whenever the pool hands it out; until then a Statement run on it fails with "prepared statement
-// does not exist", which only a database without the service's tables can see.
+// migrates on its pool's first connection) tries again whenever the pool hands it out
+// (one failed round trip each time, on a database that never gets the service's
+// tables); until then a Statement run on it fails with "prepared statement does not
+// exist", which only a database without the service's tables can see.
 package pgprep
 
 import (
@@ -102,9 +104,6 @@ func number(text string) (int, string) {
 	}
 	return n, b.String()
 }
-
-// Name is the prepared statement's name.
-func (s *Statement) Name() string { return s.name }
 
 // Text is the statement with bun placeholders, as a pool that does not prepare sends it.
 func (s *Statement) Text() string { return s.text }

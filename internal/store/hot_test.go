@@ -2,8 +2,6 @@ package store_test
 
 import (
 	"context"
-	"fmt"
-	"net/url"
 	"testing"
 	"time"
 
@@ -103,25 +101,9 @@ func TestHotStatements_ADirectPoolExecutesThemPrepared_APooledOneSendsTheirText(
 func TestHotStatements_ConnectionOpenedBeforeTheMigrations_PreparesOnItsNextUse(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	admin, err := store.Open(ctx, testutil.DatabaseURL(), store.Options{MaxOpenConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	schema := "t_" + testutil.RandomID(6)
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.ExecContext(context.Background(), fmt.Sprintf("DROP SCHEMA %s CASCADE", schema)) })
-	u, err := url.Parse(testutil.DatabaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
+	_, schemaURL := testutil.EmptySchemaOn(t, testutil.DatabaseURL())
 	// Two connections: the migrations hold their lock on one and run on the other.
-	db, err := store.Open(ctx, u.String(), store.Options{MaxOpenConns: 2})
+	db, err := store.Open(ctx, schemaURL, store.Options{MaxOpenConns: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

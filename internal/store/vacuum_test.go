@@ -23,16 +23,18 @@ func TestVacuumQueues_OnlyWhenAutovacuumIsOff(t *testing.T) {
 			node := node.StartPostgres(t, node.PostgresOptions{Name: "av" + autovacuum, Settings: map[string]string{"autovacuum": autovacuum}})
 			db := testutil.NewDBOn(t, node.URL())
 			ctx := context.Background()
-			analyzed := func(table string) int {
+			// stat reads a table's statistics (expr over pg_stat_user_tables), flushed first.
+			stat := func(table, expr string) int {
 				var n int
 				if err := db.NewRaw("SELECT pg_stat_force_next_flush()").Scan(ctx, new(string)); err != nil {
 					t.Fatal(err)
 				}
-				if err := db.NewRaw("SELECT analyze_count + autoanalyze_count FROM pg_stat_user_tables WHERE relid = to_regclass(?)", table).Scan(ctx, &n); err != nil {
+				if err := db.NewRaw("SELECT "+expr+" FROM pg_stat_user_tables WHERE relid = to_regclass(?)", table).Scan(ctx, &n); err != nil {
 					t.Fatal(err)
 				}
 				return n
 			}
+			analyzed := func(table string) int { return stat(table, "analyze_count + autoanalyze_count") }
 			// 1,000 orders placed on an empty table: no dead row, but grown past
 			// autovacuum's analyze threshold (50 rows and a tenth of the live ones).
 			if _, err := db.ExecContext(ctx, `INSERT INTO orders (id, customer_id, status, total_cents, currency, created_at, updated_at)
@@ -64,16 +66,7 @@ func TestVacuumQueues_OnlyWhenAutovacuumIsOff(t *testing.T) {
 			if _, err := db.ExecContext(ctx, "UPDATE orders SET status = 'PAID'"); err != nil {
 				t.Fatal(err)
 			}
-			deadIn := func(table string) int {
-				var n int
-				if err := db.NewRaw("SELECT pg_stat_force_next_flush()").Scan(ctx, new(string)); err != nil {
-					t.Fatal(err)
-				}
-				if err := db.NewRaw("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = to_regclass(?)", table).Scan(ctx, &n); err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
+			deadIn := func(table string) int { return stat(table, "n_dead_tup") }
 			dead := func() int { return deadIn("outbox") }
 			testutil.Eventually(t, 10*time.Second, "the dead rows in the statistics", func() bool {
 				return dead() >= 20000 && deadIn("orders") >= 20000

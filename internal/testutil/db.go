@@ -50,14 +50,42 @@ func NewDB(t testing.TB, opts ...store.Options) *DB {
 func NewDBOn(t testing.TB, serverURL string, opts ...store.Options) *DB {
 	t.Helper()
 	ctx := context.Background()
+	schema, schemaURL := EmptySchemaOn(t, serverURL)
+	opt := store.Options{MaxOpenConns: 8}
+	if len(opts) > 0 {
+		opt = opts[0]
+	}
+	db, err := store.Open(ctx, schemaURL, opt)
+	if err != nil {
+		t.Fatalf("open test db: %v", err)
+	}
+	t.Cleanup(func() { db.Close() }) // before the schema is dropped (cleanups run last first)
+	if err := store.Migrate(ctx, db); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return &DB{DB: db, Schema: schema, URL: schemaURL}
+}
+
+// EmptySchemaOn makes a schema of its own on the server at serverURL, not migrated, and
+// returns its name and a URL whose search_path is it; the schema is dropped at cleanup.
+func EmptySchemaOn(t testing.TB, serverURL string) (schema, schemaURL string) {
+	t.Helper()
+	ctx := context.Background()
 	admin, err := store.Open(ctx, serverURL, store.Options{MaxOpenConns: 1})
 	if err != nil {
 		t.Fatalf("testutil: PostgreSQL is not reachable at %s: %v; run `make test`, which starts it", serverURL, err)
 	}
-	schema := "t_" + RandomID(6)
+	schema = "t_" + RandomID(6)
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		admin.Close()
 		t.Fatalf("create schema: %v", err)
 	}
+	t.Cleanup(func() {
+		if _, err := admin.ExecContext(context.Background(), fmt.Sprintf("DROP SCHEMA %s CASCADE", schema)); err != nil {
+			t.Logf("drop schema %s: %v", schema, err)
+		}
+		admin.Close()
+	})
 	u, err := url.Parse(serverURL)
 	if err != nil {
 		t.Fatal(err)
@@ -69,25 +97,7 @@ func NewDBOn(t testing.TB, serverURL string, opts ...store.Options) *DB {
 	// of the tests running beside it.
 	q.Set("application_name", schema)
 	u.RawQuery = q.Encode()
-	opt := store.Options{MaxOpenConns: 8}
-	if len(opts) > 0 {
-		opt = opts[0]
-	}
-	db, err := store.Open(ctx, u.String(), opt)
-	if err != nil {
-		t.Fatalf("open test db: %v", err)
-	}
-	if err := store.Migrate(ctx, db); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	t.Cleanup(func() {
-		db.Close()
-		if _, err := admin.ExecContext(context.Background(), fmt.Sprintf("DROP SCHEMA %s CASCADE", schema)); err != nil {
-			t.Logf("drop schema %s: %v", schema, err)
-		}
-		admin.Close()
-	})
-	return &DB{DB: db, Schema: schema, URL: u.String()}
+	return schema, u.String()
 }
 
 // Via opens another pool on db's schema through hostport (a proxy), closed at cleanup.
