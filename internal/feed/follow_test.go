@@ -8,6 +8,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/internal/checkout"
 	"github.com/checkout-backend/checkout/internal/event"
 	"github.com/checkout-backend/checkout/internal/feed"
@@ -21,6 +22,19 @@ func (noOrders) Orders(context.Context, []string) (map[string]checkout.Order, er
 	return map[string]checkout.Order{}, nil
 }
 
+// following runs a feed on b with one subscriber of orderID, and returns the context
+// that bounds the test (30 s) and the subscriber's updates, once the feed follows.
+func following(t *testing.T, b *broker.Broker, orderID string) (context.Context, <-chan checkout.Order) {
+	t.Helper()
+	f := feed.New(b, noOrders{}, 16, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	updates, _, _ := f.Subscribe(ctx, orderID)
+	go func() { _ = f.Run(ctx) }()
+	testutil.Eventually(t, 10*time.Second, "the feed following", f.Ready)
+	return ctx, updates
+}
+
 // TestFeed_FollowsStatusChangesOnly_PlacedNeverDelivered: the status feed's queue on the
 // real broker is bound to the status changes, not order.placed (a subscriber reads the
 // order's current state when it subscribes, so order.placed is never news to it, and
@@ -29,12 +43,7 @@ func (noOrders) Orders(context.Context, []string) (map[string]checkout.Order, er
 // order: the subscriber's first update is PAID.
 func TestFeed_FollowsStatusChangesOnly_PlacedNeverDelivered(t *testing.T) {
 	b := testutil.NewBroker(t, testutil.AMQPURL(), testutil.NewTopology())
-	f := feed.New(b, noOrders{}, 16, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	updates, _, _ := f.Subscribe(ctx, "o1")
-	go func() { _ = f.Run(ctx) }()
-	testutil.Eventually(t, 10*time.Second, "the feed following", f.Ready)
+	ctx, updates := following(t, b, "o1")
 
 	envelope := func(typ, status string, seq int) event.Envelope {
 		p, _ := json.Marshal(event.OrderPayload{CustomerID: "c1", Order: event.OrderData{ID: "o1", Status: status, Sequence: seq}})
@@ -59,12 +68,7 @@ func TestFeed_FollowsStatusChangesOnly_PlacedNeverDelivered(t *testing.T) {
 func TestFeed_FollowsOtherRegionsOrdersToo(t *testing.T) {
 	topo := testutil.NewTopology()
 	b := testutil.NewBroker(t, testutil.AMQPURL(), topo)
-	f := feed.New(b, noOrders{}, 16, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	updates, _, _ := f.Subscribe(ctx, "o2")
-	go func() { _ = f.Run(ctx) }()
-	testutil.Eventually(t, 10*time.Second, "the feed following", f.Ready)
+	ctx, updates := following(t, b, "o2")
 
 	p, _ := json.Marshal(event.OrderPayload{CustomerID: "c1", Order: event.OrderData{ID: "o2", Status: "PAID", Sequence: 2}})
 	body, _ := json.Marshal(event.Envelope{ID: "remote-1", Type: event.OrderPaid, AggregateID: "o2", OccurredAt: time.Now(), Payload: p})

@@ -131,13 +131,11 @@ func On(db bun.IDB) bool {
 	return ok
 }
 
-// state is what a connection knows of its statements (pgconn's CustomData).
-const stateKey = "pgprep"
-
-type state struct{ ok bool }
+// preparedKey marks, in pgconn's CustomData, a connection that prepared every statement.
+const preparedKey = "pgprep.prepared"
 
 // AfterConnect prepares every registered statement on a new connection. A failure is
-// not the connection's: it is remembered, and ResetSession tries again later.
+// not the connection's: ResetSession tries again later.
 func AfterConnect(ctx context.Context, conn *pgx.Conn) error {
 	prepareAll(ctx, conn)
 	return nil
@@ -146,22 +144,22 @@ func AfterConnect(ctx context.Context, conn *pgx.Conn) error {
 // ResetSession runs before the pool hands out a connection it had before: one whose
 // PREPARE failed (its first use migrated the schema, say) tries again.
 func ResetSession(ctx context.Context, conn *pgx.Conn) error {
-	if Prepared(conn) {
-		return nil
+	if !Prepared(conn) {
+		prepareAll(ctx, conn)
 	}
-	prepareAll(ctx, conn)
 	return nil
 }
 
 // Prepared reports whether conn has prepared every registered statement.
 func Prepared(conn *pgx.Conn) bool {
-	st, _ := conn.PgConn().CustomData()[stateKey].(*state)
-	return st != nil && st.ok
+	ok, _ := conn.PgConn().CustomData()[preparedKey].(bool)
+	return ok
 }
 
+// prepareAll prepares every statement in one round trip, all or none: PREPARE is not
+// undone by a rollback, so what a failure part way left is deallocated (and For's
+// EXECUTE of a statement that did not prepare fails loudly: no pool runs half prepared).
 func prepareAll(ctx context.Context, conn *pgx.Conn) {
-	st := &state{}
-	conn.PgConn().CustomData()[stateKey] = st
 	mu.Lock()
 	stmts := make([]string, 0, len(registered)+1)
 	stmts = append(stmts, "DEALLOCATE ALL")
@@ -169,29 +167,27 @@ func prepareAll(ctx context.Context, conn *pgx.Conn) {
 		stmts = append(stmts, s.prepare)
 	}
 	mu.Unlock()
-	// One round trip; PREPARE is not undone by a rollback, so a failure part way is
-	// cleaned up by the next attempt's DEALLOCATE ALL (and For's EXECUTE of a statement
-	// that did not prepare fails loudly, as it must: no pool runs half prepared).
-	if _, err := conn.Exec(ctx, strings.Join(stmts, ";\n")); err != nil {
+	_, err := conn.Exec(ctx, strings.Join(stmts, ";\n"))
+	if err != nil {
 		_, _ = conn.Exec(ctx, "DEALLOCATE ALL")
-		return
 	}
-	st.ok = true
+	conn.PgConn().CustomData()[preparedKey] = err == nil
 }
 
-// Prepare prepares every registered statement on conn, or says why it could not (a
-// test and the schema check use it to name a statement that no longer prepares).
+// Prepare prepares the registered statements on conn one by one and names the first
+// that does not prepare (a test runs it against the migrations). It leaves conn as
+// AfterConnect would: every statement prepared, or none.
 func Prepare(ctx context.Context, conn *pgx.Conn) error {
 	mu.Lock()
 	stmts := append([]*Statement(nil), registered...)
 	mu.Unlock()
+	defer prepareAll(ctx, conn)
 	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, "DEALLOCATE ALL; "+s.prepare); err != nil {
 			return fmt.Errorf("prepare %s: %w", s.name, err)
 		}
 	}
-	_, err := conn.Exec(ctx, "DEALLOCATE ALL")
-	return err
+	return nil
 }
 
 // Registered lists the registered statements' names.

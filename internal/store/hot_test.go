@@ -34,6 +34,14 @@ func TestHotStatements_PrepareOnTheMigratedSchema(t *testing.T) {
 	if err := conn.Raw(func(dc any) error { return pgprep.Prepare(ctx, dc.(*stdlib.Conn).Conn()) }); err != nil {
 		t.Fatal(err)
 	}
+	// The check leaves the pool's connection as it found it: every statement prepared.
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM pg_prepared_statements").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(names) {
+		t.Fatalf("after the check the connection holds %d prepared statements, want all %d", n, len(names))
+	}
 }
 
 // hotCheckout places and pays nothing: one checkout of a fresh SKU on db, the path that

@@ -112,7 +112,7 @@ func (m *Maintenance) VacuumQueues(ctx context.Context) ([]string, error) {
 			q = "VACUUM (ANALYZE, SKIP_LOCKED) " + t.Name
 		}
 		if _, err := m.db.ExecContext(ctx, q); err != nil {
-			return done, mapErr(fmt.Errorf("vacuum %s: %w", t.Name, err))
+			return done, mapErr(fmt.Errorf("%s: %w", q, err))
 		}
 		done = append(done, t.Name)
 	}

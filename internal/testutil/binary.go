@@ -22,20 +22,22 @@ import (
 // until the code changes. Tests run it; they never write to it.
 func BuildCheckout(t testing.TB) string {
 	t.Helper()
-	path, err := goTool("github.com/checkout-backend/checkout/cmd/checkout")
-	if err != nil {
-		t.Fatalf("build the checkout binary: %v", err)
-	}
-	return path
+	return toolPath(t, "github.com/checkout-backend/checkout/cmd/checkout", "the checkout binary")
 }
 
 // ToxiproxyBin returns the path of the toxiproxy server (a tool in go.mod), built as
 // BuildCheckout builds the service.
 func ToxiproxyBin(t testing.TB) string {
 	t.Helper()
-	path, err := goTool("github.com/Shopify/toxiproxy/v2/cmd/server")
+	return toolPath(t, "github.com/Shopify/toxiproxy/v2/cmd/server", "toxiproxy (go tool)")
+}
+
+// toolPath is goTool's path of the tool pkg, or the test's end.
+func toolPath(t testing.TB, pkg, what string) string {
+	t.Helper()
+	path, err := goTool(pkg)
 	if err != nil {
-		t.Fatalf("build toxiproxy (go tool): %v", err)
+		t.Fatalf("build %s: %v", what, err)
 	}
 	return path
 }
