@@ -96,10 +96,11 @@ func New(sink Sink, now func() time.Time, opt Options) (*Analytics, error) {
 	return &Analytics{sink: sink, now: now, opt: opt, in: make(chan pending, opt.MaxBatch), flushed: flushed}, nil
 }
 
-// ConsumeOptions are the broker options that let a whole batch be in hand at once.
+// ConsumeOptions are the broker options that let a whole batch be in hand at once, and
+// acknowledge it as a batch (a few multiple acks, not one per event).
 func (a *Analytics) ConsumeOptions() broker.ConsumeOptions {
 	return broker.ConsumeOptions{Prefetch: a.opt.MaxBatch, Concurrency: a.opt.MaxBatch,
-		HandlerTimeout: a.opt.FlushInterval + a.opt.WriteTimeout + 30*time.Second}
+		HandlerTimeout: a.opt.FlushInterval + a.opt.WriteTimeout + 30*time.Second, CoalesceAcks: true}
 }
 
 // Handle is the broker.Handler: it returns nil once env's facts are written.
@@ -134,7 +135,7 @@ func (a *Analytics) Handle(ctx context.Context, env event.Envelope) error {
 // replaced by the consumer's own (ConsumeOptions).
 func (a *Analytics) Run(ctx context.Context, b *broker.Broker, opt broker.ConsumeOptions) error {
 	own := a.ConsumeOptions()
-	opt.Prefetch, opt.Concurrency, opt.HandlerTimeout = own.Prefetch, own.Concurrency, own.HandlerTimeout
+	opt.Prefetch, opt.Concurrency, opt.HandlerTimeout, opt.CoalesceAcks = own.Prefetch, own.Concurrency, own.HandlerTimeout, own.CoalesceAcks
 	stop := make(chan struct{})
 	flusherDone := make(chan struct{})
 	go func() { defer close(flusherDone); a.flushLoop(ctx, stop) }()

@@ -23,7 +23,7 @@ func deployment(prefix string, delays ...time.Duration) broker.Topology {
 	return broker.Topology{Prefix: prefix, Consumers: workers.DeploymentConsumers(true), RetryDelays: delays}
 }
 
-func newBroker(t *testing.T, url string, topo broker.Topology) *broker.Broker {
+func newBroker(t testing.TB, url string, topo broker.Topology) *broker.Broker {
 	t.Helper()
 	b := broker.New(url, topo, nil)
 	t.Cleanup(func() {
@@ -33,7 +33,7 @@ func newBroker(t *testing.T, url string, topo broker.Topology) *broker.Broker {
 	return b
 }
 
-func env(t *testing.T, id string) event.Envelope {
+func env(t testing.TB, id string) event.Envelope {
 	t.Helper()
 	e, err := event.New("test.event", "agg-"+id, time.Now(), map[string]string{"n": id})
 	if err != nil {
@@ -363,3 +363,82 @@ func TestBlockedConnection_PublishingPausesAndReadinessFails(t *testing.T) {
 }
 
 func decode(b []byte, v any) { _ = json.Unmarshal(b, v) }
+
+// A consumer whose deliveries finish together acknowledges them in runs (multiple
+// acks). Every delivery is still settled exactly once: the finished ones acked, the
+// undecodable ones and a permanent failure dead-lettered, none redelivered (an ack of a
+// tag RabbitMQ no longer holds would close the channel and redeliver what was in hand).
+func TestConsume_CoalescedAcks_EachDeliverySettledOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	topo := broker.Topology{Prefix: "t" + testutil.RandomID(4) + ".", Consumers: []broker.Consumer{{Name: "batch", Types: []string{"test.event"}}}}
+	b := newBroker(t, testutil.AMQPURL(), topo)
+	if err := b.Declare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	var mu sync.Mutex
+	handled := map[string]int{}
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	cctx, stop := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		b.Consume(cctx, "batch", broker.ConsumeOptions{Prefetch: n + 2, Concurrency: n + 2, CoalesceAcks: true}, func(_ context.Context, e event.Envelope) error {
+			var p map[string]string
+			decode(e.Payload, &p)
+			mu.Lock()
+			handled[p["n"]]++
+			if len(handled) == n { // the whole batch is in hand: finish it, in no particular order
+				releaseOnce.Do(func() { close(release) })
+			}
+			mu.Unlock()
+			<-release
+			time.Sleep(time.Duration(len(p["n"])+int(e.ID[len(e.ID)-1])%5) * time.Millisecond)
+			if p["n"] == "13" {
+				return broker.Permanent(errors.New("refused"))
+			}
+			return nil
+		})
+	}()
+	raw := testutil.AMQPChannel(t)
+	undecodable := func() {
+		if err := raw.Publish(topo.Exchange(), "test.event", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("not an envelope")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		if err := b.Publish(ctx, []event.Envelope{env(t, fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+		if i == n/2 {
+			undecodable()
+		}
+	}
+	undecodable() // the last delivery, rejected while the others are in hand
+	dlq := topo.DeadLetterQueue("batch")
+	testutil.Eventually(t, 15*time.Second, "the undecodable messages and the refused event dead-lettered", func() bool {
+		q, err := testutil.AMQPChannel(t).QueueDeclarePassive(dlq, true, false, false, false, nil)
+		return err == nil && q.Messages == 3
+	})
+	testutil.Eventually(t, 15*time.Second, "every delivery acked", func() bool {
+		q, err := testutil.AMQPChannel(t).QueueDeclarePassive(topo.Queue("batch"), true, false, false, false, nil)
+		return err == nil && q.Messages == 0
+	})
+	stop()
+	<-stopped
+	// Whatever was left unacked went back to the queue when the consumer's channel closed.
+	q, err := testutil.AMQPChannel(t).QueueDeclarePassive(topo.Queue("batch"), true, false, false, false, nil)
+	if err != nil || q.Messages != 0 {
+		t.Fatalf("after the consumer stopped the queue holds %d messages (%v), want 0: some deliveries were never acked", q.Messages, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i <= n; i++ {
+		if c := handled[fmt.Sprint(i)]; c != 1 {
+			t.Fatalf("event %d handled %d times, want once", i, c)
+		}
+	}
+}
+

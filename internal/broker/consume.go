@@ -51,6 +51,10 @@ type ConsumeOptions struct {
 	// Observe, when set, is told each outcome: "ack", "retry", "dead_letter",
 	// "requeue", and whether the delivery was a redelivery.
 	Observe func(consumer, outcome string, redelivered bool, took time.Duration)
+	// CoalesceAcks acknowledges a run of finished deliveries with one multiple ack
+	// once none before them is in hand (see acker): for a consumer whose deliveries
+	// finish together, as a batch.
+	CoalesceAcks bool
 }
 
 // Consume runs a consumer until ctx ends, reconnecting with backoff when the broker
@@ -98,6 +102,10 @@ func (b *Broker) consumeOnce(ctx context.Context, consumer string, opt ConsumeOp
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", b.topo.Queue(consumer), err)
 	}
+	var acks *acker
+	if opt.CoalesceAcks {
+		acks = newAcker(ch)
+	}
 	sem := make(chan struct{}, opt.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -109,11 +117,14 @@ func (b *Broker) consumeOnce(ctx context.Context, consumer string, opt ConsumeOp
 			if !ok {
 				return errors.New("delivery channel closed")
 			}
+			if acks != nil {
+				acks.delivered(d.DeliveryTag)
+			}
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				b.handle(ctx, ch, consumer, opt, h, d)
+				b.handle(ctx, ch, consumer, opt, h, settler{d: d, acks: acks})
 			}()
 		}
 	}
@@ -148,7 +159,30 @@ func (t Topology) delay(next int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, opt ConsumeOptions, h Handler, d amqp.Delivery) {
+// settler settles one delivery: on its own, or through the channel's acker.
+type settler struct {
+	d    amqp.Delivery
+	acks *acker
+}
+
+func (s settler) ack() {
+	if s.acks != nil {
+		s.acks.ack(s.d.DeliveryTag)
+		return
+	}
+	s.d.Ack(false)
+}
+
+func (s settler) nack(requeue bool) {
+	if s.acks != nil {
+		s.acks.nack(s.d.DeliveryTag, requeue)
+		return
+	}
+	s.d.Nack(false, requeue)
+}
+
+func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, opt ConsumeOptions, h Handler, s settler) {
+	d := s.d
 	start := time.Now()
 	observe := func(outcome string) {
 		if opt.Observe != nil {
@@ -158,7 +192,7 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 	var env event.Envelope
 	if err := json.Unmarshal(d.Body, &env); err != nil || env.ID == "" {
 		b.logger.Error("undecodable message dead-lettered", "consumer", consumer, "messageId", d.MessageId)
-		d.Nack(false, false)
+		s.nack(false)
 		observe("dead_letter")
 		return
 	}
@@ -186,7 +220,7 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 			b.logger.Warn("event handling failed; retrying in place", "consumer", consumer, "eventId", env.ID, "type", env.Type, "retryIn", wait.String(), "error", err)
 			select {
 			case <-ctx.Done():
-				d.Nack(false, true) // shutting down: back to the queue, in its place
+				s.nack(true) // shutting down: back to the queue, in its place
 				observe("requeue")
 				return
 			case <-time.After(wait):
@@ -195,7 +229,7 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 		}
 	}
 	if err == nil {
-		d.Ack(false)
+		s.ack()
 		observe("ack")
 		return
 	}
@@ -211,11 +245,11 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 		perr := publishToQueue(pctx, ch, b.topo.DeadLetterQueue(consumer), m)
 		cancel()
 		if perr != nil {
-			d.Nack(false, true) // could not park it: back to the queue; the inbox absorbs a duplicate
+			s.nack(true) // could not park it: back to the queue; the inbox absorbs a duplicate
 			observe("requeue")
 			return
 		}
-		d.Ack(false)
+		s.ack()
 		observe("dead_letter")
 		return
 	}
@@ -231,12 +265,12 @@ func (b *Broker) handle(ctx context.Context, ch *amqp.Channel, consumer string, 
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
-		d.Nack(false, true)
+		s.nack(true)
 		observe("requeue")
 		return
 	}
 	b.logger.WarnContext(ctx, "event handling failed; retry scheduled", "consumer", consumer, "eventId", env.ID, "type", env.Type,
 		"attempt", attempt, "retryIn", delay.String(), "error", err)
-	d.Ack(false)
+	s.ack()
 	observe("retry")
 }

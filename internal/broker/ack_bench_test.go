@@ -1,0 +1,110 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/checkout-backend/checkout/internal/broker"
+	"github.com/checkout-backend/checkout/internal/event"
+	"github.com/checkout-backend/checkout/internal/testutil"
+)
+
+// BenchmarkConsume_BatchAcks consumes batches of events the way the analytics consumer
+// does (a whole batch in hand, finished together) with one ack per delivery and with
+// coalesced acks, and reports RabbitMQ's CPU per message (its beam.smp, from /proc).
+func BenchmarkConsume_BatchAcks(b *testing.B) {
+	for _, coalesce := range []bool{false, true} {
+		b.Run(fmt.Sprintf("coalesce=%v", coalesce), func(b *testing.B) {
+			const batch = 200
+			ctx := context.Background()
+			topo := broker.Topology{Prefix: "bench" + testutil.RandomID(4) + ".", Consumers: []broker.Consumer{{Name: "batch", Types: []string{"test.event"}}}}
+			br := newBroker(b, testutil.AMQPURL(), topo)
+			if err := br.Declare(ctx); err != nil {
+				b.Fatal(err)
+			}
+			n := b.N * batch
+			envs := make([]event.Envelope, 0, n)
+			for i := 0; i < n; i++ {
+				envs = append(envs, env(b, strconv.Itoa(i)))
+			}
+			for i := 0; i < n; i += 1000 {
+				if err := br.Publish(ctx, envs[i:min(i+1000, n)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var mu sync.Mutex
+			inHand, handled := 0, 0
+			release := make(chan struct{})
+			done := make(chan struct{})
+			cctx, stop := context.WithCancel(ctx)
+			defer stop()
+			beam := rabbitBeam()
+			cpu0 := procTicks(beam)
+			start := time.Now()
+			b.ResetTimer()
+			go br.Consume(cctx, "batch", broker.ConsumeOptions{Prefetch: batch, Concurrency: batch, CoalesceAcks: coalesce}, func(context.Context, event.Envelope) error {
+				mu.Lock()
+				inHand++
+				r := release
+				if inHand == batch {
+					inHand = 0
+					close(release)
+					release = make(chan struct{})
+				}
+				mu.Unlock()
+				<-r
+				mu.Lock()
+				handled++
+				if handled == n {
+					close(done)
+				}
+				mu.Unlock()
+				return nil
+			})
+			<-done
+			b.StopTimer()
+			testutil.Eventually(b, 30*time.Second, "every message acked", func() bool {
+				q, err := testutil.AMQPChannel(b).QueueDeclarePassive(topo.Queue("batch"), true, false, false, false, nil)
+				return err == nil && q.Messages == 0
+			})
+			elapsed := time.Since(start)
+			if beam > 0 {
+				b.ReportMetric(float64(procTicks(beam)-cpu0)*10_000/float64(n), "rabbitmq-cpu-µs/msg")
+			}
+			b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
+		})
+	}
+}
+
+func rabbitBeam() int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.Contains(string(cmd), "beam.smp") && strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), "-s rabbit boot") {
+			return pid
+		}
+	}
+	return 0
+}
+
+// procTicks is pid's user and system time in clock ticks (100 a second).
+func procTicks(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	s, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + s
+}
