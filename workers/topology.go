@@ -15,3 +15,13 @@ func DeploymentConsumers(withAnalytics bool) []broker.Consumer {
 	}
 	return consumers
 }
+
+// IdleConsumers are the consumers of DeploymentConsumers a deployment does not run with
+// this configuration (the analytics consumer when its sink is off): their queues, left by
+// an earlier configuration, are unbound rather than left to fill (broker.Topology.Idle).
+func IdleConsumers(withAnalytics bool) []broker.Consumer {
+	if withAnalytics {
+		return nil
+	}
+	return []broker.Consumer{analytics.Consumer}
+}

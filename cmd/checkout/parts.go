@@ -190,8 +190,10 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 	if len(st.regions.Names) > 1 {
 		st.transfers = store.NewTransfers(st.db, s.now, st.regions.Local)
 	}
+	withAnalytics := cfg.Analytics.Sink != "off"
 	st.topo = broker.Topology{Prefix: cfg.Broker.Prefix,
-		Consumers:   append(workers.DeploymentConsumers(cfg.Analytics.Sink != "off"), workers.RegionConsumers(st.regions)...),
+		Consumers:   append(workers.DeploymentConsumers(withAnalytics), workers.RegionConsumers(st.regions)...),
+		Idle:        workers.IdleConsumers(withAnalytics),
 		RetryDelays: cfg.Workers.RetryDelays, QuorumSize: cfg.Broker.QuorumSize}
 	// Publishing and consuming get their own connections, as RabbitMQ advises.
 	st.pub = broker.New(cfg.Broker.URL, st.topo, s.logger)

@@ -63,6 +63,11 @@ type Topology struct {
 	// It only applies to new queues (see declareQuorum): changing it never stops a
 	// restart.
 	QuorumSize int
+	// Idle are consumers this deployment does not run now but may have run under
+	// another configuration (the analytics consumer with ANALYTICS_SINK=off). A queue of
+	// theirs that no consumer takes is unbound when a connection declares the topology,
+	// so it stops filling with events nobody reads; the messages already in it stay.
+	Idle []Consumer
 }
 
 // DefaultQuorumSize replicates each quorum queue on three nodes: one may fail (or be
@@ -330,6 +335,45 @@ func (b *Broker) declareOn(conn *amqp.Connection) error {
 	}
 	if err := b.retireDelayQueues(conn); err != nil {
 		b.logger.Warn("old delay queues not retired yet; the next connection tries again", "error", err)
+	}
+	if err := b.unbindIdle(conn); err != nil {
+		b.logger.Warn("idle queues not unbound yet; the next connection tries again", "error", err)
+	}
+	return nil
+}
+
+// unbindIdle unbinds the queue of each Idle consumer that exists and that no consumer
+// takes: an instance that still runs it (one whose configuration has not changed yet)
+// keeps it bound.
+func (b *Broker) unbindIdle(conn *amqp.Connection) error {
+	t := b.topo
+	for _, c := range t.Idle {
+		q := t.Queue(c.Name)
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		st, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		if err != nil || st.Consumers > 0 {
+			ch.Close() // never declared (the passive declare closed the channel), or in use
+			continue
+		}
+		for _, typ := range c.Types {
+			if err == nil && !c.RemoteOnly {
+				err = ch.QueueUnbind(q, typ, t.Exchange(), nil)
+			}
+			if err == nil && (c.Remote || c.RemoteOnly) {
+				err = ch.QueueUnbind(q, typ, t.RemoteExchange(), nil)
+			}
+		}
+		ch.Close()
+		if err != nil {
+			return fmt.Errorf("unbind %s: %w", q, err)
+		}
+		if st.Messages > 0 {
+			b.logger.Warn("a queue this deployment no longer consumes is unbound; the messages in it stay until it runs that consumer again or an operator deletes the queue",
+				"queue", q, "messages", st.Messages)
+		}
 	}
 	return nil
 }

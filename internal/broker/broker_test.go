@@ -442,3 +442,72 @@ func TestConsume_CoalescedAcks_EachDeliverySettledOnce(t *testing.T) {
 	}
 }
 
+// A deployment that stops running a consumer (the analytics sink turned off) unbinds
+// that consumer's queue, once nothing takes it, so it stops filling; what it held stays.
+// While another instance still consumes it, the queue stays bound.
+func TestIdleConsumer_QueueUnboundOnceNothingTakesIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	prefix := "t" + testutil.RandomID(4) + "."
+	sink := broker.Consumer{Name: "sink", Types: []string{"test.event", "test.other"}}
+	work := broker.Consumer{Name: "work", Types: []string{"test.event"}}
+	before := newBroker(t, testutil.AMQPURL(), broker.Topology{Prefix: prefix, Consumers: []broker.Consumer{work, sink}})
+	if err := before.Declare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := before.Publish(ctx, []event.Envelope{env(t, "1")}); err != nil {
+		t.Fatal(err)
+	}
+	messages := func(q string) int {
+		t.Helper()
+		st, err := testutil.AMQPChannel(t).QueueDeclarePassive(q, true, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Messages
+	}
+	testutil.Eventually(t, 5*time.Second, "the first event in the sink's queue", func() bool { return messages(before.Topology().Queue("sink")) == 1 })
+
+	// An instance still runs the sink's consumer: a deployment without it leaves it bound.
+	taken := make(chan struct{}, 16)
+	cctx, stop := context.WithCancel(ctx)
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		before.Consume(cctx, "sink", broker.ConsumeOptions{}, func(context.Context, event.Envelope) error { taken <- struct{}{}; return nil })
+	}()
+	<-taken
+	after := broker.New(testutil.AMQPURL(), broker.Topology{Prefix: prefix, Consumers: []broker.Consumer{work}, Idle: []broker.Consumer{sink}}, nil)
+	defer after.Close()
+	if err := after.Declare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := after.Publish(ctx, []event.Envelope{env(t, "2")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-taken:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sink's queue was unbound while an instance still consumed it")
+	}
+	stop()
+	<-consumed
+
+	// Nothing takes it any more: the next deployment without it unbinds it.
+	if err := before.Publish(ctx, []event.Envelope{env(t, "3")}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the third event in the sink's queue", func() bool { return messages(before.Topology().Queue("sink")) == 1 })
+	again := broker.New(testutil.AMQPURL(), broker.Topology{Prefix: prefix, Consumers: []broker.Consumer{work}, Idle: []broker.Consumer{sink}}, nil)
+	defer again.Close()
+	if err := again.Declare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Publish(ctx, []event.Envelope{env(t, "4"), env(t, "5")}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the events in the work queue", func() bool { return messages(before.Topology().Queue("work")) == 5 })
+	if n := messages(before.Topology().Queue("sink")); n != 1 {
+		t.Fatalf("the idle queue holds %d messages, want the 1 it held (unbound, kept)", n)
+	}
+}
