@@ -25,7 +25,7 @@ func amqpPrefix(benchDB string) string { return benchDB + "." }
 // run (a killed one) reaches a fresh database. The names are derived as `checkout
 // serve` derives them.
 func resetBroker(ctx context.Context, childEnv []string) error {
-	b, err := benchBroker(childEnv)
+	b, err := benchBroker(childEnv, true)
 	if err != nil {
 		return err
 	}
@@ -36,8 +36,11 @@ func resetBroker(ctx context.Context, childEnv []string) error {
 }
 
 // benchBroker is a broker client on the topology of the service whose environment is
-// childEnv: the saga's, the partner webhooks' and the analytics consumers' queues.
-func benchBroker(childEnv []string) (*broker.Broker, error) {
+// childEnv: the saga's and the partner webhooks' queues, and the analytics consumer's
+// when the service runs it, or always with every (to delete them all). A client declares
+// its topology when it connects, so one that named the analytics queue of a service
+// without it would make that queue, and it would fill with events nobody takes.
+func benchBroker(childEnv []string, every bool) (*broker.Broker, error) {
 	cfg, err := config.LoadFrom(childEnv)
 	if err != nil {
 		return nil, err
@@ -45,7 +48,7 @@ func benchBroker(childEnv []string) (*broker.Broker, error) {
 	if cfg.Broker.Prefix == "" {
 		return nil, fmt.Errorf("refusing to touch the unprefixed topology")
 	}
-	return broker.New(cfg.Broker.URL, broker.Topology{Prefix: cfg.Broker.Prefix, Consumers: workers.DeploymentConsumers(true), RetryDelays: cfg.Workers.RetryDelays},
+	return broker.New(cfg.Broker.URL, broker.Topology{Prefix: cfg.Broker.Prefix, Consumers: workers.DeploymentConsumers(every || cfg.Analytics.Sink != "off"), RetryDelays: cfg.Workers.RetryDelays},
 		slog.New(slog.NewTextHandler(io.Discard, nil))), nil
 }
 
@@ -54,7 +57,7 @@ func benchBroker(childEnv []string) (*broker.Broker, error) {
 // consumers (webhook fan-out, analytics) done with the earlier run's events. It returns
 // what was left.
 func waitBrokerIdle(ctx context.Context, childEnv []string, limit time.Duration) (int, error) {
-	b, err := benchBroker(childEnv)
+	b, err := benchBroker(childEnv, false)
 	if err != nil {
 		return 0, err
 	}
