@@ -535,3 +535,40 @@ func TestNotifier_RelayInProcess_NoNotifySent(t *testing.T) {
 		t.Fatalf("the notifier sent a NOTIFY (payload %q) though its relay runs in this process", n.Payload)
 	}
 }
+
+// TestRelay_Linger_EventsCommittedMeanwhileShareOnePublish: woken by a commit, the relay
+// waits OUTBOX_LINGER before it claims, so the events committed in that time go out in
+// one publish (one confirm) instead of one each.
+func TestRelay_Linger_EventsCommittedMeanwhileShareOnePublish(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testutil.NewDB(t)
+	local := outbox.NewNotifier(db.DB)
+	pub := &publisher{}
+	relay, err := outbox.NewRelay(db.DB, pub, time.Now, outbox.RelayOptions{Batch: 100, Poll: time.Hour, Notifier: local, Linger: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	insert(t, db, "first", 1)
+	go relay.Run(rctx) // its first drain claims at once
+	testutil.Eventually(t, 10*time.Second, "the first drain", func() bool { return len(pub.published()) == 1 })
+
+	insert(t, db, "a", 1)
+	local.Notify()
+	time.Sleep(100 * time.Millisecond) // well inside the linger
+	if n := len(pub.published()); n != 1 {
+		t.Fatalf("%d events published 100ms after the wake-up, want still 1: the relay did not linger", n)
+	}
+	insert(t, db, "b", 1)
+	local.Notify()
+	insert(t, db, "c", 1)
+	local.Notify()
+	testutil.Eventually(t, 10*time.Second, "the three events published", func() bool { return len(pub.published()) == 4 })
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if pub.batches != 2 {
+		t.Fatalf("%d publishes for the first drain and three events committed within the linger, want 2", pub.batches)
+	}
+}

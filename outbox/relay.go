@@ -20,6 +20,10 @@ import (
 type RelayOptions struct {
 	Batch int           // rows claimed at once (OUTBOX_BATCH); required
 	Poll  time.Duration // fallback polling interval when no NOTIFY arrives (OUTBOX_POLL_INTERVAL); required
+	// Linger is how long a wake-up waits before the claim (OUTBOX_LINGER), so events
+	// committed meanwhile share its publish and confirm. A full batch never waits: the
+	// next is claimed at once.
+	Linger time.Duration
 	// PublishTimeout bounds one batch's publish and confirms (default 10s); past it the
 	// batch is released for another attempt.
 	PublishTimeout time.Duration
@@ -118,6 +122,13 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-wake:
+			if r.opt.Linger > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(r.opt.Linger):
+				}
+			}
 		case <-poll.C:
 		}
 	}

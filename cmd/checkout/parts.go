@@ -268,7 +268,7 @@ func newRelay(ctx context.Context, s *service, st *stores) (_ *relayPart, err er
 			part.Close()
 		}
 	}()
-	opt := outbox.RelayOptions{Batch: cfg.Relay.Batch, Poll: cfg.Relay.PollInterval, Logger: s.logger,
+	opt := outbox.RelayOptions{Batch: cfg.Relay.Batch, Poll: cfg.Relay.PollInterval, Linger: cfg.Relay.Linger, Logger: s.logger,
 		Observe: s.m.RelayBatch, Notifier: st.notifier}
 	// LISTEN needs a session: behind a transaction pooler, one direct connection of its
 	// own, or none (this instance's commits still wake it; the others' are polled).

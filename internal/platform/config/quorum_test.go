@@ -3,6 +3,7 @@ package config_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/checkout-backend/checkout/internal/platform/config"
 )
@@ -35,5 +36,28 @@ func TestValidate_PoolMode_ClearErrors(t *testing.T) {
 	c.Database.PoolMode = "transaction"
 	if err := c.Validate(); err != nil || !c.Database.Pooled() {
 		t.Fatalf("a transaction pooler with a session URL: %v (pooled %v)", err, c.Database.Pooled())
+	}
+}
+
+// OUTBOX_LINGER is a short wait before each claim: 0 turns it off; a negative one or one
+// past a second is refused by name.
+func TestValidate_OutboxLinger_ZeroToOneSecond(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"0", "5ms", "1s"} {
+		c := config.Defaults()
+		var err error
+		if c.Relay.Linger, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("OUTBOX_LINGER=%s: %v", v, err)
+		}
+	}
+	for _, d := range []time.Duration{-time.Millisecond, 2 * time.Second} {
+		c := config.Defaults()
+		c.Relay.Linger = d
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "OUTBOX_LINGER") {
+			t.Fatalf("OUTBOX_LINGER=%s: %v, want an error naming it", d, err)
+		}
 	}
 }
