@@ -244,12 +244,17 @@ func runStrategy(ctx context.Context, opts options, strategy string, first bool,
 			return err
 		}
 		costAfter := costs.read(ctx, hotEnv.customerPrefix)
+		settledM := scrapeMetrics(ctx, svc.baseURL)
 		// The bench's own transactions in the window: its first read and the settle's polls.
 		row.cost = costBetween(costBefore, costAfter, 1+settled.polls, costAfter.paid-costBefore.paid)
 		run.hot = append(run.hot, row)
 		fmt.Fprintf(out, "  hot SKU, %4d in flight: %7.1f orders/s  p50 %-8s p99 %-8s refused %d  other %d\n", n,
 			perSecond(st.Placed, st.Elapsed), fmtDur(st.Latency.P50), fmtDur(st.Latency.P99), refused(st), st.OtherErrors()-refused(st))
 		fmt.Fprintf(out, "    per paid order (%d paid, window %s): %s\n", row.cost.paid, row.cost.elapsed.Round(100*time.Millisecond), row.cost.perOrderText())
+		if pubs, evs := settledM[relayPublishes]-before[relayPublishes], settledM[relayEvents]-before[relayEvents]; pubs > 0 && row.cost.paid > 0 {
+			// This instance's relay: each publish is one confirm RabbitMQ waits for.
+			fmt.Fprintf(out, "    relay: %.0f events in %.0f publishes (%.1f a publish, %.2f publishes per paid order)\n", evs, pubs, evs/pubs, pubs/float64(row.cost.paid))
+		}
 	}
 	if err := quiet(hotEnv.customerPrefix); err != nil {
 		return err
@@ -406,6 +411,12 @@ func refused(s *loadStats) uint64 {
 
 // scrapeMetrics reads the service's unlabelled series (and the sums and counts of its
 // histograms) from /metrics.
+// The relay's series: events it published, and publishes (one confirm each).
+const (
+	relayEvents    = "checkout_outbox_published_total"
+	relayPublishes = "checkout_outbox_confirm_duration_seconds_count"
+)
+
 func scrapeMetrics(ctx context.Context, base string) map[string]float64 {
 	out := map[string]float64{}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)

@@ -82,6 +82,44 @@ func BenchmarkConsume_BatchAcks(b *testing.B) {
 	}
 }
 
+// BenchmarkPublish_EventsPerConfirm publishes order.placed events on a deployment's
+// topology (three quorum queues take each) one per publish and ten per publish, each
+// publish waiting for its confirms as the relay's does, and reports RabbitMQ's CPU per
+// event: what OUTBOX_LINGER saves when it lets one publish carry several events.
+func BenchmarkPublish_EventsPerConfirm(b *testing.B) {
+	for _, per := range []int{1, 10} {
+		b.Run(fmt.Sprintf("per=%d", per), func(b *testing.B) {
+			ctx := context.Background()
+			br := newBroker(b, testutil.AMQPURL(), deployment("bench"+testutil.RandomID(4)+"."))
+			if err := br.Declare(ctx); err != nil {
+				b.Fatal(err)
+			}
+			n := b.N * per
+			envs := make([]event.Envelope, n)
+			for i := range envs {
+				id := "o" + strconv.Itoa(i)
+				e, err := event.New(event.OrderPlaced, id, time.Now(), map[string]any{"orderId": id, "totalCents": 1234, "currency": "EUR"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				envs[i] = e
+			}
+			beam := rabbitBeam()
+			cpu0 := procTicks(beam)
+			b.ResetTimer()
+			for i := 0; i < n; i += per {
+				if err := br.Publish(ctx, envs[i:i+per]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if beam > 0 {
+				b.ReportMetric(float64(procTicks(beam)-cpu0)*10_000/float64(n), "rabbitmq-cpu-µs/event")
+			}
+		})
+	}
+}
+
 func rabbitBeam() int {
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
