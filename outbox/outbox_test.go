@@ -536,9 +536,10 @@ func TestNotifier_RelayInProcess_NoNotifySent(t *testing.T) {
 	}
 }
 
-// TestRelay_Linger_EventsCommittedMeanwhileShareOnePublish: woken by a commit, the relay
-// waits OUTBOX_LINGER before it claims, so the events committed in that time go out in
-// one publish (one confirm) instead of one each.
+// TestRelay_Linger_EventsCommittedMeanwhileShareOnePublish: a relay that found company
+// (its last batch held more than one event) waits OUTBOX_LINGER after a wake-up before it
+// claims, so the events committed in that time go out in one publish (one confirm)
+// instead of one each.
 func TestRelay_Linger_EventsCommittedMeanwhileShareOnePublish(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -552,23 +553,49 @@ func TestRelay_Linger_EventsCommittedMeanwhileShareOnePublish(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
 	insert(t, db, "first", 1)
-	go relay.Run(rctx) // its first drain claims at once
-	testutil.Eventually(t, 10*time.Second, "the first drain", func() bool { return len(pub.published()) == 1 })
+	insert(t, db, "second", 1)
+	go relay.Run(rctx) // its first drain claims at once: two events, so it lingers next
+	testutil.Eventually(t, 10*time.Second, "the first drain", func() bool { return len(pub.published()) == 2 })
 
 	insert(t, db, "a", 1)
 	local.Notify()
 	time.Sleep(100 * time.Millisecond) // well inside the linger
-	if n := len(pub.published()); n != 1 {
-		t.Fatalf("%d events published 100ms after the wake-up, want still 1: the relay did not linger", n)
+	if n := len(pub.published()); n != 2 {
+		t.Fatalf("%d events published 100ms after the wake-up, want still 2: the relay did not linger", n)
 	}
 	insert(t, db, "b", 1)
 	local.Notify()
 	insert(t, db, "c", 1)
 	local.Notify()
-	testutil.Eventually(t, 10*time.Second, "the three events published", func() bool { return len(pub.published()) == 4 })
+	testutil.Eventually(t, 10*time.Second, "the three events published", func() bool { return len(pub.published()) == 5 })
 	pub.mu.Lock()
 	defer pub.mu.Unlock()
 	if pub.batches != 2 {
 		t.Fatalf("%d publishes for the first drain and three events committed within the linger, want 2", pub.batches)
+	}
+}
+
+// TestRelay_Linger_ALoneEventIsNotHeldBack: in a quiet shop the relay publishes one
+// event at a time, and then it does not linger: an order's event leaves at once.
+func TestRelay_Linger_ALoneEventIsNotHeldBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testutil.NewDB(t)
+	local := outbox.NewNotifier(db.DB)
+	pub := &publisher{}
+	relay, err := outbox.NewRelay(db.DB, pub, time.Now, outbox.RelayOptions{Batch: 100, Poll: time.Hour, Notifier: local, Linger: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	insert(t, db, "first", 1)
+	go relay.Run(rctx)
+	testutil.Eventually(t, 10*time.Second, "the first drain", func() bool { return len(pub.published()) == 1 })
+	for i, agg := range []string{"a", "b"} {
+		insert(t, db, agg, 1)
+		local.Notify()
+		// Far less than the 10s linger: the relay claimed at once.
+		testutil.Eventually(t, 3*time.Second, "the lone event published without the linger", func() bool { return len(pub.published()) == 2+i })
 	}
 }

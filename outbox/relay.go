@@ -21,8 +21,10 @@ type RelayOptions struct {
 	Batch int           // rows claimed at once (OUTBOX_BATCH); required
 	Poll  time.Duration // fallback polling interval when no NOTIFY arrives (OUTBOX_POLL_INTERVAL); required
 	// Linger is how long a wake-up waits before the claim (OUTBOX_LINGER), so events
-	// committed meanwhile share its publish and confirm. A full batch never waits: the
-	// next is claimed at once.
+	// committed meanwhile share its publish and confirm. Only a relay that found company
+	// waits: after a batch of one event (events arrive slower than it publishes) the next
+	// wake-up claims at once, so a quiet shop's orders are not held back. A full batch
+	// never waits: the next is claimed at once.
 	Linger time.Duration
 	// PublishTimeout bounds one batch's publish and confirms (default 10s); past it the
 	// batch is released for another attempt.
@@ -118,11 +120,12 @@ func (r *Relay) Run(ctx context.Context) error {
 		if n == r.opt.Batch {
 			continue // more is waiting
 		}
+		linger := r.opt.Linger > 0 && n > 1 // events came faster than one a batch
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-wake:
-			if r.opt.Linger > 0 {
+			if linger {
 				select {
 				case <-ctx.Done():
 					return nil

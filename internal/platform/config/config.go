@@ -235,7 +235,9 @@ type Relay struct {
 	Batch int `env:"OUTBOX_BATCH" envDefault:"100"`
 	// Linger is how long the relay, woken by a commit, waits for more events before it
 	// claims: one publish and its confirm then carry several events (RabbitMQ spends
-	// more on each publish-and-confirm than on each event in it). 0: it claims at once.
+	// more on each publish-and-confirm than on each event in it). It waits only while
+	// events come faster than one a publish (its last batch held more than one); a lone
+	// event is published at once. 0: it never waits.
 	Linger time.Duration `env:"OUTBOX_LINGER" envDefault:"5ms"`
 	// Retention is how long published events are kept.
 	Retention time.Duration `env:"OUTBOX_RETENTION" envDefault:"72h"`
