@@ -542,19 +542,7 @@ func TestNotifier_RelayInProcess_NoNotifySent(t *testing.T) {
 // instead of one each.
 func TestRelay_Linger_EventsCommittedMeanwhileShareOnePublish(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	db := testutil.NewDB(t)
-	local := outbox.NewNotifier(db.DB)
-	pub := &publisher{}
-	relay, err := outbox.NewRelay(db.DB, pub, time.Now, outbox.RelayOptions{Batch: 100, Poll: time.Hour, Notifier: local, Linger: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	t.Cleanup(cancel)
-	insert(t, db, "first", 1)
-	insert(t, db, "second", 1)
-	go relay.Run(rctx) // its first drain claims at once: two events, so it lingers next
+	db, local, pub := lingeringRelay(t, 500*time.Millisecond, "first", "second") // a first batch of two: it lingers next
 	testutil.Eventually(t, 10*time.Second, "the first drain", func() bool { return len(pub.published()) == 2 })
 
 	insert(t, db, "a", 1)
@@ -579,18 +567,7 @@ func TestRelay_Linger_EventsCommittedMeanwhileShareOnePublish(t *testing.T) {
 // event at a time, and then it does not linger: an order's event leaves at once.
 func TestRelay_Linger_ALoneEventIsNotHeldBack(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	db := testutil.NewDB(t)
-	local := outbox.NewNotifier(db.DB)
-	pub := &publisher{}
-	relay, err := outbox.NewRelay(db.DB, pub, time.Now, outbox.RelayOptions{Batch: 100, Poll: time.Hour, Notifier: local, Linger: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	t.Cleanup(cancel)
-	insert(t, db, "first", 1)
-	go relay.Run(rctx)
+	db, local, pub := lingeringRelay(t, 10*time.Second, "first") // a first batch of one
 	testutil.Eventually(t, 10*time.Second, "the first drain", func() bool { return len(pub.published()) == 1 })
 	for i, agg := range []string{"a", "b"} {
 		insert(t, db, agg, 1)
@@ -598,4 +575,24 @@ func TestRelay_Linger_ALoneEventIsNotHeldBack(t *testing.T) {
 		// Far less than the 10s linger: the relay claimed at once.
 		testutil.Eventually(t, 3*time.Second, "the lone event published without the linger", func() bool { return len(pub.published()) == 2+i })
 	}
+}
+
+// lingeringRelay runs a relay with linger, woken only by its notifier, over a database
+// holding one event of each of the aggregates first (its first drain, claimed at once).
+func lingeringRelay(t *testing.T, linger time.Duration, first ...string) (*testutil.DB, *outbox.Notifier, *publisher) {
+	t.Helper()
+	db := testutil.NewDB(t)
+	local := outbox.NewNotifier(db.DB)
+	pub := &publisher{}
+	relay, err := outbox.NewRelay(db.DB, pub, time.Now, outbox.RelayOptions{Batch: 100, Poll: time.Hour, Notifier: local, Linger: linger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for _, agg := range first {
+		insert(t, db, agg, 1)
+	}
+	go relay.Run(ctx)
+	return db, local, pub
 }

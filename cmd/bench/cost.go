@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/checkout-backend/checkout/internal/platform/procstat"
 	"io"
 	"math"
 	"net/http"
@@ -46,10 +47,6 @@ import (
 // transaction of its own that first calls pg_stat_clear_snapshot(): with the default
 // stats_fetch_consistency = cache, a snapshot lives only within a transaction.
 const statsFlushWait = 1500 * time.Millisecond
-
-// clockTicks is USER_HZ, the unit of the times in /proc/<pid>/stat: 100 on every Linux
-// architecture Go supports (sysconf(_SC_CLK_TCK) is not reachable without cgo).
-const clockTicks = 100
 
 // The counters of a costSnapshot, in the order the cost table prints them.
 const (
@@ -149,12 +146,12 @@ func newCostReader(ctx context.Context, db *pgxpool.Pool, servicePID int, amqpUR
 	var backend int
 	if err := db.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
 		r.pgErr = err
-	} else if st, err := readProcStat(backend); err != nil {
+	} else if st, err := procstat.Read(backend); err != nil {
 		r.pgErr = err
 	} else {
-		r.postmaster = st.ppid
+		r.postmaster = st.PPID
 	}
-	r.beam, r.beamErr = findRabbitBeam()
+	r.beam, r.beamErr = procstat.RabbitBeam()
 	r.broker = newBrokerCounters(ctx, amqpURL)
 	return r
 }
@@ -195,16 +192,16 @@ func (r *costReader) read(ctx context.Context, prefix string) costSnapshot {
 	s.set(cPublished, pub, err)
 	s.set(cDelivered, dlv, err)
 
-	s.setCPU(cServiceCPU)(processCPU(r.servicePID, false))
+	s.setCPU(cServiceCPU)(procstat.CPU(r.servicePID, false))
 	if r.pgErr != nil {
 		s.set(cPostgreCPU, 0, r.pgErr)
 	} else {
-		s.setCPU(cPostgreCPU)(processCPU(r.postmaster, true))
+		s.setCPU(cPostgreCPU)(procstat.CPU(r.postmaster, true))
 	}
 	if r.beamErr != nil {
 		s.set(cRabbitCPU, 0, r.beamErr)
 	} else {
-		s.setCPU(cRabbitCPU)(processCPU(r.beam, false))
+		s.setCPU(cRabbitCPU)(procstat.CPU(r.beam, false))
 	}
 	s.at = time.Now()
 	return s
@@ -215,44 +212,7 @@ func (s costSnapshot) setCPU(name string) func(ticks uint64, err error) {
 	return func(ticks uint64, err error) { s.set(name, ticksToMillis(ticks), err) }
 }
 
-func ticksToMillis(ticks uint64) float64 { return float64(ticks) * 1000 / clockTicks }
-
-// procStat is what the bench uses of /proc/<pid>/stat.
-type procStat struct {
-	comm                         string
-	ppid                         int
-	utime, stime, cutime, cstime uint64 // clock ticks
-}
-
-// parseProcStat reads a /proc/<pid>/stat line. The command name (field 2) is in
-// parentheses and may hold spaces and parentheses itself: the fields after it start
-// after its last ')'.
-func parseProcStat(b []byte) (procStat, error) {
-	s := string(b)
-	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || end < open {
-		return procStat{}, errors.New("malformed /proc stat: no (comm)")
-	}
-	f := strings.Fields(s[end+1:])
-	// f[0] is field 3 (state); utime..cstime are fields 14..17.
-	if len(f) < 15 {
-		return procStat{}, fmt.Errorf("malformed /proc stat: %d fields after comm", len(f))
-	}
-	st := procStat{comm: s[open+1 : end]}
-	var err error
-	if st.ppid, err = strconv.Atoi(f[1]); err != nil {
-		return procStat{}, fmt.Errorf("malformed /proc stat ppid: %w", err)
-	}
-	for i, p := range []*uint64{&st.utime, &st.stime, &st.cutime, &st.cstime} {
-		if *p, err = strconv.ParseUint(f[11+i], 10, 64); err != nil {
-			return procStat{}, fmt.Errorf("malformed /proc stat time: %w", err)
-		}
-	}
-	return st, nil
-}
-
-// total is the process's CPU with that of the children it waited for.
-func (p procStat) total() uint64 { return p.utime + p.stime + p.cutime + p.cstime }
+func ticksToMillis(ticks uint64) float64 { return float64(ticks) * 1000 / procstat.ClockTicks }
 
 // brokerCounters reads RabbitMQ's cumulative counts of messages published (received
 // from publishers) and delivered (to consumers), broker-wide.

@@ -2,10 +2,7 @@
 
 package main
 
-import (
-	"errors"
-	"syscall"
-)
+import "syscall"
 
 // childSysProcAttr: no special attributes off Linux (stop still ends the child on every
 // path the bench controls).
@@ -13,9 +10,3 @@ func childSysProcAttr() *syscall.SysProcAttr { return nil }
 
 // raiseFileLimit: left to the system off Linux (0: the limit is not known).
 func raiseFileLimit(uint64) (uint64, error) { return 0, nil }
-
-var errNoProc = errors.New("no /proc accounting off Linux")
-
-func readProcStat(int) (procStat, error)   { return procStat{}, errNoProc }
-func processCPU(int, bool) (uint64, error) { return 0, errNoProc }
-func findRabbitBeam() (int, error)         { return 0, errNoProc }
