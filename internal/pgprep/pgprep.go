@@ -10,8 +10,9 @@
 // placeholders; every new connection of such a pool runs PREPARE for each (AfterConnect),
 // and the code sends `EXECUTE name(args)` instead of the text (For): the arguments still
 // go as literals in the simple protocol, so a Statement can stand in a multi-statement
-// round trip like any other, and PostgreSQL reuses its plan (a generic plan once it is
-// no dearer than the custom ones, plan_cache_mode = auto).
+// round trip like any other, and PostgreSQL reuses its plan: the store's direct pools set
+// plan_cache_mode = force_generic_plan, so each connection plans each statement once
+// (with auto, a statement over an array parameter was planned on every call).
 //
 // A pool behind a transaction pooler never prepares: its next transaction may run on
 // another server connection (Dialect is then not this package's, and For returns the

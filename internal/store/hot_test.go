@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"net/url"
 	"testing"
 	"time"
 
@@ -126,5 +127,49 @@ func TestHotStatements_ConnectionOpenedBeforeTheMigrations_PreparesOnItsNextUse(
 	hotCheckout(t, db)
 	if ran := executions(t, db); ran["place_claim_keys"] < 1 {
 		t.Fatalf("after the migrations: %v, want place_claim_keys run prepared", ran)
+	}
+}
+
+// planCounts reads, on db's one connection, how often a prepared statement was planned
+// generically and custom.
+func planCounts(t *testing.T, db *bun.DB, name string) (generic, custom int) {
+	t.Helper()
+	if err := db.QueryRowContext(context.Background(),
+		"SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = ?", name).Scan(&generic, &custom); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return generic, custom
+}
+
+// A direct pool plans its hot statements once, generically: with PostgreSQL's default
+// (plan_cache_mode = auto) a statement over an array parameter is planned anew on every
+// call, which was a third of a paid order's statement time. The URL may ask for auto.
+func TestHotStatements_PlannedGenerically_UnlessTheURLSaysOtherwise(t *testing.T) {
+	t.Parallel()
+	db := testutil.NewDB(t)
+	direct := db.Via(t, testutil.PostgresHostPort(t), store.Options{MaxOpenConns: 1})
+	hotCheckout(t, direct.DB)
+	hotCheckout(t, direct.DB)
+	for _, name := range []string{"place_prices", "place_lock_inventory", "place_reserve"} {
+		if generic, custom := planCounts(t, direct.DB, name); custom != 0 || generic < 1 {
+			t.Errorf("%s: planned %d times custom and %d generic, want never custom (one generic plan per connection)", name, custom, generic)
+		}
+	}
+
+	u, err := url.Parse(direct.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("plan_cache_mode", "auto")
+	u.RawQuery = q.Encode()
+	auto, err := store.Open(context.Background(), u.String(), store.Options{MaxOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auto.Close()
+	hotCheckout(t, auto)
+	if generic, custom := planCounts(t, auto, "place_prices"); custom < 1 {
+		t.Errorf("with plan_cache_mode=auto in the URL: place_prices planned %d times custom and %d generic, want custom (PostgreSQL's first five calls)", custom, generic)
 	}
 }

@@ -94,9 +94,9 @@ func standings(ctx context.Context, tx bun.IDB, ins []placeIn, cand []int, wants
 		Failed     int    `bun:"failed"`
 		Held       int    `bun:"held"`
 	}
-	// Only the part that is needed: planning the union costs several times the counts
-	// alone (a checkout of no limited SKU), and PostgreSQL plans it on every call
-	// (pgprep: a generic plan of a statement over unnest is never the cheaper one).
+	// Only the part that is needed: planning the union cost several times the counts
+	// alone (a checkout of no limited SKU) when every call was planned, as every call
+	// still is behind a transaction pooler, where nothing is prepared.
 	var q *pgprep.Statement
 	var args []any
 	switch {
