@@ -95,3 +95,26 @@ func TestL11_CardNumberSplitByLongSeparatorsOrLetters(t *testing.T) {
 		}
 	}
 }
+
+// Redact's shortcuts (fewer than 12 digits, a whole UUID) skip only what the patterns
+// would leave as it is.
+func TestRedact_ShortcutsSkipOnlyWhatThePatternsLeave(t *testing.T) {
+	for s, card := range map[string]bool{
+		"01a21cf2-5d91-7ddb-b527-812345678901":  false, // a UUID: skipped
+		"01a21cf2-5d91-7ddb-b527-8123456789012": true,  // one digit longer: not a UUID
+		"4242424242424242-5d91-7ddb-b527-81234": true,  // a UUID's shape, not its digits
+		"4242 424-2424-2424-2424-2zzzzzzzzzzz":  true,  // a UUID's length and dashes, not its hex
+		"123456789012":                          true,  // 12 digits: not skipped
+		"1234 5678 9012":                        true,
+		"12345678901":                           false, // 11: skipped
+		"PAID":                                  false,
+	} {
+		got, want := Redact(s, "[R]"), redactAll(s, "[R]")
+		if got != want {
+			t.Errorf("Redact(%q) = %q, want %q (without the shortcuts)", s, got, want)
+		}
+		if (got != s) != card {
+			t.Errorf("Redact(%q) = %q: masked %v, want %v", s, got, got != s, card)
+		}
+	}
+}
