@@ -387,7 +387,8 @@ func newAPI(ctx context.Context, s *service, st *stores, e *edge) (_ *apiPart, e
 	}()
 	// Separate pools: a checkout rush cannot take the catalog's connections, nor the
 	// relay's and workers'.
-	checkoutDB, err := store.Open(ctx, cfg.Database.URL, store.Options{Pooled: cfg.Database.Pooled(), MaxOpenConns: cfg.Database.CheckoutConns, QueryHook: store.TraceHook("checkout")})
+	checkoutDB, err := store.Open(ctx, cfg.Database.URL, store.Options{Pooled: cfg.Database.Pooled(), MaxOpenConns: cfg.Database.CheckoutConns,
+		QueryHook: store.TraceHook("checkout"), GenericPlans: true})
 	if err != nil {
 		return nil, err
 	}

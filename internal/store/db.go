@@ -65,6 +65,17 @@ type Options struct {
 	// transactions to their server connections. Nothing else changes: every statement
 	// goes in the simple protocol and every lock the service takes is transaction-scoped.
 	Pooled bool
+	// GenericPlans plans the hot statements (pgprep) once per connection, generically
+	// (plan_cache_mode = force_generic_plan; the URL may say otherwise). With PostgreSQL's
+	// default (auto) a statement over an array parameter is planned on every call: its
+	// generic plan guesses ten elements and looks dearer than a custom plan that knows
+	// there is one. For the checkout's pool: its statements read small tables (products,
+	// inventory) or look up by index, and their generic plans are as good as their
+	// custom ones. Not for the pool of the relay and the workers: there the generic plans
+	// of the settlement's statements join a young orders table (a few thousand rows) by
+	// scanning it whole for the one order they settle, and ran slower than planning
+	// each call (docs/performance.md, "Generic plans").
+	GenericPlans bool
 }
 
 // Session limits of every pool unless Options say otherwise.
@@ -102,19 +113,15 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 		// Every statement here is short and indexed: JIT compilation only adds its tens of
 		// milliseconds when a misestimate (stale statistics) pushes a plan's cost over
 		// jit_above_cost. The URL may turn it back on (jit=on).
-		"jit": "off",
-		// The hot statements (pgprep) are planned once per connection, generically:
-		// with plan_cache_mode = auto PostgreSQL plans a statement over an array
-		// parameter anew on every call, since a generic plan guesses ten elements and
-		// costs more than a custom plan that knows there is one. Planning was a third of
-		// a paid order's statement time (docs/performance.md, "Generic plans"). Only
-		// prepared statements follow this setting (and the foreign-key checks' own,
-		// already generic): every other statement is sent as text and planned as it
-		// comes. The URL may turn it back (plan_cache_mode=auto).
-		"plan_cache_mode":                     "force_generic_plan",
+		"jit":                                 "off",
 		"statement_timeout":                   sessionParam(opt.StatementTimeout, DefaultStatementTimeout),
 		"lock_timeout":                        sessionParam(opt.LockTimeout, DefaultLockTimeout),
 		"idle_in_transaction_session_timeout": sessionParam(opt.IdleInTxTimeout, DefaultIdleInTxTimeout),
+	}
+	if opt.GenericPlans {
+		// Only prepared statements follow it (and the foreign-key checks' own, generic
+		// already): every other statement is sent as text and planned as it comes.
+		params["plan_cache_mode"] = "force_generic_plan"
 	}
 	if opt.Pooled {
 		params = nil
