@@ -1,6 +1,8 @@
 package workers
 
 import (
+	"slices"
+
 	"github.com/checkout-backend/checkout/internal/analytics"
 	"github.com/checkout-backend/checkout/internal/broker"
 )
@@ -20,8 +22,12 @@ func DeploymentConsumers(withAnalytics bool) []broker.Consumer {
 // this configuration (the analytics consumer when its sink is off): their queues, left by
 // an earlier configuration, are unbound rather than left to fill (broker.Topology.Idle).
 func IdleConsumers(withAnalytics bool) []broker.Consumer {
-	if withAnalytics {
-		return nil
+	running := DeploymentConsumers(withAnalytics)
+	var idle []broker.Consumer
+	for _, c := range DeploymentConsumers(true) {
+		if !slices.ContainsFunc(running, func(r broker.Consumer) bool { return r.Name == c.Name }) {
+			idle = append(idle, c)
+		}
 	}
-	return []broker.Consumer{analytics.Consumer}
+	return idle
 }

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/checkout-backend/checkout/internal/analytics"
 	"github.com/checkout-backend/checkout/internal/broker"
 	"github.com/checkout-backend/checkout/workers"
 )
@@ -21,6 +22,9 @@ func TestIdleConsumers_WhatADeploymentMayHaveRunAndDoesNot(t *testing.T) {
 	}
 	if idle := workers.IdleConsumers(true); len(idle) != 0 {
 		t.Fatalf("with the sink on, idle consumers %v, want none", names(idle))
+	}
+	if idle := names(workers.IdleConsumers(false)); !slices.Equal(idle, []string{analytics.Consumer.Name}) {
+		t.Fatalf("with the sink off, idle consumers %v, want [%s]", idle, analytics.Consumer.Name)
 	}
 	all := names(workers.DeploymentConsumers(true))
 	without := names(append(workers.DeploymentConsumers(false), workers.IdleConsumers(false)...))

@@ -228,23 +228,5 @@ func digits(s string) int {
 	return n
 }
 
-// isUUID reports whether the whole of s is a UUID (what the uuid pattern matches).
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
-}
+// isUUID reports whether the whole of s is a UUID: the uuid pattern is 36 characters long.
+func isUUID(s string) bool { return len(s) == 36 && uuid.MatchString(s) }
