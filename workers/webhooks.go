@@ -25,9 +25,11 @@ const WebhookFanOutConsumer = "webhook-fanout"
 
 // WebhookConsumers are the partner webhooks' part of the topology: the fan-out takes
 // order events one at a time (single active consumer, retried in place), so tasks are
-// made in event order even through failures.
+// made in event order even through failures. Its queue is bound only to the types some
+// endpoint wants (broker.Consumer.Demand, store.Webhooks.Demand): a shop without
+// partner endpoints queues nothing for it.
 func WebhookConsumers() []broker.Consumer {
-	return []broker.Consumer{{Name: WebhookFanOutConsumer, Types: event.OrderTypes, SingleActive: true, InPlace: true, Remote: true}}
+	return []broker.Consumer{{Name: WebhookFanOutConsumer, Types: event.OrderTypes, SingleActive: true, InPlace: true, Remote: true, Demand: true}}
 }
 
 // WebhookOptions tune delivery.
@@ -278,6 +280,11 @@ func (w *Webhooks) Run(ctx context.Context, b *broker.Broker, opt broker.Consume
 		case <-w.wake:
 		case <-poll.C:
 		case <-repair.C:
+			// An endpoint deleted, or a connection that bound every type while a
+			// registration was under way: the fan-out's bindings follow what is wanted.
+			if _, err := b.Route(ctx); err != nil && ctx.Err() == nil {
+				w.opt.Logger.Warn("binding the webhook fan-out to the wanted events failed", "error", err)
+			}
 			if n, err := w.store.RepairChains(ctx, w.now()); err != nil && ctx.Err() == nil {
 				w.opt.Logger.Warn("repairing webhook chains failed", "error", err)
 			} else if n > 0 {

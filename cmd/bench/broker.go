@@ -37,9 +37,11 @@ func resetBroker(ctx context.Context, childEnv []string) error {
 
 // benchBroker is a broker client on the topology of the service whose environment is
 // childEnv: the saga's and the partner webhooks' queues, and the analytics consumer's
-// when the service runs it, or always with every (to delete them all). A client declares
-// its topology when it connects, so one that named the analytics queue of a service
-// without it would make that queue, and it would fill with events nobody takes.
+// when the service runs it, or always with every (to delete them all). It only
+// observes: a client that declared its topology would bind the webhook fan-out's queue
+// to every type (the service binds only what endpoints want), and one that named the
+// analytics queue of a service without it would make that queue, which would fill with
+// events nobody takes.
 func benchBroker(childEnv []string, every bool) (*broker.Broker, error) {
 	cfg, err := config.LoadFrom(childEnv)
 	if err != nil {
@@ -48,7 +50,8 @@ func benchBroker(childEnv []string, every bool) (*broker.Broker, error) {
 	if cfg.Broker.Prefix == "" {
 		return nil, fmt.Errorf("refusing to touch the unprefixed topology")
 	}
-	return broker.New(cfg.Broker.URL, broker.Topology{Prefix: cfg.Broker.Prefix, Consumers: workers.DeploymentConsumers(every || cfg.Analytics.Sink != "off"), RetryDelays: cfg.Workers.RetryDelays},
+	return broker.New(cfg.Broker.URL, broker.Topology{Prefix: cfg.Broker.Prefix, Consumers: workers.DeploymentConsumers(every || cfg.Analytics.Sink != "off"), RetryDelays: cfg.Workers.RetryDelays,
+		Observe: true},
 		slog.New(slog.NewTextHandler(io.Discard, nil))), nil
 }
 

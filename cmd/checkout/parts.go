@@ -194,9 +194,14 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 	st.topo = broker.Topology{Prefix: cfg.Broker.Prefix,
 		Consumers:   append(workers.DeploymentConsumers(withAnalytics), workers.RegionConsumers(st.regions)...),
 		Idle:        workers.IdleConsumers(withAnalytics),
-		RetryDelays: cfg.Workers.RetryDelays, QuorumSize: cfg.Broker.QuorumSize}
+		RetryDelays: cfg.Workers.RetryDelays, QuorumSize: cfg.Broker.QuorumSize,
+		// The webhook fan-out's queue takes only what endpoints want.
+		Demand: st.webhooks.Demand}
 	// Publishing and consuming get their own connections, as RabbitMQ advises.
 	st.pub = broker.New(cfg.Broker.URL, st.topo, s.logger)
+	st.webhooks.BindWith(func(ctx context.Context, types []string) error {
+		return st.pub.Bind(ctx, workers.WebhookFanOutConsumer, types)
+	})
 	st.pub.OnBlocked = m.BrokerBlocked
 	st.add(st.pub.Close)
 	if err := st.pub.Declare(ctx); err != nil {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,12 @@ type Consumer struct {
 	// RemoteOnly binds Types on that exchange only: the consumer takes the other
 	// regions' events of those types, never this region's own (the catalog replica).
 	RemoteOnly bool
+	// Demand binds the queue only to the Types somebody wants now (Topology.Demand), so
+	// an event nobody takes is never queued for the consumer (the partner webhooks'
+	// fan-out when no endpoint wants it). Until that can be told (Demand unset, failing,
+	// or held by a change under way) every type is bound: a queue bound to more than is
+	// wanted costs deliveries, never an event.
+	Demand bool
 }
 
 // Topology names the exchange and queues; Prefix isolates deployments and tests.
@@ -68,6 +75,15 @@ type Topology struct {
 	// theirs that no consumer takes is unbound when a connection declares the topology,
 	// so it stops filling with events nobody reads; the messages already in it stay.
 	Idle []Consumer
+	// Demand tells the types the Demand consumers' queues are bound to: it calls route
+	// with the types wanted now while nothing can start wanting another, and reports
+	// false, without calling route, when it cannot tell now (another holds what keeps
+	// the types still). A type wanted from now on is bound before it is wanted (Bind).
+	Demand func(ctx context.Context, route func(types []string) error) (bool, error)
+	// Observe makes a client that only looks at what the service declared (its queues'
+	// depths) and may delete it, never declaring or binding anything itself (make bench):
+	// it would bind every Demand consumer's types.
+	Observe bool
 }
 
 // DefaultQuorumSize replicates each quorum queue on three nodes: one may fail (or be
@@ -169,9 +185,11 @@ func (b *Broker) connection() (*amqp.Connection, error) {
 	b.node = node
 	// Every new connection declares the topology first, so a process that started
 	// while the broker was away (or a broker that lost its definitions) heals itself.
-	if err := b.declareOn(conn); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("declare topology: %w", err)
+	if !b.topo.Observe {
+		if err := b.declareOn(conn); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("declare topology: %w", err)
+		}
 	}
 	b.watchBlocked(conn)
 	b.conn = conn
@@ -320,17 +338,18 @@ func (b *Broker) declareOn(conn *amqp.Connection) error {
 		if ch, err = declareQuorum(conn, ch, q, t.queueArgs(c), t.QuorumSize); err != nil {
 			return fmt.Errorf("declare %s: %w", q, err)
 		}
-		for _, typ := range c.Types {
-			if !c.RemoteOnly {
-				if err := ch.QueueBind(q, typ, t.Exchange(), false, nil); err != nil {
-					return fmt.Errorf("bind %s: %w", q, err)
-				}
+		if c.Demand {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			told, err := b.routeDemand(ctx, conn, c)
+			cancel()
+			if err != nil {
+				b.logger.Warn("could not tell which events are wanted; the queue takes every type until the next try", "queue", q, "error", err)
+			} else if told {
+				continue
 			}
-			if c.Remote || c.RemoteOnly {
-				if err := ch.QueueBind(q, typ, t.RemoteExchange(), false, nil); err != nil {
-					return fmt.Errorf("bind %s: %w", q, err)
-				}
-			}
+		}
+		if err := t.bind(ch, c, c.Types, true); err != nil {
+			return err
 		}
 	}
 	if err := b.retireDelayQueues(conn); err != nil {
@@ -340,6 +359,113 @@ func (b *Broker) declareOn(conn *amqp.Connection) error {
 		b.logger.Warn("idle queues not unbound yet; the next connection tries again", "error", err)
 	}
 	return nil
+}
+
+// bind binds (or, with on false, unbinds) c's queue to types on the exchanges c takes
+// them from.
+func (t Topology) bind(ch *amqp.Channel, c Consumer, types []string, on bool) error {
+	q := t.Queue(c.Name)
+	var exchanges []string
+	if !c.RemoteOnly {
+		exchanges = append(exchanges, t.Exchange())
+	}
+	if c.Remote || c.RemoteOnly {
+		exchanges = append(exchanges, t.RemoteExchange())
+	}
+	for _, typ := range types {
+		for _, x := range exchanges {
+			var err error
+			if on {
+				err = ch.QueueBind(q, typ, x, false, nil)
+			} else {
+				err = ch.QueueUnbind(q, typ, x, nil)
+			}
+			if err != nil {
+				return fmt.Errorf("bind %s to %s (%v): %w", q, typ, on, err)
+			}
+		}
+	}
+	return nil
+}
+
+// routeDemand binds a Demand consumer's queue to the types wanted now and unbinds the
+// others, on a channel of its own (a failure closes only that). It reports false when
+// the types could not be told: the caller binds them all.
+func (b *Broker) routeDemand(ctx context.Context, conn *amqp.Connection, c Consumer) (bool, error) {
+	if b.topo.Demand == nil {
+		return false, nil
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, err
+	}
+	defer ch.Close()
+	return b.topo.Demand(ctx, func(wanted []string) error {
+		var on, off []string
+		for _, typ := range c.Types {
+			if slices.Contains(wanted, typ) {
+				on = append(on, typ)
+			} else {
+				off = append(off, typ)
+			}
+		}
+		if err := b.topo.bind(ch, c, on, true); err != nil {
+			return err
+		}
+		return b.topo.bind(ch, c, off, false)
+	})
+}
+
+// Route binds each Demand consumer's queue to what is wanted now and unbinds the rest
+// (after an endpoint is deleted, and from time to time: a connection that could not
+// tell bound every type). It reports false for a consumer whose types could not be
+// told now; its bindings are then left as they were.
+func (b *Broker) Route(ctx context.Context) (bool, error) {
+	conn, err := b.connection()
+	if err != nil {
+		return false, err
+	}
+	all := true
+	for _, c := range b.topo.Consumers {
+		if !c.Demand {
+			continue
+		}
+		told, err := b.routeDemand(ctx, conn, c)
+		if err != nil {
+			return false, err
+		}
+		all = all && told
+	}
+	return all, ctx.Err()
+}
+
+// Bind binds consumer's queue to those of types it takes, at once: a Demand consumer's
+// types are bound before anyone wants them, so no event of theirs published from then on
+// misses the queue.
+func (b *Broker) Bind(ctx context.Context, consumer string, types []string) error {
+	c := b.topo.consumer(consumer)
+	var take []string
+	for _, typ := range types {
+		if slices.Contains(c.Types, typ) {
+			take = append(take, typ)
+		}
+	}
+	if len(take) == 0 {
+		return nil
+	}
+	conn, err := b.connection()
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.topo.bind(ch, c, take, true)
 }
 
 // unbindIdle unbinds the queue of each Idle consumer that exists and that no consumer
@@ -358,17 +484,12 @@ func (b *Broker) unbindIdle(conn *amqp.Connection) error {
 			ch.Close() // never declared (the passive declare closed the channel), or in use
 			continue
 		}
-		for _, typ := range c.Types {
-			if err == nil && !c.RemoteOnly {
-				err = ch.QueueUnbind(q, typ, t.Exchange(), nil)
-			}
-			if err == nil && (c.Remote || c.RemoteOnly) {
-				err = ch.QueueUnbind(q, typ, t.RemoteExchange(), nil)
-			}
+		if err == nil {
+			err = t.bind(ch, c, c.Types, false)
 		}
 		ch.Close()
 		if err != nil {
-			return fmt.Errorf("unbind %s: %w", q, err)
+			return err
 		}
 		if st.Messages > 0 {
 			b.logger.Warn("a queue this deployment no longer consumes is unbound; the messages in it stay until it runs that consumer again or an operator deletes the queue",

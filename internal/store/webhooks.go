@@ -22,6 +22,9 @@ import (
 type Webhooks struct {
 	db  *bun.DB
 	now func() time.Time
+	// bind, when set, binds the fan-out's queue to event types before an endpoint that
+	// wants them is stored (BindWith).
+	bind func(ctx context.Context, types []string) error
 }
 
 // NewWebhooks returns the webhooks adapter; now is its clock (a nil clock panics).
@@ -31,6 +34,69 @@ func NewWebhooks(db *bun.DB, now func() time.Time) *Webhooks {
 }
 
 var _ webhook.Store = (*Webhooks)(nil)
+
+// BindWith makes Register bind the fan-out's queue to a new endpoint's event types, with
+// bind, before the endpoint is stored: with a fan-out bound only to the types endpoints
+// want (Demand), an event of a type nobody wanted until now is queued for the fan-out
+// from the moment the endpoint exists. A failed bind fails the registration
+// (checkout.ErrUnavailable). It returns s.
+func (s *Webhooks) BindWith(bind func(ctx context.Context, types []string) error) *Webhooks {
+	s.bind = bind
+	return s
+}
+
+// routesLock is the transaction-level advisory lock (class, then the schema's hash) that
+// keeps the fan-out's bindings and the endpoints in step: a registration holds it shared
+// from its bind to its commit, Demand exclusively while it reads what is wanted and
+// rebinds. So Demand never unbinds a type an endpoint committed meanwhile wants.
+const routesLock = "(hashtext('checkout.webhook-routes'), hashtext(current_schema()))"
+
+// wantedTypes are the order event types endpoints with these events take.
+func wantedTypes(events ...[]string) []string {
+	var out []string
+	for _, typ := range event.OrderTypes {
+		for _, e := range events {
+			if (webhook.Webhook{Events: e}).Wants(typ) {
+				out = append(out, typ)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Demand calls route with the order event types that endpoints not deleted take, while
+// no endpoint can be registered (Topology.Demand of the fan-out's queue). It reports
+// false, without calling route, when a registration is under way: the caller keeps
+// every type bound and asks again later.
+func (s *Webhooks) Demand(ctx context.Context, route func(types []string) error) (bool, error) {
+	told := false
+	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
+		var mine bool
+		if err := tx.NewRaw("SELECT pg_try_advisory_xact_lock"+routesLock).Scan(ctx, &mine); err != nil || !mine {
+			return err
+		}
+		var rows []struct {
+			Events []string `bun:"events,array"`
+		}
+		if err := tx.NewRaw(hotWantedEvents.For(tx)).Scan(ctx, &rows); err != nil {
+			return err
+		}
+		events := make([][]string, len(rows))
+		for i, r := range rows {
+			events[i] = r.Events
+		}
+		if err := route(wantedTypes(events...)); err != nil {
+			return err
+		}
+		told = true
+		return nil
+	})
+	if err != nil {
+		return false, mapErr(fmt.Errorf("webhook routes: %w", err))
+	}
+	return told, nil
+}
 
 type webhookRow struct {
 	ID             string     `bun:"id"`
@@ -68,8 +134,20 @@ func (s *Webhooks) Register(ctx context.Context, id, url string, events []string
 	var r webhookRow
 	// created_at orders List: the service's clock, like every other row's time.
 	now := s.now()
-	err := s.db.NewRaw("INSERT INTO webhooks (id, url, events, secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING "+webhookCols,
-		id, url, pgdialect.Array(events), secret, now, now).Scan(ctx, &r)
+	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
+		if s.bind != nil {
+			// Bound before the endpoint is stored, and before Demand can read the
+			// endpoints again: every event published once it is stored reaches the fan-out.
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock_shared"+routesLock); err != nil {
+				return err
+			}
+			if err := s.bind(ctx, wantedTypes(events)); err != nil {
+				return fmt.Errorf("%w: bind the fan-out's queue: %w", checkout.ErrUnavailable, err)
+			}
+		}
+		return tx.NewRaw("INSERT INTO webhooks (id, url, events, secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING "+webhookCols,
+			id, url, pgdialect.Array(events), secret, now, now).Scan(ctx, &r)
+	})
 	if err != nil {
 		return webhook.Webhook{}, fmt.Errorf("register webhook: %w", err)
 	}

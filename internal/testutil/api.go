@@ -79,6 +79,8 @@ type APIOptions struct {
 	// forwards operations on the others' orders.
 	Regions checkout.Regions
 	Remote  checkout.RemoteOrders
+	// Webhooks is the endpoints' store (default: a new one on db, binding nothing).
+	Webhooks *store.Webhooks
 }
 
 // RedisURL is the Redis server tests use: REDIS_URL, else redis://127.0.0.1:6379/0.
@@ -110,8 +112,11 @@ func NewAPI(t testing.TB, db *DB, opts ...APIOptions) *API {
 	}
 	svc.Regions = opt.Regions
 	cat := store.NewCatalog(db.DB, opt.Now)
+	if opt.Webhooks == nil {
+		opt.Webhooks = store.NewWebhooks(db.DB, opt.Now)
+	}
 	res := &graph.Resolver{Now: opt.Now, Service: svc, Catalog: catalog.NewService(cat), Orders: orders, Feed: opt.Feed,
-		WebhookService: webhook.NewService(store.NewWebhooks(db.DB, opt.Now), webhook.Policy{AllowPrivate: !opt.StrictWebhookURLs},
+		WebhookService: webhook.NewService(opt.Webhooks, webhook.Policy{AllowPrivate: !opt.StrictWebhookURLs},
 			func() string { return uuid.Must(uuid.NewV7()).String() }), Regions: opt.Regions, Remote: opt.Remote}
 	var logTo io.Writer = testWriter{t}
 	if opt.Log != nil {

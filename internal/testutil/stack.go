@@ -174,9 +174,17 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		extra = append(extra, workers.WebhookConsumers()...)
 	}
 	notifier := outbox.NewNotifier(db.DB)
-	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL, OnCommit: opt.OnCommit, Notify: notifier.Notify, Strategy: opt.Strategy}),
-		Topology: NewTopology(extra...), ttl: opt.TTL}
-	s.WebhookStore = store.NewWebhooks(db.DB, opt.Now)
+	hooks := store.NewWebhooks(db.DB, opt.Now)
+	s := &Stack{API: NewAPI(t, db, APIOptions{TTL: opt.TTL, OnCommit: opt.OnCommit, Notify: notifier.Notify, Strategy: opt.Strategy, Webhooks: hooks}),
+		Topology: NewTopology(extra...), ttl: opt.TTL, WebhookStore: hooks}
+	if opt.Webhooks {
+		// As serve does: the fan-out's queue takes only what endpoints want, bound
+		// before an endpoint is stored.
+		s.Topology.Demand = hooks.Demand
+		hooks.BindWith(func(ctx context.Context, types []string) error {
+			return s.Broker.Bind(ctx, workers.WebhookFanOutConsumer, types)
+		})
+	}
 	cleanupURL := AMQPURL()
 	if opt.PrivateBroker {
 		cleanupURL = ""
