@@ -161,3 +161,24 @@ func TestWebhookFanOut_ARegistrationNeverLosesToARouteUnderWay(t *testing.T) {
 		}
 	}
 }
+
+// With RabbitMQ unreachable a new endpoint's types cannot be bound, so the endpoint is
+// not stored (it would miss its events): the admin is told SERVICE_UNAVAILABLE, to retry.
+func TestWebhookFanOut_RegisteredWithoutTheBroker_UnavailableAndNothingStored(t *testing.T) {
+	db := testutil.NewDB(t)
+	hooks := store.NewWebhooks(db.DB, time.Now)
+	away := broker.New("amqp://guest:guest@127.0.0.1:1/", testutil.NewTopology(workers.WebhookConsumers()...), nil) // nothing listens on port 1
+	defer away.Close()
+	hooks.BindWith(func(ctx context.Context, types []string) error {
+		return away.Bind(ctx, workers.WebhookFanOutConsumer, types)
+	})
+	api := testutil.NewAPI(t, db, testutil.APIOptions{Webhooks: hooks})
+	admin := testutil.Token(t, "ops", "admin")
+	resp := api.Do(t, admin, `mutation { registerWebhook(input: {url: "http://127.0.0.1:9/hook", events: ["order.paid"]}) { secret webhook { id } } }`, nil)
+	if code := resp.ErrorCode(); code != "SERVICE_UNAVAILABLE" {
+		t.Fatalf("registerWebhook without the broker: code %q, want SERVICE_UNAVAILABLE (errors %v)", code, resp.Errors)
+	}
+	if n := api.Count(t, "SELECT count(*) FROM webhooks"); n != 0 {
+		t.Fatalf("%d endpoints stored, want none", n)
+	}
+}
