@@ -182,3 +182,30 @@ func TestWebhookFanOut_RegisteredWithoutTheBroker_UnavailableAndNothingStored(t 
 		t.Fatalf("%d endpoints stored, want none", n)
 	}
 }
+
+// Instances starting together each declare the topology (four connections each): none of
+// them binds the fan-out's queue to a type nobody wants.
+func TestWebhookFanOut_InstancesConnectingAtOnce_NoneBindsWhatNobodyWants(t *testing.T) {
+	r := newDemandRig(t)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := broker.New(testutil.AMQPURL(), r.topo, nil)
+			defer b.Close()
+			if err := b.Declare(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	r.publish(event.OrderPlaced)
+	r.publish(event.OrderPaid)
+	if got := r.depth(workers.PaymentConsumer); got != 1 {
+		t.Fatalf("the payment queue holds %d order.placed, want 1", got)
+	}
+	if got := r.depth(workers.WebhookFanOutConsumer); got != 0 {
+		t.Fatalf("after eight connections declared at once with no endpoint, the fan-out's queue holds %d events, want 0", got)
+	}
+}

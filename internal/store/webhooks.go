@@ -48,7 +48,8 @@ func (s *Webhooks) BindWith(bind func(ctx context.Context, types []string) error
 // routesLock is the transaction-level advisory lock (class, then the schema's hash) that
 // keeps the fan-out's bindings and the endpoints in step: a registration holds it shared
 // from its bind to its commit, Demand exclusively while it reads what is wanted and
-// rebinds. So Demand never unbinds a type an endpoint committed meanwhile wants.
+// rebinds. So Demand never unbinds a type an endpoint committed meanwhile wants, and two
+// Demands (instances connecting at once) take turns.
 const routesLock = "(hashtext('checkout.webhook-routes'), hashtext(current_schema()))"
 
 // wantedTypes are the order event types endpoints with these events take.
@@ -66,14 +67,20 @@ func wantedTypes(events ...[]string) []string {
 }
 
 // Demand calls route with the order event types that endpoints not deleted take, while
-// no endpoint can be registered (Topology.Demand of the fan-out's queue). It reports
-// false, without calling route, when a registration is under way: the caller keeps
-// every type bound and asks again later.
+// no endpoint can be registered (Topology.Demand of the fan-out's queue). It waits for a
+// registration under way, and reports false, without calling route, if that takes longer
+// than routesWait: the caller keeps every type bound and asks again later. (A
+// registration whose bind opens a new broker connection waits for that connection's
+// declare, which waits here.)
 func (s *Webhooks) Demand(ctx context.Context, route func(types []string) error) (bool, error) {
-	told := false
 	err := InTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
-		var mine bool
-		if err := tx.NewRaw("SELECT pg_try_advisory_xact_lock"+routesLock).Scan(ctx, &mine); err != nil || !mine {
+		if _, err := tx.ExecContext(ctx, "SELECT set_config('lock_timeout', ?, true)", routesWait.String()); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock"+routesLock); err != nil {
+			if PgCode(err) == pgLockNotAvailable {
+				return errRoutesBusy
+			}
 			return err
 		}
 		var rows []struct {
@@ -86,17 +93,24 @@ func (s *Webhooks) Demand(ctx context.Context, route func(types []string) error)
 		for i, r := range rows {
 			events[i] = r.Events
 		}
-		if err := route(wantedTypes(events...)); err != nil {
-			return err
-		}
-		told = true
-		return nil
+		return route(wantedTypes(events...))
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, errRoutesBusy):
+		return false, nil
+	case err != nil:
 		return false, mapErr(fmt.Errorf("webhook routes: %w", err))
 	}
-	return told, nil
+	return true, nil
 }
+
+// routesWait bounds Demand's wait for the registrations under way.
+const routesWait = 5 * time.Second
+
+// pgLockNotAvailable is lock_timeout's SQLSTATE.
+const pgLockNotAvailable = "55P03"
+
+var errRoutesBusy = errors.New("webhook routes: a registration holds them")
 
 type webhookRow struct {
 	ID             string     `bun:"id"`
