@@ -77,8 +77,9 @@ type Topology struct {
 	Idle []Consumer
 	// Demand tells the types the Demand consumers' queues are bound to: it calls route
 	// with the types wanted now while nothing can start wanting another, and reports
-	// false, without calling route, when it cannot tell now (another holds what keeps
-	// the types still). A type wanted from now on is bound before it is wanted (Bind).
+	// false, without calling route, when it cannot tell now (a change under way took
+	// longer than it waits). A type wanted from now on is bound before it is wanted
+	// (Bind).
 	Demand func(ctx context.Context, route func(types []string) error) (bool, error)
 	// Observe makes a client that only looks at what the service declared (its queues'
 	// depths) and may delete it, never declaring or binding anything itself (make bench):
@@ -252,13 +253,19 @@ func (b *Broker) Blocked() bool { return b.blocked.Load() }
 // ErrBlocked means the broker blocks publishing (a resource alarm): retry later.
 var ErrBlocked = errors.New("RabbitMQ blocks publishing (resource alarm)")
 
-// channel opens a channel on the (re)dialled connection with a prefetch bound.
-func (b *Broker) channel(prefetch int) (*amqp.Channel, error) {
+// openChannel opens a channel on the broker's connection (dialled, and the topology
+// declared, if need be).
+func (b *Broker) openChannel() (*amqp.Channel, error) {
 	conn, err := b.connection()
 	if err != nil {
 		return nil, err
 	}
-	ch, err := conn.Channel()
+	return conn.Channel()
+}
+
+// channel opens a channel on the (re)dialled connection with a prefetch bound.
+func (b *Broker) channel(prefetch int) (*amqp.Channel, error) {
+	ch, err := b.openChannel()
 	if err != nil {
 		return nil, err
 	}
@@ -453,11 +460,7 @@ func (b *Broker) Bind(ctx context.Context, consumer string, types []string) erro
 	if len(take) == 0 {
 		return nil
 	}
-	conn, err := b.connection()
-	if err != nil {
-		return err
-	}
-	ch, err := conn.Channel()
+	ch, err := b.openChannel()
 	if err != nil {
 		return err
 	}
@@ -592,11 +595,7 @@ func declareQuorum(conn *amqp.Connection, ch *amqp.Channel, name string, args am
 
 // Delete removes the topology (tests).
 func (b *Broker) Delete(ctx context.Context) error {
-	conn, err := b.connection()
-	if err != nil {
-		return err
-	}
-	ch, err := conn.Channel()
+	ch, err := b.openChannel()
 	if err != nil {
 		return err
 	}
@@ -740,11 +739,7 @@ type QueueStat struct {
 // QueueStats reads the work and dead-letter queues of every consumer with passive
 // declares on a channel of its own (a missing queue closes it), for metrics.
 func (b *Broker) QueueStats(ctx context.Context) ([]QueueStat, error) {
-	conn, err := b.connection()
-	if err != nil {
-		return nil, err
-	}
-	ch, err := conn.Channel()
+	ch, err := b.openChannel()
 	if err != nil {
 		return nil, err
 	}
