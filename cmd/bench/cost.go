@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/checkout-backend/checkout/internal/platform/procstat"
 	"io"
 	"math"
 	"net/http"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/checkout-backend/checkout/internal/platform/procstat"
 )
 
 // What an order costs: the strategies suite reads a set of counters just before each

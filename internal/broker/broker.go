@@ -460,14 +460,14 @@ func (b *Broker) Bind(ctx context.Context, consumer string, types []string) erro
 	if len(take) == 0 {
 		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	ch, err := b.openChannel()
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	return b.topo.bind(ch, c, take, true)
 }
 

@@ -72,9 +72,10 @@ type Options struct {
 	// there is one. For the checkout's pool: its statements read small tables (products,
 	// inventory) or look up by index, and their generic plans are as good as their
 	// custom ones. Not for the pool of the relay and the workers: there the generic plans
-	// of the settlement's statements join a young orders table (a few thousand rows) by
-	// scanning it whole for the one order they settle, and ran slower than planning
-	// each call (docs/performance.md, "Generic plans").
+	// of the settlement's statements, made while the orders table is young (a few hundred
+	// rows), scan it whole for the one order they settle until an ANALYZE re-plans them,
+	// and ran slower than planning each call (docs/performance.md, "Generic plans", and
+	// "What a young table costs").
 	GenericPlans bool
 }
 

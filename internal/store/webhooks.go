@@ -83,15 +83,9 @@ func (s *Webhooks) Demand(ctx context.Context, route func(types []string) error)
 			}
 			return err
 		}
-		var rows []struct {
-			Events []string `bun:"events,array"`
-		}
-		if err := tx.NewRaw(hotWantedEvents.For(tx)).Scan(ctx, &rows); err != nil {
+		events, err := endpointEvents(ctx, tx)
+		if err != nil {
 			return err
-		}
-		events := make([][]string, len(rows))
-		for i, r := range rows {
-			events[i] = r.Events
 		}
 		return route(wantedTypes(events...))
 	})
@@ -311,18 +305,31 @@ func promote(ctx context.Context, tx bun.IDB, webhookID, orderID string, now tim
 // Wanted reports whether any endpoint that is not deleted takes events of type typ: the
 // fan-out of an event nobody wants writes nothing (one read, no transaction).
 func (s *Webhooks) Wanted(ctx context.Context, typ string) (bool, error) {
-	var rows []struct {
-		Events []string `bun:"events,array"`
-	}
-	if err := s.db.NewRaw(hotWantedEvents.For(s.db)).Scan(ctx, &rows); err != nil {
+	events, err := endpointEvents(ctx, s.db)
+	if err != nil {
 		return false, mapErr(fmt.Errorf("webhooks: %w", err))
 	}
-	for _, r := range rows {
-		if (webhook.Webhook{Events: r.Events}).Wants(typ) {
+	for _, e := range events {
+		if (webhook.Webhook{Events: e}).Wants(typ) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// endpointEvents reads the event types of each endpoint that is not deleted.
+func endpointEvents(ctx context.Context, db bun.IDB) ([][]string, error) {
+	var rows []struct {
+		Events []string `bun:"events,array"`
+	}
+	if err := db.NewRaw(hotWantedEvents.For(db)).Scan(ctx, &rows); err != nil {
+		return nil, err
+	}
+	events := make([][]string, len(rows))
+	for i, r := range rows {
+		events[i] = r.Events
+	}
+	return events, nil
 }
 
 // FanOut turns an order event into one delivery task per endpoint that wants it, in one
