@@ -167,7 +167,8 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 			st.Close()
 		}
 	}()
-	if st.db, err = store.Open(ctx, cfg.Database.URL, store.Options{Pooled: cfg.Database.Pooled(), MaxOpenConns: cfg.Database.MaxConns, QueryHook: store.TraceHook("checkout")}); err != nil {
+	if st.db, err = store.Open(ctx, cfg.Database.URL, store.Options{Pooled: cfg.Database.Pooled(), MaxOpenConns: cfg.Database.MaxConns,
+		QueryHook: store.TraceHook("checkout"), GenericPlans: true}); err != nil {
 		return nil, err
 	}
 	st.add(st.db.Close)

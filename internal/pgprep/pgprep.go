@@ -10,10 +10,10 @@
 // placeholders; every new connection of such a pool runs PREPARE for each (AfterConnect),
 // and the code sends `EXECUTE name(args)` instead of the text (For): the arguments still
 // go as literals in the simple protocol, so a Statement can stand in a multi-statement
-// round trip like any other, and PostgreSQL reuses its plan: on the checkout's pool
+// round trip like any other, and PostgreSQL reuses its plan: on the service's pools
 // (store.Options.GenericPlans, plan_cache_mode = force_generic_plan) each connection plans
-// each statement once; elsewhere PostgreSQL's default (auto) plans a statement over an
-// array parameter on every call, and parses it once.
+// each statement once; with PostgreSQL's default (auto) a statement over an array
+// parameter is planned on every call, and parsed once.
 //
 // A pool behind a transaction pooler never prepares: its next transaction may run on
 // another server connection (Dialect is then not this package's, and For returns the

@@ -72,7 +72,7 @@ func (c *changes) script(ctx context.Context) (script, error) {
 	var sc script
 	if len(c.sold) > 0 {
 		ids, at := split(c.sold)
-		sc.addHot(hotSell, pgArray(ids), pgArray(at))
+		sc.addHot(hotSell, pgArray(ids), pgArray(at), pgArray(ids))
 	}
 	if len(c.released)+len(c.restock) > 0 {
 		rel, _ := split(c.released)
@@ -91,7 +91,7 @@ func (c *changes) script(ctx context.Context) (script, error) {
 			continue
 		}
 		ids, at := split(m.orders)
-		sc.addHot(m.stmt, m.to, pgArray(ids), pgArray(at), m.from)
+		sc.addHot(m.stmt, m.to, pgArray(ids), pgArray(at), m.from, pgArray(ids))
 	}
 	if n := len(c.orders); n > 0 {
 		ids, status, from := make([]string, n), make([]string, n), make([]string, n)
@@ -103,7 +103,7 @@ func (c *changes) script(ctx context.Context) (script, error) {
 		}
 		// The token is kept only while the order may still be charged.
 		sc.addHot(hotUpdateOrders,
-			pgArray(ids), pgArray(status), pgArray(from), pgArray(at), pgArray(seq), pgArray(tracking), pgArray(reason))
+			pgArray(ids), pgArray(status), pgArray(from), pgArray(at), pgArray(seq), pgArray(tracking), pgArray(reason), pgArray(ids))
 	}
 	if n := len(c.payments); n > 0 {
 		ids, prov, cur, status := make([]string, n), make([]string, n), make([]string, n), make([]string, n)

@@ -69,13 +69,13 @@ type Options struct {
 	// (plan_cache_mode = force_generic_plan; the URL may say otherwise). With PostgreSQL's
 	// default (auto) a statement over an array parameter is planned on every call: its
 	// generic plan guesses ten elements and looks dearer than a custom plan that knows
-	// there is one. For the checkout's pool: its statements read small tables (products,
-	// inventory) or look up by index, and their generic plans are as good as their
-	// custom ones. Not for the pool of the relay and the workers: there the generic plans
-	// of the settlement's statements, made while the orders table is young (a few hundred
-	// rows), scan it whole for the one order they settle until an ANALYZE re-plans them,
-	// and ran slower than planning each call (docs/performance.md, "Generic plans", and
-	// "What a young table costs").
+	// there is one. Both the checkout's pool and the relay's and workers' ask for it. A
+	// generic plan guesses a batch of ten: each hot statement that joins a batch to a
+	// table every order grows (orders, reservations) also names the batch's keys as
+	// = ANY(?), which such a plan can take through the table's index, and the session's
+	// random_page_cost makes that index the cheaper way from about a thousand rows on
+	// (TestHotStatements_GenericPlansLookOrdersUpByIndex). Below that a plan may scan
+	// the table, which costs little at that size, and the next ANALYZE re-plans it.
 	GenericPlans bool
 }
 
@@ -114,7 +114,16 @@ func Open(ctx context.Context, url string, opt Options) (*bun.DB, error) {
 		// Every statement here is short and indexed: JIT compilation only adds its tens of
 		// milliseconds when a misestimate (stale statistics) pushes a plan's cost over
 		// jit_above_cost. The URL may turn it back on (jit=on).
-		"jit":                                 "off",
+		"jit": "off",
+		// The hot statements are planned once per connection (GenericPlans), and such a
+		// plan lives until the next ANALYZE of its tables. With PostgreSQL's default
+		// random_page_cost (4, a spinning disk's) a batch's generic plan reads a table of
+		// a few thousand orders whole rather than look its rows up by index, and keeps
+		// doing so as the table grows until statistics catch up. 1.1 is an SSD's (or a
+		// working set in memory, as the tables an order touches are): index lookups are
+		// chosen from about a thousand rows on. The URL may say otherwise
+		// (random_page_cost=4).
+		"random_page_cost":                    "1.1",
 		"statement_timeout":                   sessionParam(opt.StatementTimeout, DefaultStatementTimeout),
 		"lock_timeout":                        sessionParam(opt.LockTimeout, DefaultLockTimeout),
 		"idle_in_transaction_session_timeout": sessionParam(opt.IdleInTxTimeout, DefaultIdleInTxTimeout),

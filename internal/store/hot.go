@@ -61,7 +61,7 @@ var (
 	ON CONFLICT (order_id) DO NOTHING`)
 	hotSettle = pgprep.New("pay_settle", `WITH req AS (SELECT * FROM unnest(?::text[], ?::text[], ?::uuid[]) WITH ORDINALITY AS r(consumer, event_id, order_id, n)),
 	ins AS (INSERT INTO inbox (consumer, event_id, processed_at)
-	SELECT req.consumer, req.event_id, ?::timestamptz FROM req WHERE EXISTS (SELECT 1 FROM orders x WHERE x.id = req.order_id)
+	SELECT req.consumer, req.event_id, ?::timestamptz FROM req WHERE EXISTS (SELECT 1 FROM orders x WHERE x.id = req.order_id AND x.id = ANY(?::uuid[]))
 	ON CONFLICT DO NOTHING RETURNING consumer, event_id)
 	SELECT req.n - 1 AS n, EXISTS (SELECT 1 FROM ins WHERE ins.consumer = req.consumer AND ins.event_id = req.event_id) AS first,
 	o.id, o.customer_id, o.status, o.total_cents, o.currency, o.reservation_expires_at,
@@ -69,14 +69,15 @@ var (
 	(SELECT json_agg(json_build_object('sku', i.sku, 'quantity', i.quantity, 'unitPriceCents', i.unit_price_cents) ORDER BY i.line_no)
 	 FROM order_items i WHERE i.order_id = o.id) AS items,
 	(SELECT pay.status FROM payments pay WHERE pay.order_id = o.id) AS pay_status
-	FROM req JOIN orders o ON o.id = req.order_id ORDER BY o.id FOR UPDATE OF o`)
+	FROM req JOIN orders o ON o.id = req.order_id WHERE o.id = ANY(?::uuid[]) ORDER BY o.id FOR UPDATE OF o`)
 	hotSell = pgprep.New("change_sell", `WITH r AS (
 	UPDATE reservations r SET status = 'SOLD', updated_at = v.at
 	FROM unnest(?::uuid[], ?::timestamptz[]) AS v(id, at)
-	WHERE r.order_id = v.id AND r.status = 'HELD' RETURNING r.sku, r.warehouse, r.quantity, v.at)
+	WHERE r.order_id = v.id AND r.status = 'HELD' AND r.order_id = ANY(?::uuid[]) RETURNING r.sku, r.warehouse, r.quantity, v.at)
 	INSERT INTO stock_moves (sku, warehouse, sold, created_at) SELECT sku, warehouse, quantity, at FROM r`)
 	hotLockReturned = pgprep.New("change_lock_returned", `SELECT 1 FROM inventory i WHERE (i.sku, i.warehouse) IN
-	(SELECT sku, warehouse FROM reservations WHERE (order_id = ANY(?::uuid[]) AND status = 'HELD') OR (order_id = ANY(?::uuid[]) AND status = 'SOLD'))
+	(SELECT sku, warehouse FROM reservations WHERE order_id = ANY(?::uuid[]) AND status = 'HELD'
+	 UNION ALL SELECT sku, warehouse FROM reservations WHERE order_id = ANY(?::uuid[]) AND status = 'SOLD')
 	ORDER BY i.sku, i.warehouse FOR NO KEY UPDATE`)
 	hotRelease      = pgprep.New("change_release", returnStock("reserved = i.reserved - r.q"))
 	hotRestock      = pgprep.New("change_restock", returnStock("on_hand = i.on_hand + r.q")) // a pending sale folds in later
@@ -84,7 +85,7 @@ var (
 	tracking_number = v.tracking, payment_failure_reason = v.reason,
 	payment_token = CASE WHEN v.status = 'PENDING_PAYMENT' THEN o.payment_token END
 	FROM unnest(?::uuid[], ?::text[], ?::text[], ?::timestamptz[], ?::int[], ?::text[], ?::text[]) AS v(id, status, from_status, at, seq, tracking, reason)
-	WHERE o.id = v.id AND o.status = v.from_status`)
+	WHERE o.id = v.id AND o.status = v.from_status AND o.id = ANY(?::uuid[])`)
 	hotWantedEvents   = pgprep.New("webhooks_wanted", "SELECT events FROM webhooks WHERE deleted_at IS NULL")
 	hotRecordPayments = pgprep.New("change_payments", `INSERT INTO payments (order_id, provider, provider_payment_id, amount_cents, currency, status, failure_reason, created_at, updated_at)
 	SELECT o, p, pid, a, c, s, r, t, t FROM unnest(?::uuid[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::timestamptz[])
@@ -114,7 +115,7 @@ func returnStock(change string) string {
 	return `WITH r AS (
 		UPDATE reservations r SET status = ?, updated_at = v.at
 		FROM unnest(?::uuid[], ?::timestamptz[]) AS v(id, at)
-		WHERE r.order_id = v.id AND r.status = ? RETURNING r.sku, r.warehouse, r.quantity, v.at),
+		WHERE r.order_id = v.id AND r.status = ? AND r.order_id = ANY(?::uuid[]) RETURNING r.sku, r.warehouse, r.quantity, v.at),
 	t AS (SELECT sku, warehouse, sum(quantity)::int AS q, max(at) AS at FROM r GROUP BY sku, warehouse)
 	UPDATE inventory i SET ` + change + `, version = i.version + 1, updated_at = r.at
 	FROM t AS r WHERE i.sku = r.sku AND i.warehouse = r.warehouse`

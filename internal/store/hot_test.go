@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,10 +143,10 @@ func planCounts(t *testing.T, db *bun.DB, name string) (generic, custom int) {
 	return generic, custom
 }
 
-// The checkout's pool (GenericPlans) plans its hot statements once per connection: with
-// PostgreSQL's default (plan_cache_mode = auto) a statement over an array parameter is
-// planned on every call, which was a third of a paid order's statement time. Another
-// pool keeps the default, and the URL may ask for it on the checkout's.
+// A pool opened with GenericPlans (the service's are) plans its hot statements once per
+// connection: with PostgreSQL's default (plan_cache_mode = auto) a statement over an
+// array parameter is planned on every call, which was a third of a paid order's
+// statement time. A pool opened without keeps the default, and the URL may ask for it.
 func TestHotStatements_PlannedGenericallyWhereThePoolAsks_UnlessTheURLSaysOtherwise(t *testing.T) {
 	t.Parallel()
 	db := testutil.NewDB(t)
@@ -178,5 +180,72 @@ func TestHotStatements_PlannedGenericallyWhereThePoolAsks_UnlessTheURLSaysOtherw
 	hotCheckout(t, auto)
 	if generic, custom := planCounts(t, auto, "place_prices"); custom < 1 {
 		t.Errorf("GenericPlans with plan_cache_mode=auto in the URL: place_prices planned %d times custom and %d generic, want custom", custom, generic)
+	}
+}
+
+// A settlement batch's generic plan (GenericPlans, on the relay's and workers' pool too)
+// is made once per connection and kept until the next ANALYZE of its tables. Made while
+// a shop is young, it must still reach the one order it settles through an index, not
+// read every order: here the statistics were taken at 21 orders and the tables have
+// grown to a thousand since, as a new shop's do between two ANALYZEs in its first sale.
+func TestHotStatements_SettlementsGenericPlansLookRowsUpByIndex_InAYoungShop(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testutil.NewDB(t)
+	hotCheckout(t, db.DB)
+	grow := func(n int) {
+		t.Helper()
+		for _, q := range []string{
+			fmt.Sprintf(`INSERT INTO orders SELECT (jsonb_populate_record(NULL::orders, to_jsonb(o) ||
+				jsonb_build_object('id', gen_random_uuid(), 'customer_id', 'c-' || g %% 500))).*
+				FROM (SELECT * FROM orders LIMIT 1) o, generate_series(1, %d) g`, n),
+			`INSERT INTO order_items SELECT (jsonb_populate_record(NULL::order_items, to_jsonb(i) || jsonb_build_object('order_id', o.id))).*
+				FROM (SELECT * FROM order_items LIMIT 1) i CROSS JOIN orders o WHERE NOT EXISTS (SELECT 1 FROM order_items x WHERE x.order_id = o.id)`,
+			`INSERT INTO reservations SELECT (jsonb_populate_record(NULL::reservations, to_jsonb(r) || jsonb_build_object('order_id', o.id))).*
+				FROM (SELECT * FROM reservations LIMIT 1) r CROSS JOIN orders o WHERE NOT EXISTS (SELECT 1 FROM reservations x WHERE x.order_id = o.id)`,
+			`INSERT INTO payments (order_id, provider, amount_cents, currency, status, created_at, updated_at)
+				SELECT id, 'sandbox', total_cents, currency, 'succeeded', now(), now() FROM orders o
+				WHERE NOT EXISTS (SELECT 1 FROM payments x WHERE x.order_id = o.id)`,
+			`INSERT INTO inbox (consumer, event_id, processed_at) SELECT 'payment', id::text, now() FROM orders ON CONFLICT DO NOTHING`,
+		} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	grow(20)
+	if _, err := db.ExecContext(ctx, "ANALYZE"); err != nil {
+		t.Fatal(err)
+	}
+	grow(1000)
+
+	pool := db.Via(t, testutil.PostgresHostPort(t), store.Options{MaxOpenConns: 1, GenericPlans: true})
+	for _, name := range []string{"pay_begin_charges", "pay_record_attempts", "pay_settle", "inbox_mark",
+		"change_sell", "change_lock_returned", "change_release", "change_restock", "change_orders", "change_payments"} {
+		var params int
+		if err := pool.QueryRowContext(ctx, "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = ?", name).Scan(&params); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		// The generic plan, whatever the arguments: EXPLAIN runs nothing.
+		rows, err := pool.QueryContext(ctx, "EXPLAIN EXECUTE "+name+"("+strings.TrimSuffix(strings.Repeat("NULL, ", params), ", ")+")")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		if err := rows.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, table := range []string{"orders", "order_items", "reservations", "payments", "inbox"} {
+			if scan := "Seq Scan on " + table + " "; strings.Contains(strings.Join(plan, "\n")+" ", scan) {
+				t.Errorf("%s's generic plan reads all of %s (a thousand rows) for the batch it settles:\n%s", name, table, strings.Join(plan, "\n"))
+			}
+		}
 	}
 }

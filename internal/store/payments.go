@@ -237,7 +237,7 @@ func (p *Payments) settle(ctx context.Context, tx bun.Tx, ins []settleIn) ([]set
 	now := p.now().UTC().Truncate(time.Microsecond)
 	var rows []settleBatchRow
 	err := tx.NewRaw(hotSettle.For(tx),
-		pgArray(cons), pgArray(evs), pgArray(ids), now).Scan(ctx, &rows)
+		pgArray(cons), pgArray(evs), pgArray(ids), now, pgArray(ids), pgArray(ids)).Scan(ctx, &rows)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, fmt.Errorf("settle: %w", err)
 	}
