@@ -16,8 +16,10 @@ var (
 	hotClaimKeys = pgprep.New("place_claim_keys", `INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, created_at)
 	SELECT * FROM unnest(?::text[], ?::text[], ?::bytea[], ?::uuid[], ?::timestamptz[])
 	ON CONFLICT DO NOTHING RETURNING customer_id, key`)
-	hotPrices = pgprep.New("place_prices",
-		"SELECT sku, price_cents, currency, max_per_customer FROM products WHERE sku = ANY(?::text[])")
+	// The prices, and the customers' locks (pricesOf): a condition that names no column
+	// of products is evaluated once, before the scan, whatever it finds.
+	hotPrices = pgprep.New("place_prices", `SELECT sku, price_cents, currency, max_per_customer FROM products WHERE sku = ANY(?::text[])
+	AND (SELECT count(*) FROM (SELECT pg_advisory_xact_lock(?::int, k) FROM unnest(?::int[]) AS u(k)) AS l) >= 0`)
 	hotLockCustomers = pgprep.New("place_lock_customers",
 		"SELECT pg_advisory_xact_lock(?::int, k) FROM unnest(?::int[]) AS u(k)")
 	hotStandingCounts = pgprep.New("place_standing_counts", standingCounts)

@@ -26,6 +26,13 @@ func customerLockKey(customerID string) int32 {
 	return int32(h.Sum32())
 }
 
+// lockOrder sorts customers' lock keys and drops repeats: every checkout takes its
+// customers' locks in this order, in one statement, so no two deadlock on them.
+func lockOrder(keys []int32) []int32 {
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
 // standings takes, in the checkout transaction, a lock on each customer of the checkouts
 // cand whose order must be checked against a purchase limit (a service-wide bound in
 // PlaceOrder.Bounds, or a line of a SKU in limits), then reads what those customers
@@ -38,7 +45,12 @@ func customerLockKey(customerID string) int32 {
 // lowers them. Locks are taken in key order, after the keys and carts and before the
 // inventory rows, as every checkout takes them, so no two checkouts deadlock.
 // Customers that need no check are absent from the answer.
-func standings(ctx context.Context, tx bun.IDB, ins []placeIn, cand []int, wants []want, limits map[string]int) (map[string]*checkout.Standing, error) {
+//
+// locked are the keys the transaction holds already (pricesOf takes them with the
+// prices when the checkouts have service-wide bounds, so every customer of cand is
+// among them); then standings takes no lock, and its read is the round trip's only
+// statement.
+func standings(ctx context.Context, tx bun.IDB, ins []placeIn, cand []int, wants []want, limits map[string]int, locked []int32) (map[string]*checkout.Standing, error) {
 	since := map[string]time.Time{} // customers with a service-wide bound: the window's start
 	limited := map[string]bool{}    // customers with a line of a limited SKU
 	var skus []string
@@ -70,12 +82,14 @@ func standings(ctx context.Context, tx bun.IDB, ins []placeIn, cand []int, wants
 		return out, nil
 	}
 	for c := range out {
-		keys = append(keys, customerLockKey(c))
+		if k := customerLockKey(c); !slices.Contains(locked, k) {
+			keys = append(keys, k)
+		}
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
-	if _, err := tx.ExecContext(ctx, hotLockCustomers.For(tx), customerLockClass, pgArray(keys)); err != nil {
-		return nil, fmt.Errorf("lock customers: %w", err)
+	if keys = lockOrder(keys); len(keys) > 0 {
+		if _, err := tx.ExecContext(ctx, hotLockCustomers.For(tx), customerLockClass, pgArray(keys)); err != nil {
+			return nil, fmt.Errorf("lock customers: %w", err)
+		}
 	}
 	// One statement, after the lock's: each customer's unpaid orders and failed payments
 	// (customers with a service-wide bound), then the units of limited SKUs they hold.

@@ -199,7 +199,16 @@ func (b *batch) price(ctx context.Context, tx bun.Tx) error {
 			}
 		}
 	}
-	prices, limits, err := pricesOf(ctx, tx, skus)
+	// The customers' locks go with the prices (one round trip fewer) when the checkouts
+	// have service-wide bounds: every customer of the batch is then checked.
+	var lock []int32
+	for _, i := range b.keyed {
+		if p := b.ins[i].p; b.errs[i] == nil && p.Bounds.Any() {
+			lock = append(lock, customerLockKey(p.CustomerID))
+		}
+	}
+	lock = lockOrder(lock)
+	prices, limits, err := pricesOf(ctx, tx, skus, lock)
 	if err != nil {
 		return err
 	}
@@ -222,7 +231,7 @@ func (b *batch) price(ctx context.Context, tx bun.Tx) error {
 	// counts against the same customer's next one in this batch. (Should the holder then
 	// refuse that order for stock, the next one was judged as if it stood: a refusal
 	// that errs on the safe side, for a customer with two checkouts in one batch.)
-	held, err := standings(ctx, tx, b.ins, cand, b.wants, limits)
+	held, err := standings(ctx, tx, b.ins, cand, b.wants, limits, lock)
 	if err != nil {
 		return err
 	}
@@ -498,7 +507,11 @@ func linesOf(ctx context.Context, tx bun.IDB, ins []placeIn, keyed []int, errs [
 
 // pricesOf reads the current price of each SKU (unknown SKUs are missing) and the
 // limits of units per customer of those that have one.
-func pricesOf(ctx context.Context, tx bun.IDB, skus []string) (map[string]checkout.Price, map[string]int, error) {
+//
+// In the same statement it takes the customers' advisory locks whose keys are lock
+// (customerLockClass; in lockOrder): its own read does not need them, and every
+// statement after it sees what those customers' checkouts committed before (standings).
+func pricesOf(ctx context.Context, tx bun.IDB, skus []string, lock []int32) (map[string]checkout.Price, map[string]int, error) {
 	prices, limits := map[string]checkout.Price{}, map[string]int{}
 	if len(skus) == 0 {
 		return prices, limits, nil
@@ -509,7 +522,7 @@ func pricesOf(ctx context.Context, tx bun.IDB, skus []string) (map[string]checko
 		Currency   string `bun:"currency"`
 		MaxPer     *int   `bun:"max_per_customer"`
 	}
-	if err := tx.NewRaw(hotPrices.For(tx), pgArray(skus)).Scan(ctx, &rows); err != nil {
+	if err := tx.NewRaw(hotPrices.For(tx), pgArray(skus), customerLockClass, pgArray(lock)).Scan(ctx, &rows); err != nil {
 		return nil, nil, fmt.Errorf("prices: %w", err)
 	}
 	for _, r := range rows {
