@@ -74,8 +74,9 @@ type Options struct {
 	// table every order grows (orders, reservations) also names the batch's keys as
 	// = ANY(?), which such a plan can take through the table's index, and the session's
 	// random_page_cost makes that index the cheaper way from about a thousand rows on
-	// (TestHotStatements_GenericPlansLookOrdersUpByIndex). Below that a plan may scan
-	// the table, which costs little at that size, and the next ANALYZE re-plans it.
+	// (TestHotStatements_SettlementsGenericPlansLookRowsUpByIndex_InAYoungShop). Below
+	// that a plan may scan the table, which costs little at that size, and the next
+	// ANALYZE re-plans it.
 	GenericPlans bool
 }
 
