@@ -123,7 +123,7 @@ const HAStateFile = "stack.json"
 // PooledSessionLimits is PgBouncer's connect_query: the session limits an instance sets
 // itself on a direct connection (store.Options), which a transaction pooler must set
 // for it (docs/operations.md, "Behind PgBouncer").
-const PooledSessionLimits = "SET statement_timeout = 30000; SET lock_timeout = 10000; SET idle_in_transaction_session_timeout = 60000; SET jit = off"
+const PooledSessionLimits = "SET statement_timeout = 30000; SET lock_timeout = 10000; SET idle_in_transaction_session_timeout = 60000; SET jit = off; SET random_page_cost = 1.1"
 
 // UpHA starts the stack and waits until every instance is ready. On error it stops
 // what it started.

@@ -588,9 +588,10 @@ func TestPayments_ConcurrentSettlements_EachItsOwnOutcome(t *testing.T) {
 	}
 }
 
-// TestOpen_SessionSettings: every connection of a pool gets the session limits and no
+// TestOpen_SessionSettings: every connection of a pool gets the session limits, no
 // JIT (a stale-statistics misestimate must not add JIT compilation to a claim or a
-// checkout), unless the URL says otherwise.
+// checkout) and an SSD's random_page_cost (the generic plans of the hot statements look
+// rows up by index in a young shop), unless the URL says otherwise.
 func TestOpen_SessionSettings(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -602,7 +603,7 @@ func TestOpen_SessionSettings(t *testing.T) {
 		}
 		defer db.Close()
 		got := map[string]string{}
-		for _, name := range []string{"jit", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"} {
+		for _, name := range []string{"jit", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout", "random_page_cost"} {
 			var v string
 			if err := db.NewRaw("SELECT current_setting(?)", name).Scan(ctx, &v); err != nil {
 				t.Fatal(err)
@@ -612,7 +613,8 @@ func TestOpen_SessionSettings(t *testing.T) {
 		return got
 	}
 	url := testutil.DatabaseURL()
-	want := map[string]string{"jit": "off", "statement_timeout": "30s", "lock_timeout": "10s", "idle_in_transaction_session_timeout": "1min"}
+	want := map[string]string{"jit": "off", "statement_timeout": "30s", "lock_timeout": "10s", "idle_in_transaction_session_timeout": "1min",
+		"random_page_cost": "1.1"}
 	if got := show(t, url); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("session settings %v, want %v", got, want)
 	}
@@ -620,8 +622,8 @@ func TestOpen_SessionSettings(t *testing.T) {
 	if strings.Contains(url, "?") {
 		sep = "&"
 	}
-	if got := show(t, url+sep+"jit=on"); got["jit"] != "on" {
-		t.Errorf("jit=on in the URL: jit %s", got["jit"])
+	if got := show(t, url+sep+"jit=on&random_page_cost=4"); got["jit"] != "on" || got["random_page_cost"] != "4" {
+		t.Errorf("jit=on&random_page_cost=4 in the URL: jit %s, random_page_cost %s", got["jit"], got["random_page_cost"])
 	}
 }
 
