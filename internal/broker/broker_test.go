@@ -336,11 +336,18 @@ func TestBlockedConnection_PublishingPausesAndReadinessFails(t *testing.T) {
 		t.Fatalf("set watermark: %v %s", err, out)
 	}
 	t.Cleanup(func() { node.Ctl(context.Background(), "set_vm_memory_high_watermark", "0.4") })
-	// The first publish after the alarm is what makes RabbitMQ block the connection.
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	b.Publish(pctx, []event.Envelope{env(t, "during")})
-	cancel()
-	testutil.Eventually(t, 10*time.Second, "the connection seen blocked", b.Blocked)
+	// A publish after the alarm is what makes RabbitMQ block the connection. The alarm is
+	// raised by RabbitMQ's memory monitor, a moment after the command returns (longer on
+	// a busy machine): a publish that came first goes through, or waits for a confirm,
+	// and blocks nothing. So publish until the connection is seen blocked.
+	testutil.Eventually(t, 20*time.Second, "the connection seen blocked", func() bool {
+		if !b.Blocked() {
+			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			b.Publish(pctx, []event.Envelope{env(t, "during")})
+			cancel()
+		}
+		return b.Blocked()
+	})
 	start := time.Now()
 	if err := b.Publish(ctx, []event.Envelope{env(t, "blocked")}); !errors.Is(err, broker.ErrBlocked) || time.Since(start) > time.Second {
 		t.Fatalf("publish while blocked: %v after %s, want ErrBlocked at once", err, time.Since(start))
