@@ -35,9 +35,18 @@ func TestProcessCPUOfThisProcess(t *testing.T) {
 	if err != nil || st.PPID != os.Getppid() {
 		t.Fatalf("procstat.Read(self) = %+v, %v", st, err)
 	}
-	for end := time.Now().Add(30 * time.Millisecond); time.Now().Before(end); {
+	// Burn CPU until the kernel has counted some (it counts in ticks of 10 ms: on a busy
+	// machine 30 ms of wall time may hold less than one tick of this process's CPU), for
+	// at most 5 s.
+	var ticks uint64
+	for end := time.Now().Add(5 * time.Second); ticks == 0 && time.Now().Before(end); {
+		for spin := time.Now().Add(10 * time.Millisecond); time.Now().Before(spin); {
+		}
+		if ticks, err = procstat.CPU(os.Getpid(), true); err != nil {
+			t.Fatalf("procstat.CPU(self): %v", err)
+		}
 	}
-	if ticks, err := procstat.CPU(os.Getpid(), true); err != nil || ticks == 0 {
-		t.Fatalf("procstat.CPU(self) = %d, %v", ticks, err)
+	if ticks == 0 {
+		t.Fatal("procstat.CPU(self) = 0 after 5 s of spinning")
 	}
 }
