@@ -31,9 +31,7 @@ func newDemandRig(t *testing.T) *demandRig {
 	r.topo = testutil.NewTopology(workers.WebhookConsumers()...)
 	r.topo.Demand = r.hooks.Demand
 	r.b = testutil.NewBroker(t, testutil.AMQPURL(), r.topo)
-	r.hooks.BindWith(func(ctx context.Context, types []string) error {
-		return r.b.Bind(ctx, workers.WebhookFanOutConsumer, types)
-	})
+	r.hooks.BindWith(workers.FanOutBinder(r.b))
 	return r
 }
 
@@ -169,9 +167,7 @@ func TestWebhookFanOut_RegisteredWithoutTheBroker_UnavailableAndNothingStored(t 
 	hooks := store.NewWebhooks(db.DB, time.Now)
 	away := broker.New("amqp://guest:guest@127.0.0.1:1/", testutil.NewTopology(workers.WebhookConsumers()...), nil) // nothing listens on port 1
 	defer away.Close()
-	hooks.BindWith(func(ctx context.Context, types []string) error {
-		return away.Bind(ctx, workers.WebhookFanOutConsumer, types)
-	})
+	hooks.BindWith(workers.FanOutBinder(away))
 	api := testutil.NewAPI(t, db, testutil.APIOptions{Webhooks: hooks})
 	admin := testutil.Token(t, "ops", "admin")
 	resp := api.Do(t, admin, `mutation { registerWebhook(input: {url: "http://127.0.0.1:9/hook", events: ["order.paid"]}) { secret webhook { id } } }`, nil)

@@ -32,6 +32,13 @@ func WebhookConsumers() []broker.Consumer {
 	return []broker.Consumer{{Name: WebhookFanOutConsumer, Types: event.OrderTypes, SingleActive: true, InPlace: true, Remote: true, Demand: true}}
 }
 
+// FanOutBinder binds the fan-out's queue on b to event types at once: what a
+// registration calls before it stores an endpoint (store.Webhooks.BindWith), so the
+// queue takes the endpoint's types from the moment it exists.
+func FanOutBinder(b *broker.Broker) func(ctx context.Context, types []string) error {
+	return func(ctx context.Context, types []string) error { return b.Bind(ctx, WebhookFanOutConsumer, types) }
+}
+
 // WebhookOptions tune delivery.
 type WebhookOptions struct {
 	Policy webhook.Policy

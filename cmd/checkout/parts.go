@@ -200,9 +200,7 @@ func newStores(ctx context.Context, s *service, e *edge, p parts, migrate bool) 
 		Demand: st.webhooks.Demand}
 	// Publishing and consuming get their own connections, as RabbitMQ advises.
 	st.pub = broker.New(cfg.Broker.URL, st.topo, s.logger)
-	st.webhooks.BindWith(func(ctx context.Context, types []string) error {
-		return st.pub.Bind(ctx, workers.WebhookFanOutConsumer, types)
-	})
+	st.webhooks.BindWith(workers.FanOutBinder(st.pub))
 	st.pub.OnBlocked = m.BrokerBlocked
 	st.add(st.pub.Close)
 	if err := st.pub.Declare(ctx); err != nil {

@@ -179,17 +179,17 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		Topology: NewTopology(extra...), ttl: opt.TTL, WebhookStore: hooks}
 	if opt.Webhooks {
 		// As serve does: the fan-out's queue takes only what endpoints want, bound
-		// before an endpoint is stored.
+		// before an endpoint is stored (BindWith, below).
 		s.Topology.Demand = hooks.Demand
-		hooks.BindWith(func(ctx context.Context, types []string) error {
-			return s.Broker.Bind(ctx, workers.WebhookFanOutConsumer, types)
-		})
 	}
 	cleanupURL := AMQPURL()
 	if opt.PrivateBroker {
 		cleanupURL = ""
 	}
 	s.Broker = newBroker(t, opt.AMQPURL, s.Topology, cleanupURL)
+	if opt.Webhooks {
+		hooks.BindWith(workers.FanOutBinder(s.Broker))
+	}
 	s.Gateway = opt.Gateway
 	if s.Gateway == nil {
 		s.Sandbox = sandbox.New()
